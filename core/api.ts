@@ -1,0 +1,149 @@
+import { ContractError, describeValue } from "./errors.ts";
+import { validateObjectKey } from "./keys.ts";
+
+/**
+ * The Worker API (DESIGN.md, "Worker API"): paths, headers, limits and the JSON shapes the Worker answers
+ * and the job reads. The Worker and the job's HTTP store both import these; neither spells a path itself.
+ */
+export const API_PREFIX = "/api";
+export const PATHS = {
+  health: "/api/health",
+  uploadBackup: "/api/upload-backup",
+  backups: "/api/backups",
+  status: "/api/status",
+} as const;
+
+export const HEADERS = {
+  /** The seed's token header; `Authorization: Bearer <token>` is accepted too. */
+  serverToken: "X-Server-Token",
+  authorization: "Authorization",
+  /** Lowercase hex SHA-256 of the body; the Worker hands it to R2, which rejects a mismatch. */
+  contentSha256: "X-Content-SHA256",
+} as const;
+
+/** Bindings, secrets and variables of the Worker (also the names infra binds). */
+export const BINDINGS = {
+  bucket: "BACKUP_BUCKET",
+  replicaBucket: "BACKUP_REPLICA_BUCKET",
+  serverToken: "SERVER_BYPASS_TOKEN",
+  adminToken: "ADMIN_TOKEN",
+  maxBackupAgeHours: "MAX_BACKUP_AGE_HOURS",
+  alertWebhookUrl: "ALERT_WEBHOOK_URL",
+} as const;
+
+/** Workers accept request bodies of at most 100 MB on Free/Pro (DESIGN.md fact 2). */
+export const MAX_REQUEST_BYTES = 100_000_000;
+/** The largest single `PUT`; above it the client must use multipart. */
+export const MAX_SINGLE_PUT_BYTES = MAX_REQUEST_BYTES;
+/** The seed's form upload buffers the whole body (`formData()`): small files only. */
+export const MAX_FORM_UPLOAD_BYTES = 10 * 1024 * 1024;
+/** R2 multipart: parts of equal size (but the last), 5 MiB at least, at most 10,000 of them. */
+export const MIN_PART_BYTES = 5 * 1024 * 1024;
+export const MAX_PART_BYTES = 95 * 1024 * 1024;
+export const MAX_PARTS = 10_000;
+/** R2 fails multipart uploads with more than 2-3 parts in flight (DESIGN.md fact 2). */
+export const MAX_PARTS_IN_FLIGHT = 2;
+export const DEFAULT_PART_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The part size for an upload of at most `maxBytes` (an upper bound: a compressed stream's size is not
+ * known in advance): `preferred`, grown to whole MiB when needed so the count stays within 10,000.
+ */
+export function choosePartSize(maxBytes: number, preferred = DEFAULT_PART_BYTES): number {
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+    throw new ContractError("plan", "multipart upload of", describeValue(maxBytes), "expected a non-negative whole number of bytes");
+  }
+  if (!Number.isSafeInteger(preferred) || preferred < MIN_PART_BYTES || preferred > MAX_PART_BYTES) {
+    throw new ContractError("plan", "part size", describeValue(preferred), `expected ${MIN_PART_BYTES} to ${MAX_PART_BYTES} bytes`);
+  }
+  const MiB = 1024 * 1024;
+  const needed = Math.ceil(Math.ceil(maxBytes / MAX_PARTS) / MiB) * MiB;
+  const size = Math.max(preferred, needed);
+  if (size > MAX_PART_BYTES) {
+    throw new ContractError(
+      "plan",
+      "multipart upload of",
+      `${maxBytes} bytes`,
+      `needs parts of ${size} bytes, over the ${MAX_PART_BYTES}-byte request limit of a Worker`,
+      "the largest object that fits is 10,000 parts of 95 MiB",
+    );
+  }
+  return size;
+}
+
+/** The API path of an object key: each segment percent-encoded. */
+export function objectPath(key: string): string {
+  validateObjectKey(key);
+  return `${PATHS.backups}/${key.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+/**
+ * The key of an API path under `/api/backups/`, percent-decoded then validated (400 on failure in the
+ * Worker). Returns undefined when the path is not an object path at all.
+ */
+export function keyFromPath(pathname: string): string | undefined {
+  const prefix = `${PATHS.backups}/`;
+  if (!pathname.startsWith(prefix)) return undefined;
+  let key: string;
+  try {
+    key = decodeURIComponent(pathname.slice(prefix.length));
+  } catch {
+    throw new ContractError("decode", "backup key", pathname.slice(prefix.length), "is not valid percent-encoding");
+  }
+  return validateObjectKey(key);
+}
+
+/** Every error body of the Worker. */
+export interface ApiError {
+  error: string;
+  message: string;
+}
+
+/** One object of a listing. */
+export interface ApiObject {
+  key: string;
+  size: number;
+  etag: string;
+  uploaded: string;
+  sha256?: string;
+}
+
+/** `GET /api/backups?prefix=&cursor=&delimiter=` */
+export interface ApiListing {
+  objects: ApiObject[];
+  prefixes: string[];
+  cursor?: string;
+  truncated: boolean;
+}
+
+/** `POST ...?uploads` */
+export interface ApiMultipartCreated {
+  key: string;
+  uploadId: string;
+}
+
+/** `PUT ...?uploadId=&partNumber=` */
+export interface ApiPart {
+  partNumber: number;
+  etag: string;
+}
+
+/** `GET /api/status` */
+export interface ApiStatus {
+  healthy: boolean;
+  now: string;
+  maxBackupAgeHours: number;
+  full: ApiStatusEntry | null;
+  incremental: ApiStatusEntry | null;
+  daily: ApiStatusEntry | null;
+  drill: ApiStatusEntry | null;
+  /** When a replica bucket is bound: complete sets the replica lacks. */
+  replica?: { lag: number; missing: string[] };
+  problems: string[];
+}
+
+export interface ApiStatusEntry {
+  id: string;
+  at: string;
+  ageHours: number;
+}

@@ -1,0 +1,235 @@
+import { ContractError, describeValue } from "./errors.ts";
+import { dayOfTimestamp, parseDay, parseTimestamp, type BackupDay, type BackupTimestamp } from "./time.ts";
+
+/**
+ * The storage layout of DESIGN.md, owned here and nowhere else:
+ * ```
+ * backups/full/<ts>/<source>.db.zst | documents.tar.zst | metadata.json
+ * backups/incremental/<ts>/changes.ndjson.zst | metadata.json
+ * backups/daily/<yyyy-mm-dd>/<same files as full>
+ * backups/drills/<ts>.json
+ * backups/state/<name>          (the only overwritable keys)
+ * ```
+ */
+export const ROOT = "backups/";
+export const PREFIXES = {
+  full: "backups/full/",
+  incremental: "backups/incremental/",
+  daily: "backups/daily/",
+  drills: "backups/drills/",
+  state: "backups/state/",
+} as const;
+
+export const MANIFEST_FILE = "metadata.json";
+export const DOCUMENTS_FILE = "documents.tar.zst";
+export const CHANGES_FILE = "changes.ndjson.zst";
+export const DATABASE_SUFFIX = ".db.zst";
+
+/** Longest key the Worker accepts (R2 allows 1,024; we keep headroom for the API path). */
+export const MAX_KEY_BYTES = 512;
+
+/** A database's name inside a backup: letters, digits, `.`, `_`, `-`, `@` (LiveStore's `eventlog@6`). */
+const SOURCE_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
+const STATE_SEGMENT_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
+
+export type BackupSetKind = "full" | "incremental" | "daily";
+
+/** Every kind of key, as data. `file` is the last segment of a backup set's object. */
+export type BackupKey =
+  | { kind: "full"; ts: BackupTimestamp; file: string }
+  | { kind: "incremental"; ts: BackupTimestamp; file: string }
+  | { kind: "daily"; day: BackupDay; file: string }
+  | { kind: "drill"; ts: BackupTimestamp }
+  | { kind: "state"; name: string };
+
+/** Validates a database source name (the `<source>` of `<source>.db.zst`). */
+export function assertSourceName(source: string): string {
+  if (typeof source !== "string" || !SOURCE_RE.test(source) || source.includes("..")) {
+    throw new ContractError(
+      "validate",
+      "source name",
+      describeValue(source),
+      "expected 1-128 characters of letters, digits, '.', '_', '-', '@', starting with a letter or digit",
+      "name the database with --source, or rename the file",
+    );
+  }
+  return source;
+}
+
+/** The object file name of a database snapshot. */
+export function databaseFile(source: string): string {
+  return `${assertSourceName(source)}${DATABASE_SUFFIX}`;
+}
+
+/** The source name of a database object file, or undefined when the file is not a database. */
+export function sourceOfFile(file: string): string | undefined {
+  if (!file.endsWith(DATABASE_SUFFIX)) return undefined;
+  const source = file.slice(0, -DATABASE_SUFFIX.length);
+  return SOURCE_RE.test(source) && !source.includes("..") ? source : undefined;
+}
+
+function assertSetFile(kind: BackupSetKind, file: string, key: string): void {
+  const ok =
+    kind === "incremental"
+      ? file === MANIFEST_FILE || file === CHANGES_FILE
+      : file === MANIFEST_FILE || file === DOCUMENTS_FILE || sourceOfFile(file) !== undefined;
+  if (!ok) {
+    const expected =
+      kind === "incremental"
+        ? `'${MANIFEST_FILE}' or '${CHANGES_FILE}'`
+        : `'${MANIFEST_FILE}', '${DOCUMENTS_FILE}' or '<source>${DATABASE_SUFFIX}'`;
+    throw new ContractError("parse", "backup key", key, `the file '${file}' is not one of ${expected}`);
+  }
+}
+
+function assertStateName(name: string, key: string): void {
+  const segments = name.split("/");
+  if (!segments.every((s) => STATE_SEGMENT_RE.test(s) && s !== "..")) {
+    throw new ContractError(
+      "parse",
+      "backup key",
+      key,
+      "a state name is one or more '/'-separated segments of letters, digits, '.', '_', '-', '@'",
+    );
+  }
+}
+
+/** Formats a key; throws a ContractError naming the bad part. Round-trips with `parseBackupKey`. */
+export function formatBackupKey(key: BackupKey): string {
+  let text: string;
+  switch (key?.kind) {
+    case "full":
+    case "incremental":
+      parseTimestamp(key.ts);
+      text = `${PREFIXES[key.kind]}${key.ts}/${key.file}`;
+      assertSetFile(key.kind, key.file, text);
+      break;
+    case "daily":
+      parseDay(key.day);
+      text = `${PREFIXES.daily}${key.day}/${key.file}`;
+      assertSetFile("daily", key.file, text);
+      break;
+    case "drill":
+      parseTimestamp(key.ts);
+      text = `${PREFIXES.drills}${key.ts}.json`;
+      break;
+    case "state":
+      text = `${PREFIXES.state}${key.name}`;
+      assertStateName(key.name, text);
+      break;
+    default:
+      throw new ContractError("format", "backup key", describeValue(key), "expected kind full, incremental, daily, drill or state");
+  }
+  assertKeyLength(text);
+  return text;
+}
+
+/** Parses any key of the layout; rejects anything else with the reason. */
+export function parseBackupKey(key: string): BackupKey {
+  if (typeof key !== "string") throw new ContractError("parse", "backup key", describeValue(key), "expected a string");
+  assertKeyLength(key);
+  const parts = key.split("/");
+  const [root, area, ...rest] = parts;
+  if (root !== "backups" || area === undefined) {
+    throw new ContractError("parse", "backup key", key, "expected a key under 'backups/'");
+  }
+  const fail = (reason: string): never => {
+    throw new ContractError("parse", "backup key", key, reason);
+  };
+  switch (area) {
+    case "full":
+    case "incremental":
+    case "daily": {
+      if (rest.length !== 2) fail(`expected backups/${area}/<${area === "daily" ? "yyyy-mm-dd" : "ts"}>/<file>`);
+      const [when, file] = rest as [string, string];
+      if (area === "daily") {
+        try {
+          parseDay(when);
+        } catch (e) {
+          fail((e as ContractError).reason ?? "bad day");
+        }
+        assertSetFile("daily", file, key);
+        return { kind: "daily", day: when, file };
+      }
+      try {
+        parseTimestamp(when);
+      } catch (e) {
+        fail(`'${when}' is not a timestamp: expected UTC YYYYMMDDTHHMMSSZ`);
+      }
+      assertSetFile(area, file, key);
+      return { kind: area, ts: when, file };
+    }
+    case "drills": {
+      const [file] = rest;
+      if (rest.length !== 1 || !file?.endsWith(".json")) fail("expected backups/drills/<ts>.json");
+      const ts = file!.slice(0, -".json".length);
+      try {
+        parseTimestamp(ts);
+      } catch {
+        fail(`'${ts}' is not a timestamp: expected UTC YYYYMMDDTHHMMSSZ`);
+      }
+      return { kind: "drill", ts };
+    }
+    case "state": {
+      const name = rest.join("/");
+      assertStateName(name, key);
+      return { kind: "state", name };
+    }
+    default:
+      return fail("expected backups/full|incremental|daily|drills|state/...");
+  }
+}
+
+function assertKeyLength(key: string): void {
+  const bytes = new TextEncoder().encode(key).length;
+  if (bytes > MAX_KEY_BYTES) {
+    throw new ContractError("validate", "backup key", `${key.slice(0, 60)}...`, `is ${bytes} bytes, at most ${MAX_KEY_BYTES} are allowed`);
+  }
+}
+
+/**
+ * The Worker's key rule (DESIGN.md, Worker API): `backups/(full|incremental|daily|drills|state)/...`, no `..`,
+ * no empty segment, no control characters, at most 512 bytes. Looser than `parseBackupKey` on purpose: the
+ * Worker is storage, and only the job needs to understand a key's structure.
+ */
+export function validateObjectKey(key: string): string {
+  if (typeof key !== "string" || key.length === 0) {
+    throw new ContractError("validate", "backup key", describeValue(key), "expected a non-empty key");
+  }
+  assertKeyLength(key);
+  if (!/^backups\/(full|incremental|daily|drills|state)\//.test(key)) {
+    throw new ContractError("validate", "backup key", key, "expected a key under backups/full|incremental|daily|drills|state/");
+  }
+  const segments = key.split("/");
+  if (segments.some((s) => s === "")) throw new ContractError("validate", "backup key", key, "has an empty path segment");
+  if (segments.some((s) => s === ".." || s === ".")) throw new ContractError("validate", "backup key", key, "has a '.' or '..' segment");
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f\\]/.test(key)) throw new ContractError("validate", "backup key", key, "has a control character or a backslash");
+  return key;
+}
+
+/** True when a key may be overwritten: only the mutable pointers under `backups/state/`. */
+export function isOverwritableKey(key: string): boolean {
+  return key.startsWith(PREFIXES.state);
+}
+
+/** The prefix of one backup set, e.g. `backups/full/20260131T060000Z/`. */
+export function backupSetPrefix(kind: "full" | "incremental", ts: BackupTimestamp): string;
+export function backupSetPrefix(kind: "daily", day: BackupDay): string;
+export function backupSetPrefix(kind: BackupSetKind, id: string): string {
+  if (kind === "daily") parseDay(id);
+  else parseTimestamp(id);
+  return `${PREFIXES[kind]}${id}/`;
+}
+
+/** The manifest key of a backup set. */
+export function manifestKey(kind: BackupSetKind, id: string): string {
+  return kind === "daily"
+    ? formatBackupKey({ kind, day: id, file: MANIFEST_FILE })
+    : formatBackupKey({ kind, ts: id, file: MANIFEST_FILE });
+}
+
+/** The daily key a full backup's file is promoted to. */
+export function dailyKeyFor(fullTs: BackupTimestamp, file: string): string {
+  return formatBackupKey({ kind: "daily", day: dayOfTimestamp(fullTs), file });
+}

@@ -1,0 +1,173 @@
+import { z } from "zod";
+import { ContractError } from "./errors.ts";
+import { CHANGES_FILE, DOCUMENTS_FILE, MANIFEST_FILE, databaseFile, formatBackupKey, type BackupSetKind } from "./keys.ts";
+import { dayOfTimestamp, isTimestamp } from "./time.ts";
+
+/**
+ * The manifest (`metadata.json`) of a backup set: what was stored, how to check it, and where it sits in
+ * the incremental chain. It is written LAST; a set without one is incomplete and never restored.
+ */
+export const MANIFEST_FORMAT = "r2-sqlite-backup/manifest@1";
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters (sha256)");
+const timestamp = z.string().refine(isTimestamp, "expected a UTC YYYYMMDDTHHMMSSZ timestamp");
+const count = z.number().int().nonnegative();
+
+/** One stored object of the set. `size`/`sha256` are of the bytes as stored (compressed). */
+export const fileEntrySchema = z.object({
+  name: z.string().min(1),
+  role: z.enum(["database", "documents", "changes"]),
+  /** The database this object belongs to (role `database`). */
+  source: z.string().optional(),
+  contentType: z.string().min(1),
+  compression: z.enum(["zstd", "none"]),
+  size: count,
+  sha256,
+  uncompressedSize: count,
+  uncompressedSha256: sha256,
+});
+
+/** What the job learned of a database while snapshotting it, checked again on restore. */
+export const databaseInfoSchema = z.object({
+  source: z.string().min(1),
+  /** The file name the snapshot was taken from (informational; never used as a restore target). */
+  fileName: z.string().optional(),
+  pageSize: z.number().int().positive(),
+  pageCount: count,
+  integrity: z.literal("ok"),
+  /** Row count per table at the snapshot. */
+  tables: z.record(z.string(), count),
+});
+
+/**
+ * How far the changes of one table go: the largest key tuple included, `null` when the table was empty.
+ * For LiveStore's `eventlog` the columns are `["seqNumGlobal", "seqNumClient"]`.
+ */
+export const watermarkSchema = z.object({
+  source: z.string().min(1),
+  table: z.string().min(1),
+  columns: z.array(z.string().min(1)).min(1),
+  value: z.array(z.union([z.number(), z.string()])).nullable(),
+});
+
+export const manifestSchema = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  kind: z.enum(["full", "incremental"]),
+  /** The set's timestamp: `backups/<kind>/<id>/`. */
+  id: timestamp,
+  /** The full backup this set's chain starts from (its own id for a full backup). */
+  base: timestamp,
+  /** The set this incremental continues (full or incremental); null for a full backup. */
+  previous: timestamp.nullable(),
+  /** For a daily copy: the full backup it was promoted from. */
+  promotedFrom: timestamp.optional(),
+  createdAt: z.iso.datetime(),
+  completedAt: z.iso.datetime(),
+  app: z.object({ name: z.string(), version: z.string() }),
+  tool: z.object({ name: z.string(), version: z.string() }),
+  sqliteVersion: z.string().min(1),
+  host: z.string().optional(),
+  files: z.array(fileEntrySchema),
+  databases: z.array(databaseInfoSchema),
+  /** Incremental: the watermarks it starts after (exclusive). Full: empty. */
+  from: z.array(watermarkSchema),
+  /** The watermarks this set reaches (inclusive): the next incremental starts after them. */
+  to: z.array(watermarkSchema),
+  /** Rows carried by an incremental, per `<source>/<table>`. */
+  changes: z.record(z.string(), count).optional(),
+  /** Milliseconds per phase (snapshot, compress, upload, total, ...). */
+  timings: z.record(z.string(), z.number().nonnegative()),
+});
+
+export type FileEntry = z.infer<typeof fileEntrySchema>;
+export type DatabaseInfo = z.infer<typeof databaseInfoSchema>;
+export type Watermark = z.infer<typeof watermarkSchema>;
+export type Manifest = z.infer<typeof manifestSchema>;
+
+function checkInvariants(m: Manifest): string[] {
+  const problems: string[] = [];
+  if (m.kind === "full") {
+    if (m.base !== m.id) problems.push(`a full backup's base must be its own id '${m.id}', got '${m.base}'`);
+    if (m.previous !== null) problems.push("a full backup has no previous set");
+    if (m.from.length > 0) problems.push("a full backup starts from no watermark ('from' must be empty)");
+    if (!m.files.some((f) => f.role === "database")) problems.push("a full backup holds at least one database");
+  } else {
+    if (m.previous === null) problems.push("an incremental names the previous set it continues");
+    if (m.base > m.id || (m.previous !== null && m.previous >= m.id)) problems.push("an incremental comes after its base and previous set");
+    if (!m.files.some((f) => f.role === "changes")) problems.push(`an incremental holds '${CHANGES_FILE}'`);
+  }
+  if (m.promotedFrom !== undefined && m.kind !== "full") problems.push("only a full backup is promoted to daily");
+  const names = new Set<string>();
+  for (const f of m.files) {
+    if (names.has(f.name)) problems.push(`file '${f.name}' is listed twice`);
+    names.add(f.name);
+    if (f.name === MANIFEST_FILE) problems.push(`'${MANIFEST_FILE}' does not list itself`);
+    if (f.role === "database") {
+      if (!f.source) problems.push(`database file '${f.name}' names no source`);
+      else if (f.name !== databaseFile(f.source)) problems.push(`database file '${f.name}' should be '${databaseFile(f.source)}'`);
+      else if (!m.databases.some((d) => d.source === f.source)) problems.push(`database '${f.source}' has a file but no database entry`);
+    }
+    if (f.role === "documents" && f.name !== DOCUMENTS_FILE) problems.push(`documents file must be '${DOCUMENTS_FILE}'`);
+    if (f.role === "changes" && f.name !== CHANGES_FILE) problems.push(`changes file must be '${CHANGES_FILE}'`);
+    if (m.kind === "incremental" && f.role !== "changes") problems.push(`an incremental holds only '${CHANGES_FILE}', not '${f.name}'`);
+  }
+  if (Date.parse(m.completedAt) < Date.parse(m.createdAt)) problems.push("completedAt is before createdAt");
+  return problems;
+}
+
+/** Builds a manifest from its parts, validating schema and invariants; throws a ContractError listing every problem. */
+export function buildManifest(input: Omit<Manifest, "format">): Manifest {
+  return validateManifest({ format: MANIFEST_FORMAT, ...input }, `${input?.kind ?? "?"}/${input?.id ?? "?"}`);
+}
+
+/** Parses `metadata.json` text (or an already parsed value) into a validated manifest. */
+export function parseManifest(text: string | unknown, where = "metadata.json"): Manifest {
+  let value: unknown = text;
+  if (typeof text === "string") {
+    try {
+      value = JSON.parse(text);
+    } catch (e) {
+      throw new ContractError("parse", "manifest", where, `not JSON: ${(e as Error).message}`);
+    }
+  }
+  return validateManifest(value, where);
+}
+
+function validateManifest(value: unknown, where: string): Manifest {
+  const result = manifestSchema.safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw new ContractError("validate", "manifest", where, problems.join("; "), "was it written by this tool's version?");
+  }
+  const problems = checkInvariants(result.data);
+  if (problems.length > 0) throw new ContractError("validate", "manifest", where, problems.join("; "));
+  return result.data;
+}
+
+/** Serializes a manifest as stored (stable, indented JSON). */
+export function serializeManifest(m: Manifest): string {
+  return `${JSON.stringify(m, null, 2)}\n`;
+}
+
+/** The key of one file of a set, for the set's own location. */
+export function fileKey(setKind: BackupSetKind, setId: string, name: string): string {
+  return setKind === "daily"
+    ? formatBackupKey({ kind: "daily", day: setId, file: name })
+    : formatBackupKey({ kind: setKind, ts: setId, file: name });
+}
+
+/** The manifest of a full backup's daily copy: the same content, marked as promoted from it. */
+export function promoteManifest(full: Manifest): { day: string; manifest: Manifest } {
+  if (full.kind !== "full") throw new ContractError("promote", "backup", full.id, "only a full backup is promoted to daily");
+  return { day: dayOfTimestamp(full.id), manifest: { ...full, promotedFrom: full.id } };
+}
+
+/** Finds the file entry for a name, or throws naming what the manifest holds. */
+export function requireFile(m: Manifest, name: string): FileEntry {
+  const f = m.files.find((x) => x.name === name);
+  if (!f) {
+    throw new ContractError("find", "file", name, `not in ${m.kind} backup ${m.id} (it holds ${m.files.map((x) => x.name).join(", ") || "nothing"})`);
+  }
+  return f;
+}
+

@@ -1,0 +1,35 @@
+import type { ApiStatus, ApiStatusEntry } from "./api.ts";
+import { newestComplete, type Catalog } from "./catalog.ts";
+import { parseDay, parseTimestamp } from "./time.ts";
+
+/**
+ * The health of a bucket as `GET /api/status` and `r2backup status` report it: the newest complete full,
+ * incremental, daily and drill with their ages, and `healthy` when the newest complete full backup is at
+ * most `maxBackupAgeHours` old (the dead-man's switch of DESIGN.md).
+ */
+export function summarizeStatus(catalog: Catalog, now: Date, maxBackupAgeHours: number): ApiStatus {
+  const entry = (id: string | undefined, at: Date | undefined): ApiStatusEntry | null =>
+    id === undefined || at === undefined
+      ? null
+      : { id, at: at.toISOString(), ageHours: Math.round(((now.getTime() - at.getTime()) / 3_600_000) * 100) / 100 };
+  const full = newestComplete(catalog.full);
+  const inc = newestComplete(catalog.incremental);
+  const daily = newestComplete(catalog.daily);
+  const drill = catalog.drills.at(-1);
+  const status: ApiStatus = {
+    healthy: false,
+    now: now.toISOString(),
+    maxBackupAgeHours,
+    full: entry(full?.id, full && parseTimestamp(full.id)),
+    incremental: entry(inc?.id, inc && parseTimestamp(inc.id)),
+    daily: entry(daily?.id, daily && parseDay(daily.id)),
+    drill: entry(drill, drill === undefined ? undefined : parseTimestamp(drill)),
+    problems: [],
+  };
+  if (!status.full) status.problems.push("no complete full backup");
+  else if (status.full.ageHours > maxBackupAgeHours) {
+    status.problems.push(`the newest complete full backup ${status.full.id} is ${status.full.ageHours} hours old (limit ${maxBackupAgeHours})`);
+  }
+  status.healthy = status.problems.length === 0;
+  return status;
+}

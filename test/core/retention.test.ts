@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest";
+import { DAY_SECONDS, DEFAULT_RETENTION, explainRetention, lifecycleRules, lockRules, validateRetentionPolicy } from "../../core/index.ts";
+
+describe("the retention policy", () => {
+  it("derives DESIGN.md's lifecycle rules, in seconds, with InfrequentAccess and never GLACIER", () => {
+    const rules = lifecycleRules(DEFAULT_RETENTION);
+    const byId = Object.fromEntries(rules.map((r) => [r.id, r]));
+    expect(byId["expire-full"]).toEqual({ id: "expire-full", enabled: true, conditions: { prefix: "backups/full/" }, deleteObjectsTransition: { condition: { type: "Age", maxAge: 30 * DAY_SECONDS } } });
+    expect(byId["expire-incremental"]?.deleteObjectsTransition?.condition.maxAge).toBe(2_592_000);
+    expect(byId["daily-to-infrequent-access"]?.storageClassTransitions).toEqual([{ storageClass: "InfrequentAccess", condition: { type: "Age", maxAge: 7_776_000 } }]);
+    expect(byId["expire-daily"]?.deleteObjectsTransition?.condition.maxAge).toBe(365 * 86_400);
+    expect(byId["abort-incomplete-multipart"]).toEqual({ id: "abort-incomplete-multipart", enabled: true, conditions: { prefix: "" }, abortMultipartUploadsTransition: { condition: { type: "Age", maxAge: 86_400 } } });
+    expect(JSON.stringify(rules)).not.toMatch(/GLACIER/i);
+    expect(rules.some((r) => r.conditions.prefix.startsWith("backups/state"))).toBe(false);
+  });
+
+  it("locks every prefix under backups/ except state/, one rule each", () => {
+    const rules = lockRules(DEFAULT_RETENTION);
+    expect(rules.map((r) => r.prefix)).toEqual(["backups/full/", "backups/incremental/", "backups/daily/", "backups/drills/"]);
+    expect(rules.every((r) => r.enabled && r.condition.type === "Age" && r.condition.maxAgeSeconds === 7 * DAY_SECONDS)).toBe(true);
+    expect(new Set(rules.map((r) => r.id)).size).toBe(rules.length);
+  });
+
+  it("has no lock when lockDays is 0 (preview stacks)", () => {
+    expect(lockRules({ ...DEFAULT_RETENTION, lockDays: 0 })).toEqual([]);
+  });
+
+  it.each([
+    [{ ...DEFAULT_RETENTION, fullDays: 0 }, /fullDays: Too small/i],
+    [{ ...DEFAULT_RETENTION, fullDays: 1.5 }, /fullDays/],
+    [{ ...DEFAULT_RETENTION, dailyInfrequentAccessDays: 365 }, /dailyInfrequentAccessDays \(365\) must be less than dailyDays \(365\)/],
+    [{ ...DEFAULT_RETENTION, lockDays: 31 }, /lockDays \(31\) must not exceed fullDays \(30\)/],
+    [{ ...DEFAULT_RETENTION, glacierDays: 10 }, /Unrecognized key/],
+  ])("rejects %j naming the problem", (policy, message) => {
+    expect(() => validateRetentionPolicy(policy)).toThrow(message);
+    expect(() => validateRetentionPolicy(policy)).toThrow(/^validate retention policy/);
+  });
+
+  it("explains each key's fate", () => {
+    const up = new Date("2026-01-01T00:00:00Z");
+    const daily = explainRetention(DEFAULT_RETENTION, "backups/daily/2026-01-01/metadata.json", up);
+    expect(daily.infrequentAccessAt?.toISOString()).toBe("2026-04-01T00:00:00.000Z");
+    expect(daily.deleteAt?.toISOString()).toBe("2027-01-01T00:00:00.000Z");
+    expect(daily.lockedUntil?.toISOString()).toBe("2026-01-08T00:00:00.000Z");
+    const state = explainRetention(DEFAULT_RETENTION, "backups/state/latest.json", up);
+    expect(state.deleteAt).toBeUndefined();
+    expect(state.lockedUntil).toBeUndefined();
+  });
+});
