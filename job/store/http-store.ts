@@ -1,0 +1,239 @@
+import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
+import { JobError } from "../errors.ts";
+import type { BackupStore, GetResult, ListPage, PutOptions, StoredObject } from "./types.ts";
+
+/** An HTTP answer the store could not turn into a result: carries the status for callers that branch on it. */
+export class HttpStatusError extends JobError {
+  readonly status: number;
+  constructor(kind: ConstructorParameters<typeof JobError>[0], status: number, message: string, hint?: string) {
+    super(kind, message, hint === undefined ? {} : { hint });
+    this.status = status;
+  }
+}
+
+export interface HttpStoreOptions {
+  /** The Worker's base URL, e.g. `https://backups.example.com` or the local `http://127.0.0.1:8787`. */
+  url: string;
+  /** `SERVER_BYPASS_TOKEN` (or `ADMIN_TOKEN` for deletes). Sent as `Authorization: Bearer`; never logged. */
+  token: string;
+  /** Attempts per request on network errors, 429 and 5xx (default 5). */
+  attempts?: number;
+  /** First backoff in ms, doubled per attempt with jitter, capped at 5 s (default 250). */
+  backoffMs?: number;
+  /** Per-request timeout in ms (default 300,000: a 95 MiB part on a slow link). */
+  timeoutMs?: number;
+  /** Called before each retry (for logs and tests). */
+  onRetry?: (info: { operation: string; attempt: number; delayMs: number; reason: string }) => void;
+}
+
+const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+
+function toStored(o: ApiObject): StoredObject {
+  return { key: o.key, size: o.size, etag: o.etag, uploaded: new Date(o.uploaded), ...(o.sha256 ? { sha256: o.sha256 } : {}) };
+}
+
+function fromHeaders(key: string, res: Response): StoredObject {
+  const sha = res.headers.get(HEADERS.contentSha256);
+  const range = res.headers.get("content-range");
+  const total = range ? Number(range.split("/")[1]) : Number(res.headers.get("content-length") ?? "0");
+  return {
+    key,
+    size: total,
+    etag: (res.headers.get("etag") ?? "").replaceAll('"', ""),
+    uploaded: new Date(res.headers.get("last-modified") ?? 0),
+    ...(sha ? { sha256: sha } : {}),
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The job's store over the Worker API (DESIGN.md, "Worker API"): bounded retries with backoff on network
+ * errors, 429 (honouring Retry-After) and 5xx; a 401/403 is never retried and becomes exit code 4.
+ */
+export class HttpStore implements BackupStore {
+  readonly url: string;
+  readonly #token: string;
+  readonly #attempts: number;
+  readonly #backoffMs: number;
+  readonly #timeoutMs: number;
+  readonly #onRetry: HttpStoreOptions["onRetry"];
+
+  constructor(options: HttpStoreOptions) {
+    let base: URL;
+    try {
+      base = new URL(options.url);
+    } catch {
+      throw new JobError("usage", `configure worker url '${options.url}': not a URL`, { hint: "set R2_WORKER_URL or --worker-url to e.g. https://backups.example.com" });
+    }
+    if (!options.token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN or --token" });
+    this.url = base.href.replace(/\/$/, "");
+    this.#token = options.token;
+    this.#attempts = Math.max(1, options.attempts ?? 5);
+    this.#backoffMs = options.backoffMs ?? 250;
+    this.#timeoutMs = options.timeoutMs ?? 300_000;
+    this.#onRetry = options.onRetry;
+  }
+
+  /** One request with retries. `expect` lists statuses returned to the caller instead of thrown. */
+  async #request(operation: string, id: string, path: string, init: RequestInit & { expect?: number[] } = {}): Promise<Response> {
+    const { expect = [], ...rest } = init;
+    let lastReason = "";
+    for (let attempt = 1; ; attempt++) {
+      let res: Response | undefined;
+      let retryAfterMs: number | undefined;
+      try {
+        res = await fetch(`${this.url}${path}`, {
+          ...rest,
+          headers: { authorization: `Bearer ${this.#token}`, ...(rest.headers as Record<string, string> | undefined) },
+          signal: AbortSignal.timeout(this.#timeoutMs),
+        });
+      } catch (e) {
+        lastReason = describeNetworkError(e);
+      }
+      if (res) {
+        if (res.ok || expect.includes(res.status)) return res;
+        const body = await readError(res);
+        if (res.status === 401 || res.status === 403) {
+          throw new HttpStatusError("auth", res.status, `${operation} '${id}': the Worker rejected the token (${res.status} ${body.message})`, "check SERVER_BYPASS_TOKEN (or ADMIN_TOKEN for deletes) against the Worker's secret");
+        }
+        if (!RETRYABLE_STATUS.has(res.status)) {
+          throw new HttpStatusError(res.status === 404 ? "notFound" : "failed", res.status, `${operation} '${id}': ${res.status} ${body.error}: ${body.message}`);
+        }
+        lastReason = `${res.status} ${body.message}`;
+        const ra = res.headers.get("retry-after");
+        if (ra) retryAfterMs = /^\d+$/.test(ra) ? Number(ra) * 1000 : Math.max(0, Date.parse(ra) - Date.now());
+      }
+      if (attempt >= this.#attempts) {
+        throw new JobError("unreachable", `${operation} '${id}': the Worker at ${this.url} failed ${attempt} times (last: ${lastReason})`, {
+          hint: "check R2_WORKER_URL and that the Worker is up (GET /api/health), then run again",
+        });
+      }
+      const backoff = Math.min(5000, this.#backoffMs * 2 ** (attempt - 1));
+      const delayMs = Math.min(60_000, retryAfterMs ?? Math.round(backoff / 2 + Math.random() * (backoff / 2)));
+      this.#onRetry?.({ operation, attempt, delayMs, reason: lastReason });
+      await sleep(delayMs);
+    }
+  }
+
+  async put(key: string, body: Uint8Array | string, options: PutOptions = {}): Promise<StoredObject> {
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const headers: Record<string, string> = { "content-type": options.contentType ?? "application/octet-stream" };
+    if (options.sha256) headers[HEADERS.contentSha256] = options.sha256;
+    const res = await this.#request("upload", key, objectPath(key), { method: "PUT", body: bytes, headers, expect: [409] });
+    if (res.status === 409) {
+      // Write-once keys: a PUT retried after a lost response meets its own earlier success. The same
+      // bytes (R2-checked sha256 and size) are that success; anything else is a real conflict.
+      const err = await readError(res);
+      const existing = options.sha256 ? await this.head(key) : undefined;
+      if (existing && existing.size === bytes.byteLength && existing.sha256 === options.sha256) return existing;
+      throw new HttpStatusError("failed", 409, `upload '${key}': already exists (${err.message})`, "backups are write-once; a new backup gets a new timestamp");
+    }
+    return toStored((await res.json()) as ApiObject);
+  }
+
+  async get(key: string, options: { offset?: number; length?: number } = {}): Promise<GetResult | undefined> {
+    const headers: Record<string, string> = {};
+    if (options.offset !== undefined || options.length !== undefined) {
+      const start = options.offset ?? 0;
+      headers.range = options.length === undefined ? `bytes=${start}-` : `bytes=${start}-${start + options.length - 1}`;
+    }
+    const res = await this.#request("download", key, objectPath(key), { method: "GET", headers, expect: [404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (!res.body) throw new JobError("failed", `download '${key}': the Worker sent no body`);
+    const stored = fromHeaders(key, res);
+    const result: GetResult = { ...stored, body: res.body };
+    const cr = res.headers.get("content-range");
+    const m = cr ? /bytes (\d+)-(\d+)\//.exec(cr) : null;
+    if (m) result.range = { offset: Number(m[1]), length: Number(m[2]) - Number(m[1]) + 1 };
+    return result;
+  }
+
+  async head(key: string): Promise<StoredObject | undefined> {
+    const res = await this.#request("inspect", key, objectPath(key), { method: "HEAD", expect: [404] });
+    return res.status === 404 ? undefined : fromHeaders(key, res);
+  }
+
+  async list(prefix: string, options: { cursor?: string; delimiter?: string; limit?: number } = {}): Promise<ListPage> {
+    const q = new URLSearchParams({ prefix });
+    if (options.cursor) q.set("cursor", options.cursor);
+    if (options.delimiter) q.set("delimiter", options.delimiter);
+    if (options.limit) q.set("limit", String(options.limit));
+    const res = await this.#request("list", prefix, `${PATHS.backups}?${q}`, { method: "GET" });
+    const page = (await res.json()) as ApiListing;
+    return { objects: page.objects.map(toStored), prefixes: page.prefixes, truncated: page.truncated, ...(page.cursor ? { cursor: page.cursor } : {}) };
+  }
+
+  async listAll(prefix: string): Promise<StoredObject[]> {
+    const all: StoredObject[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.list(prefix, cursor ? { cursor } : {});
+      all.push(...page.objects);
+      cursor = page.truncated ? page.cursor : undefined;
+    } while (cursor);
+    return all;
+  }
+
+  async delete(key: string): Promise<void> {
+    const res = await this.#request("delete", key, objectPath(key), { method: "DELETE", expect: [404] });
+    await res.body?.cancel();
+  }
+
+  async createMultipart(key: string, options: { contentType?: string } = {}): Promise<string> {
+    const res = await this.#request("start multipart upload of", key, `${objectPath(key)}?uploads`, {
+      method: "POST",
+      headers: { "content-type": options.contentType ?? "application/octet-stream" },
+    });
+    return ((await res.json()) as ApiMultipartCreated).uploadId;
+  }
+
+  async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<{ partNumber: number; etag: string }> {
+    const q = new URLSearchParams({ uploadId, partNumber: String(partNumber) });
+    const res = await this.#request(`upload part ${partNumber} of`, key, `${objectPath(key)}?${q}`, { method: "PUT", body });
+    return (await res.json()) as ApiPart;
+  }
+
+  async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<StoredObject> {
+    const q = new URLSearchParams({ uploadId });
+    const res = await this.#request("complete multipart upload of", key, `${objectPath(key)}?${q}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ parts }),
+      expect: [404],
+    });
+    if (res.status === 404) {
+      // A retried completion whose first attempt succeeded finds the upload gone and the object present.
+      await res.body?.cancel();
+      const existing = await this.head(key);
+      if (existing) return existing;
+      throw new HttpStatusError("failed", 404, `complete multipart upload of '${key}': the upload '${uploadId}' is gone`, "run the backup again");
+    }
+    return toStored((await res.json()) as ApiObject);
+  }
+
+  async abortMultipart(key: string, uploadId: string): Promise<void> {
+    const q = new URLSearchParams({ uploadId });
+    const res = await this.#request("abort multipart upload of", key, `${objectPath(key)}?${q}`, { method: "DELETE", expect: [404] });
+    await res.body?.cancel();
+  }
+}
+
+async function readError(res: Response): Promise<ApiError> {
+  const text = await res.text().catch(() => "");
+  try {
+    const body = JSON.parse(text) as Partial<ApiError>;
+    return { error: String(body.error ?? res.statusText), message: String(body.message ?? "") };
+  } catch {
+    return { error: res.statusText || String(res.status), message: text.slice(0, 200) };
+  }
+}
+
+function describeNetworkError(e: unknown): string {
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  if ((e as Error).name === "TimeoutError") return "timed out";
+  return cause?.code ?? cause?.message ?? (e as Error).message ?? String(e);
+}

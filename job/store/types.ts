@@ -1,0 +1,50 @@
+/**
+ * The storage interface of the job: what the backup, list, restore and verify commands need from the
+ * bucket. `HttpStore` implements it over the Worker API; tests run one conformance suite against it.
+ */
+export interface StoredObject {
+  key: string;
+  size: number;
+  etag: string;
+  uploaded: Date;
+  /** Lowercase hex sha256 that R2 checked on upload, when the upload carried one. */
+  sha256?: string;
+}
+
+export interface ListPage {
+  objects: StoredObject[];
+  prefixes: string[];
+  cursor?: string;
+  truncated: boolean;
+}
+
+export interface GetResult extends StoredObject {
+  /** The bytes (all, or the requested range), streamed. */
+  body: ReadableStream<Uint8Array>;
+  /** The range actually served, when one was asked for. */
+  range?: { offset: number; length: number };
+}
+
+export interface PutOptions {
+  /** Lowercase hex sha256 of the body; the store rejects a mismatch and stores nothing. */
+  sha256?: string;
+  contentType?: string;
+}
+
+export interface BackupStore {
+  /** Stores a small object in one request. Throws `exists` (409) for an existing key outside backups/state/. */
+  put(key: string, body: Uint8Array | string, options?: PutOptions): Promise<StoredObject>;
+  /** Streams an object, or part of it; undefined when it does not exist. */
+  get(key: string, options?: { offset?: number; length?: number }): Promise<GetResult | undefined>;
+  head(key: string): Promise<StoredObject | undefined>;
+  /** One page of a listing. */
+  list(prefix: string, options?: { cursor?: string; delimiter?: string; limit?: number }): Promise<ListPage>;
+  /** Every key under a prefix, following the cursor. */
+  listAll(prefix: string): Promise<StoredObject[]>;
+  /** Deletes an object (admin token only; the job's token gets 403). */
+  delete(key: string): Promise<void>;
+  createMultipart(key: string, options?: { contentType?: string }): Promise<string>;
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<{ partNumber: number; etag: string }>;
+  completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<StoredObject>;
+  abortMultipart(key: string, uploadId: string): Promise<void>;
+}
