@@ -8,3 +8,4 @@ export * from "./catalog.ts";
 export * from "./planner.ts";
 export * from "./api.ts";
 export * from "./status.ts";
+export * from "./changes.ts";
