@@ -9,3 +9,4 @@ export * from "./planner.ts";
 export * from "./api.ts";
 export * from "./status.ts";
 export * from "./changes.ts";
+export * from "./metrics.ts";

@@ -1,0 +1,33 @@
+/**
+ * The monitoring contract (DESIGN.md, "Monitoring"): the CloudWatch metrics the job emits and the alarms
+ * in infra watch, and the environment variables through which infra hands the job its configuration.
+ * Metrics are published without dimensions, so the alarms match them.
+ */
+export const METRICS = {
+  /** 1 per completed backup (Sum). The "no successful backup for 7 hours" alarm watches it. */
+  backupSucceeded: "BackupSucceeded",
+  /** 1 per failed backup (Sum). Any datapoint above 0 alarms. */
+  backupFailed: "BackupFailed",
+  /** Bytes uploaded by a backup. */
+  backupBytes: "BackupBytes",
+  /** Wall time of a backup, in seconds. */
+  backupDurationSeconds: "BackupDurationSeconds",
+  /** Bytes stored in the bucket under `backups/`. */
+  storedBytes: "StoredBytes",
+  /** Hours since the newest successful restore drill, emitted with every backup and drill (alarms look back 7 days at most). */
+  restoreDrillAgeHours: "RestoreDrillAgeHours",
+} as const;
+
+/** The default CloudWatch namespace of those metrics. */
+export const DEFAULT_METRICS_NAMESPACE = "R2SqliteBackup";
+
+/** Environment variables the job reads (the seed's two, the agent's token, and the metrics settings). */
+export const JOB_ENV = {
+  workerUrl: "R2_WORKER_URL",
+  serverToken: "SERVER_BYPASS_TOKEN",
+  agentToken: "BACKUP_AGENT_TOKEN",
+  metricsNamespace: "BACKUP_METRICS_NAMESPACE",
+  awsRegion: "AWS_REGION",
+  awsAccessKeyId: "AWS_ACCESS_KEY_ID",
+  awsSecretAccessKey: "AWS_SECRET_ACCESS_KEY",
+} as const;
