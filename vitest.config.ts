@@ -10,6 +10,7 @@ const project = (name: string, testTimeout = 30_000) => ({
 export default defineConfig({
   test: {
     hookTimeout: 120_000,
+    reporters: ["default", "./test/summary-reporter.ts"],
     projects: [project("core"), project("infra", 60_000), project("worker", 300_000), project("job", 300_000), project("e2e", 600_000)],
   },
 });
