@@ -1,0 +1,68 @@
+import { HEADERS } from "../../core/index.ts";
+import type { Env } from "./env.ts";
+import { HttpError } from "./errors.ts";
+
+/** Who is calling: the operator (may delete) or the backup job (may read and write). */
+export type Role = "admin" | "server";
+
+const encoder = new TextEncoder();
+
+async function digest(text: string): Promise<ArrayBuffer> {
+  return crypto.subtle.digest("SHA-256", encoder.encode(text));
+}
+
+/**
+ * Compares two strings in constant time: both are hashed first, so the comparison always runs over 32
+ * bytes whatever the lengths, and `timingSafeEqual` does not stop at the first differing byte.
+ */
+export async function safeEqual(a: string, b: string): Promise<boolean> {
+  const [da, db] = await Promise.all([digest(a), digest(b)]);
+  return crypto.subtle.timingSafeEqual(da, db);
+}
+
+/** The token a request presents: `X-Server-Token` (the seed's header) or `Authorization: Bearer`. */
+export function presentedToken(request: Request): string | undefined {
+  const header = request.headers.get(HEADERS.serverToken);
+  if (header) return header.trim();
+  const authorization = request.headers.get(HEADERS.authorization);
+  const match = authorization ? /^Bearer\s+(.+)$/i.exec(authorization.trim()) : null;
+  return match?.[1]?.trim();
+}
+
+function requireSecret(env: Env, name: "SERVER_BYPASS_TOKEN" | "ADMIN_TOKEN"): string {
+  const value = env[name];
+  if (typeof value !== "string" || value.length === 0) {
+    throw new HttpError(
+      500,
+      "misconfigured",
+      `authenticate request: the secret '${name}' is not bound to the Worker (set it with \`pulumi config set --secret ...\` and \`pulumi up\`, or \`wrangler secret put ${name}\`)`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Authenticates a request: 500 when a token secret is not bound (never fail open), 401 when the token is
+ * missing or matches neither secret. Both secrets are always compared, so timing does not tell which
+ * one a token is close to.
+ */
+export async function authenticate(request: Request, env: Env): Promise<Role> {
+  const admin = requireSecret(env, "ADMIN_TOKEN");
+  const server = requireSecret(env, "SERVER_BYPASS_TOKEN");
+  const token = presentedToken(request);
+  const challenge = { "WWW-Authenticate": 'Bearer realm="backups"' };
+  if (!token) {
+    throw new HttpError(401, "unauthorized", `authenticate request: no token (send '${HEADERS.serverToken}: <token>' or 'Authorization: Bearer <token>')`, challenge);
+  }
+  const [isAdmin, isServer] = await Promise.all([safeEqual(token, admin), safeEqual(token, server)]);
+  if (isAdmin) return "admin";
+  if (isServer) return "server";
+  throw new HttpError(401, "unauthorized", "authenticate request: the token is not valid", challenge);
+}
+
+/** Refuses an operation reserved to `ADMIN_TOKEN` (deletes: the job's token can never destroy a backup). */
+export function requireAdmin(role: Role, operation: string): void {
+  if (role !== "admin") {
+    throw new HttpError(403, "forbidden", `${operation}: only ADMIN_TOKEN may do this; the job's token can read and write, never delete`);
+  }
+}

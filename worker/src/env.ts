@@ -1,0 +1,24 @@
+/**
+ * Everything the Worker is bound to (names from `BINDINGS` in core/api.ts; infra binds the same names).
+ * Secrets and variables are optional in the type because a deployment can forget them: the Worker then
+ * answers 500 naming the missing one instead of failing open.
+ */
+export interface Env {
+  // Bindings
+  /** The backup bucket. */
+  BACKUP_BUCKET: R2Bucket;
+  /** A second bucket in another location; when bound, the scheduled handler fills it (DESIGN.md fact 4). */
+  BACKUP_REPLICA_BUCKET?: R2Bucket;
+
+  // Secrets
+  /** The job's token: read and write, never delete. */
+  SERVER_BYPASS_TOKEN?: string;
+  /** The operator's token: everything, including deletes. */
+  ADMIN_TOKEN?: string;
+
+  // Variables
+  /** The dead-man's switch: the newest complete full backup may be at most this old (hours). */
+  MAX_BACKUP_AGE_HOURS?: string;
+  /** Where the scheduled check posts an alert when backups are stale. */
+  ALERT_WEBHOOK_URL?: string;
+}

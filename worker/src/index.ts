@@ -1,0 +1,14 @@
+import type { Env } from "./env.ts";
+import { handleRequest } from "./routes.ts";
+import { runScheduled } from "./scheduled.ts";
+
+/** The Worker: the API of DESIGN.md on fetch, the freshness check and replica copy on the cron trigger. */
+export default {
+  fetch(request, env) {
+    return handleRequest(request, env);
+  },
+  // Freshness is judged against the clock now, not the controller's (possibly late) scheduled time.
+  async scheduled(_controller, env) {
+    await runScheduled(env, new Date());
+  },
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,250 @@
+import {
+  HEADERS,
+  MAX_FORM_UPLOAD_BYTES,
+  MAX_PART_BYTES,
+  MAX_PARTS,
+  MAX_SINGLE_PUT_BYTES,
+  PATHS,
+  ROOT,
+  keyFromPath,
+  validateObjectKey,
+  type ApiMultipartCreated,
+  type ApiPart,
+} from "../../core/index.ts";
+import { authenticate, requireAdmin, type Role } from "./auth.ts";
+import type { Env } from "./env.ts";
+import { HttpError, errorResponse, json } from "./errors.ts";
+import { contentSha256, requireContentLength, resolveRange } from "./http.ts";
+import { assertWritable, describeObject, listObjects, putObject, r2Call, resumeUpload, storedSha256 } from "./r2.ts";
+import { backupStatus } from "./scheduled.ts";
+
+/** The Worker API of DESIGN.md; every failure leaves through the one error handler as JSON. */
+export async function handleRequest(request: Request, env: Env): Promise<Response> {
+  try {
+    return await route(request, env);
+  } catch (error) {
+    return errorResponse(error, request);
+  }
+}
+
+function methodNotAllowed(path: string, allow: string): HttpError {
+  return new HttpError(405, "method_not_allowed", `request '${path}': method not allowed (allowed: ${allow})`, { Allow: allow });
+}
+
+async function route(request: Request, env: Env): Promise<Response> {
+  const url = new URL(request.url);
+  const path = url.pathname;
+  const method = request.method;
+
+  if (path === PATHS.health) {
+    if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(path, "GET, HEAD");
+    return json({ ok: true, service: "r2-sqlite-backup" });
+  }
+  if (path !== "/api" && !path.startsWith("/api/")) {
+    throw new HttpError(404, "not_found", `request '${path}': not found (the API is under /api)`);
+  }
+
+  const role = await authenticate(request, env);
+
+  if (path === PATHS.status) {
+    if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(path, "GET, HEAD");
+    return json(await backupStatus(env, new Date()));
+  }
+  if (path === PATHS.uploadBackup) {
+    if (method !== "POST") throw methodNotAllowed(path, "POST");
+    return formUpload(request, env);
+  }
+  if (path === PATHS.backups || path === `${PATHS.backups}/`) {
+    if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(path, "GET, HEAD");
+    return list(url, env);
+  }
+  const key = keyFromPath(path);
+  if (key === undefined) throw new HttpError(404, "not_found", `request '${path}': not found`);
+  return objectRoute(request, url, env, key, role);
+}
+
+async function objectRoute(request: Request, url: URL, env: Env, key: string, role: Role): Promise<Response> {
+  const params = url.searchParams;
+  const uploadId = params.get("uploadId");
+  if (uploadId !== null && uploadId.length === 0) throw new HttpError(400, "bad_request", `multipart upload of '${key}': uploadId is empty`);
+  switch (request.method) {
+    case "GET":
+    case "HEAD":
+      return read(request, env, key);
+    case "PUT":
+      return uploadId === null ? put(request, env, key) : uploadPart(request, url, env, key, uploadId);
+    case "POST":
+      if (params.has("uploads")) return createUpload(request, env, key);
+      if (uploadId !== null) return completeUpload(request, env, key, uploadId);
+      throw new HttpError(400, "bad_request", `post backup key '${key}': expected ?uploads (start a multipart upload) or ?uploadId= (complete one)`);
+    case "DELETE":
+      if (uploadId !== null) return abortUpload(env, key, uploadId);
+      return remove(env, key, role);
+    default:
+      throw methodNotAllowed(url.pathname, "GET, HEAD, PUT, POST, DELETE");
+  }
+}
+
+async function read(request: Request, env: Env, key: string): Promise<Response> {
+  const bucket = env.BACKUP_BUCKET;
+  const notFound = () => new HttpError(404, "not_found", `read backup key '${key}': no such object`);
+  const head = await bucket.head(key);
+  if (head === null) throw notFound();
+  const headers = new Headers();
+  head.writeHttpMetadata(headers);
+  if (!headers.has("Content-Type")) headers.set("Content-Type", "application/octet-stream");
+  headers.set("ETag", head.httpEtag);
+  headers.set("Last-Modified", head.uploaded.toUTCString());
+  headers.set("Accept-Ranges", "bytes");
+  // no-transform: Cloudflare (and Miniflare) would otherwise gzip text-typed objects and drop their length.
+  headers.set("Cache-Control", "no-store, no-transform");
+  const sha256 = storedSha256(head);
+  if (sha256) headers.set(HEADERS.contentSha256, sha256);
+
+  if (request.method === "HEAD") {
+    headers.set("Content-Length", String(head.size));
+    return new Response(null, { status: 200, headers });
+  }
+  const range = resolveRange(request.headers.get("Range"), head.size);
+  // The etag condition pins the read to the version just described (only backups/state/ can change).
+  const object = await bucket.get(key, {
+    onlyIf: { etagMatches: head.etag },
+    ...(range ? { range: { offset: range.offset, length: range.length } } : {}),
+  });
+  if (object === null) throw notFound();
+  if (!("body" in object)) {
+    throw new HttpError(409, "conflict", `read backup key '${key}': the object changed while it was read; retry`);
+  }
+  if (range) {
+    headers.set("Content-Range", `bytes ${range.offset}-${range.offset + range.length - 1}/${head.size}`);
+    headers.set("Content-Length", String(range.length));
+    return new Response(object.body, { status: 206, headers });
+  }
+  headers.set("Content-Length", String(head.size));
+  // An empty stream would be sent chunked, without its length: answer an empty object with empty bytes.
+  return new Response(head.size === 0 ? new Uint8Array(0) : object.body, { status: 200, headers });
+}
+
+async function put(request: Request, env: Env, key: string): Promise<Response> {
+  const operation = `write backup key '${key}'`;
+  requireContentLength(request, MAX_SINGLE_PUT_BYTES, operation, "use a multipart upload: POST ?uploads, PUT ?uploadId=&partNumber=, POST ?uploadId=");
+  const sha256 = contentSha256(request, operation);
+  const contentType = request.headers.get("Content-Type") ?? undefined;
+  const object = await putObject(env.BACKUP_BUCKET, key, request.body, { ...(sha256 ? { sha256 } : {}), ...(contentType ? { contentType } : {}) });
+  return json(describeObject(object), 201);
+}
+
+async function createUpload(request: Request, env: Env, key: string): Promise<Response> {
+  await assertWritable(env.BACKUP_BUCKET, key);
+  const contentType = request.headers.get("Content-Type") ?? undefined;
+  const upload = await r2Call("start multipart upload of", key, () =>
+    env.BACKUP_BUCKET.createMultipartUpload(key, contentType ? { httpMetadata: { contentType } } : {}),
+  );
+  const body: ApiMultipartCreated = { key: upload.key, uploadId: upload.uploadId };
+  return json(body, 201);
+}
+
+async function uploadPart(request: Request, url: URL, env: Env, key: string, uploadId: string): Promise<Response> {
+  const raw = url.searchParams.get("partNumber") ?? "";
+  const partNumber = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
+  if (!(partNumber >= 1 && partNumber <= MAX_PARTS)) {
+    throw new HttpError(400, "bad_request", `upload part of '${key}': partNumber '${raw}' must be a whole number from 1 to ${MAX_PARTS}`);
+  }
+  requireContentLength(request, MAX_PART_BYTES, `upload part ${partNumber} of '${key}'`, `parts are at most ${MAX_PART_BYTES} bytes`);
+  if (request.body === null) throw new HttpError(400, "bad_request", `upload part ${partNumber} of '${key}': the part is empty`);
+  const body = request.body;
+  const part = await r2Call(`upload part ${partNumber} of`, key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).uploadPart(partNumber, body));
+  const answer: ApiPart = { partNumber: part.partNumber, etag: part.etag };
+  return json(answer);
+}
+
+/** The biggest completion body: 10,000 parts of `{"partNumber":n,"etag":"..."}` fit easily. */
+const MAX_COMPLETE_BODY_BYTES = 2 * 1024 * 1024;
+
+async function completeUpload(request: Request, env: Env, key: string, uploadId: string): Promise<Response> {
+  const operation = `complete multipart upload of '${key}'`;
+  const declared = request.headers.get("Content-Length");
+  if (declared !== null && Number(declared) > MAX_COMPLETE_BODY_BYTES) {
+    throw new HttpError(413, "payload_too_large", `${operation}: the part list is over ${MAX_COMPLETE_BODY_BYTES} bytes`);
+  }
+  const text = await request.text();
+  if (text.length > MAX_COMPLETE_BODY_BYTES) throw new HttpError(413, "payload_too_large", `${operation}: the part list is over ${MAX_COMPLETE_BODY_BYTES} bytes`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "bad_request", `${operation}: the body is not JSON; expected {"parts":[{"partNumber":1,"etag":"..."}]}`);
+  }
+  const parts = (parsed as { parts?: unknown } | null)?.parts;
+  if (!Array.isArray(parts) || parts.length === 0 || parts.length > MAX_PARTS) {
+    throw new HttpError(400, "bad_request", `${operation}: expected {"parts":[{"partNumber":1,"etag":"..."}]} with 1 to ${MAX_PARTS} parts`);
+  }
+  const checked: R2UploadedPart[] = parts.map((p: unknown, i) => {
+    const { partNumber, etag } = (p ?? {}) as { partNumber?: unknown; etag?: unknown };
+    if (!Number.isInteger(partNumber) || (partNumber as number) < 1 || (partNumber as number) > MAX_PARTS || typeof etag !== "string" || etag === "") {
+      throw new HttpError(400, "bad_request", `${operation}: parts[${i}] must be {"partNumber": 1..${MAX_PARTS}, "etag": "<etag of uploadPart>"}`);
+    }
+    return { partNumber: partNumber as number, etag };
+  });
+  checked.sort((a, b) => a.partNumber - b.partNumber);
+  if (checked.some((p, i) => i > 0 && checked[i - 1]!.partNumber === p.partNumber)) {
+    throw new HttpError(400, "bad_request", `${operation}: a part number is listed twice`);
+  }
+  // R2's complete() has no onlyIf: this check narrows the race; the bucket lock closes it in production.
+  await assertWritable(env.BACKUP_BUCKET, key);
+  const object = await r2Call("complete multipart upload of", key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).complete(checked));
+  return json(describeObject(object), 201);
+}
+
+async function abortUpload(env: Env, key: string, uploadId: string): Promise<Response> {
+  await r2Call("abort multipart upload of", key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).abort());
+  return new Response(null, { status: 204 });
+}
+
+async function remove(env: Env, key: string, role: Role): Promise<Response> {
+  requireAdmin(role, `delete backup key '${key}'`);
+  if ((await env.BACKUP_BUCKET.head(key)) === null) throw new HttpError(404, "not_found", `delete backup key '${key}': no such object`);
+  await env.BACKUP_BUCKET.delete(key);
+  return new Response(null, { status: 204 });
+}
+
+async function list(url: URL, env: Env): Promise<Response> {
+  const params = url.searchParams;
+  const prefix = params.get("prefix") || ROOT;
+  if (!prefix.startsWith(ROOT)) {
+    throw new HttpError(400, "bad_request", `list backups under '${prefix.slice(0, 100)}': the prefix must start with '${ROOT}'`);
+  }
+  const rawLimit = params.get("limit");
+  let limit: number | undefined;
+  if (rawLimit !== null && rawLimit !== "") {
+    limit = /^\d{1,4}$/.test(rawLimit) ? Number(rawLimit) : NaN;
+    if (!(limit >= 1 && limit <= 1000)) throw new HttpError(400, "bad_request", `list backups under '${prefix}': limit '${rawLimit}' must be 1 to 1000`);
+  }
+  const cursor = params.get("cursor") || undefined;
+  const delimiter = params.get("delimiter") || undefined;
+  return json(await listObjects(env.BACKUP_BUCKET, { prefix, ...(cursor ? { cursor } : {}), ...(delimiter ? { delimiter } : {}), ...(limit ? { limit } : {}) }));
+}
+
+async function formUpload(request: Request, env: Env): Promise<Response> {
+  const operation = "upload backup form";
+  // formData() buffers the whole body: refuse big ones before reading a byte (DESIGN.md fact 2).
+  requireContentLength(request, MAX_FORM_UPLOAD_BYTES, operation, `use PUT ${PATHS.backups}/<key> or a multipart upload for larger files`);
+  const type = request.headers.get("Content-Type") ?? "";
+  if (!/^multipart\/form-data/i.test(type)) {
+    throw new HttpError(400, "bad_request", `${operation}: expected Content-Type multipart/form-data with a 'file' field whose filename is the key`);
+  }
+  let form: FormData;
+  try {
+    form = await request.formData();
+  } catch {
+    throw new HttpError(400, "bad_request", `${operation}: the body is not a valid multipart form`);
+  }
+  const file = form.get("file");
+  if (file === null || typeof file === "string") {
+    throw new HttpError(400, "bad_request", `${operation}: the form has no 'file' field with a file (its filename is the key)`);
+  }
+  const key = validateObjectKey(file.name);
+  const sha256 = contentSha256(request, `${operation} '${key}'`);
+  const object = await putObject(env.BACKUP_BUCKET, key, file, { ...(sha256 ? { sha256 } : {}), contentType: file.type || "application/octet-stream" });
+  return json({ ...describeObject(object), success: true }, 201);
+}
