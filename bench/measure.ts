@@ -1,0 +1,77 @@
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+
+/**
+ * Runs a command as a child process and measures its wall time and peak resident memory (VmHWM from
+ * /proc, sampled while it runs; the kernel keeps the high-water mark, so sampling only has to be alive).
+ * For a pipeline (`sh -c "a | b"`), pass `tree: true` to sum the peak of every process in it.
+ */
+export interface Measured {
+  ms: number;
+  peakRssMiB: number;
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+async function readStatus(pid: number): Promise<{ hwmKiB: number; rssKiB: number; children: number[] } | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const num = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    let children: number[] = [];
+    try {
+      const tasks = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8");
+      children = tasks.trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      // no children file on this kernel: only the root process is measured
+    }
+    return { hwmKiB: num("VmHWM"), rssKiB: num("VmRSS"), children };
+  } catch {
+    return undefined; // the process has exited
+  }
+}
+
+/** Peak memory of a running process (and, with `tree`, its descendants), sampled every `everyMs`. */
+export function samplePeakRss(pid: number, options: { tree?: boolean; everyMs?: number } = {}): { stop(): Promise<number> } {
+  const peaks = new Map<number, number>();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const queue = [pid];
+      while (queue.length) {
+        const p = queue.shift()!;
+        const s = await readStatus(p);
+        if (!s) continue;
+        peaks.set(p, Math.max(peaks.get(p) ?? 0, s.hwmKiB, s.rssKiB));
+        if (options.tree) queue.push(...s.children);
+      }
+      await new Promise((r) => setTimeout(r, options.everyMs ?? 25));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      const values = [...peaks.values()];
+      return (options.tree ? values.reduce((a, b) => a + b, 0) : (peaks.get(pid) ?? 0)) / 1024;
+    },
+  };
+}
+
+export function runMeasured(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; tree?: boolean } = {}): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const sampler = child.pid === undefined ? undefined : samplePeakRss(child.pid, { tree: options.tree ?? false });
+    child.on("error", reject);
+    child.on("close", async (code) => {
+      const ms = performance.now() - start;
+      const peakRssMiB = (await sampler?.stop()) ?? 0;
+      resolve({ ms, peakRssMiB, code, stdout, stderr });
+    });
+  });
+}
