@@ -1,0 +1,181 @@
+import { createHash, type Hash } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { Transform, Writable, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createZstdDecompress } from "node:zlib";
+import { JobError } from "../errors.ts";
+import type { BackupStore } from "../store/types.ts";
+
+/**
+ * The download adapter of restore: streams one stored object, resuming an interrupted transfer with a
+ * `Range` request from the last byte received, and checks its size and sha256 against the manifest (of
+ * the bytes as stored, and of the decompressed bytes) while they pass through. Nothing is buffered whole.
+ */
+
+/** What the manifest promises about one object (a `FileEntry`'s checks). */
+export interface ExpectedObject {
+  size: number;
+  sha256: string;
+  compression: "zstd" | "none";
+  uncompressedSize: number;
+  uncompressedSha256: string;
+}
+
+export interface DownloadOptions {
+  /** Interruptions survived per object, each resumed with `Range` (default 5). */
+  resumes?: number;
+  /** Called with the stored bytes received so far. */
+  onBytes?: (received: number) => void;
+  /** Called on each resume (for logs and tests). */
+  onResume?: (info: { key: string; offset: number; reason: string }) => void;
+}
+
+export interface DownloadResult {
+  key: string;
+  /** Stored (compressed) bytes received, counting each byte once. */
+  bytes: number;
+  uncompressedBytes: number;
+  /** How many times the transfer was resumed with `Range`. */
+  resumes: number;
+}
+
+/** A checksum, size or format problem with a stored object: the object is corrupt or truncated. */
+export class ObjectIntegrityError extends JobError {
+  readonly key: string;
+  constructor(key: string, reason: string, options: { hint?: string; cause?: unknown } = {}) {
+    super("integrity", `verify object '${key}': ${reason}`, options);
+    this.key = key;
+  }
+}
+
+/** A manifest names an object the bucket does not hold. */
+export class ObjectMissingError extends JobError {
+  readonly key: string;
+  constructor(key: string) {
+    super("notFound", `download object '${key}': the manifest lists it but the bucket does not hold it`);
+    this.key = key;
+  }
+}
+
+/**
+ * The stored bytes of `key`, exactly `size` of them, as one stream. A body that breaks off (a reset
+ * connection, a proxy cutting the response) is continued with `Range: bytes=<received>-`; an object
+ * whose stored size differs from the manifest fails at once, since no retry can fix it.
+ */
+export async function* readStoredObject(store: BackupStore, key: string, size: number, options: DownloadOptions = {}): AsyncGenerator<Uint8Array> {
+  const maxResumes = options.resumes ?? 5;
+  let received = 0;
+  let resumes = 0;
+  for (;;) {
+    const res = received === 0 ? await store.get(key) : await store.get(key, { offset: received });
+    if (!res) throw new ObjectMissingError(key);
+    if (res.size !== size) {
+      await res.body.cancel().catch(() => {});
+      throw new ObjectIntegrityError(key, `the stored object is ${res.size} bytes, the manifest says ${size}`, {
+        hint: res.size < size ? "the object is truncated in the bucket" : "the object was replaced or appended to",
+      });
+    }
+    let skip = 0;
+    if (received > 0 && res.range?.offset !== received) {
+      // The server ignored the Range and sent the whole object: drop what we already have.
+      skip = received;
+    }
+    let reason = "";
+    const reader = res.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        let chunk = value;
+        if (skip > 0) {
+          if (chunk.byteLength <= skip) {
+            skip -= chunk.byteLength;
+            continue;
+          }
+          chunk = chunk.subarray(skip);
+          skip = 0;
+        }
+        if (received + chunk.byteLength > size) {
+          throw new ObjectIntegrityError(key, `received more than the ${size} bytes the manifest lists`);
+        }
+        received += chunk.byteLength;
+        options.onBytes?.(received);
+        yield chunk;
+      }
+    } catch (e) {
+      if (e instanceof JobError) throw e;
+      reason = e instanceof Error ? ((e.cause as Error | undefined)?.message ?? e.message) : String(e);
+    } finally {
+      reader.releaseLock();
+    }
+    if (received === size) return;
+    if (!reason) reason = `the response ended after ${received} of ${size} bytes`;
+    resumes++;
+    if (resumes > maxResumes) {
+      throw new ObjectIntegrityError(key, `the download was cut off ${resumes} times, last after ${received} of ${size} bytes (${reason})`, {
+        hint: "check the network path to the Worker and run the restore again",
+      });
+    }
+    options.onResume?.({ key, offset: received, reason });
+    await res.body.cancel().catch(() => {});
+  }
+}
+
+/** A pass-through stream that hashes and counts what flows through it. */
+export class HashTap extends Transform {
+  readonly hash: Hash = createHash("sha256");
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.byteLength;
+    done(null, chunk);
+  }
+}
+
+/**
+ * Downloads `key` into `sink` (a file path, created exclusively, or a Writable), decompressing zstd on
+ * the way, and checks stored and uncompressed size and sha256. Throws ObjectIntegrityError naming the
+ * object on any mismatch or undecodable data; the caller discards what was written.
+ */
+export async function downloadObject(
+  store: BackupStore,
+  key: string,
+  expected: ExpectedObject,
+  sink: string | Writable,
+  options: DownloadOptions = {},
+): Promise<DownloadResult> {
+  let resumes = 0;
+  const source = readStoredObject(store, key, expected.size, {
+    ...options,
+    onResume: (info) => {
+      resumes++;
+      options.onResume?.(info);
+    },
+  });
+  const stored = new HashTap();
+  const plain = new HashTap();
+  const out = typeof sink === "string" ? createWriteStream(sink, { flags: "wx" }) : sink;
+  const stages: NodeJS.ReadWriteStream[] = expected.compression === "zstd" ? [stored, createZstdDecompress(), plain] : [stored, plain];
+  try {
+    await pipeline(source, ...(stages as [Transform]), out);
+  } catch (e) {
+    if (e instanceof JobError) throw e;
+    const code = (e as { code?: string }).code ?? "";
+    if (code.startsWith("ERR_ZSTD") || code.startsWith("Z_") || /zstd|decompress/i.test((e as Error).message ?? "")) {
+      throw new ObjectIntegrityError(key, `not valid zstd data (${(e as Error).message})`, { cause: e });
+    }
+    throw e;
+  }
+  const storedSha = stored.hash.digest("hex");
+  if (storedSha !== expected.sha256) {
+    throw new ObjectIntegrityError(key, `sha256 ${storedSha} does not match the manifest's ${expected.sha256}`);
+  }
+  if (plain.bytes !== expected.uncompressedSize) {
+    throw new ObjectIntegrityError(key, `decompressed to ${plain.bytes} bytes, the manifest says ${expected.uncompressedSize}`);
+  }
+  const plainSha = plain.hash.digest("hex");
+  if (plainSha !== expected.uncompressedSha256) {
+    throw new ObjectIntegrityError(key, `decompressed sha256 ${plainSha} does not match the manifest's ${expected.uncompressedSha256}`);
+  }
+  return { key, bytes: stored.bytes, uncompressedBytes: plain.bytes, resumes };
+}

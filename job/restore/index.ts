@@ -1,0 +1,382 @@
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { fileKey, formatBackupKey, formatTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type Manifest, type Watermark } from "../../core/index.ts";
+import { JobError } from "../errors.ts";
+import type { BackupStore } from "../store/types.ts";
+import { ChangeApplier, advanceWatermarks, checkWatermarks, watermarkId } from "./apply.ts";
+import { ObjectIntegrityError, ObjectMissingError, downloadObject } from "./download.ts";
+import { loadPlan, olderCandidate, type LoadedPlan } from "./plan.ts";
+import { checkTarget, discardTemp, existingAt, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
+
+/**
+ * Restore and the restore drill (DESIGN.md, "Job"): plan the newest complete full backup at or before a
+ * time plus its incremental chain, stream each object into a temporary file beside the target while
+ * checking its sha256, re-apply the changes, run `PRAGMA integrity_check` and the watermark check, and
+ * only then replace the target atomically. Any failure leaves the target byte for byte as it was.
+ */
+
+export type RestorePhase = "plan" | "download" | "apply" | "check" | "replace" | "done";
+
+export interface RestoreProgress {
+  phase: RestorePhase;
+  /** The object or target the phase works on. */
+  key?: string;
+  /** Stored bytes received of the current object. */
+  bytes?: number;
+  total?: number;
+  message?: string;
+}
+
+export interface RestoreOptions {
+  store: BackupStore;
+  /**
+   * The database file to restore to. When the backup holds several databases and no `source` is given,
+   * a directory: every database is restored to `<to>/<source>.db` (created when missing).
+   */
+  to: string;
+  /** The point in time (default "latest"). */
+  at?: Date | "latest";
+  /** Restore only this database of a backup that holds several. */
+  source?: string;
+  /** Treat `to` as a directory even for a single database (the drill does). */
+  intoDirectory?: boolean;
+  /** Replace a target that exists. Without it an existing target is refused before anything is downloaded. */
+  force?: boolean;
+  /** Plan and check the targets, download nothing, change nothing. */
+  dryRun?: boolean;
+  /** `integrity_check` (default, as DESIGN.md asks) or the faster `quick_check`. */
+  check?: "integrity" | "quick";
+  /** Interruptions survived per object, each resumed with `Range` (default 5). */
+  resumes?: number;
+  onProgress?: (p: RestoreProgress) => void;
+}
+
+export interface RestoreTarget {
+  source: string;
+  path: string;
+  /** Whether something was at the path before (replaced, or would be with --force). */
+  existed: boolean;
+  /** The manifest's stored/uncompressed size of the snapshot. */
+  size: number;
+  uncompressedSize: number;
+}
+
+export interface RestoreStepInfo {
+  kind: "full" | "daily" | "incremental";
+  id: string;
+  ts: string;
+}
+
+export interface RestoreResult {
+  at: string;
+  restoresTo: string;
+  full: RestoreStepInfo;
+  chain: RestoreStepInfo[];
+  notes: string[];
+  dryRun: boolean;
+  targets: RestoreTarget[];
+  /** Stored bytes downloaded (0 for a dry run). */
+  bytes: number;
+  /** Rows re-applied from incrementals, per `<source>/<table>`. */
+  rows: Record<string, number>;
+  /** Downloads resumed with `Range`. */
+  resumes: number;
+  integrity: "ok" | "not run";
+  /** Temporary files of killed restores that were removed. */
+  removedStale: string[];
+  durationMs: number;
+}
+
+function safeFileName(db: DatabaseInfo): string {
+  // The manifest's fileName is informational: only a plain `<name>.db`-like base name is trusted.
+  const name = db.fileName ? basename(db.fileName) : "";
+  if (name && name === db.fileName && /^[A-Za-z0-9][A-Za-z0-9._@-]{0,200}$/.test(name) && !name.includes("..")) return name;
+  return `${db.source}.db`;
+}
+
+async function resolveTargets(full: Manifest, options: RestoreOptions): Promise<Omit<RestoreTarget, "existed">[]> {
+  const dbs = full.files
+    .filter((f) => f.role === "database")
+    .map((f) => ({ file: f, info: full.databases.find((d) => d.source === (f.source ?? sourceOfFile(f.name)))! }));
+  const describe = (f: { file: { source?: string } }) => f.file.source!;
+  if (options.source !== undefined) {
+    const one = dbs.find((d) => d.file.source === options.source);
+    if (!one) {
+      throw new JobError("notFound", `restore source '${options.source}': backup ${full.id} holds ${dbs.map(describe).join(", ")}`, { hint: "pick one of them with --source" });
+    }
+    const path = options.intoDirectory ? join(options.to, safeFileName(one.info)) : options.to;
+    return [{ source: one.file.source!, path: resolve(path), size: one.file.size, uncompressedSize: one.file.uncompressedSize }];
+  }
+  if (dbs.length === 1 && !options.intoDirectory) {
+    const one = dbs[0]!;
+    return [{ source: one.file.source!, path: resolve(options.to), size: one.file.size, uncompressedSize: one.file.uncompressedSize }];
+  }
+  const st = await stat(options.to).catch(() => undefined);
+  if (st && !st.isDirectory()) {
+    throw new JobError("usage", `restore to '${options.to}': backup ${full.id} holds ${dbs.length} databases (${dbs.map(describe).join(", ")}) and this is a file`, {
+      hint: "give a directory to restore them all, or pick one with --source <name>",
+    });
+  }
+  return dbs.map((d) => ({ source: d.file.source!, path: resolve(join(options.to, safeFileName(d.info))), size: d.file.size, uncompressedSize: d.file.uncompressedSize }));
+}
+
+/** Rewraps a failure of one object with the next older restorable time, so the user never gets a silent substitute. */
+function withOlderCandidate(e: unknown, loaded: LoadedPlan, stepTs: string): unknown {
+  if (!(e instanceof ObjectIntegrityError || e instanceof ObjectMissingError || (e instanceof JobError && e.kind === "integrity"))) return e;
+  const older = olderCandidate(loaded, stepTs);
+  const hint = older
+    ? `nothing was changed; the next older candidate is --at ${older}`
+    : "nothing was changed; no older backup exists to restore instead";
+  const message = e.hint ? e.message.slice(0, e.message.length - e.hint.length - 3) : e.message;
+  return new JobError(e.kind, message, { hint: `${e.hint ? `${e.hint}; ` : ""}${hint}`, cause: e });
+}
+
+function runCheck(db: DatabaseSync, kind: "integrity" | "quick", where: string): void {
+  const pragma = kind === "integrity" ? "integrity_check" : "quick_check";
+  const rows = db.prepare(`PRAGMA ${pragma}`).all() as Record<string, unknown>[];
+  const lines = rows.map((r) => String(Object.values(r)[0]));
+  if (lines.length !== 1 || lines[0] !== "ok") {
+    throw new JobError("integrity", `check database '${where}': PRAGMA ${pragma} reported ${lines.slice(0, 5).join("; ")}${lines.length > 5 ? "; ..." : ""}`, {
+      hint: "the backup is damaged; restore an earlier time with --at",
+    });
+  }
+}
+
+/**
+ * Restores a database (or every database of a backup) to a point in time. Refuses an existing target
+ * without `force`; on any failure the target is untouched and no temporary file is left behind.
+ */
+export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+  const started = performance.now();
+  const { store, onProgress } = options;
+  const at = options.at ?? "latest";
+  onProgress?.({ phase: "plan", message: `planning a restore at ${at === "latest" ? "latest" : formatTimestamp(at)}` });
+  const loaded = await loadPlan(store, at);
+  const { plan, full, chain } = loaded;
+  const planned = await resolveTargets(full, options);
+  if (new Set(planned.map((t) => t.path)).size !== planned.length) {
+    throw new JobError("usage", `restore to '${options.to}': two databases would land on the same file`, { hint: "restore them one at a time with --source" });
+  }
+  if (!options.dryRun && (planned.length > 1 || options.intoDirectory)) await mkdir(resolve(options.to), { recursive: true });
+  const targets: RestoreTarget[] = [];
+  for (const t of planned) {
+    // A dry run reports what is there; the real run refuses it before downloading anything.
+    const exists = options.dryRun ? (await existingAt(t.path)).length > 0 : (await checkTarget(t.path, !!options.force)).exists;
+    targets.push({ ...t, existed: exists });
+  }
+  const base = {
+    at: plan.at,
+    restoresTo: plan.restoresTo,
+    full: plan.full,
+    chain: plan.chain,
+    notes: plan.notes,
+    targets,
+  };
+  if (options.dryRun) {
+    return { ...base, dryRun: true, bytes: 0, rows: {}, resumes: 0, integrity: "not run", removedStale: [], durationMs: Math.round(performance.now() - started) };
+  }
+
+  const removedStale: string[] = [];
+  for (const t of targets) removedStale.push(...(await removeStaleTemps(t.path)));
+  const temps = new Map(targets.map((t) => [t.source, tempPathFor(t.path)]));
+  const dbs = new Map<string, DatabaseSync>();
+  const sources = new Set(targets.map((t) => t.source));
+  let bytes = 0;
+  let resumes = 0;
+  const rows: Record<string, number> = {};
+  const check = options.check ?? "integrity";
+  const fullDir = plan.full.kind === "daily" ? ("daily" as const) : ("full" as const);
+  try {
+    for (const t of targets) {
+      const entry = requireFile(full, `${t.source}.db.zst`);
+      const key = fileKey(fullDir, plan.full.id, entry.name);
+      onProgress?.({ phase: "download", key, bytes: 0, total: entry.size });
+      try {
+        const got = await downloadObject(store, key, entry, temps.get(t.source)!, {
+          resumes: options.resumes ?? 5,
+          onBytes: (n) => onProgress?.({ phase: "download", key, bytes: n, total: entry.size }),
+        });
+        bytes += got.bytes;
+        resumes += got.resumes;
+      } catch (e) {
+        throw withOlderCandidate(e, loaded, plan.full.ts);
+      }
+    }
+    for (const t of targets) {
+      const db = new DatabaseSync(temps.get(t.source)!);
+      dbs.set(t.source, db);
+      // The file is thrown away on failure and fsynced before the rename: no need to sync each commit.
+      db.exec("PRAGMA synchronous = OFF; PRAGMA cache_size = -65536");
+    }
+
+    const running = new Map<string, Watermark>();
+    for (const w of full.to) if (sources.has(w.source)) running.set(watermarkId(w), w);
+    for (const m of chain) {
+      const entry = requireFile(m, "changes.ndjson.zst");
+      const key = fileKey("incremental", m.id, entry.name);
+      const before = new Map(running);
+      advanceWatermarks(running, m, sources);
+      const applier = new ChangeApplier(dbs, before, key);
+      onProgress?.({ phase: "apply", key, bytes: 0, total: entry.size });
+      applier.begin();
+      try {
+        const got = await downloadObject(store, key, entry, applier.sink(), { resumes: options.resumes ?? 5 });
+        applier.commit();
+        bytes += got.bytes;
+        resumes += got.resumes;
+      } catch (e) {
+        applier.rollback();
+        throw withOlderCandidate(e, loaded, m.id);
+      }
+      for (const [id, n] of applier.rows) rows[id] = (rows[id] ?? 0) + n;
+    }
+
+    for (const t of targets) {
+      onProgress?.({ phase: "check", key: t.path, message: `PRAGMA ${check}_check` });
+      const db = dbs.get(t.source)!;
+      try {
+        runCheck(db, check, `${t.source} (restoring to ${t.path})`);
+        checkWatermarks(db, t.source, running.values());
+      } catch (e) {
+        throw withOlderCandidate(e, loaded, plan.restoresTo);
+      }
+      db.close();
+      dbs.delete(t.source);
+    }
+    for (const t of targets) {
+      onProgress?.({ phase: "replace", key: t.path });
+      await replaceAtomically(temps.get(t.source)!, t.path);
+      temps.delete(t.source);
+    }
+  } catch (e) {
+    for (const db of dbs.values()) if (db.isOpen) db.close();
+    for (const temp of temps.values()) await discardTemp(temp);
+    throw e;
+  }
+  for (const t of targets) {
+    // The bytes were checked in full before the rename, which does not change them; reopening proves the
+    // file at the target is that database (schema readable, page count as checked).
+    const db = new DatabaseSync(t.path, { readOnly: true });
+    try {
+      db.prepare("SELECT count(*) FROM sqlite_schema").get();
+    } finally {
+      db.close();
+    }
+  }
+  onProgress?.({ phase: "done", message: `restored to ${plan.restoresTo}` });
+  return { ...base, dryRun: false, bytes, rows, resumes, integrity: "ok", removedStale, durationMs: Math.round(performance.now() - started) };
+}
+
+/** The record of one restore drill, stored as `backups/drills/<ts>.json`. */
+export interface DrillRecord {
+  ts: string;
+  ok: boolean;
+  at: string;
+  restoresTo: string | null;
+  full: string | null;
+  chain: string[];
+  sources: string[];
+  durationMs: number;
+  bytes: number;
+  integrity: "ok" | "failed" | "not run";
+  rows: Record<string, number>;
+  error?: string;
+}
+
+/** A metric of the drill, for the job's metrics sink (CloudWatch): success, duration and bytes. */
+export interface DrillMetric {
+  name: "RestoreDrillSucceeded" | "RestoreDrillDurationMs" | "RestoreDrillBytes";
+  value: number;
+  unit: "Count" | "Milliseconds" | "Bytes";
+}
+
+export interface VerifyOptions {
+  store: BackupStore;
+  at?: Date | "latest";
+  /** Where the drill's temporary directory is made (default: the OS temp dir). */
+  tmpDir?: string;
+  /** The clock (the drill's timestamp). */
+  now?: () => Date;
+  check?: "integrity" | "quick";
+  onProgress?: (p: RestoreProgress) => void;
+  /** Receives the drill's metrics; the CLI forwards them to the job's metrics sink. */
+  onMetric?: (metric: DrillMetric) => void | Promise<void>;
+}
+
+export interface VerifyResult {
+  record: DrillRecord;
+  /** The key the record was written to, or undefined when writing it failed (see `recordError`). */
+  key?: string;
+  recordError?: string;
+}
+
+/**
+ * The restore drill: restores every database of the backup at `at` into a temporary directory, checks it,
+ * records the outcome under `backups/drills/` (a failed drill too) and emits metrics. Nothing is replaced.
+ */
+export async function verify(options: VerifyOptions): Promise<VerifyResult> {
+  const now = options.now ?? (() => new Date());
+  const startedAt = now();
+  const started = performance.now();
+  const at = options.at ?? "latest";
+  const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), "r2backup-drill-"));
+  let record: DrillRecord;
+  try {
+    const r = await restore({
+      store: options.store,
+      to: dir,
+      at,
+      intoDirectory: true,
+      force: false,
+      ...(options.check ? { check: options.check } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+    record = {
+      ts: formatTimestamp(startedAt),
+      ok: true,
+      at: r.at,
+      restoresTo: r.restoresTo,
+      full: r.full.ts,
+      chain: r.chain.map((c) => c.ts),
+      sources: r.targets.map((t) => t.source),
+      durationMs: Math.round(performance.now() - started),
+      bytes: r.bytes,
+      integrity: r.integrity,
+      rows: r.rows,
+    };
+  } catch (e) {
+    record = {
+      ts: formatTimestamp(startedAt),
+      ok: false,
+      at: at === "latest" ? "latest" : formatTimestamp(at),
+      restoresTo: null,
+      full: null,
+      chain: [],
+      sources: [],
+      durationMs: Math.round(performance.now() - started),
+      bytes: 0,
+      integrity: e instanceof JobError && e.kind === "integrity" ? "failed" : "not run",
+      rows: {},
+      error: e instanceof Error ? e.message : String(e),
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  const result: VerifyResult = { record };
+  const key = formatBackupKey({ kind: "drill", ts: record.ts });
+  try {
+    await options.store.put(key, `${JSON.stringify(record, null, 2)}\n`, { contentType: "application/json" });
+    result.key = key;
+  } catch (e) {
+    result.recordError = e instanceof Error ? e.message : String(e);
+  }
+  const metrics: DrillMetric[] = [
+    { name: "RestoreDrillSucceeded", value: record.ok ? 1 : 0, unit: "Count" },
+    { name: "RestoreDrillDurationMs", value: record.durationMs, unit: "Milliseconds" },
+    { name: "RestoreDrillBytes", value: record.bytes, unit: "Bytes" },
+  ];
+  for (const m of metrics) await options.onMetric?.(m);
+  return result;
+}

@@ -1,0 +1,126 @@
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { access, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { JobError } from "../errors.ts";
+
+/**
+ * The file adapter of restore: temporary files beside the target, the refusal to overwrite by surprise,
+ * and the atomic replace of reference §5 "Safe restore" (fsync the file, drop stale sidecars, rename,
+ * fsync the directory). A restore that fails or is killed leaves the target as it was.
+ */
+
+/** The files SQLite pairs with a database; a stale one beside a new file corrupts it. */
+export const SIDECARS = ["-wal", "-shm", "-journal"] as const;
+
+const TEMP_RE = /^\.(.+)\.restore-(\d+)-[0-9a-f]+\.tmp(-wal|-shm|-journal)?$/;
+
+/** A temporary path in the target's directory (so the final rename stays within one filesystem). */
+export function tempPathFor(target: string): string {
+  const abs = resolve(target);
+  return join(dirname(abs), `.${basename(abs)}.restore-${process.pid}-${randomBytes(4).toString("hex")}.tmp`);
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes temporary files that an earlier restore of `target` left behind when it was killed (its process
+ * is gone). A temp file of a restore still running is left alone. Returns the removed paths.
+ */
+export async function removeStaleTemps(target: string): Promise<string[]> {
+  const abs = resolve(target);
+  const dir = dirname(abs);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_RE.exec(name);
+    if (!m || m[1] !== basename(abs) || isAlive(Number(m[2]))) continue;
+    await rm(join(dir, name), { force: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
+}
+
+/** Removes a temporary database and any sidecar SQLite made for it. Never throws. */
+export async function discardTemp(path: string): Promise<void> {
+  for (const suffix of ["", ...SIDECARS]) await rm(`${path}${suffix}`, { force: true }).catch(() => {});
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.F_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What sits at a target now: the file and each sidecar that exists. */
+export async function existingAt(target: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const suffix of ["", ...SIDECARS]) if (await exists(`${target}${suffix}`)) found.push(`${target}${suffix}`);
+  return found;
+}
+
+/**
+ * Refuses a target that exists (or has sidecar files) unless `force`, and a target whose directory is
+ * missing or that is a directory. Called before anything is downloaded.
+ */
+export async function checkTarget(target: string, force: boolean): Promise<{ exists: boolean }> {
+  const abs = resolve(target);
+  const dir = dirname(abs);
+  const dirStat = await stat(dir).catch(() => undefined);
+  if (!dirStat?.isDirectory()) {
+    throw new JobError("usage", `restore to '${target}': the directory '${dir}' does not exist`, { hint: `create it first: mkdir -p ${dir}` });
+  }
+  const st = await stat(abs).catch(() => undefined);
+  if (st?.isDirectory()) throw new JobError("usage", `restore to '${target}': it is a directory`, { hint: "give the path of the database file" });
+  const found = await existingAt(abs);
+  if (found.length > 0 && !force) {
+    throw new JobError("targetExists", `restore to '${target}': ${found.map((f) => `'${basename(f)}'`).join(", ")} already exist${found.length === 1 ? "s" : ""}`, {
+      hint: "stop every process that uses it, then run again with --force to replace it (nothing was changed)",
+    });
+  }
+  return { exists: found.length > 0 };
+}
+
+/** fsync of a file or directory: a rename is durable only once its directory is synced. */
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Moves a checked temporary database over the target: fsync it, remove the target's stale `-wal`, `-shm`
+ * and `-journal` (pairing them with the new file would corrupt it), rename, fsync the directory.
+ * The caller has closed every connection to the temporary file.
+ */
+export async function replaceAtomically(temp: string, target: string): Promise<void> {
+  const abs = resolve(target);
+  for (const suffix of SIDECARS) {
+    if (await exists(`${temp}${suffix}`)) {
+      throw new JobError("failed", `replace '${target}': the temporary file still has '${basename(temp)}${suffix}'`, { hint: "a connection to it was left open; this is a bug" });
+    }
+  }
+  await fsyncPath(temp);
+  for (const suffix of SIDECARS) await rm(`${abs}${suffix}`, { force: true });
+  await rename(temp, abs);
+  await fsyncPath(dirname(abs));
+}
