@@ -1,0 +1,94 @@
+import * as cloudflare from "@pulumi/cloudflare";
+import * as pulumi from "@pulumi/pulumi";
+import { BINDINGS } from "../../core/index.ts";
+import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, WORKER_MAIN_MODULE, type WorkerBundle } from "../../worker/bundle.ts";
+import { physicalName } from "../naming.ts";
+
+export interface ApiArgs {
+  accountId: string;
+  stack: string;
+  preview: boolean;
+  /** Built by `bundleWorker()` when the program runs, before any resource: never inside an apply. */
+  bundle: WorkerBundle;
+  bucketName: pulumi.Input<string>;
+  replicaBucketName?: pulumi.Input<string>;
+  jurisdiction: string;
+  serverToken: pulumi.Output<string>;
+  adminToken: pulumi.Output<string>;
+  alertWebhookUrl?: pulumi.Output<string>;
+  maxBackupAgeHours: number;
+  freshnessCheckSchedule: string;
+  /** Non-preview stacks: a route `<hostname>/api/*` on this zone. */
+  zoneId?: string;
+  hostname?: string;
+  /** Preview stacks: served on `<script>.<subdomain>.workers.dev`. */
+  workersDevSubdomain?: string;
+}
+
+/** The Worker's bindings (DESIGN.md, "Worker API"), names from `core/`. Secrets are `secret_text`. */
+export function workerBindings(args: ApiArgs): cloudflare.types.input.WorkersScriptBinding[] {
+  const jurisdiction = args.jurisdiction === "default" ? {} : { jurisdiction: args.jurisdiction };
+  const bindings: cloudflare.types.input.WorkersScriptBinding[] = [
+    { type: "r2_bucket", name: BINDINGS.bucket, bucketName: args.bucketName, ...jurisdiction },
+    { type: "secret_text", name: BINDINGS.serverToken, text: args.serverToken },
+    { type: "secret_text", name: BINDINGS.adminToken, text: args.adminToken },
+    { type: "plain_text", name: BINDINGS.maxBackupAgeHours, text: String(args.maxBackupAgeHours) },
+  ];
+  if (args.replicaBucketName !== undefined) bindings.push({ type: "r2_bucket", name: BINDINGS.replicaBucket, bucketName: args.replicaBucketName, ...jurisdiction });
+  // A webhook URL often embeds its own credential (Slack, Discord): bound as a secret, read the same way.
+  if (args.alertWebhookUrl !== undefined) bindings.push({ type: "secret_text", name: BINDINGS.alertWebhookUrl, text: args.alertWebhookUrl });
+  return bindings;
+}
+
+/**
+ * The backup API: the Worker bundled from `worker/`, deployed as an ES module with its bindings, reachable
+ * on a route of the configured zone (or, for preview stacks, on workers.dev only), and a cron trigger
+ * that runs its freshness check.
+ */
+export class Api extends pulumi.ComponentResource {
+  readonly scriptName: pulumi.Output<string>;
+  readonly url: pulumi.Output<string>;
+  readonly script: cloudflare.WorkersScript;
+
+  constructor(name: string, args: ApiArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("r2-sqlite-backup:api:Api", name, {}, opts);
+    const scriptName = physicalName(args.stack, "api");
+    this.script = new cloudflare.WorkersScript(
+      `${name}-worker`,
+      {
+        accountId: args.accountId,
+        scriptName,
+        content: args.bundle.code,
+        mainModule: WORKER_MAIN_MODULE,
+        compatibilityDate: COMPATIBILITY_DATE,
+        compatibilityFlags: COMPATIBILITY_FLAGS,
+        bindings: workerBindings(args),
+        observability: { enabled: true },
+      },
+      { parent: this },
+    );
+    this.scriptName = this.script.scriptName;
+    // workers.dev only for previews: production is reachable on its own route alone.
+    new cloudflare.WorkersScriptSubdomain(
+      `${name}-workers-dev`,
+      { accountId: args.accountId, scriptName: this.script.scriptName, enabled: args.preview, previewsEnabled: false },
+      { parent: this },
+    );
+    if (args.preview) {
+      this.url = pulumi.output(`https://${scriptName}.${args.workersDevSubdomain}.workers.dev`);
+    } else {
+      new cloudflare.WorkersRoute(
+        `${name}-route`,
+        { zoneId: args.zoneId as string, pattern: `${args.hostname}/api/*`, script: this.script.scriptName },
+        { parent: this },
+      );
+      this.url = pulumi.output(`https://${args.hostname}`);
+    }
+    new cloudflare.WorkersCronTrigger(
+      `${name}-freshness-check`,
+      { accountId: args.accountId, scriptName: this.script.scriptName, schedules: [{ cron: args.freshnessCheckSchedule }] },
+      { parent: this },
+    );
+    this.registerOutputs({ scriptName: this.scriptName, url: this.url });
+  }
+}

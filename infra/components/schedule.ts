@@ -1,0 +1,96 @@
+import * as pulumi from "@pulumi/pulumi";
+import { JOB_ENV } from "../../core/index.ts";
+import type { RenderConfig } from "../config.ts";
+import { physicalName } from "../naming.ts";
+import { RenderCronJob, RenderServiceEnvVars } from "../render/provider.ts";
+
+/** What the job needs to publish metrics (from the monitoring component), when monitoring is on. */
+export interface MetricsCredentials {
+  namespace: string;
+  region: string;
+  accessKeyId: pulumi.Output<string>;
+  secretAccessKey: pulumi.Output<string>;
+}
+
+export interface ScheduleArgs {
+  stack: string;
+  render: RenderConfig;
+  workerUrl: pulumi.Input<string>;
+  serverToken: pulumi.Output<string>;
+  agentToken: pulumi.Output<string>;
+  metrics?: MetricsCredentials;
+}
+
+/** The commands the cron jobs run (the repository's own CLI, built by `npm ci`). */
+export const BUILD_COMMAND = "npm ci";
+export function backupCommand(agentUrl: string): string {
+  return `npm run backup -- trigger --agent-url ${agentUrl}`;
+}
+export const DRILL_COMMAND = "npm run backup -- verify";
+
+/**
+ * The Render side (DESIGN.md fact 1): the backup cron job only triggers the agent inside the app service
+ * that owns the disk; the monthly drill restores into a temporary file through the Worker. The agent's
+ * variables are set on the existing app service, key by key.
+ */
+export class Schedule extends pulumi.ComponentResource {
+  readonly backupJobId: pulumi.Output<string>;
+  readonly drillJobId: pulumi.Output<string>;
+
+  constructor(name: string, args: ScheduleArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("r2-sqlite-backup:schedule:Schedule", name, {}, opts);
+    const r = args.render;
+    const metricsEnv: Record<string, pulumi.Input<string>> = args.metrics
+      ? {
+          [JOB_ENV.metricsNamespace]: args.metrics.namespace,
+          [JOB_ENV.awsRegion]: args.metrics.region,
+          [JOB_ENV.awsAccessKeyId]: args.metrics.accessKeyId,
+          [JOB_ENV.awsSecretAccessKey]: args.metrics.secretAccessKey,
+        }
+      : {};
+    const common = {
+      ownerId: r.ownerId,
+      region: r.region,
+      plan: r.plan,
+      runtime: "node",
+      repo: r.repo,
+      branch: r.branch,
+      rootDir: "",
+      buildCommand: BUILD_COMMAND,
+      autoDeploy: "yes" as const,
+    };
+    const backup = new RenderCronJob(
+      `${name}-backup`,
+      {
+        ...common,
+        name: physicalName(args.stack, "backup"),
+        schedule: r.backupSchedule,
+        startCommand: backupCommand(r.agentUrl),
+        envVars: pulumi.all({ [JOB_ENV.agentToken]: args.agentToken }),
+      },
+      { parent: this },
+    );
+    const drill = new RenderCronJob(
+      `${name}-restore-drill`,
+      {
+        ...common,
+        name: physicalName(args.stack, "restore-drill"),
+        schedule: r.drillSchedule,
+        startCommand: DRILL_COMMAND,
+        envVars: pulumi.all({ [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, ...metricsEnv }),
+      },
+      { parent: this },
+    );
+    new RenderServiceEnvVars(
+      `${name}-agent-env`,
+      {
+        serviceId: r.appServiceId,
+        envVars: { [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, [JOB_ENV.agentToken]: args.agentToken, ...metricsEnv },
+      },
+      { parent: this },
+    );
+    this.backupJobId = backup.id;
+    this.drillJobId = drill.id;
+    this.registerOutputs({ backupJobId: this.backupJobId, drillJobId: this.drillJobId });
+  }
+}

@@ -1,0 +1,311 @@
+import * as pulumi from "@pulumi/pulumi";
+import { DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
+import { InfraError } from "./errors.ts";
+import { isPreviewStack, PROJECT } from "./naming.ts";
+
+/**
+ * The stack configuration: every key the program reads, declared once here (and, with the same types,
+ * defaults and descriptions, in `Pulumi.yaml`; a test keeps the two equal). An empty string means "not set":
+ * the CLI applies `Pulumi.yaml` defaults before the program runs, so "absent" and "default" look alike.
+ */
+export interface ConfigKeySpec {
+  key: string;
+  type: "string" | "integer" | "boolean" | "array";
+  description: string;
+  default: string | number | boolean | string[];
+  /** Set with `pulumi config set --secret`; never read or shown in plain text. */
+  secret?: boolean;
+  /** The `<value>` shown in the `pulumi config set` hint. */
+  example: string;
+}
+
+const str = (key: string, description: string, example: string, def = "", secret = false): ConfigKeySpec => ({ key, type: "string", description, default: def, example, ...(secret ? { secret } : {}) });
+const int = (key: string, description: string, def: number): ConfigKeySpec => ({ key, type: "integer", description, default: def, example: String(def) });
+const bool = (key: string, description: string, def: boolean): ConfigKeySpec => ({ key, type: "boolean", description, default: def, example: String(def) });
+
+export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
+  str("cloudflareAccountId", "Cloudflare account id (32 hex characters) that owns the R2 buckets and the Worker. Required.", "<account-id>"),
+  str("zoneId", "Cloudflare zone id of `hostname`, for the Worker route. Required on every stack but previews (`pr-<n>`).", "<zone-id>"),
+  str("hostname", "Hostname the Worker answers on (route `<hostname>/api/*`; needs a proxied DNS record). Required on every stack but previews.", "backups.example.com"),
+  str("workersDevSubdomain", "The account's workers.dev subdomain (`<sub>.workers.dev`); preview stacks are served there. Required on previews.", "<subdomain>"),
+  str("bucketLocation", "R2 location hint of the bucket (apac, eeur, enam, weur, wnam, oc); empty lets Cloudflare choose. Used only at creation.", "weur"),
+  str("bucketJurisdiction", "R2 jurisdiction of the buckets (default, eu, fedramp).", "eu", "default"),
+  str("replicaLocation", "Location hint of an optional second bucket for geographic redundancy (R2 does not replicate); empty = none.", "enam"),
+  int("lockDays", "Bucket lock: days during which nothing under backups/ (except backups/state/) can be deleted or overwritten. 0 = no lock. Previews never get one.", DEFAULT_RETENTION.lockDays),
+  int("retentionFullDays", "Days a full backup is kept.", DEFAULT_RETENTION.fullDays),
+  int("retentionIncrementalDays", "Days an incremental backup is kept.", DEFAULT_RETENTION.incrementalDays),
+  int("retentionDailyInfrequentAccessDays", "Days after which a daily backup moves to InfrequentAccess.", DEFAULT_RETENTION.dailyInfrequentAccessDays),
+  int("retentionDailyDays", "Days a daily backup is kept.", DEFAULT_RETENTION.dailyDays),
+  int("retentionDrillDays", "Days a restore-drill record is kept.", DEFAULT_RETENTION.drillDays),
+  int("retentionAbortMultipartDays", "Days after which an incomplete multipart upload is aborted.", DEFAULT_RETENTION.abortMultipartDays),
+  int("maxBackupAgeHours", "The Worker's freshness check alerts when the newest complete full backup is older than this.", 7),
+  str("freshnessCheckSchedule", "Cron schedule (UTC) of the Worker's freshness check.", "*/30 * * * *", "*/30 * * * *"),
+  str("alertWebhookUrl", "Secret. Webhook the Worker posts to when backups are stale; empty = no webhook.", "https://hooks.example.com/...", "", true),
+  str("serverToken", "Secret. The job's token (SERVER_BYPASS_TOKEN): write and read, never delete. Generated when empty.", "<token>", "", true),
+  str("adminToken", "Secret. The admin token (ADMIN_TOKEN), the only one that may delete. Generated when empty.", "<token>", "", true),
+  str("agentToken", "Secret. The backup agent's token (BACKUP_AGENT_TOKEN), shared by the app service and the cron job. Generated when empty.", "<token>", "", true),
+  bool("renderEnabled", "Create the Render cron jobs and set the agent's variables on the app service (needs RENDER_API_KEY). Previews never do.", true),
+  str("renderOwnerId", "Render workspace (owner) id, `tea-...` or `usr-...` (GET /v1/owners). Required when renderEnabled.", "tea-xxxxxxxxxxxxxxxxxxxx"),
+  str("renderRegion", "Render region of the cron jobs; must be the app service's, for the private network (frankfurt, ohio, oregon, singapore, virginia).", "oregon", "oregon"),
+  str("renderPlan", "Render plan of the cron jobs (starter, standard, pro, pro_plus, pro_max, pro_ultra).", "starter", "starter"),
+  str("renderRepo", "Git repository the cron jobs build (this repository), https URL without branch. Required when renderEnabled.", "https://github.com/you/r2-sqlite-backup"),
+  str("renderBranch", "Branch the cron jobs build.", "main", "main"),
+  str("renderAppServiceId", "Id (`srv-...`) of the existing Render service that owns the database disk and runs the agent. Required when renderEnabled.", "srv-xxxxxxxxxxxxxxxxxxxx"),
+  str("agentUrl", "The agent's URL on Render's private network, e.g. http://my-app:8787. Required when renderEnabled.", "http://my-app:8787"),
+  str("backupSchedule", "Cron schedule (UTC) of the backup cron job.", "0 */6 * * *", "0 */6 * * *"),
+  str("drillSchedule", "Cron schedule (UTC) of the monthly restore drill.", "0 4 1 * *", "0 4 1 * *"),
+  bool("monitoringEnabled", "Create the CloudWatch alarms, SNS topic, metrics user and dashboard (needs AWS credentials). Previews never do.", false),
+  { key: "alarmEmails", type: "array", description: "Email addresses subscribed to the alarm topic (each must confirm by mail).", default: [], example: '["ops@example.com"]' },
+  str("metricsNamespace", "CloudWatch namespace of the job's metrics; the metrics user may put metrics only here.", "R2SqliteBackup", "R2SqliteBackup"),
+  str("awsRegion", "AWS region of the monitoring resources.", "us-east-1", "us-east-1"),
+];
+
+export const R2_LOCATIONS = ["apac", "eeur", "enam", "weur", "wnam", "oc"] as const;
+export const R2_JURISDICTIONS = ["default", "eu", "fedramp"] as const;
+export const RENDER_REGIONS = ["frankfurt", "ohio", "oregon", "singapore", "virginia"] as const;
+export const RENDER_PLANS = ["starter", "standard", "pro", "pro_plus", "pro_max", "pro_ultra"] as const;
+
+/** The validated configuration of one stack. Secrets stay `Output`s, marked secret. */
+export interface StackConfig {
+  project: string;
+  stack: string;
+  preview: boolean;
+  cloudflare: { accountId: string; zoneId?: string; hostname?: string; workersDevSubdomain?: string };
+  storage: { location?: string; jurisdiction: string; replicaLocation?: string; retention: RetentionPolicy };
+  worker: { maxBackupAgeHours: number; freshnessCheckSchedule: string };
+  /** Undefined when not configured: the program generates tokens, and binds no webhook. */
+  secrets: { serverToken?: pulumi.Output<string>; adminToken?: pulumi.Output<string>; agentToken?: pulumi.Output<string>; alertWebhookUrl?: pulumi.Output<string> };
+  render?: RenderConfig;
+  monitoring?: MonitoringConfig;
+}
+
+export interface RenderConfig {
+  ownerId: string;
+  region: string;
+  plan: string;
+  repo: string;
+  branch: string;
+  appServiceId: string;
+  agentUrl: string;
+  backupSchedule: string;
+  drillSchedule: string;
+}
+
+export interface MonitoringConfig {
+  namespace: string;
+  awsRegion: string;
+  alarmEmails: string[];
+}
+
+/** Where raw values come from: the Pulumi runtime, a stack file (for `npm run plan`), or a test. */
+export interface ConfigReader {
+  /** The raw string value of `<project>:<key>`, or undefined. */
+  get(key: string): string | undefined;
+  /** Whether the value was set as a secret (`--secret`). */
+  isSecret(key: string): boolean;
+}
+
+/** Reads the running program's config (`pulumi.runtime.getConfig` does not warn on secrets, `Config.get` does). */
+export function runtimeConfigReader(project: string = PROJECT): ConfigReader {
+  return {
+    get: (key) => pulumi.runtime.getConfig(`${project}:${key}`),
+    // `isConfigSecret` is marked internal in the typings; the CLI passes the secret keys it uses.
+    isSecret: (key) => (pulumi.runtime as unknown as { isConfigSecret(k: string): boolean }).isConfigSecret(`${project}:${key}`),
+  };
+}
+
+/**
+ * Preview stacks inherit the non-secret values of another stack (the dev stack's file) for keys they do
+ * not set, so `pr-<n>` needs no stack file of its own. Secrets are never inherited.
+ */
+export function withFallback(reader: ConfigReader, fallback: Record<string, string>): ConfigReader {
+  return {
+    get: (key) => {
+      const own = reader.get(key);
+      if (own !== undefined && own !== "") return own;
+      const spec = CONFIG_KEYS.find((k) => k.key === key);
+      return spec?.secret ? own : (fallback[key] ?? own);
+    },
+    isSecret: (key) => reader.isSecret(key),
+  };
+}
+
+/** The exact command that sets a key on a stack. */
+export function configSetCommand(key: string, stack: string): string {
+  const spec = CONFIG_KEYS.find((k) => k.key === key);
+  const value = spec?.example ?? "<value>";
+  const quoted = /^[A-Za-z0-9_./:@-]+$/.test(value) ? value : `'${value}'`;
+  return `pulumi config set ${spec?.secret ? "--secret " : ""}${PROJECT}:${key} ${quoted} --stack ${stack}`;
+}
+
+/**
+ * Loads and validates a stack's config. Every problem is reported at once, each missing key with the exact
+ * `pulumi config set` line that fixes it. Preview stacks (`pr-<n>`) get no lock, no Render jobs, no
+ * monitoring and no replica, whatever the config says: they must not touch anything production uses.
+ */
+export function loadStackConfig(stack: string, reader: ConfigReader = runtimeConfigReader()): StackConfig {
+  const preview = isPreviewStack(stack);
+  const missing: string[] = [];
+  const problems: string[] = [];
+  const spec = (key: string) => {
+    const s = CONFIG_KEYS.find((k) => k.key === key);
+    if (!s) throw new InfraError("read", "config key", key, "is not declared in CONFIG_KEYS", "declare it in infra/config.ts and Pulumi.yaml");
+    return s;
+  };
+  const raw = (key: string): string | undefined => {
+    const s = spec(key);
+    const v = reader.get(key);
+    if (v === undefined || v === "") return typeof s.default === "string" ? (s.default === "" ? undefined : s.default) : undefined;
+    return v;
+  };
+  const text = (key: string): string | undefined => raw(key)?.trim() || undefined;
+  const required = (key: string): string => {
+    const v = text(key);
+    if (v === undefined) missing.push(key);
+    return v ?? "";
+  };
+  const integer = (key: string): number => {
+    const v = raw(key);
+    const d = spec(key).default as number;
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n)) {
+      problems.push(`${key} must be a whole number, got '${v}'`);
+      return d;
+    }
+    return n;
+  };
+  const boolean = (key: string): boolean => {
+    const v = raw(key);
+    if (v === undefined) return spec(key).default as boolean;
+    if (v !== "true" && v !== "false") problems.push(`${key} must be true or false, got '${v}'`);
+    return v === "true";
+  };
+  const list = (key: string): string[] => {
+    const v = raw(key);
+    if (v === undefined) return [];
+    try {
+      const parsed: unknown = JSON.parse(v);
+      if (Array.isArray(parsed) && parsed.every((x) => typeof x === "string")) return parsed;
+    } catch {
+      // fall through: reported below
+    }
+    problems.push(`${key} must be a list of strings, e.g. ${spec(key).example}`);
+    return [];
+  };
+  const secret = (key: string): pulumi.Output<string> | undefined => {
+    const v = reader.get(key);
+    if (v === undefined || v === "") return undefined;
+    if (!reader.isSecret(key)) problems.push(`${key} is a secret but is stored in plain text: set it again with \`${configSetCommand(key, stack)}\``);
+    return pulumi.secret(v);
+  };
+  const oneOf = (key: string, value: string | undefined, allowed: readonly string[]) => {
+    if (value !== undefined && !allowed.includes(value)) problems.push(`${key} must be one of ${allowed.join(", ")}, got '${value}'`);
+  };
+  const hex32 = (key: string, value: string) => {
+    if (value !== "" && !/^[0-9a-f]{32}$/.test(value)) problems.push(`${key} must be 32 lowercase hex characters, got '${value}'`);
+  };
+  const cron = (key: string, value: string) => {
+    if (value.trim().split(/\s+/).length !== 5) problems.push(`${key} must be a 5-field cron expression (UTC), got '${value}'`);
+  };
+
+  const accountId = required("cloudflareAccountId");
+  hex32("cloudflareAccountId", accountId);
+  const cloudflare: StackConfig["cloudflare"] = { accountId };
+  if (preview) {
+    cloudflare.workersDevSubdomain = required("workersDevSubdomain");
+  } else {
+    cloudflare.zoneId = required("zoneId");
+    hex32("zoneId", cloudflare.zoneId);
+    cloudflare.hostname = required("hostname");
+    if (cloudflare.hostname !== "" && !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i.test(cloudflare.hostname)) {
+      problems.push(`hostname must be a bare hostname like backups.example.com (no scheme, no path), got '${cloudflare.hostname}'`);
+    }
+    const sub = text("workersDevSubdomain");
+    if (sub !== undefined) cloudflare.workersDevSubdomain = sub;
+  }
+
+  const location = text("bucketLocation");
+  oneOf("bucketLocation", location, R2_LOCATIONS);
+  const jurisdiction = text("bucketJurisdiction") ?? "default";
+  oneOf("bucketJurisdiction", jurisdiction, R2_JURISDICTIONS);
+  const replicaLocation = preview ? undefined : text("replicaLocation");
+  oneOf("replicaLocation", replicaLocation, R2_LOCATIONS);
+  if (replicaLocation !== undefined && replicaLocation === location) problems.push(`replicaLocation must differ from bucketLocation ('${location}'): the replica is for geographic redundancy`);
+
+  let retention: RetentionPolicy = DEFAULT_RETENTION;
+  const policy = {
+    fullDays: integer("retentionFullDays"),
+    incrementalDays: integer("retentionIncrementalDays"),
+    dailyInfrequentAccessDays: integer("retentionDailyInfrequentAccessDays"),
+    dailyDays: integer("retentionDailyDays"),
+    drillDays: integer("retentionDrillDays"),
+    abortMultipartDays: integer("retentionAbortMultipartDays"),
+    // DESIGN.md, Retention: preview stacks get no lock, so they can be destroyed.
+    lockDays: preview ? 0 : integer("lockDays"),
+  };
+  try {
+    retention = validateRetentionPolicy(policy);
+  } catch (error) {
+    problems.push((error as Error).message);
+  }
+
+  const maxBackupAgeHours = integer("maxBackupAgeHours");
+  if (maxBackupAgeHours < 1) problems.push(`maxBackupAgeHours must be at least 1, got ${maxBackupAgeHours}`);
+  const freshnessCheckSchedule = text("freshnessCheckSchedule") ?? "*/30 * * * *";
+  cron("freshnessCheckSchedule", freshnessCheckSchedule);
+
+  const secrets: StackConfig["secrets"] = {};
+  for (const key of ["serverToken", "adminToken", "agentToken", "alertWebhookUrl"] as const) {
+    const value = secret(key);
+    if (value !== undefined) secrets[key] = value;
+  }
+
+  let render: RenderConfig | undefined;
+  if (!preview && boolean("renderEnabled")) {
+    render = {
+      ownerId: required("renderOwnerId"),
+      region: text("renderRegion") ?? "oregon",
+      plan: text("renderPlan") ?? "starter",
+      repo: required("renderRepo"),
+      branch: text("renderBranch") ?? "main",
+      appServiceId: required("renderAppServiceId"),
+      agentUrl: required("agentUrl"),
+      backupSchedule: text("backupSchedule") ?? "0 */6 * * *",
+      drillSchedule: text("drillSchedule") ?? "0 4 1 * *",
+    };
+    oneOf("renderRegion", render.region, RENDER_REGIONS);
+    oneOf("renderPlan", render.plan, RENDER_PLANS);
+    if (render.ownerId !== "" && !/^(tea|usr)-[a-z0-9]+$/.test(render.ownerId)) problems.push(`renderOwnerId must look like tea-... or usr-..., got '${render.ownerId}'`);
+    if (render.appServiceId !== "" && !/^srv-[a-z0-9]+$/.test(render.appServiceId)) problems.push(`renderAppServiceId must look like srv-..., got '${render.appServiceId}'`);
+    if (render.repo !== "" && !/^https:\/\/\S+$/.test(render.repo)) problems.push(`renderRepo must be an https URL, got '${render.repo}'`);
+    if (render.agentUrl !== "" && !URL.canParse(render.agentUrl)) problems.push(`agentUrl must be a URL like http://my-app:8787, got '${render.agentUrl}'`);
+    cron("backupSchedule", render.backupSchedule);
+    cron("drillSchedule", render.drillSchedule);
+  }
+
+  let monitoring: MonitoringConfig | undefined;
+  if (!preview && boolean("monitoringEnabled")) {
+    monitoring = {
+      namespace: text("metricsNamespace") ?? "R2SqliteBackup",
+      awsRegion: text("awsRegion") ?? "us-east-1",
+      alarmEmails: list("alarmEmails"),
+    };
+    for (const email of monitoring.alarmEmails) if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) problems.push(`alarmEmails: '${email}' is not an email address`);
+    if (!/^[A-Za-z0-9._/#:-]{1,255}$/.test(monitoring.namespace) || monitoring.namespace.startsWith("AWS/")) problems.push(`metricsNamespace '${monitoring.namespace}' is not a valid custom CloudWatch namespace`);
+  }
+
+  if (missing.length > 0 || problems.length > 0) {
+    const reasons = [...missing.map((k) => `missing ${PROJECT}:${k} (${spec(k).description})`), ...problems];
+    const hint = missing.length > 0 ? `run: ${missing.map((k) => configSetCommand(k, stack)).join(" ; ")}` : "fix the values with `pulumi config set` and run again";
+    throw new InfraError("configure", "stack", stack, reasons.join("; "), hint);
+  }
+
+  const storage: StackConfig["storage"] = { jurisdiction, retention };
+  if (location !== undefined) storage.location = location;
+  if (replicaLocation !== undefined) storage.replicaLocation = replicaLocation;
+  const config: StackConfig = { project: PROJECT, stack, preview, cloudflare, storage, worker: { maxBackupAgeHours, freshnessCheckSchedule }, secrets };
+  if (render) config.render = render;
+  if (monitoring) config.monitoring = monitoring;
+  return config;
+}
