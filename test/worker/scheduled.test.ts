@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { formatDay, formatTimestamp, objectPath, type ApiStatus } from "../../core/index.ts";
+import { allKeys, startWebhookReceiver, startWorker, type TestWorker, type WebhookReceiver } from "./harness.ts";
+
+const HOUR = 3_600_000;
+const ts = (hoursAgo: number) => formatTimestamp(new Date(Date.now() - hoursAgo * HOUR));
+
+async function putSet(w: TestWorker, prefix: string, files: string[]): Promise<void> {
+  for (const file of files) {
+    const response = await fetch(`${w.url}${objectPath(`${prefix}${file}`)}`, {
+      method: "PUT",
+      headers: { "X-Server-Token": w.serverToken },
+      body: `${prefix}${file}`,
+    });
+    expect(response.status).toBe(201);
+  }
+}
+
+async function status(w: TestWorker): Promise<ApiStatus> {
+  const response = await fetch(`${w.url}/api/status`, { headers: { "X-Server-Token": w.serverToken } });
+  expect(response.status).toBe(200);
+  return (await response.json()) as ApiStatus;
+}
+
+describe("the scheduled freshness check", () => {
+  let hook: WebhookReceiver;
+  let w: TestWorker;
+  beforeAll(async () => {
+    hook = await startWebhookReceiver();
+    w = await startWorker({ bindings: { ALERT_WEBHOOK_URL: hook.url, MAX_BACKUP_AGE_HOURS: "7" } });
+  });
+  afterAll(async () => {
+    await w?.stop();
+    await hook?.close();
+  });
+
+  test("with no backup at all, it posts an alert", async () => {
+    expect((await w.scheduled()).outcome).toBe("ok");
+    expect(hook.received).toHaveLength(1);
+    const alert = hook.received[0] as { text: string; status: ApiStatus };
+    expect(alert.text).toContain("no complete full backup");
+    expect(alert.status.healthy).toBe(false);
+  });
+
+  test("when the newest complete full backup is older than MAX_BACKUP_AGE_HOURS, it posts an alert naming it", async () => {
+    hook.received.length = 0;
+    const old = ts(10);
+    await putSet(w, `backups/full/${old}/`, ["app.db.zst", "metadata.json"]);
+    // A newer but incomplete backup (no manifest) does not count.
+    await putSet(w, `backups/full/${ts(1)}/`, ["app.db.zst"]);
+    expect((await w.scheduled()).outcome).toBe("ok");
+    expect(hook.received).toHaveLength(1);
+    const alert = hook.received[0] as { text: string; status: ApiStatus };
+    expect(alert.status.full?.id).toBe(old);
+    expect(alert.text).toContain(old);
+    expect((await status(w)).healthy).toBe(false);
+  });
+
+  test("when a fresh complete full backup exists, it stays quiet", async () => {
+    hook.received.length = 0;
+    const fresh = ts(1 / 60);
+    await putSet(w, `backups/full/${fresh}/`, ["app.db.zst", "metadata.json"]);
+    expect((await w.scheduled()).outcome).toBe("ok");
+    expect(hook.received).toEqual([]);
+    const s = await status(w);
+    expect(s.healthy).toBe(true);
+    expect(s.full?.id).toBe(fresh);
+    expect(s.problems).toEqual([]);
+  });
+});
+
+describe("GET /api/status", () => {
+  let w: TestWorker;
+  beforeAll(async () => {
+    w = await startWorker({ bindings: { MAX_BACKUP_AGE_HOURS: "24" } });
+  });
+  afterAll(async () => {
+    await w?.stop();
+  });
+
+  test("reports the newest complete full, incremental, daily and drill with their ages", async () => {
+    const full = ts(5);
+    const inc = ts(2);
+    const drill = ts(48);
+    const day = formatDay(new Date(Date.now() - 5 * HOUR));
+    await putSet(w, `backups/full/${ts(30)}/`, ["app.db.zst", "metadata.json"]);
+    await putSet(w, `backups/full/${full}/`, ["app.db.zst", "metadata.json"]);
+    await putSet(w, `backups/incremental/${inc}/`, ["changes.ndjson.zst", "metadata.json"]);
+    await putSet(w, `backups/incremental/${ts(1)}/`, ["changes.ndjson.zst"]);
+    await putSet(w, `backups/daily/${day}/`, ["app.db.zst", "metadata.json"]);
+    await putSet(w, "backups/drills/", [`${drill}.json`]);
+    await putSet(w, "backups/state/", ["latest"]);
+    const s = await status(w);
+    expect(s).toMatchObject({ healthy: true, maxBackupAgeHours: 24, problems: [] });
+    expect(s.full?.id).toBe(full);
+    expect(s.full!.ageHours).toBeGreaterThanOrEqual(4.9);
+    expect(s.full!.ageHours).toBeLessThan(6);
+    expect(s.incremental?.id).toBe(inc);
+    expect(s.daily?.id).toBe(day);
+    expect(s.drill?.id).toBe(drill);
+    expect(s.replica).toBeUndefined();
+  });
+});
+
+describe("the replica bucket", () => {
+  let w: TestWorker;
+  let hook: WebhookReceiver;
+  beforeAll(async () => {
+    hook = await startWebhookReceiver();
+    w = await startWorker({ replica: true, bindings: { ALERT_WEBHOOK_URL: hook.url } });
+  });
+  afterAll(async () => {
+    await w?.stop();
+    await hook?.close();
+  });
+
+  test("status reports the complete sets the replica lacks; the cron copies them, manifest last, and the lag drops to 0", async () => {
+    const a = ts(3);
+    const b = ts(2);
+    const incomplete = ts(1);
+    await putSet(w, `backups/full/${a}/`, ["app.db.zst", "documents.tar.zst", "metadata.json"]);
+    await putSet(w, `backups/incremental/${b}/`, ["changes.ndjson.zst", "metadata.json"]);
+    await putSet(w, `backups/full/${incomplete}/`, ["app.db.zst"]);
+    const before = await status(w);
+    expect(before.replica).toEqual({ lag: 2, missing: [`backups/full/${a}/`, `backups/incremental/${b}/`] });
+
+    expect((await w.scheduled()).outcome).toBe("ok");
+    const copied = await allKeys(w.replicaBucket!);
+    expect(copied).toEqual([
+      `backups/full/${a}/app.db.zst`,
+      `backups/full/${a}/documents.tar.zst`,
+      `backups/full/${a}/metadata.json`,
+      `backups/incremental/${b}/changes.ndjson.zst`,
+      `backups/incremental/${b}/metadata.json`,
+    ]);
+    for (const key of copied) {
+      expect(await (await w.replicaBucket!.get(key))!.text()).toBe(key);
+    }
+    // Manifest last: each set's metadata.json was uploaded after its other files.
+    const uploaded = async (key: string) => (await w.replicaBucket!.head(key))!.uploaded.getTime();
+    expect(await uploaded(`backups/full/${a}/metadata.json`)).toBeGreaterThanOrEqual(await uploaded(`backups/full/${a}/documents.tar.zst`));
+    expect((await status(w)).replica).toEqual({ lag: 0, missing: [] });
+    expect(hook.received).toEqual([]);
+  });
+
+  test("an interrupted copy (files without the manifest) is finished by the next run", async () => {
+    const c = ts(0.5);
+    await putSet(w, `backups/full/${c}/`, ["app.db.zst", "metadata.json"]);
+    await w.replicaBucket!.put(`backups/full/${c}/app.db.zst`, `backups/full/${c}/app.db.zst`);
+    expect((await status(w)).replica?.lag).toBe(1);
+    expect((await w.scheduled()).outcome).toBe("ok");
+    expect(await (await w.replicaBucket!.get(`backups/full/${c}/metadata.json`))!.text()).toBe(`backups/full/${c}/metadata.json`);
+    expect((await status(w)).replica?.lag).toBe(0);
+  });
+});
