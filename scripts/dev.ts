@@ -1,3 +1,70 @@
-// Placeholder until its issue lands: says so clearly and exits non-zero.
-console.error("npm run dev: not implemented yet (see the open issues: `issues list`)");
-process.exit(1);
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { BINDINGS, PATHS } from "../core/index.ts";
+import { DEV_TOKENS, startLocalWorker } from "../worker/local.ts";
+
+/**
+ * `npm run dev [-- --port 8787] [--replica]`: the Worker (the same esbuild bundle that is deployed) in
+ * Miniflare on 127.0.0.1, with a local R2 persisted under `.mf-data/` (git-ignored), until Ctrl-C.
+ * Tokens and variables come from the environment when set, else the dev defaults printed at start.
+ */
+const { values } = parseArgs({
+  options: {
+    port: { type: "string", default: process.env.PORT ?? "8787" },
+    replica: { type: "boolean", default: false },
+    "persist-dir": { type: "string", default: fileURLToPath(new URL("../.mf-data/", import.meta.url)) },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
+
+if (values.help) {
+  console.log(`usage: npm run dev -- [--port <n>] [--replica] [--persist-dir <dir>]
+
+Runs the Worker locally until Ctrl-C. Environment: SERVER_BYPASS_TOKEN, ADMIN_TOKEN, MAX_BACKUP_AGE_HOURS,
+ALERT_WEBHOOK_URL (defaults: the dev tokens printed at start, 7 hours, no webhook).`);
+  process.exit(0);
+}
+
+const port = Number(values.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`npm run dev: port '${values.port}' is not a port number (try --port 8787)`);
+  process.exit(2);
+}
+
+const env = (name: string) => (process.env[name] ? process.env[name] : undefined);
+const bindings: Record<string, string | undefined> = {
+  [BINDINGS.serverToken]: env(BINDINGS.serverToken) ?? DEV_TOKENS[BINDINGS.serverToken],
+  [BINDINGS.adminToken]: env(BINDINGS.adminToken) ?? DEV_TOKENS[BINDINGS.adminToken],
+  [BINDINGS.maxBackupAgeHours]: env(BINDINGS.maxBackupAgeHours) ?? "7",
+  [BINDINGS.alertWebhookUrl]: env(BINDINGS.alertWebhookUrl),
+};
+
+let worker;
+try {
+  worker = await startLocalWorker({ port, persistDir: values["persist-dir"], bindings, replica: values.replica, triggerHandlers: true });
+} catch (error) {
+  console.error(`npm run dev: start the local Worker on port ${port}: ${error instanceof Error ? error.message : String(error)}`);
+  console.error("(is another process on that port? try --port 0 for a free one)");
+  process.exit(1);
+}
+
+const server = worker.bindings[BINDINGS.serverToken];
+const admin = worker.bindings[BINDINGS.adminToken];
+console.log(`Worker:        ${worker.url}   (local R2 in ${values["persist-dir"]}${values.replica ? ", replica bucket bound" : ""})
+Job token:     ${BINDINGS.serverToken}=${server}
+Admin token:   ${BINDINGS.adminToken}=${admin}
+Try:           curl -s -H 'X-Server-Token: ${server}' ${worker.url}${PATHS.status}
+Cron trigger:  curl -s ${worker.url}/cdn-cgi/handler/scheduled
+For the job:   export R2_WORKER_URL=${worker.url} SERVER_BYPASS_TOKEN=${server}
+Ctrl-C stops it.`);
+
+let stopping = false;
+const stop = async (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  console.log(`\n${signal}: stopping the local Worker`);
+  await worker.stop();
+  process.exit(0);
+};
+process.on("SIGINT", () => void stop("SIGINT"));
+process.on("SIGTERM", () => void stop("SIGTERM"));
