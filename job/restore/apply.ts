@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { Writable } from "node:stream";
-import { compareKeys, decodeChangeLine, isPastWatermark, type Row, type Watermark } from "../../core/index.ts";
+import { compareKeys, decodeChangeLine, isPastWatermark, type ChangeLine, type Row, type Watermark } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 
 /**
@@ -73,7 +73,12 @@ export class ChangeApplier {
     this.#lineNo++;
     if (line.length === 0) return;
     const where = `${this.#where}:${this.#lineNo}`;
-    const change = decodeChangeLine(line, where);
+    let change: ChangeLine;
+    try {
+      change = decodeChangeLine(line, where);
+    } catch (e) {
+      throw new JobError("integrity", (e as Error).message, { cause: e });
+    }
     const db = this.#dbs.get(change.source);
     if (!db) return;
     const id = `${change.source}/${change.table}`;

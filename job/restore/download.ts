@@ -121,6 +121,13 @@ export async function* readStoredObject(store: BackupStore, key: string, size: n
   }
 }
 
+/** The sha256 of an object's stored bytes, streamed (used to diagnose a failed decode). */
+export async function hashStoredObject(store: BackupStore, key: string, size: number, options: DownloadOptions = {}): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of readStoredObject(store, key, size, { ...(options.resumes === undefined ? {} : { resumes: options.resumes }) })) hash.update(chunk);
+  return hash.digest("hex");
+}
+
 /** A pass-through stream that hashes and counts what flows through it. */
 export class HashTap extends Transform {
   readonly hash: Hash = createHash("sha256");
@@ -154,17 +161,24 @@ export async function downloadObject(
   });
   const stored = new HashTap();
   const plain = new HashTap();
+  const decompress = expected.compression === "zstd" ? createZstdDecompress() : undefined;
   const out = typeof sink === "string" ? createWriteStream(sink, { flags: "wx" }) : sink;
-  const stages: NodeJS.ReadWriteStream[] = expected.compression === "zstd" ? [stored, createZstdDecompress(), plain] : [stored, plain];
+  const stages: Transform[] = decompress ? [stored, decompress, plain] : [stored, plain];
   try {
     await pipeline(source, ...(stages as [Transform]), out);
   } catch (e) {
-    if (e instanceof JobError) throw e;
-    const code = (e as { code?: string }).code ?? "";
-    if (code.startsWith("ERR_ZSTD") || code.startsWith("Z_") || /zstd|decompress/i.test((e as Error).message ?? "")) {
-      throw new ObjectIntegrityError(key, `not valid zstd data (${(e as Error).message})`, { cause: e });
+    if (e instanceof ObjectIntegrityError || e instanceof ObjectMissingError) throw e;
+    if (e instanceof JobError && e.kind !== "integrity") throw e;
+    if (!(e instanceof JobError) && (e as { syscall?: string }).syscall) throw e; // a local file error (ENOSPC, EACCES)
+    // The bytes did not decompress or did not apply. Say whether they are the bytes the manifest describes:
+    // a checksum mismatch is the clearer diagnosis of a corrupt object than the decoder's complaint.
+    const actual = await hashStoredObject(store, key, expected.size, options);
+    const why = e instanceof Error ? e.message : String(e);
+    if (actual !== expected.sha256) {
+      throw new ObjectIntegrityError(key, `sha256 ${actual} does not match the manifest's ${expected.sha256} (${why})`, { cause: e });
     }
-    throw e;
+    if (e instanceof JobError) throw e;
+    throw new ObjectIntegrityError(key, decompress ? `the stored bytes match the manifest but do not decode: ${why}` : why, { cause: e });
   }
   const storedSha = stored.hash.digest("hex");
   if (storedSha !== expected.sha256) {

@@ -1,0 +1,246 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { appendDemoEvents } from "../../bench/livestore-db.ts";
+import { CHANGES_FILE, fileKey, manifestKey } from "../../core/index.ts";
+import { JobError } from "../../job/errors.ts";
+import { restore } from "../../job/restore/index.ts";
+import { HttpStore } from "../../job/store/http-store.ts";
+import { startFaultProxy } from "./restore-proxy.ts";
+import { dumpDatabase, fileSha256, startTestBucket, uploadFull, uploadIncremental, type TestBucket } from "./restore-fixtures.ts";
+
+/**
+ * Every way a restore can fail ends in a clear error, and the existing target stays byte for byte as it
+ * was, with no temporary file left beside it.
+ */
+let bucket: TestBucket;
+let dir: string;
+let target: string;
+let targetSha: string;
+
+beforeAll(async () => {
+  bucket = await startTestBucket();
+});
+afterAll(async () => {
+  await bucket?.stop();
+});
+beforeEach(async () => {
+  await bucket.clear();
+  dir = await mkdtemp(join(tmpdir(), "restore-fail-"));
+  target = join(dir, "live.db");
+  appendDemoEvents(target, 25, 42); // the existing database a failed restore must not touch
+  targetSha = await fileSha256(target);
+  return () => rm(dir, { recursive: true, force: true });
+});
+
+function source(events: number, seed = 1) {
+  const path = join(dir, "app.src.db");
+  appendDemoEvents(path, events, seed);
+  return { source: "app", path };
+}
+
+async function failure(p: Promise<unknown>): Promise<JobError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(JobError);
+  return e as JobError;
+}
+
+/** The target is untouched and nothing but it (and its WAL sidecars from the seeding writer) is beside it. */
+async function expectTargetUntouched(): Promise<void> {
+  expect(await fileSha256(target)).toBe(targetSha);
+  const left = (await readdir(dir)).filter((f) => f.includes(".restore-") || f.endsWith(".tmp"));
+  expect(left).toEqual([]);
+}
+
+const flipByte = (at: number) => (_name: string, b: Uint8Array) => {
+  const copy = new Uint8Array(b);
+  const i = Math.min(copy.length - 1, Math.max(0, at < 0 ? copy.length + at : at));
+  copy[i] = copy[i]! ^ 0xff;
+  return copy;
+};
+
+describe("a corrupted object", () => {
+  it("fails the checksum, names the object, suggests the next older full, and leaves the target untouched", async () => {
+    const src = source(200);
+    await uploadFull(bucket.store, "20260105T000000Z", [src]);
+    appendDemoEvents(src.path, 50, 2);
+    await uploadFull(bucket.store, "20260105T060000Z", [src], { tamper: flipByte(-40) });
+
+    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+
+    expect(e.kind).toBe("integrity");
+    expect(e.message).toContain("backups/full/20260105T060000Z/app.db.zst");
+    expect(e.message).toMatch(/sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}/);
+    expect(e.message).toContain("--at 20260105T000000Z");
+    await expectTargetUntouched();
+  });
+
+  it("in an incremental suggests the step before it", async () => {
+    const src = source(100);
+    const full = await uploadFull(bucket.store, "20260105T000000Z", [src]);
+    appendDemoEvents(src.path, 30, 2);
+    const inc1 = await uploadIncremental(bucket.store, "20260105T010000Z", full, [src]);
+    appendDemoEvents(src.path, 30, 3);
+    await uploadIncremental(bucket.store, "20260105T020000Z", inc1, [src], { tamper: flipByte(20) });
+
+    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+
+    expect(e.kind).toBe("integrity");
+    expect(e.message).toContain(`backups/incremental/20260105T020000Z/${CHANGES_FILE}`);
+    expect(e.message).toMatch(/sha256 [0-9a-f]{64} does not match/);
+    expect(e.message).toContain("--at 20260105T010000Z");
+    await expectTargetUntouched();
+  });
+});
+
+describe("a truncated download", () => {
+  it("of an object stored short fails naming it", async () => {
+    const src = source(200);
+    await uploadFull(bucket.store, "20260105T060000Z", [src], { tamper: (_n, b) => b.subarray(0, Math.floor(b.length / 2)) });
+
+    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+
+    expect(e.kind).toBe("integrity");
+    expect(e.message).toMatch(/app\.db\.zst'.*is \d+ bytes, the manifest says \d+/);
+    expect(e.message).toContain("no older backup");
+    await expectTargetUntouched();
+  });
+
+  it("cut off once is resumed with Range from the last byte received", async () => {
+    const src = source(400);
+    const expected = dumpDatabase(src.path);
+    await uploadFull(bucket.store, "20260105T060000Z", [src]);
+    const proxy = await startFaultProxy(bucket.worker.url, { kind: "cut", afterBytes: 20_000, times: 1 });
+    try {
+      const store = new HttpStore({ url: proxy.url, token: bucket.worker.bindings.SERVER_BYPASS_TOKEN!, attempts: 1 });
+      const to = join(dir, "restored.db");
+      const result = await restore({ store, to });
+      expect(result.resumes).toBe(1);
+      expect(proxy.ranges).toEqual([undefined, "bytes=20000-"]);
+      expect(dumpDatabase(to)).toEqual(expected);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("cut off every time ends in a clear error after the resumes", async () => {
+    const src = source(400);
+    await uploadFull(bucket.store, "20260105T060000Z", [src]);
+    const proxy = await startFaultProxy(bucket.worker.url, { kind: "cut", afterBytes: 10_000, times: 100 });
+    try {
+      const store = new HttpStore({ url: proxy.url, token: bucket.worker.bindings.SERVER_BYPASS_TOKEN!, attempts: 1 });
+      const e = await failure(restore({ store, to: target, force: true, resumes: 2 }));
+      expect(e.kind).toBe("integrity");
+      expect(e.message).toContain("cut off 3 times");
+      expect(e.message).toContain("app.db.zst");
+      expect(proxy.ranges).toHaveLength(3);
+    } finally {
+      await proxy.close();
+    }
+    await expectTargetUntouched();
+  });
+});
+
+describe("a missing piece of the chain", () => {
+  it("a missing incremental manifest is a gap naming it and the latest restorable time", async () => {
+    const src = source(100);
+    const full = await uploadFull(bucket.store, "20260105T000000Z", [src]);
+    appendDemoEvents(src.path, 10, 2);
+    const inc1 = await uploadIncremental(bucket.store, "20260105T010000Z", full, [src]);
+    appendDemoEvents(src.path, 10, 3);
+    const inc2 = await uploadIncremental(bucket.store, "20260105T020000Z", inc1, [src]);
+    appendDemoEvents(src.path, 10, 4);
+    await uploadIncremental(bucket.store, "20260105T030000Z", inc2, [src]);
+    await bucket.admin.delete(manifestKey("incremental", "20260105T020000Z"));
+
+    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+
+    expect(e.kind).toBe("notFound");
+    expect(e.message).toContain("gap in the incremental chain: 20260105T030000Z continues 20260105T020000Z");
+    expect(e.message).toContain("--at 20260105T010000Z");
+    await expectTargetUntouched();
+  });
+
+  it("a changes object missing behind its manifest fails naming the object", async () => {
+    const src = source(100);
+    const full = await uploadFull(bucket.store, "20260105T000000Z", [src]);
+    appendDemoEvents(src.path, 10, 2);
+    await uploadIncremental(bucket.store, "20260105T010000Z", full, [src]);
+    await bucket.admin.delete(fileKey("incremental", "20260105T010000Z", CHANGES_FILE));
+
+    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+
+    expect(e.kind).toBe("notFound");
+    expect(e.message).toContain(`backups/incremental/20260105T010000Z/${CHANGES_FILE}`);
+    expect(e.message).toContain("--at 20260105T000000Z");
+    await expectTargetUntouched();
+  });
+});
+
+describe("an unknown time", () => {
+  it("before the oldest full backup names the oldest one", async () => {
+    const src = source(50);
+    await uploadFull(bucket.store, "20260105T060000Z", [src]);
+
+    const e = await failure(restore({ store: bucket.store, to: target, force: true, at: new Date("2026-01-04T00:00:00Z") }));
+
+    expect(e.kind).toBe("notFound");
+    expect(e.message).toContain("no complete full backup at or before it; the oldest is 20260105T060000Z");
+    await expectTargetUntouched();
+  });
+
+  it("on an empty bucket says to run a full backup", async () => {
+    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+    expect(e.kind).toBe("notFound");
+    expect(e.message).toContain("holds no complete full backup");
+    await expectTargetUntouched();
+  });
+});
+
+describe("a killed restore", () => {
+  it("leaves the target untouched, and the next restore removes its temporary file", async () => {
+    const src = source(400);
+    const expected = dumpDatabase(src.path);
+    await uploadFull(bucket.store, "20260105T060000Z", [src]);
+    const proxy = await startFaultProxy(bucket.worker.url, { kind: "stall", afterBytes: 30_000 });
+    const restoreModule = fileURLToPath(new URL("../../job/restore/index.ts", import.meta.url));
+    const storeModule = fileURLToPath(new URL("../../job/store/http-store.ts", import.meta.url));
+    const script = `
+      import { restore } from ${JSON.stringify(restoreModule)};
+      import { HttpStore } from ${JSON.stringify(storeModule)};
+      const store = new HttpStore({ url: process.env.URL, token: process.env.TOKEN });
+      await restore({ store, to: process.env.TARGET, force: true });
+    `;
+    try {
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+        env: { ...process.env, URL: proxy.url, TOKEN: bucket.worker.bindings.SERVER_BYPASS_TOKEN!, TARGET: target },
+        stdio: "ignore",
+      });
+      const exited = new Promise<NodeJS.Signals | null>((r) => child.on("exit", (_code, signal) => r(signal)));
+      let temp: string | undefined;
+      for (let i = 0; i < 600 && !temp; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        temp = (await readdir(dir)).find((f) => f.includes(".restore-"));
+      }
+      expect(temp).toMatch(/^\.live\.db\.restore-\d+-[0-9a-f]+\.tmp$/);
+      child.kill("SIGKILL");
+      expect(await exited).toBe("SIGKILL");
+    } finally {
+      await proxy.close();
+    }
+    expect(await fileSha256(target)).toBe(targetSha);
+
+    const again = await restore({ store: bucket.store, to: target, force: true });
+
+    expect(again.removedStale).toHaveLength(1);
+    expect(again.removedStale[0]).toContain(".live.db.restore-");
+    expect(dumpDatabase(target)).toEqual(expected);
+    expect((await readdir(dir)).filter((f) => f.includes(".restore-"))).toEqual([]);
+  });
+});
