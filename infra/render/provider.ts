@@ -65,7 +65,7 @@ export async function renderRequest(method: string, path: string, body?: unknown
   const undici = createRequire(process.cwd() + "/")("undici");
   const key = process.env.RENDER_API_KEY;
   if (!key) {
-    throw new Error(`${method} render ${path}: RENDER_API_KEY is not set (create an API key in Render's Account Settings and export RENDER_API_KEY=rnd_... before pulumi up)`);
+    throw new Error(`${method} render ${path}: RENDER_API_KEY is not set (create an API key in Render's Account Settings and export RENDER_API_KEY before pulumi up)`);
   }
   const base = (process.env.RENDER_API_URL || "https://api.render.com/v1").replace(/\/+$/, "");
   const maxAttempts = Number(process.env.RENDER_MAX_ATTEMPTS || 6);

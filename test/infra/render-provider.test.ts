@@ -1,0 +1,365 @@
+import * as pulumi from "@pulumi/pulumi";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  cronJobProvider,
+  retryDelayMs,
+  serviceEnvVarsProvider,
+  type CronJobInputs,
+} from "../../infra/render/provider.ts";
+
+const KEY = "rnd_test_0123456789abcdefSECRET";
+
+interface Recorded {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  authorization: string | undefined;
+  body: any;
+}
+
+/**
+ * A local fake of Render's REST API (the parts the providers use), over real HTTP: services, env vars,
+ * deploys, cursor pagination with Render's `[{ cursor, <item> }]` pages, and injected 429s.
+ */
+class FakeRender {
+  server: Server;
+  requests: Recorded[] = [];
+  services = new Map<string, any>();
+  envVars = new Map<string, Map<string, string>>();
+  throttle = 0;
+  retryAfter = "0";
+  /** Only requests of this method are throttled (undefined: all). */
+  throttleMethod: string | undefined;
+  next = 1;
+
+  constructor() {
+    this.server = createServer((req, res) => void this.handle(req).then(([status, body, headers]) => {
+      res.writeHead(status, { "content-type": "application/json", ...headers });
+      res.end(body === undefined ? "" : JSON.stringify(body));
+    }));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v1`;
+  }
+
+  addService(service: any, env: Record<string, string> = {}): any {
+    const s = { slug: service.name, dashboardUrl: `https://dashboard.render.com/cron/${service.id}`, ...service };
+    this.services.set(s.id, s);
+    this.envVars.set(s.id, new Map(Object.entries(env)));
+    return s;
+  }
+
+  private page<T>(items: T[], query: URLSearchParams, wrap: (item: T, cursor: string) => object): object[] {
+    const limit = Number(query.get("limit") ?? 20);
+    const start = query.get("cursor") ? Number(Buffer.from(query.get("cursor") as string, "base64").toString()) + 1 : 0;
+    return items.slice(start, start + limit).map((item, i) => wrap(item, Buffer.from(String(start + i)).toString("base64")));
+  }
+
+  private async handle(req: IncomingMessage): Promise<[number, unknown, Record<string, string>?]> {
+    let text = "";
+    for await (const chunk of req) text += chunk;
+    const url = new URL(req.url ?? "/", "http://fake");
+    const body = text ? JSON.parse(text) : undefined;
+    this.requests.push({ method: req.method ?? "", path: url.pathname, query: url.searchParams, authorization: req.headers.authorization, body });
+    if (req.headers.authorization !== `Bearer ${KEY}`) return [401, { message: "unauthorized" }];
+    if (this.throttle > 0 && (this.throttleMethod === undefined || this.throttleMethod === req.method)) {
+      this.throttle--;
+      return [429, { message: "rate limit exceeded" }, { "retry-after": this.retryAfter }];
+    }
+    const parts = url.pathname.replace(/^\/v1\//, "").split("/").map(decodeURIComponent);
+    const [root, id, sub, key] = parts;
+    if (root !== "services") return [404, { message: "not found" }];
+    if (id === undefined) {
+      if (req.method === "GET") {
+        const found = [...this.services.values()].filter((s) => (!url.searchParams.get("name") || s.name === url.searchParams.get("name")) && (!url.searchParams.get("type") || s.type === url.searchParams.get("type")));
+        return [200, this.page(found, url.searchParams, (service, cursor) => ({ cursor, service }))];
+      }
+      if (req.method === "POST") {
+        if ([...this.services.values()].some((s) => s.name === body.name)) return [409, { message: "name taken" }];
+        const service = this.addService(
+          { id: `crn-${this.next++}`, type: body.type, name: body.name, ownerId: body.ownerId, repo: body.repo, branch: body.branch, rootDir: body.rootDir, autoDeploy: body.autoDeploy, serviceDetails: body.serviceDetails },
+          Object.fromEntries((body.envVars ?? []).map((e: any) => [e.key, e.value])),
+        );
+        return [201, { service, deployId: `dep-${this.next++}` }];
+      }
+    }
+    const service = this.services.get(id as string);
+    if (!service) return [404, { message: "service not found" }];
+    if (sub === undefined) {
+      if (req.method === "GET") return [200, service];
+      if (req.method === "DELETE") {
+        this.services.delete(service.id);
+        return [204, undefined];
+      }
+      if (req.method === "PATCH") {
+        const { serviceDetails, ...rest } = body;
+        Object.assign(service, rest);
+        service.serviceDetails = { ...service.serviceDetails, ...serviceDetails };
+        return [200, service];
+      }
+    }
+    const env = this.envVars.get(service.id) as Map<string, string>;
+    if (sub === "env-vars" && key === undefined) {
+      if (req.method === "GET") return [200, this.page([...env.entries()], url.searchParams, ([k, value], cursor) => ({ cursor, envVar: { key: k, value } }))];
+      if (req.method === "PUT") {
+        env.clear();
+        for (const e of body) env.set(e.key, e.value);
+        return [200, body.map((e: any) => ({ cursor: "x", envVar: e }))];
+      }
+    }
+    if (sub === "env-vars" && key !== undefined) {
+      if (req.method === "PUT") {
+        env.set(key, body.value);
+        return [200, { key, value: body.value }];
+      }
+      if (req.method === "DELETE") return env.delete(key) ? [204, undefined] : [404, { message: "env var not found" }];
+    }
+    if (sub === "deploys" && req.method === "POST") return [201, { id: `dep-${this.next++}`, status: "created" }];
+    return [405, { message: "unsupported" }];
+  }
+
+  calls(method: string, pathPrefix = ""): Recorded[] {
+    return this.requests.filter((r) => r.method === method && r.path.startsWith(`/v1${pathPrefix}`));
+  }
+}
+
+const inputs: CronJobInputs = {
+  name: "r2-sqlite-backup-prod-backup",
+  ownerId: "tea-owner1",
+  region: "oregon",
+  plan: "starter",
+  runtime: "node",
+  repo: "https://github.com/example/r2-sqlite-backup",
+  branch: "main",
+  rootDir: "",
+  schedule: "0 */6 * * *",
+  buildCommand: "npm ci",
+  startCommand: "npm run backup -- trigger --agent-url http://app:8787",
+  autoDeploy: "yes",
+  envVars: { BACKUP_AGENT_TOKEN: "agent-token-value" },
+};
+// Every inputs object the engine hands a provider carries the serialized provider.
+const withProvider = (i: object) => ({ ...i, __provider: "exports.handler = ...serialized..." });
+
+const fake = new FakeRender();
+const saved = { key: process.env.RENDER_API_KEY, url: process.env.RENDER_API_URL, attempts: process.env.RENDER_MAX_ATTEMPTS };
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve));
+});
+afterAll(async () => {
+  await new Promise((resolve) => fake.server.close(resolve));
+});
+beforeEach(() => {
+  process.env.RENDER_API_KEY = KEY;
+  process.env.RENDER_API_URL = fake.url;
+  process.env.RENDER_MAX_ATTEMPTS = "4";
+  fake.requests = [];
+  fake.services.clear();
+  fake.envVars.clear();
+  fake.throttle = 0;
+  fake.retryAfter = "0";
+  fake.throttleMethod = undefined;
+  fake.next = 1;
+});
+afterEach(() => {
+  for (const [name, value] of [["RENDER_API_KEY", saved.key], ["RENDER_API_URL", saved.url], ["RENDER_MAX_ATTEMPTS", saved.attempts]] as const) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+});
+
+describe("Render cron job provider", () => {
+  it("creates with Render's documented servicePOST body and the bearer key, and never sends __provider", async () => {
+    const result = await cronJobProvider.create!(withProvider(inputs));
+    const [post] = fake.calls("POST", "/services");
+    expect(post?.authorization).toBe(`Bearer ${KEY}`);
+    expect(post?.body).toEqual({
+      type: "cron_job",
+      name: "r2-sqlite-backup-prod-backup",
+      ownerId: "tea-owner1",
+      repo: "https://github.com/example/r2-sqlite-backup",
+      branch: "main",
+      rootDir: "",
+      autoDeploy: "yes",
+      envVars: [{ key: "BACKUP_AGENT_TOKEN", value: "agent-token-value" }],
+      serviceDetails: {
+        runtime: "node",
+        schedule: "0 */6 * * *",
+        plan: "starter",
+        region: "oregon",
+        envSpecificDetails: { buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://app:8787" },
+      },
+    });
+    expect(result.id).toBe("crn-1");
+    expect(result.outs).toMatchObject({ serviceId: "crn-1", slug: inputs.name, name: inputs.name, envVars: inputs.envVars });
+    expect(result.outs).not.toHaveProperty("__provider");
+  });
+
+  it("adopts a job of the same name in the workspace (a lost state) instead of failing on a duplicate name", async () => {
+    fake.addService({ id: "crn-other", type: "cron_job", name: "someone-elses-job", ownerId: "tea-owner1", serviceDetails: { region: "oregon" } });
+    fake.addService({ id: "crn-existing", type: "cron_job", name: inputs.name, ownerId: "tea-owner1", serviceDetails: { region: "oregon", schedule: "0 0 * * *" } });
+    const result = await cronJobProvider.create!(withProvider(inputs));
+    expect(result.id).toBe("crn-existing");
+    expect(fake.calls("POST", "/services").filter((r) => r.path === "/v1/services")).toHaveLength(0);
+    expect(fake.calls("PATCH", "/services/crn-existing")).toHaveLength(1);
+    expect(fake.services.get("crn-existing").serviceDetails.schedule).toBe("0 */6 * * *");
+    const list = fake.calls("GET", "/services").find((r) => r.path === "/v1/services");
+    expect(list?.query.get("name")).toBe(inputs.name);
+    expect(list?.query.get("type")).toBe("cron_job");
+    expect(list?.query.get("ownerId")).toBe("tea-owner1");
+  });
+
+  it("follows cursors until a short page (env var listing of 230 keys)", async () => {
+    const env: Record<string, string> = {};
+    for (let i = 0; i < 230; i++) env[`K${String(i).padStart(3, "0")}`] = `v${i}`;
+    fake.addService({ id: "srv-app", type: "web_service", name: "app" }, env);
+    const read = await serviceEnvVarsProvider.read!("srv-app/env-vars", { serviceId: "srv-app", envVars: { K000: "x", K229: "y", GONE: "z" } });
+    expect(read.props).toEqual({ serviceId: "srv-app", envVars: { K000: "v0", K229: "v229" } });
+    const pages = fake.calls("GET", "/services/srv-app/env-vars");
+    expect(pages.map((p) => p.query.get("cursor") !== null)).toEqual([false, true, true]);
+    expect(pages.every((p) => p.query.get("limit") === "100")).toBe(true);
+  });
+
+  it("diffs: owner, region or runtime changes replace (delete first, names are unique); other fields update in place", async () => {
+    const olds = withProvider({ ...inputs, serviceId: "crn-1" });
+    expect(await cronJobProvider.diff!("crn-1", olds, withProvider(inputs))).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
+    expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, schedule: "0 * * * *" }))).toEqual({ changes: true, replaces: [], deleteBeforeReplace: true });
+    expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, envVars: { BACKUP_AGENT_TOKEN: "rotated" } }))).toMatchObject({ changes: true, replaces: [] });
+    expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, ownerId: "tea-other" }))).toEqual({ changes: true, replaces: ["ownerId"], deleteBeforeReplace: true });
+    expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, region: "frankfurt", runtime: "docker" }))).toMatchObject({ replaces: ["region", "runtime"] });
+    // An unknown value at preview time is a change, never "no change".
+    expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, repo: "04da6b54-80e4-46f7-96ec-b56ff0331ba9" }))).toMatchObject({ changes: true, replaces: [] });
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  it("updates with the servicePATCH shape (no ownerId, region, type), replaces env vars only when they changed, then deploys", async () => {
+    const { id, outs } = await cronJobProvider.create!(withProvider(inputs));
+    fake.requests = [];
+    const news = { ...inputs, schedule: "15 */6 * * *", branch: "release" };
+    await cronJobProvider.update!(id, withProvider(outs), withProvider(news));
+    const [patch] = fake.calls("PATCH");
+    expect(patch?.body).toEqual({
+      name: inputs.name,
+      repo: inputs.repo,
+      branch: "release",
+      rootDir: "",
+      autoDeploy: "yes",
+      serviceDetails: { schedule: "15 */6 * * *", plan: "starter", envSpecificDetails: { buildCommand: "npm ci", startCommand: inputs.startCommand } },
+    });
+    expect(fake.calls("PUT")).toHaveLength(0);
+    expect(fake.calls("POST", `/services/${id}/deploys`)).toHaveLength(1);
+
+    fake.requests = [];
+    await cronJobProvider.update!(id, withProvider(news), withProvider({ ...news, envVars: { BACKUP_AGENT_TOKEN: "rotated" } }));
+    expect(fake.calls("PUT", `/services/${id}/env-vars`).map((r) => r.body)).toEqual([[{ key: "BACKUP_AGENT_TOKEN", value: "rotated" }]]);
+    expect(fake.envVars.get(id)?.get("BACKUP_AGENT_TOKEN")).toBe("rotated");
+  });
+
+  it("deletes, and treats 404 on delete as done; read of a deleted job reports it gone", async () => {
+    const { id, outs } = await cronJobProvider.create!(withProvider(inputs));
+    await cronJobProvider.delete!(id, withProvider(outs));
+    expect(fake.services.has(id)).toBe(false);
+    await expect(cronJobProvider.delete!(id, withProvider(outs))).resolves.toBeUndefined();
+    expect(fake.calls("DELETE").map((r) => r.path)).toEqual([`/v1/services/${id}`, `/v1/services/${id}`]);
+    expect((await cronJobProvider.read!(id, withProvider(outs))).id).toBe("");
+  });
+
+  it("reads drift back from Render (schedule edited in the dashboard) without reading env var values", async () => {
+    const { id, outs } = await cronJobProvider.create!(withProvider(inputs));
+    fake.services.get(id).serviceDetails.schedule = "0 0 * * *";
+    const read = await cronJobProvider.read!(id, withProvider(outs));
+    expect(read.props).toMatchObject({ schedule: "0 0 * * *", envVars: inputs.envVars, serviceId: id });
+    expect(fake.calls("GET", `/services/${id}/env-vars`)).toHaveLength(0);
+  });
+
+  it("retries 429 after Retry-After, for POST too (a throttled request was not processed)", async () => {
+    fake.throttle = 2;
+    fake.throttleMethod = "POST";
+    fake.retryAfter = "1";
+    const started = Date.now();
+    const result = await cronJobProvider.create!(withProvider(inputs));
+    expect(result.id).toBe("crn-1");
+    expect(fake.requests.map((r) => r.method)).toEqual(["GET", "POST", "POST", "POST"]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    expect(fake.services.size).toBe(1);
+  });
+
+  it("gives up after RENDER_MAX_ATTEMPTS with a message that names the limit", async () => {
+    fake.throttle = 100;
+    await expect(cronJobProvider.create!(withProvider(inputs))).rejects.toThrow(/GET render \/services\?.*: 429 rate limit exceeded \(rate limited after 4 attempts/);
+    expect(fake.requests).toHaveLength(4);
+  });
+
+  it("computes the wait from Retry-After (seconds or date), else backs off; never more than 60 s", () => {
+    expect(retryDelayMs("2", 1)).toBe(2000);
+    expect(retryDelayMs("0", 1)).toBe(0);
+    expect(retryDelayMs("3600", 1)).toBe(60_000);
+    const date = new Date(Date.now() + 5000).toUTCString();
+    expect(retryDelayMs(date, 1)).toBeGreaterThan(3000);
+    expect(retryDelayMs(date, 1)).toBeLessThanOrEqual(5000);
+    expect(retryDelayMs(undefined, 3)).toBeGreaterThanOrEqual(1000);
+    expect(retryDelayMs(undefined, 3)).toBeLessThanOrEqual(2000);
+  });
+
+  it("fails clearly without RENDER_API_KEY, and a rejected key never appears in the error", async () => {
+    delete process.env.RENDER_API_KEY;
+    await expect(cronJobProvider.create!(withProvider(inputs))).rejects.toThrow(/RENDER_API_KEY is not set/);
+    expect(fake.requests).toHaveLength(0);
+    process.env.RENDER_API_KEY = "rnd_wrong_key_value";
+    const error = await cronJobProvider.create!(withProvider(inputs)).catch((e: Error) => e);
+    expect(String(error)).toMatch(/401 unauthorized \(check RENDER_API_KEY\)/);
+    expect(String(error)).not.toContain("rnd_wrong_key_value");
+  });
+});
+
+describe("Render env vars on the existing app service", () => {
+  it("sets, changes and removes only its own keys, one at a time, leaving the app's other variables alone", async () => {
+    fake.addService({ id: "srv-app", type: "web_service", name: "app" }, { DATABASE_PATH: "/data/app.db" });
+    const first = { serviceId: "srv-app", envVars: { R2_WORKER_URL: "https://b.example.com", SERVER_BYPASS_TOKEN: "t1", BACKUP_AGENT_TOKEN: "a1" } };
+    const created = await serviceEnvVarsProvider.create!(withProvider(first));
+    expect(created.id).toBe("srv-app/env-vars");
+    expect(fake.calls("PUT").map((r) => [r.path, r.body])).toEqual([
+      ["/v1/services/srv-app/env-vars/BACKUP_AGENT_TOKEN", { value: "a1" }],
+      ["/v1/services/srv-app/env-vars/R2_WORKER_URL", { value: "https://b.example.com" }],
+      ["/v1/services/srv-app/env-vars/SERVER_BYPASS_TOKEN", { value: "t1" }],
+    ]);
+    fake.requests = [];
+    const second = { serviceId: "srv-app", envVars: { R2_WORKER_URL: "https://b.example.com", SERVER_BYPASS_TOKEN: "t2" } };
+    expect(await serviceEnvVarsProvider.diff!("srv-app/env-vars", withProvider(first), withProvider(second))).toEqual({ changes: true, replaces: [] });
+    expect(await serviceEnvVarsProvider.diff!("srv-app/env-vars", withProvider(first), withProvider({ ...first, serviceId: "srv-other" }))).toEqual({ changes: true, replaces: ["serviceId"] });
+    await serviceEnvVarsProvider.update!("srv-app/env-vars", withProvider(first), withProvider(second));
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["PUT /v1/services/srv-app/env-vars/SERVER_BYPASS_TOKEN", "DELETE /v1/services/srv-app/env-vars/BACKUP_AGENT_TOKEN"]);
+    await serviceEnvVarsProvider.delete!("srv-app/env-vars", withProvider(second));
+    expect(Object.fromEntries(fake.envVars.get("srv-app") ?? [])).toEqual({ DATABASE_PATH: "/data/app.db" });
+    // Never the replace-all endpoint, which would delete the app's own variables.
+    expect(fake.requests.some((r) => r.path === "/v1/services/srv-app/env-vars" && r.method === "PUT")).toBe(false);
+  });
+
+  it("names the service when it does not exist", async () => {
+    await expect(serviceEnvVarsProvider.create!(withProvider({ serviceId: "srv-missing", envVars: { A: "1" } }))).rejects.toThrow(/service 'srv-missing': 404 service not found \(check renderAppServiceId\)/);
+  });
+});
+
+describe("serialized provider", () => {
+  it("holds no API key, and works on its own (as the engine runs it) against the fake", async () => {
+    for (const provider of [cronJobProvider, serviceEnvVarsProvider]) {
+      const sf = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
+      expect(sf.text).not.toContain(KEY);
+      expect(sf.text).not.toContain("rnd_");
+      expect(sf.containsSecrets).toBe(false);
+      expect(sf.text).toContain("process.env.RENDER_API_KEY");
+    }
+    const sf = await pulumi.runtime.serializeFunction(() => cronJobProvider, { allowSecrets: true });
+    const module = { exports: {} as Record<string, () => pulumi.dynamic.ResourceProvider> };
+    new Function("exports", "require", "module", sf.text)(module.exports, createRequire(import.meta.url), module);
+    const revived = module.exports[sf.exportName]!();
+    const result = await revived.create!(withProvider(inputs));
+    expect(result.id).toBe("crn-1");
+    expect(fake.calls("POST", "/services")).toHaveLength(1);
+  });
+});
