@@ -140,7 +140,7 @@ async function createUpload(request: Request, env: Env, key: string): Promise<Re
   const upload = await r2Call("start multipart upload of", key, () =>
     env.BACKUP_BUCKET.createMultipartUpload(key, contentType ? { httpMetadata: { contentType } } : {}),
   );
-  const body: ApiMultipartCreated = { key: upload.key, uploadId: upload.uploadId };
+  const body: ApiMultipartCreated = { key, uploadId: upload.uploadId };
   return json(body, 201);
 }
 
