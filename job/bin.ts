@@ -1,4 +1,14 @@
 #!/usr/bin/env node
-// Placeholder until the backup job issue lands.
-console.error("r2backup: not implemented yet (see the open issues)");
-process.exit(1);
+import { main } from "./cli.ts";
+
+// The only file that exits. SIGINT/SIGTERM abort the signal (the agent closes its server); a command that
+// does not stop within 2 s is ended, which is safe: a set without its manifest is never restored.
+const controller = new AbortController();
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    controller.abort();
+    setTimeout(() => process.exit(130), 2000).unref();
+  });
+}
+const code = await main(process.argv.slice(2), { signal: controller.signal });
+process.exit(code);

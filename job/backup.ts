@@ -1,0 +1,537 @@
+import { createHash } from "node:crypto";
+import { createReadStream, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm, unlink } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { basename, join, relative, resolve, sep } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import {
+  CHANGES_FILE,
+  DEFAULT_CHANGE_TABLES,
+  DOCUMENTS_FILE,
+  PREFIXES,
+  assertSourceName,
+  buildManifest,
+  catalogFromKeys,
+  databaseFile,
+  fileKey,
+  formatBackupKey,
+  formatTimestamp,
+  manifestKey,
+  newestComplete,
+  parseManifest,
+  parseTimestamp,
+  planDailyPromotion,
+  promoteManifest,
+  serializeManifest,
+  type Catalog,
+  type ChangeTable,
+  type DatabaseInfo,
+  type FileEntry,
+  type Manifest,
+  type PlanSet,
+  type Watermark,
+} from "../core/index.ts";
+import { exportChanges, type ChangeSource } from "./changes.ts";
+import { documentsTar } from "./documents.ts";
+import { JobError, isNoSpace } from "./errors.ts";
+import { acquireLock, type Lock } from "./lock.ts";
+import type { BackupEvent } from "./log.ts";
+import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
+import { assertSqliteFile, checkSnapshot, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
+import type { BackupStore } from "./store/types.ts";
+import { compressStream, type Digest } from "./stream.ts";
+import { StreamUpload, partSizeFor, uploadFile } from "./upload.ts";
+
+/**
+ * The backup engine (DESIGN.md, "Job"): snapshot and check each database, compress and hash while
+ * uploading, write `metadata.json` LAST, promote the day's first full backup to `daily/`, then move the
+ * `latest` pointer. A run that fails before its manifest leaves no manifest, so nothing lists it as
+ * restorable. Used by `r2backup run`, the agent, and an app server in-process.
+ */
+
+/** One database to back up: a path, the app's open connection (in-process, fact 7), or a snapshot producer. */
+export interface DatabaseInput {
+  /** Its name in the backup (`<source>.db.zst`); derived from the path when omitted. */
+  source?: string;
+  path?: string;
+  /** An open node:sqlite connection: snapshots and change exports go through it (no second connection). */
+  db?: DatabaseSync;
+  /** Writes a consistent SQLite copy to `destPath` (e.g. the app's own backup call). Checked like any other. */
+  snapshot?: (destPath: string) => Promise<void>;
+}
+
+export type BackupKind = "full" | "incremental" | "auto";
+
+export interface BackupOptions {
+  store: BackupStore;
+  databases: DatabaseInput[];
+  kind?: BackupKind;
+  /** Markdown documents: a folder, and/or a query run on the snapshot of `querySource` (default: the first). */
+  documents?: { dir?: string; query?: string; querySource?: string };
+  /** Tables exported by incrementals (default: LiveStore's eventlog keyed by seqNumGlobal, seqNumClient). */
+  changeTables?: readonly ChangeTable[];
+  /** Where snapshots and compressed copies are written (default: os.tmpdir()). */
+  tmpDir?: string;
+  /** The lock file (default `<tmpDir>/r2backup.lock`); false when the caller serialises runs itself. */
+  lockFile?: string | false;
+  integrity?: IntegrityLevel;
+  /** `auto` takes a full backup when the newest complete full is at least this old (default 6). */
+  fullEveryHours?: number;
+  /** Preferred multipart part size (5 MiB..95 MiB; default 16 MiB, grown for huge objects). */
+  partBytes?: number;
+  /** Copy the day's first complete full backup to `daily/` (default true). */
+  promote?: boolean;
+  app?: { name: string; version: string };
+  now?: () => Date;
+  onEvent?: (event: BackupEvent) => void;
+  metrics?: MetricsSink;
+  webhookUrl?: string;
+}
+
+export interface BackupResult {
+  ok: true;
+  kind: "full" | "incremental";
+  id: string;
+  manifestKey: string;
+  manifest: Manifest;
+  /** The daily copy made by this run, if any. */
+  promoted: { day: string; reason: string } | null;
+  /** Problems after the manifest (promotion, pointer, monitoring): the backup itself is complete. */
+  warnings: string[];
+  durationMs: number;
+  storedBytes: number;
+  uncompressedBytes: number;
+}
+
+const TOOL_VERSION = (() => {
+  try {
+    return String((JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: string }).version ?? "0.0.0");
+  } catch {
+    return "0.0.0";
+  }
+})();
+
+/** The latest pointer (overwritable, under backups/state/). */
+export const LATEST_KEY = formatBackupKey({ kind: "state", name: "latest.json" });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A source name from a relative path: core's charset, '/' as '.', without the `.db` suffix. */
+export function sourceNameFor(relPath: string): string {
+  const withoutExt = relPath.replace(/\.(db|sqlite3?)$/i, "");
+  let name = withoutExt
+    .split(/[\\/]+/)
+    .filter(Boolean)
+    .join(".")
+    .replace(/[^A-Za-z0-9._@-]/g, "_")
+    .replace(/\.{2,}/g, ".")
+    .replace(/^[^A-Za-z0-9]+/, "");
+  if (name === "") name = "db";
+  return name.slice(0, 120);
+}
+
+/** Every `*.db` under a data directory (LiveStore keeps several per store), sources named by relative path. */
+export async function databasesInDir(dir: string): Promise<DatabaseInput[]> {
+  let entries;
+  try {
+    entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  } catch {
+    throw new JobError("database", `read data directory '${dir}': no such directory`, { hint: "check --data-dir" });
+  }
+  const files = entries
+    .filter((e) => e.isFile() && e.name.endsWith(".db"))
+    .map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join("/"))
+    .sort();
+  if (files.length === 0) throw new JobError("database", `read data directory '${dir}': no *.db file under it`, { hint: "check --data-dir" });
+  return files.map((f) => ({ path: join(dir, f), source: sourceNameFor(f) }));
+}
+
+/** Gives every database a valid, unique source name. */
+export function resolveSources(inputs: readonly DatabaseInput[]): (DatabaseInput & { source: string })[] {
+  if (inputs.length === 0) throw new JobError("usage", "back up: no database given", { hint: "pass --db <path> (repeatable) or --data-dir <dir>" });
+  const used = new Set<string>();
+  return inputs.map((input, i) => {
+    let base = input.source ?? (input.path ? sourceNameFor(basename(input.path)) : `db${i + 1}`);
+    try {
+      assertSourceName(base);
+    } catch (e) {
+      if (input.source) throw new JobError("usage", (e as Error).message);
+      base = sourceNameFor(base);
+    }
+    let name = base;
+    for (let n = 2; used.has(name); n++) name = `${base}-${n}`;
+    used.add(name);
+    return { ...input, source: name };
+  });
+}
+
+/** Reads every key of the backup sets into a catalog. */
+export async function readCatalog(store: BackupStore): Promise<Catalog> {
+  const keys: string[] = [];
+  for (const prefix of [PREFIXES.full, PREFIXES.incremental, PREFIXES.daily]) {
+    for (const o of await store.listAll(prefix)) keys.push(o.key);
+  }
+  return catalogFromKeys(keys);
+}
+
+/** Downloads and validates one manifest. */
+export async function readManifest(store: BackupStore, kind: "full" | "incremental" | "daily", id: string): Promise<Manifest> {
+  const key = manifestKey(kind, id);
+  const got = await store.get(key);
+  if (!got) throw new JobError("notFound", `read manifest '${key}': not found`);
+  const text = await new Response(got.body).text();
+  try {
+    return parseManifest(text, key);
+  } catch (e) {
+    throw new JobError("integrity", (e as Error).message, { cause: e });
+  }
+}
+
+/**
+ * The set an incremental continues: the newest complete incremental whose base is the newest complete full,
+ * else that full. Undefined when there is no complete full backup.
+ */
+export async function findPrevious(store: BackupStore, catalog: Catalog): Promise<Manifest | undefined> {
+  const full = newestComplete(catalog.full);
+  if (!full) return undefined;
+  const incs = catalog.incremental.filter((s) => s.complete && s.id > full.id).reverse();
+  for (const inc of incs) {
+    const m = await readManifest(store, "incremental", inc.id);
+    if (m.base === full.id) return m;
+  }
+  return readManifest(store, "full", full.id);
+}
+
+/** Decides `auto`: full when the newest complete full is missing or at least `hours` old. */
+export function chooseKind(kind: BackupKind, catalog: Catalog, now: Date, hours = 6): { kind: "full" | "incremental"; reason: string } {
+  if (kind !== "auto") return { kind, reason: `--kind ${kind}` };
+  const full = newestComplete(catalog.full);
+  if (!full) return { kind: "full", reason: "no complete full backup yet" };
+  const age = (now.getTime() - parseTimestamp(full.id).getTime()) / 3_600_000;
+  if (age >= hours) return { kind: "full", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (>= ${hours} h)` };
+  return { kind: "incremental", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (< ${hours} h)` };
+}
+
+/** The newest timestamp of any set, complete or not: keys are write-once, so a new set must sort after it. */
+function newestTs(catalog: Catalog): string | undefined {
+  const all = [...catalog.full, ...catalog.incremental].map((s) => s.id).sort();
+  return all.at(-1);
+}
+
+function planSets(catalog: Catalog): PlanSet[] {
+  return [...catalog.full, ...catalog.incremental, ...catalog.daily].map((s) => ({ kind: s.kind, id: s.id, complete: s.complete }));
+}
+
+async function removeStaleWorkDirs(tmpDir: string): Promise<void> {
+  const entries = await readdir(tmpDir).catch(() => [] as string[]);
+  for (const name of entries) {
+    const m = /^r2backup-work-(\d+)-/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = pid === process.pid;
+    if (!alive) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === "EPERM";
+      }
+    }
+    if (!alive) await rm(join(tmpDir, name), { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/** Turns low-level failures into the job's error kinds (a full disk is exit 6). */
+function classify(error: unknown, operation: string): unknown {
+  if (error instanceof JobError) return error;
+  if (isNoSpace(error)) return new JobError("diskFull", `${operation}: the temporary disk is full`, { hint: "free space or point --tmp-dir at a larger disk", cause: error });
+  return error;
+}
+
+interface Stored extends Digest {
+  tmpFile: string;
+  contentType: string;
+}
+
+/**
+ * Takes one backup. Resolves with the manifest once the set is complete; throws a JobError otherwise
+ * (after aborting uploads and deleting temp files), leaving no manifest for the failed set.
+ */
+export async function backup(options: BackupOptions): Promise<BackupResult> {
+  const started = Date.now();
+  const now = options.now ?? (() => new Date());
+  const emit = (e: BackupEvent) => options.onEvent?.(e);
+  const log = (level: "info" | "warn" | "error", message: string, fields: Record<string, unknown> = {}) => emit({ type: "log", level, message, ...fields });
+  const tmpDir = resolve(options.tmpDir ?? tmpdir());
+  let kindForReport: string = options.kind ?? "auto";
+  let idForReport: string | undefined;
+  let lock: Lock | undefined;
+  let workDir: string | undefined;
+  try {
+    await mkdir(tmpDir, { recursive: true });
+    if (options.lockFile !== false) lock = await acquireLock(options.lockFile ?? join(tmpDir, "r2backup.lock"));
+    await removeStaleWorkDirs(tmpDir);
+    const databases = resolveSources(options.databases);
+    // A missing or non-SQLite file fails first (exit 3), before the Worker is asked anything.
+    for (const d of databases) if (d.path && !d.db && !d.snapshot) await assertSqliteFile(d.path);
+    const changeTables = options.changeTables ?? DEFAULT_CHANGE_TABLES;
+    const store = options.store;
+
+    const catalog = await readCatalog(store);
+    const decided = chooseKind(options.kind ?? "auto", catalog, now(), options.fullEveryHours);
+    const kind = decided.kind;
+    kindForReport = kind;
+    let previous: Manifest | undefined;
+    if (kind === "incremental") {
+      previous = await findPrevious(store, catalog);
+      if (!previous) throw new JobError("notFound", "take incremental backup: the bucket holds no complete full backup to continue", { hint: "run a full backup first: r2backup run --kind full" });
+    }
+
+    // Keys are write-once and string order is time order: a new set must sort after every existing one.
+    let date = now();
+    const newest = newestTs(catalog);
+    if (newest && formatTimestamp(date) <= newest) {
+      const next = parseTimestamp(newest).getTime() + 1000;
+      if (next - date.getTime() <= 5000) {
+        await sleep(next - date.getTime() + 5);
+        date = now();
+      }
+      if (formatTimestamp(date) <= newest) date = new Date(next);
+    }
+    const id = formatTimestamp(date);
+    idForReport = id;
+    const createdAt = new Date(started).toISOString();
+    log("info", `starting ${kind} backup ${id}`, { kind, id, reason: decided.reason, databases: databases.map((d) => d.source) });
+
+    await mkdir(tmpDir, { recursive: true });
+    workDir = await mkdtemp(join(tmpDir, `r2backup-work-${process.pid}-`));
+    const timings: Record<string, number> = {};
+    const files: FileEntry[] = [];
+    const stored = new Map<string, Stored>();
+    const dbInfos: DatabaseInfo[] = [];
+    let to: Watermark[] = [];
+    let changes: Record<string, number> | undefined;
+    let sqliteVersion = "";
+
+    const put = async (name: string, source: AsyncIterable<Buffer | string>, estimate: number, contentType: string, total?: number): Promise<Stored> => {
+      const key = fileKey(kind, id, name);
+      const tmpFile = join(workDir!, name);
+      const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
+      try {
+        const digest = await compressStream(source, (chunk) => upload.write(chunk), {
+          tmpFile,
+          onProgress: (bytes) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
+        });
+        const object = await upload.finish(digest.sha256);
+        if (object.size !== digest.size) {
+          throw new JobError("integrity", `upload '${key}': the Worker stored ${object.size} bytes, ${digest.size} were sent`, { hint: "run the backup again" });
+        }
+        const s = { ...digest, tmpFile, contentType };
+        stored.set(name, s);
+        emit({ type: "progress", phase: "upload", file: name, bytes: digest.uncompressedSize, total: digest.uncompressedSize });
+        return s;
+      } catch (e) {
+        await upload.abort();
+        throw classify(e, `upload '${key}'`);
+      }
+    };
+
+    if (kind === "full") {
+      // Snapshot every database first (close together in time), check each, then upload.
+      let t = Date.now();
+      const snaps: { input: (typeof databases)[number]; path: string; info?: SnapshotInfo; pages?: number }[] = [];
+      for (const input of databases) {
+        const path = join(workDir, `${input.source}.db`);
+        log("info", `snapshot ${input.source}`, { source: input.source });
+        let pages: number | undefined;
+        try {
+          if (input.snapshot) await input.snapshot(path);
+          else if (input.db) pages = await snapshotDatabase(input.db, path);
+          else if (input.path) pages = await snapshotDatabase(input.path, path);
+          else throw new JobError("usage", `back up '${input.source}': give a path, an open database or a snapshot function`);
+        } catch (e) {
+          throw classify(e, `snapshot database '${input.source}'`);
+        }
+        snaps.push({ input, path, ...(pages !== undefined ? { pages } : {}) });
+      }
+      timings.snapshot = Date.now() - t;
+      t = Date.now();
+      for (const s of snaps) {
+        s.info = await checkSnapshot(s.path, changeTables, { ...(s.pages !== undefined ? { pagesCopied: s.pages } : {}), ...(options.integrity ? { integrity: options.integrity } : {}) });
+        sqliteVersion ||= s.info.sqliteVersion;
+        dbInfos.push({
+          source: s.input.source,
+          ...(s.input.path ? { fileName: basename(s.input.path) } : {}),
+          pageSize: s.info.pageSize,
+          pageCount: s.info.pageCount,
+          integrity: "ok",
+          tables: s.info.tables,
+        });
+        for (const w of s.info.watermarks) to.push({ source: s.input.source, ...w });
+      }
+      timings.check = Date.now() - t;
+      t = Date.now();
+      for (const s of snaps) {
+        const name = databaseFile(s.input.source);
+        const size = s.info!.sizeBytes;
+        const d = await put(name, createReadStream(s.path, { highWaterMark: 1 << 20 }), size, "application/zstd", size);
+        files.push({ name, role: "database", source: s.input.source, contentType: "application/vnd.sqlite3", compression: "zstd", size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 });
+        log("info", `uploaded ${name}`, { bytes: d.uncompressedSize, stored: d.size });
+      }
+      timings.databases = Date.now() - t;
+      const docs = options.documents;
+      if (docs && (docs.dir || docs.query)) {
+        t = Date.now();
+        let query: { sql: string; dbPath: string } | undefined;
+        if (docs.query) {
+          const snap = docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0];
+          if (!snap) throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
+          query = { sql: docs.query, dbPath: snap.path };
+        }
+        const tarball = await documentsTar({ ...(docs.dir ? { dir: docs.dir } : {}), ...(query ? { query } : {}) });
+        const d = await put(DOCUMENTS_FILE, tarball.stream, tarball.estimateBytes, "application/zstd");
+        files.push({ name: DOCUMENTS_FILE, role: "documents", contentType: "application/x-tar", compression: "zstd", size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 });
+        log("info", `uploaded ${DOCUMENTS_FILE}`, { documents: tarball.count(), bytes: d.uncompressedSize, stored: d.size });
+        timings.documents = Date.now() - t;
+      }
+      for (const s of snaps) await unlink(s.path).catch(() => {});
+    } else {
+      let t = Date.now();
+      const from = previous!.to;
+      const sources: ChangeSource[] = [];
+      for (const input of databases) {
+        if (input.db) sources.push({ source: input.source, db: input.db });
+        else if (input.path) sources.push({ source: input.source, db: input.path });
+        else if (input.snapshot) {
+          // No live handle: export from a fresh snapshot, which is just as consistent.
+          const path = join(workDir, `${input.source}.db`);
+          await input.snapshot(path);
+          await checkSnapshot(path, changeTables, options.integrity ? { integrity: options.integrity } : {});
+          sources.push({ source: input.source, db: path });
+        }
+      }
+      const exported = exportChanges(sources, changeTables, from);
+      const d = await put(CHANGES_FILE, exported.lines, 0, "application/zstd");
+      const result = exported.result();
+      changes = result.changes;
+      const reached = new Set(result.to.map((w) => `${w.source}/${w.table}`));
+      to = [...result.to, ...from.filter((w) => !reached.has(`${w.source}/${w.table}`))];
+      files.push({ name: CHANGES_FILE, role: "changes", contentType: "application/x-ndjson", compression: "zstd", size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 });
+      const rows = Object.values(changes).reduce((a, b) => a + b, 0);
+      log("info", `uploaded ${CHANGES_FILE}`, { rows, changes, stored: d.size });
+      timings.changes = Date.now() - t;
+    }
+
+    if (!sqliteVersion) {
+      const mem = new DatabaseSync(":memory:");
+      sqliteVersion = String((mem.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
+      mem.close();
+    }
+    timings.total = Date.now() - started;
+    const manifest = buildManifest({
+      kind,
+      id,
+      base: kind === "full" ? id : previous!.base,
+      previous: kind === "full" ? null : previous!.id,
+      createdAt,
+      completedAt: new Date().toISOString(),
+      app: options.app ?? { name: "unknown", version: "unknown" },
+      tool: { name: "r2backup", version: TOOL_VERSION },
+      sqliteVersion,
+      host: hostname(),
+      files,
+      databases: dbInfos,
+      from: kind === "full" ? [] : previous!.to,
+      to,
+      ...(changes ? { changes } : {}),
+      timings,
+    });
+    const mKey = manifestKey(kind, id);
+    const text = serializeManifest(manifest);
+    // LAST: from here on the set is complete and restorable.
+    await store.put(mKey, text, { sha256: createHash("sha256").update(text).digest("hex"), contentType: "application/json" });
+    log("info", `${kind} backup ${id} complete`, { manifest: mKey });
+
+    const warnings: string[] = [];
+    let promoted: BackupResult["promoted"] = null;
+    if (kind === "full" && options.promote !== false) {
+      const decision = planDailyPromotion(id, planSets(catalog));
+      if (decision.promote) {
+        try {
+          const t = Date.now();
+          for (const f of manifest.files) {
+            const s = stored.get(f.name)!;
+            await uploadFile(store, fileKey("daily", decision.day, f.name), s.tmpFile, s.sha256, { size: s.size, contentType: s.contentType, ...(options.partBytes ? { partBytes: partSizeFor(s.size, options.partBytes) } : {}) });
+          }
+          const daily = promoteManifest(manifest);
+          const dailyText = serializeManifest(daily.manifest);
+          await store.put(manifestKey("daily", daily.day), dailyText, { sha256: createHash("sha256").update(dailyText).digest("hex"), contentType: "application/json" });
+          promoted = { day: decision.day, reason: decision.reason };
+          log("info", `promoted ${id} to daily/${decision.day}`, { reason: decision.reason, ms: Date.now() - t });
+        } catch (e) {
+          warnings.push(`promote ${id} to daily/${decision.day}: ${(e as Error).message}`);
+          log("warn", `promote ${id} to daily/${decision.day} failed; the full backup is complete`, { error: (e as Error).message });
+        }
+      }
+    }
+    try {
+      const pointer = JSON.stringify({ kind, id, manifestKey: mKey, completedAt: manifest.completedAt, daily: promoted?.day ?? null });
+      await store.put(LATEST_KEY, pointer, { contentType: "application/json" });
+    } catch (e) {
+      warnings.push(`update ${LATEST_KEY}: ${(e as Error).message}`);
+      log("warn", `update ${LATEST_KEY} failed`, { error: (e as Error).message });
+    }
+    const storedBytes = files.reduce((a, f) => a + f.size, 0);
+    const uncompressedBytes = files.reduce((a, f) => a + f.uncompressedSize, 0);
+    const durationMs = Date.now() - started;
+    await report(options, { ok: true, kind, id, durationMs, storedBytes, uncompressedBytes, manifestKey: mKey }, warnings, log);
+    return { ok: true, kind, id, manifestKey: mKey, manifest, promoted, warnings, durationMs, storedBytes, uncompressedBytes };
+  } catch (e) {
+    const error = classify(e, "back up");
+    const message = (error as Error).message;
+    log("error", `backup failed: ${message}`, { kind: kindForReport, ...(idForReport ? { id: idForReport } : {}) });
+    await report(
+      options,
+      { ok: false, kind: kindForReport, ...(idForReport ? { id: idForReport } : {}), durationMs: Date.now() - started, error: { kind: error instanceof JobError ? error.kind : "failed", message } },
+      [],
+      log,
+    );
+    throw error;
+  } finally {
+    if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
+    await lock?.release();
+  }
+}
+
+async function report(
+  options: BackupOptions,
+  outcome: { ok: boolean; kind: string; id?: string; durationMs: number; storedBytes?: number; uncompressedBytes?: number; manifestKey?: string; error?: { kind: string; message: string } },
+  warnings: string[],
+  log: (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void,
+): Promise<void> {
+  if (options.metrics) {
+    try {
+      await options.metrics.put(backupMetrics(outcome));
+    } catch (e) {
+      warnings.push(`put metrics: ${(e as Error).message}`);
+      log("warn", "put metrics failed", { error: (e as Error).message });
+    }
+  }
+  if (options.webhookUrl) {
+    try {
+      await postWebhook(options.webhookUrl, {
+        event: outcome.ok ? "backup.succeeded" : "backup.failed",
+        kind: outcome.kind,
+        ...(outcome.id ? { id: outcome.id } : {}),
+        host: hostname(),
+        durationSeconds: Math.round(outcome.durationMs) / 1000,
+        ...(outcome.storedBytes !== undefined ? { storedBytes: outcome.storedBytes } : {}),
+        ...(outcome.manifestKey ? { manifestKey: outcome.manifestKey } : {}),
+        ...(outcome.error ? { error: outcome.error } : {}),
+      });
+    } catch (e) {
+      warnings.push((e as Error).message);
+      log("warn", "webhook failed", { error: (e as Error).message });
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { commands } from "./commands/index.ts";
+import { loggerFor, type Io } from "./config.ts";
+import { EXIT, JobError, exitCodeOf } from "./errors.ts";
+
+/**
+ * The `r2backup` CLI: `main(argv)` dispatches to a command of `commands/index.ts` and returns the exit code;
+ * only `bin.ts` exits. Every failure is one line saying what failed and what to do, with its exit code.
+ */
+
+const EXIT_HELP: Record<keyof typeof EXIT, string> = {
+  ok: "success (for trigger: the backup completed)",
+  failed: "unexpected failure",
+  usage: "wrong flags or configuration",
+  database: "the database is missing, unreadable or not SQLite",
+  auth: "the Worker or the agent rejected the token",
+  unreachable: "the Worker or the agent could not be reached, after retries",
+  diskFull: "the temporary disk is full (--tmp-dir)",
+  busy: "another backup is already running",
+  integrity: "a checksum or integrity check failed",
+  notFound: "no backup matches (e.g. an incremental without a full backup)",
+  targetExists: "the restore target exists (use --force)",
+};
+
+/** The top-level help: commands and exit codes. */
+export function helpText(): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  const cmds = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  const codes = Object.entries(EXIT).map(([k, v]) => `  ${String(v).padStart(2)}  ${EXIT_HELP[k as keyof typeof EXIT]}`);
+  return [
+    "r2backup: back up live SQLite databases to Cloudflare R2 through the backup Worker",
+    "",
+    "Usage: r2backup <command> [options]   (r2backup <command> --help for its options)",
+    "",
+    "Commands:",
+    ...cmds,
+    "",
+    "Environment: R2_WORKER_URL, SERVER_BYPASS_TOKEN (Worker); BACKUP_AGENT_TOKEN (agent/trigger);",
+    "  BACKUP_WEBHOOK_URL; CLOUDWATCH_NAMESPACE + AWS_REGION (metrics); BACKUP_TMP_DIR",
+    "",
+    "Exit codes:",
+    ...codes,
+    "",
+  ].join("\n");
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
+  const full: Io = {
+    stdout: io?.stdout ?? process.stdout,
+    stderr: io?.stderr ?? process.stderr,
+    env: io?.env ?? process.env,
+    ...(io?.signal ? { signal: io.signal } : {}),
+  };
+  const logger = loggerFor(full);
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    full.stdout.write(helpText());
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === "--version") {
+    full.stdout.write("r2backup\n");
+    return EXIT.ok;
+  }
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    full.stderr.write(`r2backup: unknown command '${name}' (commands: ${Object.keys(commands).join(", ")}; see r2backup --help)\n`);
+    return EXIT.usage;
+  }
+  try {
+    return await command.run(rest, { io: full, env: full.env, logger });
+  } catch (e) {
+    const code = exitCodeOf(e);
+    const message = e instanceof JobError || code !== EXIT.failed ? (e as Error).message : `${(e as Error)?.stack ?? String(e)}`;
+    logger.error(`${name}: ${message}`, { exitCode: code, ...(e instanceof JobError ? { kind: e.kind } : {}) });
+    return code;
+  }
+}

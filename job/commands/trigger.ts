@@ -1,0 +1,117 @@
+import { COMMON_OPTIONS, intFlag, parseFlags, type Command } from "../config.ts";
+import { EXIT, JobError } from "../errors.ts";
+import type { BackupEvent } from "../log.ts";
+import type { AgentResult } from "./agent.ts";
+
+/**
+ * `r2backup trigger`: what the Render cron job runs (DESIGN.md fact 1). It POSTs to the agent over the
+ * private network, relays its NDJSON progress, and exits 0 only when the result line says the backup is
+ * complete: 4 on a rejected token, 7 when a backup is already running, 5 when the agent cannot be
+ * reached, and the backup's own exit code (1 when unknown) when it failed.
+ */
+export interface TriggerOutcome {
+  exitCode: number;
+  result?: AgentResult;
+}
+
+/** Runs one triggered backup; `onEvent` sees each progress or log line. */
+export async function triggerBackup(options: { agentUrl: string; token: string; kind?: string; attempts?: number; onEvent?: (e: BackupEvent) => void; onRetry?: (reason: string) => void }): Promise<TriggerOutcome> {
+  const url = new URL("/backup", options.agentUrl);
+  const attempts = options.attempts ?? 3;
+  let res: Response | undefined;
+  let lastError = "";
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      res = await fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${options.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ kind: options.kind ?? "auto" }),
+      });
+      break;
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      lastError = cause?.code ?? cause?.message ?? (e as Error).message;
+      if (attempt < attempts) {
+        options.onRetry?.(lastError);
+        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
+      }
+    }
+  }
+  if (!res) throw new JobError("unreachable", `trigger backup at '${url.origin}': the agent could not be reached after ${attempts} attempts (${lastError})`, { hint: "check --agent-url (Render private network: http://<service>:<port>) and that the agent runs" });
+  if (res.status === 401 || res.status === 403) {
+    await res.body?.cancel();
+    throw new JobError("auth", `trigger backup at '${url.origin}': the agent rejected the token (${res.status})`, { hint: "set BACKUP_AGENT_TOKEN to the agent's token" });
+  }
+  if (res.status === 409) {
+    await res.body?.cancel();
+    throw new JobError("busy", `trigger backup at '${url.origin}': a backup is already running`, { hint: "wait for it; the next schedule will run again" });
+  }
+  if (!res.ok || !res.body) {
+    const text = await res.text().catch(() => "");
+    throw new JobError("failed", `trigger backup at '${url.origin}': ${res.status} ${text.slice(0, 200)}`);
+  }
+  let result: AgentResult | undefined;
+  let buffer = "";
+  const decoder = new TextDecoder();
+  const handle = (line: string) => {
+    if (!line.trim()) return;
+    let value: { type?: string };
+    try {
+      value = JSON.parse(line) as { type?: string };
+    } catch {
+      return;
+    }
+    if (value.type === "result") result = value as AgentResult;
+    else options.onEvent?.(value as BackupEvent);
+  };
+  try {
+    for await (const chunk of res.body) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = buffer.indexOf("\n")) >= 0) {
+        handle(buffer.slice(0, i));
+        buffer = buffer.slice(i + 1);
+      }
+    }
+    handle(buffer);
+  } catch (e) {
+    throw new JobError("failed", `trigger backup at '${url.origin}': the agent's stream broke before the result (${(e as Error).message})`, { hint: "check the agent's logs; the backup may have failed or still be running" });
+  }
+  if (!result) throw new JobError("failed", `trigger backup at '${url.origin}': the agent ended without a result`, { hint: "check the agent's logs" });
+  if (result.ok) return { exitCode: EXIT.ok, result };
+  return { exitCode: result.error.exitCode > 0 ? result.error.exitCode : EXIT.failed, result };
+}
+
+export const triggerCommand: Command = {
+  summary: "ask an agent to take a backup, stream its progress, exit 0 only when it completed",
+  usage: `r2backup trigger --agent-url <url> [--kind full|incremental|auto] [--json]\n\n  --agent-url <url>     the agent (env BACKUP_AGENT_URL), e.g. http://app:8788\n  --kind                passed to the agent (default auto)\n  --attempts <n>        connection attempts (default 3)\n  Token: BACKUP_AGENT_TOKEN\n  --json                print the result line as JSON on stdout`,
+  async run(args, ctx) {
+    const { values } = parseFlags(args, { ...COMMON_OPTIONS, "agent-url": { type: "string" }, kind: { type: "string" }, attempts: { type: "string" } }, "trigger");
+    if (values.help) {
+      ctx.io.stdout.write(`${this.usage}\n`);
+      return 0;
+    }
+    const agentUrl = values["agent-url"] ?? ctx.env.BACKUP_AGENT_URL;
+    if (!agentUrl) throw new JobError("usage", "trigger backup: no agent URL", { hint: "pass --agent-url http://<agent host>:<port> or set BACKUP_AGENT_URL" });
+    try {
+      new URL(agentUrl);
+    } catch {
+      throw new JobError("usage", `trigger backup: '${agentUrl}' is not a URL`);
+    }
+    const token = ctx.env.BACKUP_AGENT_TOKEN;
+    if (!token) throw new JobError("usage", "trigger backup: BACKUP_AGENT_TOKEN is not set", { hint: "set it to the agent's token" });
+    const outcome = await triggerBackup({
+      agentUrl,
+      token,
+      kind: values.kind ?? "auto",
+      attempts: intFlag(values.attempts, "attempts", 3, 1),
+      onEvent: (e) => ctx.logger.event(e),
+      onRetry: (reason) => ctx.logger.warn(`agent not reachable (${reason}); retrying`),
+    });
+    const r = outcome.result!;
+    if (values.json) ctx.io.stdout.write(`${JSON.stringify(r)}\n`);
+    else if (r.ok) ctx.io.stdout.write(`${r.kind} backup ${r.id} complete (${r.manifestKey})\n`);
+    else ctx.logger.error(`backup failed on the agent: ${r.error.message}`, { kind: r.error.kind, exitCode: outcome.exitCode });
+    return outcome.exitCode;
+  },
+};

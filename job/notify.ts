@@ -1,0 +1,115 @@
+import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
+import { redact } from "./log.ts";
+
+/**
+ * Where the job reports a finished backup (DESIGN.md, "Monitoring"): CloudWatch metrics when a namespace is
+ * configured, and a webhook on success and failure. Both are best effort: a monitoring outage never turns a
+ * good backup into a failed one (the failure is logged instead).
+ */
+
+/** Metric names the job emits (no dimensions, so the alarms match them directly). */
+export const METRICS = {
+  succeeded: "BackupSucceeded",
+  failed: "BackupFailed",
+  bytes: "BackupBytes",
+  duration: "BackupDurationSeconds",
+  stored: "StoredBytes",
+} as const;
+
+export interface MetricDatum {
+  name: string;
+  value: number;
+  unit: "Count" | "Bytes" | "Seconds";
+}
+
+/** Anything that accepts metrics; injectable so tests record what would be sent. */
+export interface MetricsSink {
+  put(data: MetricDatum[]): Promise<void>;
+}
+
+/** The part of the AWS client the sink uses (a recorded fake in tests). */
+export interface CloudWatchLike {
+  send(command: PutMetricDataCommand): Promise<unknown>;
+}
+
+/** CloudWatch PutMetricData in `namespace`; region and credentials come from the AWS SDK's usual chain. */
+export function cloudWatchSink(options: { namespace: string; region?: string; endpoint?: string; client?: CloudWatchLike }): MetricsSink {
+  const client =
+    options.client ??
+    new CloudWatchClient({
+      ...(options.region ? { region: options.region } : {}),
+      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      maxAttempts: 3,
+    });
+  return {
+    async put(data) {
+      const now = new Date();
+      await client.send(
+        new PutMetricDataCommand({
+          Namespace: options.namespace,
+          MetricData: data.map((d) => ({ MetricName: d.name, Value: d.value, Unit: d.unit, Timestamp: now })),
+        }),
+      );
+    },
+  };
+}
+
+/** The sink configured by `CLOUDWATCH_NAMESPACE` (+ `AWS_REGION`, `CLOUDWATCH_ENDPOINT`), or none. */
+export function metricsFromEnv(env: Record<string, string | undefined>): MetricsSink | undefined {
+  const namespace = env.CLOUDWATCH_NAMESPACE;
+  if (!namespace) return undefined;
+  const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+  const endpoint = env.CLOUDWATCH_ENDPOINT;
+  return cloudWatchSink({ namespace, ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) });
+}
+
+/** The metrics of one backup run. */
+export function backupMetrics(outcome: { ok: boolean; durationMs: number; uncompressedBytes?: number; storedBytes?: number }): MetricDatum[] {
+  // Both counters every run (one of them 0), so "no success for 7 hours" and "any failure" alarms see data.
+  const data: MetricDatum[] = [
+    { name: METRICS.succeeded, value: outcome.ok ? 1 : 0, unit: "Count" },
+    { name: METRICS.failed, value: outcome.ok ? 0 : 1, unit: "Count" },
+    { name: METRICS.duration, value: Math.round(outcome.durationMs) / 1000, unit: "Seconds" },
+  ];
+  if (outcome.ok) {
+    data.push({ name: METRICS.bytes, value: outcome.uncompressedBytes ?? 0, unit: "Bytes" });
+    data.push({ name: METRICS.stored, value: outcome.storedBytes ?? 0, unit: "Bytes" });
+  }
+  return data;
+}
+
+/** The webhook body: the same shape for success and failure. */
+export interface WebhookPayload {
+  event: "backup.succeeded" | "backup.failed";
+  kind: string;
+  id?: string;
+  host?: string;
+  durationSeconds: number;
+  storedBytes?: number;
+  error?: { kind: string; message: string };
+  manifestKey?: string;
+}
+
+/** POSTs JSON to `url` (a few attempts, 10 s each); throws with the status when it keeps failing. */
+export async function postWebhook(url: string, payload: WebhookPayload, options: { attempts?: number; timeoutMs?: number } = {}): Promise<void> {
+  const attempts = options.attempts ?? 3;
+  let last = "";
+  for (let i = 1; i <= attempts; i++) {
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...payload, ...(payload.error ? { error: { ...payload.error, message: redact(payload.error.message) } } : {}) }),
+        signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+      });
+      await res.body?.cancel();
+      if (res.ok) return;
+      last = `${res.status}`;
+      if (res.status < 500 && res.status !== 429) break;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    if (i < attempts) await new Promise((r) => setTimeout(r, 500 * i));
+  }
+  throw new Error(`notify webhook '${new URL(url).host}': failed (${last})`);
+}

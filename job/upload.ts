@@ -1,0 +1,132 @@
+import { createReadStream } from "node:fs";
+import { DEFAULT_PART_BYTES, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_SINGLE_PUT_BYTES, choosePartSize } from "../core/index.ts";
+import { JobError } from "./errors.ts";
+import type { BackupStore, StoredObject } from "./store/types.ts";
+
+/**
+ * Uploads a stream whose final size is not known in advance (compressed output): bytes are buffered up to
+ * one part; a stream that ends before filling one part goes up as a single PUT with `X-Content-SHA256`,
+ * anything longer as an R2 multipart upload of equal parts with at most 2 in flight (DESIGN.md fact 2).
+ * Memory is bounded by (MAX_PARTS_IN_FLIGHT + 1) part buffers, reused.
+ */
+export class StreamUpload {
+  readonly key: string;
+  readonly partBytes: number;
+  readonly #store: BackupStore;
+  readonly #contentType: string;
+  readonly #onPart: ((info: { partNumber: number; bytes: number }) => void) | undefined;
+  readonly #pool: Buffer[] = [];
+  #current: Buffer | undefined;
+  #filled = 0;
+  #uploadId: string | undefined;
+  #nextPart = 1;
+  #parts: { partNumber: number; etag: string }[] = [];
+  #inFlight = new Set<Promise<void>>();
+  #error: unknown;
+  #done = false;
+
+  constructor(store: BackupStore, key: string, options: { partBytes?: number; contentType?: string; onPart?: (info: { partNumber: number; bytes: number }) => void } = {}) {
+    this.#store = store;
+    this.key = key;
+    this.partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
+    if (this.partBytes > MAX_SINGLE_PUT_BYTES) throw new JobError("usage", `upload '${key}': part size ${this.partBytes} is over the ${MAX_SINGLE_PUT_BYTES}-byte request limit`);
+    this.#contentType = options.contentType ?? "application/octet-stream";
+    this.#onPart = options.onPart;
+  }
+
+  /** Appends bytes; resolves when they are buffered (waiting for a free upload slot when the buffer is full). */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.#error) throw this.#error;
+    let offset = 0;
+    while (offset < chunk.length) {
+      this.#current ??= this.#pool.pop() ?? Buffer.allocUnsafe(this.partBytes);
+      const n = Math.min(chunk.length - offset, this.partBytes - this.#filled);
+      this.#current.set(chunk.subarray(offset, offset + n), this.#filled);
+      this.#filled += n;
+      offset += n;
+      if (this.#filled === this.partBytes) await this.#flushPart();
+    }
+  }
+
+  async #flushPart(): Promise<void> {
+    const buffer = this.#current!;
+    const bytes = this.#filled;
+    this.#current = undefined;
+    this.#filled = 0;
+    if (this.#uploadId === undefined) this.#uploadId = await this.#store.createMultipart(this.key, { contentType: this.#contentType });
+    while (this.#inFlight.size >= MAX_PARTS_IN_FLIGHT) await Promise.race(this.#inFlight);
+    if (this.#error) throw this.#error;
+    const partNumber = this.#nextPart++;
+    if (partNumber > MAX_PARTS) throw new JobError("failed", `upload '${this.key}': more than ${MAX_PARTS} parts of ${this.partBytes} bytes`, { hint: "the part size was chosen too small for this object" });
+    const uploadId = this.#uploadId;
+    const task = this.#store
+      .uploadPart(this.key, uploadId, partNumber, buffer.subarray(0, bytes))
+      .then((part) => {
+        this.#parts.push({ partNumber: part.partNumber ?? partNumber, etag: part.etag });
+        this.#onPart?.({ partNumber, bytes });
+      })
+      .catch((e: unknown) => {
+        this.#error ??= e;
+      })
+      .finally(() => {
+        this.#inFlight.delete(task);
+        this.#pool.push(buffer);
+      });
+    this.#inFlight.add(task);
+  }
+
+  /**
+   * Ends the upload. `sha256` is of all the bytes written: checked by R2 on a single PUT; on a multipart
+   * upload R2 takes no checksum, so the manifest's sha256 is what restore checks.
+   */
+  async finish(sha256: string): Promise<StoredObject> {
+    if (this.#done) throw new JobError("failed", `upload '${this.key}': finished twice`);
+    this.#done = true;
+    if (this.#uploadId === undefined) {
+      const body = this.#current ? this.#current.subarray(0, this.#filled) : new Uint8Array(0);
+      const stored = await this.#store.put(this.key, body, { sha256, contentType: this.#contentType });
+      this.#release();
+      return stored;
+    }
+    if (this.#filled > 0) await this.#flushPart();
+    while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
+    if (this.#error) throw this.#error;
+    const parts = [...this.#parts].sort((a, b) => a.partNumber - b.partNumber);
+    const stored = await this.#store.completeMultipart(this.key, this.#uploadId, parts);
+    this.#release();
+    return stored;
+  }
+
+  /** Abandons the upload: waits for parts in flight, then aborts the multipart upload (best effort). */
+  async abort(): Promise<void> {
+    this.#done = true;
+    await Promise.allSettled([...this.#inFlight]);
+    const uploadId = this.#uploadId;
+    this.#uploadId = undefined;
+    this.#release();
+    if (uploadId !== undefined) await this.#store.abortMultipart(this.key, uploadId).catch(() => {});
+  }
+
+  #release(): void {
+    this.#current = undefined;
+    this.#pool.length = 0;
+  }
+}
+
+/** The part size for a compressed stream of an input of `uncompressedBytes` (zstd output can exceed its input a little). */
+export function partSizeFor(uncompressedBytes: number, preferred?: number): number {
+  const margin = Math.ceil(uncompressedBytes / 100) + 1024 * 1024;
+  return choosePartSize(uncompressedBytes + margin, preferred);
+}
+
+/** Uploads a local file of known size and sha256 (the daily promotion re-sends the kept temp files). */
+export async function uploadFile(store: BackupStore, key: string, path: string, sha256: string, options: { size: number; partBytes?: number; contentType?: string }): Promise<StoredObject> {
+  const upload = new StreamUpload(store, key, { partBytes: options.partBytes ?? choosePartSize(options.size), ...(options.contentType ? { contentType: options.contentType } : {}) });
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) await upload.write(chunk as Buffer);
+    return await upload.finish(sha256);
+  } catch (e) {
+    await upload.abort();
+    throw e;
+  }
+}
