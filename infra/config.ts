@@ -297,7 +297,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
 
   if (missing.length > 0 || problems.length > 0) {
     const reasons = [...missing.map((k) => `missing ${PROJECT}:${k} (${spec(k).description})`), ...problems];
-    const hint = missing.length > 0 ? `run: ${missing.map((k) => configSetCommand(k, stack)).join(" ; ")}` : "fix the values with `pulumi config set` and run again";
+    const hint = missing.length > 0 ? `run, with your values:\n  ${missing.map((k) => configSetCommand(k, stack)).join("\n  ")}\n` : "fix the values with `pulumi config set` and run again";
     throw new InfraError("configure", "stack", stack, reasons.join("; "), hint);
   }
 

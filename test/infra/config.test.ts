@@ -1,0 +1,188 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_RETENTION, METRICS } from "../../core/index.ts";
+import { alarmSpecs } from "../../infra/components/monitoring.ts";
+import { CONFIG_KEYS, configSetCommand, loadStackConfig, withFallback, type ConfigReader } from "../../infra/config.ts";
+import { isPreviewStack, MAX_NAME_LENGTH, physicalName } from "../../infra/naming.ts";
+import { mergedStackConfig, projectValues, readProjectDeclarations, readStackFile } from "../../infra/stack-files.ts";
+
+const P = "r2-sqlite-backup";
+
+/** A reader over plain values (as the CLI passes them: strings, lists as JSON). */
+function reader(values: Record<string, string>, secretKeys: string[] = []): ConfigReader {
+  return { get: (k) => values[k], isSecret: (k) => secretKeys.includes(k) };
+}
+
+const PROD: Record<string, string> = {
+  cloudflareAccountId: "0123456789abcdef0123456789abcdef",
+  zoneId: "fedcba9876543210fedcba9876543210",
+  hostname: "backups.example.com",
+  renderOwnerId: "tea-abc123",
+  renderRepo: "https://github.com/example/r2-sqlite-backup",
+  renderAppServiceId: "srv-abc123",
+  agentUrl: "http://app:8787",
+};
+
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error("expected an error");
+}
+
+describe("stack config", () => {
+  it("loads a production stack with the retention policy of core/ and Render on, monitoring off by default", () => {
+    const c = loadStackConfig("prod", reader(PROD));
+    expect(c.preview).toBe(false);
+    expect(c.storage.retention).toEqual(DEFAULT_RETENTION);
+    expect(c.render).toMatchObject({ ownerId: "tea-abc123", region: "oregon", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" });
+    expect(c.monitoring).toBeUndefined();
+    expect(c.secrets).toEqual({});
+  });
+
+  it("names every missing key with the exact `pulumi config set` command, all at once", () => {
+    const message = errorOf(() => loadStackConfig("prod", reader({ cloudflareAccountId: PROD.cloudflareAccountId as string })));
+    expect(message).toMatch(/^configure stack 'prod': missing r2-sqlite-backup:zoneId/);
+    for (const [key, value] of [["zoneId", "'<zone-id>'"], ["hostname", "backups.example.com"], ["renderOwnerId", "tea-xxxxxxxxxxxxxxxxxxxx"], ["renderRepo", "https://github.com/you/r2-sqlite-backup"], ["renderAppServiceId", "srv-xxxxxxxxxxxxxxxxxxxx"], ["agentUrl", "http://my-app:8787"]]) {
+      expect(message).toContain(`pulumi config set ${P}:${key} ${value} --stack prod`);
+    }
+    expect(errorOf(() => loadStackConfig("dev", reader({})))).toContain(`pulumi config set ${P}:cloudflareAccountId '<account-id>' --stack dev`);
+  });
+
+  it("refuses a secret stored in plain text, with the --secret command", () => {
+    const message = errorOf(() => loadStackConfig("prod", reader({ ...PROD, serverToken: "plain" })));
+    expect(message).toContain(`pulumi config set --secret ${P}:serverToken '<token>' --stack prod`);
+    expect(message).not.toContain("plain'");
+  });
+
+  it("keeps configured secrets as secret Outputs", async () => {
+    const { isSecret } = await import("@pulumi/pulumi");
+    const c = loadStackConfig("prod", reader({ ...PROD, adminToken: "admin-value", alertWebhookUrl: "https://hooks.example.com/x" }, ["adminToken", "alertWebhookUrl"]));
+    expect(await isSecret(c.secrets.adminToken!)).toBe(true);
+    expect(await isSecret(c.secrets.alertWebhookUrl!)).toBe(true);
+    expect(c.secrets.serverToken).toBeUndefined();
+  });
+
+  it("rejects bad values, naming each", () => {
+    const message = errorOf(() =>
+      loadStackConfig("prod", reader({ ...PROD, bucketLocation: "mars", replicaLocation: "mars", lockDays: "40", renderRegion: "tokyo", backupSchedule: "hourly", alarmEmails: "x", monitoringEnabled: "true", hostname: "https://x.example.com/" })),
+    );
+    expect(message).toContain("bucketLocation must be one of apac, eeur, enam, weur, wnam, oc, got 'mars'");
+    expect(message).toContain("lockDays (40) must not exceed fullDays (30)");
+    expect(message).toContain("renderRegion must be one of");
+    expect(message).toContain("backupSchedule must be a 5-field cron expression");
+    expect(message).toContain("alarmEmails must be a list of strings");
+    expect(message).toContain("hostname must be a bare hostname");
+    expect(message).toContain("replicaLocation must differ from bucketLocation");
+  });
+
+  it("gives preview stacks no lock, no Render jobs, no monitoring and no replica, whatever the config says", () => {
+    const c = loadStackConfig("pr-42", reader({ ...PROD, workersDevSubdomain: "acme", monitoringEnabled: "true", replicaLocation: "enam", lockDays: "7" }));
+    expect(c.preview).toBe(true);
+    expect(c.storage.retention.lockDays).toBe(0);
+    expect(c.storage.replicaLocation).toBeUndefined();
+    expect(c.render).toBeUndefined();
+    expect(c.monitoring).toBeUndefined();
+    expect(c.cloudflare).toEqual({ accountId: PROD.cloudflareAccountId, workersDevSubdomain: "acme" });
+    expect(errorOf(() => loadStackConfig("pr-7", reader({ cloudflareAccountId: PROD.cloudflareAccountId as string })))).toContain(`pulumi config set ${P}:workersDevSubdomain '<subdomain>' --stack pr-7`);
+  });
+
+  it("lets a preview stack inherit the dev stack's non-secret values, never its secrets", () => {
+    const fallback = withFallback(reader({ bucketLocation: "" }), { cloudflareAccountId: "a".repeat(32), workersDevSubdomain: "acme", bucketLocation: "weur", serverToken: "leaked" });
+    expect(fallback.get("cloudflareAccountId")).toBe("a".repeat(32));
+    expect(fallback.get("bucketLocation")).toBe("weur");
+    expect(fallback.get("serverToken")).toBeUndefined();
+    expect(loadStackConfig("pr-1", fallback).storage.location).toBe("weur");
+  });
+
+  it("quotes example values that a shell would split", () => {
+    expect(configSetCommand("alarmEmails", "prod")).toBe(`pulumi config set ${P}:alarmEmails '["ops@example.com"]' --stack prod`);
+  });
+});
+
+describe("Pulumi.yaml and Pulumi.dev.yaml", () => {
+  it("declare every key the program reads, with its type, default and a description", () => {
+    const declared = readProjectDeclarations();
+    expect(Object.keys(declared).sort()).toEqual(CONFIG_KEYS.map((k) => k.key).sort());
+    for (const spec of CONFIG_KEYS) {
+      const d = declared[spec.key];
+      expect(d?.type, spec.key).toBe(spec.type);
+      expect(d?.default, spec.key).toEqual(spec.default);
+      expect(d?.description, spec.key).toBe(spec.description);
+    }
+    expect(readFileSync(new URL("../../Pulumi.yaml", import.meta.url), "utf8")).toMatch(/^main: infra\/index\.ts$/m);
+  });
+
+  it("retention defaults in Pulumi.yaml are core's DEFAULT_RETENTION", () => {
+    const d = readProjectDeclarations();
+    expect({
+      fullDays: d.retentionFullDays?.default,
+      incrementalDays: d.retentionIncrementalDays?.default,
+      dailyInfrequentAccessDays: d.retentionDailyInfrequentAccessDays?.default,
+      dailyDays: d.retentionDailyDays?.default,
+      drillDays: d.retentionDrillDays?.default,
+      abortMultipartDays: d.retentionAbortMultipartDays?.default,
+      lockDays: d.lockDays?.default,
+    }).toEqual(DEFAULT_RETENTION);
+  });
+
+  it("the dev stack file is complete and holds no secret: it loads with Render and monitoring on", () => {
+    const file = readStackFile("dev");
+    expect(file?.secretKeys).toEqual([]);
+    const merged = mergedStackConfig("dev");
+    const values = Object.fromEntries(Object.entries(merged.values).filter(([k]) => k.startsWith(`${P}:`)).map(([k, v]) => [k.slice(P.length + 1), v]));
+    const c = loadStackConfig("dev", reader(values));
+    expect(c.render).toBeDefined();
+    expect(c.monitoring?.alarmEmails.length).toBeGreaterThan(0);
+    expect(c.storage.replicaLocation).toBeDefined();
+    expect(projectValues(file).cloudflareAccountId).toMatch(/^[0-9a-f]{32}$/);
+  });
+});
+
+describe("naming", () => {
+  it("carries the project, the stack and the role; preview and production names never meet", () => {
+    expect(physicalName("prod", "backups")).toBe("r2-sqlite-backup-prod-backups");
+    expect(physicalName("pr-42", "backups")).toBe("r2-sqlite-backup-pr-42-backups");
+    const roles = ["backups", "backups-replica", "api", "backup", "restore-drill", "alarms", "metrics"];
+    const prod = new Set(roles.map((r) => physicalName("prod", r)));
+    for (const r of roles) expect(prod.has(physicalName("pr-42", r))).toBe(false);
+  });
+
+  it("stays within R2's bucket-name rules and keeps long names unique", () => {
+    const a = physicalName("feature-with-a-very-long-stack-name-indeed-yes", "backups-replica");
+    const b = physicalName("feature-with-a-very-long-stack-name-indeed-no", "backups-replica");
+    for (const n of [a, b, physicalName("Dev_Stack", "API")]) {
+      expect(n.length).toBeLessThanOrEqual(MAX_NAME_LENGTH);
+      expect(n).toMatch(/^[a-z0-9][a-z0-9-]*[a-z0-9]$/);
+    }
+    expect(a).not.toBe(b);
+    expect(a.endsWith("-backups-replica")).toBe(true);
+  });
+
+  it("recognises preview stacks as pr-<number> only", () => {
+    expect(isPreviewStack("pr-42")).toBe(true);
+    for (const s of ["prod", "dev", "pr-", "pr-x", "apr-1", "pr-1-prod"]) expect(isPreviewStack(s)).toBe(false);
+  });
+});
+
+describe("alarms", () => {
+  it("are DESIGN.md's three, each within CloudWatch's 7-day window and on a metric the job emits", () => {
+    const specs = alarmSpecs("NS");
+    expect(specs.map((s) => s.role)).toEqual(["no-successful-backup", "backup-failed", "restore-drill-stale"]);
+    for (const s of specs) {
+      expect(s.namespace).toBe("NS");
+      expect(Object.values(METRICS)).toContain(s.metricName);
+      expect((s.period as number) * (s.evaluationPeriods as number)).toBeLessThanOrEqual(7 * 86_400);
+      expect((s.period as number) % 60).toBe(0);
+      expect(s.comparisonOperator).toBeDefined();
+      expect(s.threshold).toBeDefined();
+    }
+    const [noSuccess, failed, drill] = specs;
+    expect((noSuccess?.period as number) * (noSuccess?.evaluationPeriods as number)).toBe(7 * 3600);
+    expect(noSuccess?.treatMissingData).toBe("breaching");
+    expect(failed).toMatchObject({ threshold: 0, comparisonOperator: "GreaterThanThreshold" });
+    expect(drill).toMatchObject({ threshold: 35 * 24, comparisonOperator: "GreaterThanThreshold" });
+  });
+});
