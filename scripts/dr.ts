@@ -1,3 +1,5 @@
-// Placeholder until its issue lands: says so clearly and exits non-zero.
-console.error("npm run dr: not implemented yet (see the open issues: `issues list`)");
-process.exit(1);
+// `npm run dr -- --stack <name> --to <path> [...]`: the disaster-recovery command (dr/cli.ts). Only this
+// file exits.
+import { main } from "../dr/cli.ts";
+
+process.exitCode = await main(process.argv.slice(2));

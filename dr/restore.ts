@@ -1,0 +1,82 @@
+/**
+ * The restore step of a disaster recovery, behind an injected interface: the orchestrator hands over the
+ * Worker's URL and token and gets back what was restored. `jobRestorer()` is the real one, the backup
+ * engine's `restore()` (job/restore/) over the Worker API, imported only when a restore actually runs.
+ */
+
+export interface RestoreRequest {
+  /** The Worker's base URL, from the stack's `workerUrl` output. */
+  workerUrl: string;
+  /** `SERVER_BYPASS_TOKEN`: read and write, never delete. Never logged. */
+  token: string;
+  /** Database file (or directory, for a backup of several databases) to restore to. */
+  to: string;
+  /** The point in time: a Date, or the newest complete backup. */
+  at: Date | "latest";
+  /** Replace an existing target. */
+  force: boolean;
+  /** Plan only: download nothing, change nothing. */
+  dryRun: boolean;
+  onProgress?: (line: string) => void;
+}
+
+/** What the restore did (or, for a dry run, would do). The shape of job/restore's `RestoreResult`. */
+export interface RestoreOutcome {
+  at: string;
+  /** The backup time the restored database reflects. */
+  restoresTo: string;
+  full: { kind: string; id: string; ts: string };
+  chain: { kind: string; id: string; ts: string }[];
+  notes: string[];
+  dryRun: boolean;
+  targets: { source: string; path: string; existed: boolean; size: number; uncompressedSize: number }[];
+  bytes: number;
+  integrity: string;
+  durationMs: number;
+}
+
+export interface Restorer {
+  restore(request: RestoreRequest): Promise<RestoreOutcome>;
+}
+
+/** The engine's module, as this adapter uses it. */
+interface RestoreModule {
+  restore(options: {
+    store: unknown;
+    to: string;
+    at: Date | "latest";
+    force: boolean;
+    dryRun: boolean;
+    onProgress?: (p: { phase: string; key?: string; bytes?: number; total?: number; message?: string }) => void;
+  }): Promise<RestoreOutcome>;
+}
+
+/**
+ * The real restore: job/restore's `restore()` reading through an `HttpStore` on the Worker. It refuses an
+ * existing target without `force` and never leaves the target half-written (job/restore/index.ts).
+ */
+export function jobRestorer(): Restorer {
+  return {
+    async restore(request) {
+      // Imported by a computed path at run time: dr/ must load (and its tests run) without the engine.
+      const enginePath = "../job/restore/index.ts";
+      const engine = (await import(enginePath)) as RestoreModule;
+      const { HttpStore } = await import("../job/store/http-store.ts");
+      const store = new HttpStore({ url: request.workerUrl, token: request.token });
+      let lastPhase = "";
+      return engine.restore({
+        store,
+        to: request.to,
+        at: request.at,
+        force: request.force,
+        dryRun: request.dryRun,
+        onProgress: (p) => {
+          // One line per phase and object; byte counters would flood the log.
+          const line = `${p.phase}${p.key ? ` ${p.key}` : ""}${p.message ? `: ${p.message}` : ""}`;
+          if (line !== lastPhase) request.onProgress?.(line);
+          lastPhase = line;
+        },
+      });
+    },
+  };
+}
