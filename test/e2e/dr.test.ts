@@ -4,8 +4,12 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DR_EXIT, main, runDisasterRecovery, waitForWorker, type DeploySummary, type RecoveryDeps, type RecoveryOptions, type RestoreOutcome, type RestoreRequest, type StackDriver, type StackOutput, type StackSession } from "../../dr/index.ts";
+import { DatabaseSync } from "node:sqlite";
+import { DR_EXIT, jobRestorer, main, runDisasterRecovery, waitForWorker, type DeploySummary, type RecoveryDeps, type RecoveryOptions, type RestoreOutcome, type RestoreRequest, type StackDriver, type StackOutput, type StackSession } from "../../dr/index.ts";
+import { backup } from "../../job/backup.ts";
 import { JobError } from "../../job/errors.ts";
+import { HttpStore } from "../../job/store/http-store.ts";
+import { startLocalWorker, type LocalWorker } from "../../worker/local.ts";
 
 /**
  * The disaster-recovery orchestrator (dr/): the Pulumi Automation API behind a fake driver (no Pulumi CLI
@@ -471,5 +475,77 @@ describe("npm run dr (dr/cli.ts main)", () => {
     expect(out.stdout).toContain("error (deploy step): pulumi up stack 'prod': error: 403 Forbidden");
     expect(out.stdout).toMatch(/what to do: nothing was restored/);
     expect(out.stdout).toContain("exit code 21");
+  });
+});
+
+describe("end to end with the real Worker (Miniflare, local R2) and the real restore engine", () => {
+  // Only Pulumi is faked: its outputs point at a local Worker holding a real backup, the health wait and the
+  // restore run for real through HttpStore.
+  let worker: LocalWorker;
+  let token: string;
+  let backupId: string;
+
+  beforeAll(async () => {
+    worker = await startLocalWorker();
+    token = worker.bindings.SERVER_BYPASS_TOKEN!;
+    const src = await mkdtemp(join(tmpdir(), "dr-src-"));
+    try {
+      const db = new DatabaseSync(join(src, "app.db"));
+      db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+      const insert = db.prepare("INSERT INTO notes (body) VALUES (?)");
+      for (let i = 0; i < 250; i++) insert.run(`note ${i}`);
+      db.close();
+      const store = new HttpStore({ url: worker.url, token, attempts: 2, backoffMs: 10 });
+      const result = await backup({ store, databases: [{ path: join(src, "app.db"), source: "app" }], kind: "full", tmpDir: src, lockFile: false, changeTables: [] });
+      backupId = result.id;
+    } finally {
+      await rm(src, { recursive: true, force: true });
+    }
+  });
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  const realDeps = (): RecoveryDeps => ({ stacks: fakeStacks(worker.url), waitForWorker, restorer: jobRestorer() });
+
+  it("restores the newest complete backup to the target and reports it", async () => {
+    const report = await runDisasterRecovery(options({ token }), realDeps());
+    expect(report.error).toBeUndefined();
+    expect(report.exitCode).toBe(0);
+    expect(report.restore).toMatchObject({ restoresTo: backupId, full: { kind: "full", id: backupId }, integrity: "ok", dryRun: false });
+    expect(report.health?.body).toMatchObject({ ok: true });
+    const db = new DatabaseSync(target, { readOnly: true });
+    try {
+      expect(db.prepare("SELECT count(*) AS n, max(body) AS last FROM notes").get()).toEqual({ n: 250, last: "note 99" });
+    } finally {
+      db.close();
+    }
+  });
+
+  it("--dry-run asks the real engine for its plan and writes nothing", async () => {
+    const report = await runDisasterRecovery(options({ token, dryRun: true }), realDeps());
+    expect(report.exitCode).toBe(0);
+    expect(report.restore).toMatchObject({ dryRun: true, restoresTo: backupId, bytes: 0 });
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it("a restore the engine refuses (no backup at that time) exits with its code and leaves the target as it was", async () => {
+    await writeFile(target, "the database before the disaster");
+    const before = await snapshotDir(dir);
+    const report = await runDisasterRecovery(options({ token, force: true, at: new Date("2001-01-01T00:00:00Z") }), realDeps());
+    expect(report.exitCode).toBe(9);
+    expect(report.error?.step).toBe("restore");
+    expect(report.error?.message).toMatch(/^restore to '.*app\.db': /);
+    expect(await snapshotDir(dir)).toEqual(before);
+  });
+
+  it("a wrong token fails the restore as an auth error (exit 4), target untouched", async () => {
+    await writeFile(target, "the database before the disaster");
+    const before = await snapshotDir(dir);
+    const report = await runDisasterRecovery(options({ token: "wrong-token", force: true }), realDeps());
+    expect(report.exitCode).toBe(4);
+    expect(report.error?.step).toBe("restore");
+    expect(JSON.stringify(report)).not.toContain("wrong-token");
+    expect(await snapshotDir(dir)).toEqual(before);
   });
 });
