@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MAX_FORM_UPLOAD_BYTES, MAX_SINGLE_PUT_BYTES, objectPath, type ApiError, type ApiListing, type ApiObject } from "../../core/index.ts";
 import { allKeys, rawRequest, startWorker, type TestWorker } from "./harness.ts";
@@ -238,6 +239,20 @@ describe("PUT and GET of one object", () => {
     expect(response.status).toBe(413);
     expect(JSON.parse(response.body)).toMatchObject({ error: "payload_too_large" });
     expect(await w.bucket.head(big)).toBeNull();
+  });
+
+  test("an upload cut off mid-body stores nothing", async () => {
+    const cut = `${FULL}/cut.db.zst`;
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${w.url}${objectPath(cut)}`, { method: "PUT", headers: { ...tokenHeaders("server"), "Content-Length": "1000000" } });
+      req.on("error", () => resolve());
+      req.write(Buffer.alloc(1000, 1), () => setTimeout(() => req.destroy(), 200));
+      req.on("close", () => resolve());
+    });
+    // The Worker sees the client go away; give it a moment to fail the R2 put.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await w.bucket.head(cut)).toBeNull();
+    expect(await allKeys(w.bucket, cut)).toEqual([]);
   });
 
   test("an empty object can be stored", async () => {

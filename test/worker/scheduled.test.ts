@@ -69,6 +69,22 @@ describe("the scheduled freshness check", () => {
   });
 });
 
+describe("a webhook that fails", () => {
+  test("makes the cron run fail, so the failure shows in the Worker's cron log", async () => {
+    const { createServer } = await import("node:http");
+    const server = createServer((_req, res) => res.writeHead(500).end("down"));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as import("node:net").AddressInfo;
+    const w = await startWorker({ bindings: { ALERT_WEBHOOK_URL: `http://127.0.0.1:${port}/hook` } });
+    try {
+      expect((await w.scheduled()).outcome).not.toBe("ok");
+    } finally {
+      await w.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
 describe("GET /api/status", () => {
   let w: TestWorker;
   beforeAll(async () => {
