@@ -2,8 +2,9 @@ import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { fileKey, formatBackupKey, formatTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type Manifest, type Watermark } from "../../core/index.ts";
+import { METRICS, PREFIXES, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type Manifest, type Watermark } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
+import type { MetricDatum, MetricsSink } from "../notify.ts";
 import type { BackupStore } from "../store/types.ts";
 import { ChangeApplier, advanceWatermarks, checkWatermarks, watermarkId } from "./apply.ts";
 import { ObjectIntegrityError, ObjectMissingError, downloadObject } from "./download.ts";
@@ -285,56 +286,80 @@ export interface DrillRecord {
   error?: string;
 }
 
-/** A metric of the drill, for the job's metrics sink (CloudWatch): success, duration and bytes. */
-export interface DrillMetric {
-  name: "RestoreDrillSucceeded" | "RestoreDrillDurationMs" | "RestoreDrillBytes";
-  value: number;
-  unit: "Count" | "Milliseconds" | "Bytes";
-}
+/** The drill's metrics, beside core's `RestoreDrillAgeHours` that the "no drill for 35 days" alarm watches. */
+export const DRILL_METRICS = {
+  ageHours: METRICS.restoreDrillAgeHours,
+  failed: "RestoreDrillFailed",
+  duration: "RestoreDrillDurationSeconds",
+} as const;
+
+/** Reported as the drill age when no drill has ever succeeded: just over the alarm's 35 days. */
+export const NEVER_SUCCEEDED_AGE_HOURS = 35 * 24 + 1;
 
 export interface VerifyOptions {
   store: BackupStore;
   at?: Date | "latest";
   /** Where the drill's temporary directory is made (default: the OS temp dir). */
   tmpDir?: string;
-  /** The clock (the drill's timestamp). */
+  /** The clock (the drill's timestamp and the drill age). */
   now?: () => Date;
   check?: "integrity" | "quick";
   onProgress?: (p: RestoreProgress) => void;
-  /** Receives the drill's metrics; the CLI forwards them to the job's metrics sink. */
-  onMetric?: (metric: DrillMetric) => void | Promise<void>;
+  /** The job's metrics sink (CloudWatch); best effort, as for backups. */
+  metrics?: MetricsSink;
 }
 
 export interface VerifyResult {
   record: DrillRecord;
+  /** The restore's error when the drill failed (its JobError kind gives the exit code). */
+  error?: unknown;
   /** The key the record was written to, or undefined when writing it failed (see `recordError`). */
   key?: string;
   recordError?: string;
+  metrics: MetricDatum[];
+  metricsError?: string;
+}
+
+/** Hours since the newest successful drill recorded in the bucket, or undefined when none succeeded. */
+export async function lastGoodDrillAgeHours(store: BackupStore, now: Date): Promise<number | undefined> {
+  const keys = (await store.listAll(PREFIXES.drills)).map((o) => o.key).sort().reverse();
+  for (const key of keys.slice(0, 100)) {
+    const res = await store.get(key);
+    if (!res) continue;
+    try {
+      const r = JSON.parse(await new Response(res.body).text()) as Partial<DrillRecord>;
+      if (r.ok === true && typeof r.ts === "string") return Math.max(0, (now.getTime() - parseTimestamp(r.ts).getTime()) / 3_600_000);
+    } catch {
+      // A record this tool cannot read does not count as a successful drill.
+    }
+  }
+  return undefined;
 }
 
 /**
  * The restore drill: restores every database of the backup at `at` into a temporary directory, checks it,
- * records the outcome under `backups/drills/` (a failed drill too) and emits metrics. Nothing is replaced.
+ * records the outcome under `backups/drills/` (a failed drill too) and puts metrics. Nothing is replaced.
  */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   const now = options.now ?? (() => new Date());
   const startedAt = now();
   const started = performance.now();
   const at = options.at ?? "latest";
+  const ts = formatTimestamp(startedAt);
   const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), "r2backup-drill-"));
   let record: DrillRecord;
+  let error: unknown;
   try {
     const r = await restore({
       store: options.store,
       to: dir,
       at,
       intoDirectory: true,
-      force: false,
       ...(options.check ? { check: options.check } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     record = {
-      ts: formatTimestamp(startedAt),
+      ts,
       ok: true,
       at: r.at,
       restoresTo: r.restoresTo,
@@ -347,8 +372,9 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       rows: r.rows,
     };
   } catch (e) {
+    error = e;
     record = {
-      ts: formatTimestamp(startedAt),
+      ts,
       ok: false,
       at: at === "latest" ? "latest" : formatTimestamp(at),
       restoresTo: null,
@@ -364,19 +390,25 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  const result: VerifyResult = { record };
-  const key = formatBackupKey({ kind: "drill", ts: record.ts });
+  const result: VerifyResult = { record, metrics: [], ...(error === undefined ? {} : { error }) };
+  const key = formatBackupKey({ kind: "drill", ts });
   try {
     await options.store.put(key, `${JSON.stringify(record, null, 2)}\n`, { contentType: "application/json" });
     result.key = key;
   } catch (e) {
     result.recordError = e instanceof Error ? e.message : String(e);
   }
-  const metrics: DrillMetric[] = [
-    { name: "RestoreDrillSucceeded", value: record.ok ? 1 : 0, unit: "Count" },
-    { name: "RestoreDrillDurationMs", value: record.durationMs, unit: "Milliseconds" },
-    { name: "RestoreDrillBytes", value: record.bytes, unit: "Bytes" },
-  ];
-  for (const m of metrics) await options.onMetric?.(m);
+  try {
+    // A failed drill reports the age of the last good one, so repeated failures still reach the alarm.
+    const age = record.ok ? 0 : ((await lastGoodDrillAgeHours(options.store, startedAt)) ?? NEVER_SUCCEEDED_AGE_HOURS);
+    result.metrics = [
+      { name: DRILL_METRICS.ageHours, value: Math.round(age * 100) / 100, unit: "Count" },
+      { name: DRILL_METRICS.failed, value: record.ok ? 0 : 1, unit: "Count" },
+      { name: DRILL_METRICS.duration, value: record.durationMs / 1000, unit: "Seconds" },
+    ];
+    await options.metrics?.put(result.metrics);
+  } catch (e) {
+    result.metricsError = e instanceof Error ? e.message : String(e);
+  }
   return result;
 }

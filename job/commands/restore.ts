@@ -1,0 +1,110 @@
+import { ContractError, parsePointInTime } from "../../core/index.ts";
+import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command, type CommandContext } from "../config.ts";
+import { JobError } from "../errors.ts";
+import { restore, type RestoreProgress, type RestoreResult } from "../restore/index.ts";
+
+/**
+ * `r2backup restore`: a database at a point in time, from the newest complete full backup at or before it
+ * plus the incremental chain. Never overwrites by surprise: an existing target needs `--force`, and a
+ * failed restore leaves it byte for byte as it was.
+ */
+
+export const RESTORE_OPTIONS = {
+  to: { type: "string" },
+  at: { type: "string" },
+  source: { type: "string" },
+  "dry-run": { type: "boolean" },
+  force: { type: "boolean" },
+  check: { type: "string" },
+  resumes: { type: "string" },
+} as const;
+
+/** `--at`: `latest`, a backup timestamp or an ISO time with a zone. */
+export function parseAtFlag(value: string | undefined): Date | "latest" {
+  if (value === undefined) return "latest";
+  try {
+    return parsePointInTime(value);
+  } catch (e) {
+    if (e instanceof ContractError) throw new JobError("usage", `parse flag '--at': ${e.message}`);
+    throw e;
+  }
+}
+
+/** `--check`: integrity (default) or quick. */
+export function parseCheckFlag(value: string | undefined): "integrity" | "quick" {
+  if (value === undefined || value === "integrity" || value === "full") return "integrity";
+  if (value === "quick") return "quick";
+  throw new JobError("usage", `parse flag '--check': '${value}' is not integrity or quick`);
+}
+
+/** Progress events of a restore, as the job's logger shows them. */
+export function progressTo(ctx: CommandContext): (p: RestoreProgress) => void {
+  return (p) => {
+    if (p.bytes !== undefined) ctx.logger.progress({ type: "progress", phase: p.phase, ...(p.key ? { file: p.key } : {}), bytes: p.bytes, ...(p.total === undefined ? {} : { total: p.total }) });
+    else if (p.message) ctx.logger.info(p.message, p.key ? { file: p.key } : {});
+  };
+}
+
+const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+
+/** The plan and outcome, for people. */
+export function summarizeRestore(r: RestoreResult): string {
+  const lines = [
+    `${r.dryRun ? "plan" : "restored"} at ${r.at}: restores to ${r.restoresTo}`,
+    `  full         ${r.full.ts}${r.full.kind === "daily" ? ` (daily copy ${r.full.id})` : ""}`,
+    ...r.chain.map((c) => `  incremental  ${c.ts}`),
+    ...r.targets.map((t) => `  ${t.source} -> ${t.path}  (${mib(t.size)} stored, ${mib(t.uncompressedSize)} restored)${t.existed ? (r.dryRun ? "  EXISTS: needs --force" : "  replaced") : ""}`),
+    ...r.notes.map((n) => `  note: ${n}`),
+  ];
+  if (r.dryRun) lines.push("dry run: nothing was downloaded or changed");
+  else {
+    const rows = Object.entries(r.rows).map(([k, v]) => `${v} ${k}`).join(", ");
+    lines.push(`  downloaded ${mib(r.bytes)}${r.resumes ? ` (${r.resumes} resumed)` : ""}; re-applied ${rows || "no rows"}; ${r.integrity === "ok" ? "integrity ok" : "not checked"}; ${(r.durationMs / 1000).toFixed(1)} s`);
+    if (r.removedStale.length) lines.push(`  removed ${r.removedStale.length} temporary file(s) of an interrupted restore`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export const restoreCommand: Command = {
+  summary: "restore a database at a point in time (refuses an existing target without --force)",
+  usage: `r2backup restore --to <path> [--at <time>|latest] [--source <name>] [--dry-run] [--force] [--json]
+
+  --to <path>           the database file to write. When the backup holds several databases and
+                        --source is not given, a directory: each goes to <path>/<source>.db
+  --at <time>           latest (default), a backup timestamp (20260131T060000Z) or an ISO time with a
+                        zone (2026-01-31T06:30:00Z): the newest full at or before it, then the
+                        incrementals up to it
+  --source <name>       restore only this database of the backup
+  --dry-run             print the plan and change nothing
+  --force               replace an existing target (stop every process using it first); its stale
+                        -wal, -shm and -journal are removed
+  --check integrity|quick  PRAGMA integrity_check (default) or quick_check before the replace
+  --resumes <n>         interrupted downloads resumed with Range per object (default 5)
+${WORKER_USAGE}
+  --json                print the result as JSON
+
+Exit codes: 0 restored, 8 a checksum or integrity check failed (the object is named, with the next
+older --at), 9 no backup matches the time or the chain has a gap, 10 the target exists (use --force).`,
+  async run(args, ctx) {
+    const { values } = parseFlags(args, { ...WORKER_OPTIONS, ...COMMON_OPTIONS, ...RESTORE_OPTIONS }, "restore");
+    if (values.help) {
+      ctx.io.stdout.write(`${this.usage}\n`);
+      return 0;
+    }
+    if (!values.to) throw new JobError("usage", "parse flags of 'restore': --to <path> is required", { hint: "e.g. r2backup restore --to ./restored.db --at latest" });
+    const store = storeFromFlags(values, ctx.env, ctx.logger);
+    const result = await restore({
+      store,
+      to: values.to,
+      at: parseAtFlag(values.at),
+      ...(values.source ? { source: values.source } : {}),
+      force: !!values.force,
+      dryRun: !!values["dry-run"],
+      check: parseCheckFlag(values.check),
+      resumes: intFlag(values.resumes, "resumes", 5),
+      onProgress: progressTo(ctx),
+    });
+    ctx.io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : summarizeRestore(result));
+    return 0;
+  },
+};
