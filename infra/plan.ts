@@ -113,10 +113,9 @@ export async function planStack(stack: string, options: { config?: StackFileConf
     return { ...(await runProgram(stack)) };
   })) as Record<string, unknown> | undefined;
 
-  // Registration is asynchronous: wait until every constructed resource has reached the mock engine.
-  for (let i = 0; i < 500 && constructed.some((c) => !registered.has(`${c.type}::${c.name}`)); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  // Registration is asynchronous: wait until every resource, and the stack's own outputs, reached the
+  // mock engine (the next planStack replaces it).
+  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
 
   const resources: PlannedResource[] = [];
   for (const c of constructed) {

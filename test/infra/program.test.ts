@@ -1,0 +1,268 @@
+import * as pulumi from "@pulumi/pulumi";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+import { BINDINGS, DEFAULT_RETENTION, JOB_ENV, lifecycleRules, lockRules } from "../../core/index.ts";
+import { isSecretInput, planStack, planToJson, unwrapSecrets, type Plan, type PlannedResource } from "../../infra/plan.ts";
+import { mergedStackConfig } from "../../infra/stack-files.ts";
+import { bundleWorker, COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, WORKER_MAIN_MODULE } from "../../worker/bundle.ts";
+
+const P = "r2-sqlite-backup";
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+const T = {
+  bucket: "cloudflare:index/r2Bucket:R2Bucket",
+  lifecycle: "cloudflare:index/r2BucketLifecycle:R2BucketLifecycle",
+  lock: "cloudflare:index/r2BucketLock:R2BucketLock",
+  script: "cloudflare:index/workersScript:WorkersScript",
+  subdomain: "cloudflare:index/workersScriptSubdomain:WorkersScriptSubdomain",
+  route: "cloudflare:index/workersRoute:WorkersRoute",
+  cron: "cloudflare:index/workersCronTrigger:WorkersCronTrigger",
+  password: "random:index/randomPassword:RandomPassword",
+  cronJob: "pulumi-nodejs:dynamic/render:CronJob",
+  envVars: "pulumi-nodejs:dynamic/render:ServiceEnvVars",
+  policy: "aws:iam/userPolicy:UserPolicy",
+  alarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
+  dashboard: "aws:cloudwatch/dashboard:Dashboard",
+} as const;
+
+const of = (plan: Plan, type: string): PlannedResource[] => plan.resources.filter((r) => r.type === type);
+const one = (plan: Plan, type: string, name?: string): PlannedResource => {
+  const found = of(plan, type).filter((r) => name === undefined || r.name === name);
+  expect(found, `${type} ${name ?? ""}`).toHaveLength(1);
+  return found[0] as PlannedResource;
+};
+const input = (r: PlannedResource, key: string): any => unwrapSecrets(r.inputs[key]);
+
+/** A production stack's config as the CLI would pass it, with its tokens set as secrets. */
+const PROD_VALUES: Record<string, string> = {
+  ...mergedStackConfig("prod-does-not-exist").values,
+  [`${P}:cloudflareAccountId`]: "0123456789abcdef0123456789abcdef",
+  [`${P}:zoneId`]: "fedcba9876543210fedcba9876543210",
+  [`${P}:hostname`]: "backups.example.com",
+  [`${P}:renderEnabled`]: "false",
+  [`${P}:serverToken`]: "prod-server-token-VALUE",
+  [`${P}:adminToken`]: "prod-admin-token-VALUE",
+  [`${P}:alertWebhookUrl`]: "https://hooks.example.com/prod-webhook-SECRET",
+};
+const PROD_SECRETS = [`${P}:serverToken`, `${P}:adminToken`, `${P}:alertWebhookUrl`];
+
+let dev: Plan;
+let preview: Plan;
+let prod: Plan;
+let bundleCode: string;
+
+beforeAll(async () => {
+  bundleCode = (await bundleWorker()).code;
+  dev = await planStack("dev");
+  preview = await planStack("pr-42");
+  prod = await planStack("prod", { config: { values: PROD_VALUES, secretKeys: PROD_SECRETS } });
+}, 60_000);
+
+describe("storage", () => {
+  it("derives the lifecycle and lock rules of every bucket from the policy in core/, in seconds", () => {
+    for (const plan of [dev, prod]) {
+      for (const r of of(plan, T.lifecycle)) expect(input(r, "rules")).toEqual(lifecycleRules(DEFAULT_RETENTION));
+      for (const r of of(plan, T.lock)) expect(input(r, "rules")).toEqual(lockRules(DEFAULT_RETENTION));
+    }
+    expect(of(dev, T.lifecycle)).toHaveLength(2);
+    expect(of(dev, T.lock)).toHaveLength(2);
+    expect(input(one(dev, T.lock, "storage-primary-lock"), "rules")[0].condition.maxAgeSeconds).toBe(7 * 86_400);
+  });
+
+  it("puts the bucket where the config says and the replica in another location, rules targeting each", () => {
+    const primary = one(dev, T.bucket, "storage-primary");
+    const replica = one(dev, T.bucket, "storage-replica");
+    expect(primary.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backups", location: "weur", jurisdiction: "default", accountId: "0123456789abcdef0123456789abcdef" });
+    expect(replica.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backups-replica", location: "enam" });
+    expect(input(one(dev, T.lifecycle, "storage-replica-lifecycle"), "bucketName")).toBe("r2-sqlite-backup-dev-backups-replica");
+    expect(input(one(dev, T.lock, "storage-primary-lock"), "bucketName")).toBe("r2-sqlite-backup-dev-backups");
+  });
+
+  it("protects production buckets and their locks and retains them on delete: destroy never deletes backups", () => {
+    for (const plan of [dev, prod]) {
+      for (const r of [...of(plan, T.bucket), ...of(plan, T.lock)]) expect(r.options, `${plan.stack} ${r.name}`).toMatchObject({ protect: true, retainOnDelete: true });
+    }
+    expect(of(prod, T.bucket)).toHaveLength(1);
+  });
+});
+
+describe("worker", () => {
+  it("deploys the bundle built from worker/ as an ES module with the compatibility settings it is tested with", () => {
+    const script = one(dev, T.script);
+    expect(script.inputs.content).toBe(bundleCode);
+    expect(script.inputs).toMatchObject({ mainModule: WORKER_MAIN_MODULE, compatibilityDate: COMPATIBILITY_DATE, compatibilityFlags: COMPATIBILITY_FLAGS, scriptName: "r2-sqlite-backup-dev-api" });
+  });
+
+  it("binds the buckets (r2_bucket), the tokens (secret_text) and the freshness limit (plain_text)", () => {
+    const bindings = input(one(prod, T.script), "bindings");
+    expect(bindings).toEqual([
+      { type: "r2_bucket", name: BINDINGS.bucket, bucketName: "r2-sqlite-backup-prod-backups" },
+      { type: "secret_text", name: BINDINGS.serverToken, text: "prod-server-token-VALUE" },
+      { type: "secret_text", name: BINDINGS.adminToken, text: "prod-admin-token-VALUE" },
+      { type: "plain_text", name: BINDINGS.maxBackupAgeHours, text: "7" },
+      { type: "secret_text", name: BINDINGS.alertWebhookUrl, text: "https://hooks.example.com/prod-webhook-SECRET" },
+    ]);
+    expect(input(one(dev, T.script), "bindings").map((b: { name: string }) => b.name)).toContain(BINDINGS.replicaBucket);
+  });
+
+  it("routes <hostname>/api/* on the zone, keeps workers.dev off, and schedules the freshness check", () => {
+    expect(one(prod, T.route).inputs).toEqual({ zoneId: "fedcba9876543210fedcba9876543210", pattern: "backups.example.com/api/*", script: "r2-sqlite-backup-prod-api" });
+    expect(one(prod, T.subdomain).inputs).toMatchObject({ enabled: false, scriptName: "r2-sqlite-backup-prod-api" });
+    expect(one(prod, T.cron).inputs).toMatchObject({ scriptName: "r2-sqlite-backup-prod-api", schedules: [{ cron: "*/30 * * * *" }] });
+    expect(prod.outputs.workerUrl?.value).toBe("https://backups.example.com");
+  });
+
+  it("uses configured tokens as they are, and generates only the missing ones", () => {
+    expect(of(prod, T.password).map((r) => r.name)).toEqual(["tokens-agent"]);
+    expect(of(dev, T.password).map((r) => r.name)).toEqual(["tokens-server", "tokens-admin", "tokens-agent"]);
+  });
+});
+
+describe("secrets", () => {
+  it("reach every resource as secret inputs and never appear in the plan's output", () => {
+    expect(isSecretInput(one(prod, T.script).inputs.bindings)).toBe(true);
+    for (const r of [...of(dev, T.cronJob), ...of(dev, T.envVars)]) expect(isSecretInput(r.inputs.envVars), r.name).toBe(true);
+    const text = JSON.stringify(planToJson(prod));
+    for (const secret of ["prod-server-token-VALUE", "prod-admin-token-VALUE", "prod-webhook-SECRET"]) expect(text).not.toContain(secret);
+    expect(text).toContain('"text":"[secret]"');
+  });
+
+  it("are secret as outputs of the components too (pulumi.isSecret)", async () => {
+    const { Tokens } = await import("../../infra/components/tokens.ts");
+    const { Api } = await import("../../infra/components/api.ts");
+    const { Monitoring } = await import("../../infra/components/monitoring.ts");
+    const { Schedule } = await import("../../infra/components/schedule.ts");
+    await pulumi.runtime.setMocks({ newResource: (a) => ({ id: `${a.name}-id`, state: { ...a.inputs, ...(a.type.startsWith("aws:iam/accessKey") ? { secret: "s" } : {}), ...(a.type === T.password ? { result: "r" } : {}) } }), call: (a) => a.inputs }, P, "unit", false);
+    const tokens = new Tokens("t", { adminToken: pulumi.secret("configured") });
+    const api = new Api("a", {
+      accountId: "0".repeat(32), stack: "unit", preview: false, bundle: { code: "export default {}", sha256: "x" }, bucketName: "b", jurisdiction: "default",
+      serverToken: tokens.serverToken, adminToken: tokens.adminToken, maxBackupAgeHours: 7, freshnessCheckSchedule: "*/30 * * * *", zoneId: "z", hostname: "h.example.com",
+    });
+    const monitoring = new Monitoring("m", { stack: "unit", namespace: "NS", region: "us-east-1", alarmEmails: [] });
+    const schedule = new Schedule("s", {
+      stack: "unit",
+      render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", appServiceId: "srv-1", agentUrl: "http://app:8787", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
+      workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken,
+      metrics: { namespace: "NS", region: "us-east-1", accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey },
+    });
+    for (const [what, output] of [
+      ["serverToken (generated)", tokens.serverToken], ["adminToken (configured)", tokens.adminToken], ["agentToken", tokens.agentToken],
+      ["worker bindings", api.script.bindings], ["metrics secret key", monitoring.secretAccessKey],
+    ] as const) {
+      expect(await pulumi.isSecret(output as pulumi.Output<unknown>), what).toBe(true);
+    }
+    expect(await pulumi.isSecret(monitoring.accessKeyId)).toBe(false);
+    const jobs = [...((schedule as unknown as { __childResources: Set<pulumi.Resource> }).__childResources ?? [])];
+    expect(jobs).toHaveLength(3);
+    for (const job of jobs) expect(await pulumi.isSecret((job as unknown as { envVars: pulumi.Output<unknown> }).envVars)).toBe(true);
+  });
+});
+
+describe("render and monitoring", () => {
+  it("creates the backup job (every 6 hours, runs trigger), the monthly drill (runs verify) and the agent's variables", () => {
+    const backup = one(dev, T.cronJob, "schedule-backup");
+    expect(backup.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backup", schedule: "0 */6 * * *", ownerId: "tea-d0example0000000000", region: "oregon", runtime: "node", buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://example-app:8787" });
+    expect(Object.keys(input(backup, "envVars"))).toEqual([JOB_ENV.agentToken]);
+    expect(backup.options).toMatchObject({ deleteBeforeReplace: true, additionalSecretOutputs: ["envVars"] });
+    const drill = one(dev, T.cronJob, "schedule-restore-drill");
+    expect(drill.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-restore-drill", schedule: "0 4 1 * *", startCommand: "npm run backup -- verify" });
+    expect(input(drill, "envVars")).toMatchObject({ [JOB_ENV.workerUrl]: "https://backups-dev.example.com", [JOB_ENV.metricsNamespace]: "R2SqliteBackup" });
+    const agent = one(dev, T.envVars);
+    expect(agent.inputs.serviceId).toBe("srv-d0example0000000000");
+    expect(Object.keys(input(agent, "envVars")).sort()).toEqual([JOB_ENV.awsAccessKeyId, JOB_ENV.awsRegion, JOB_ENV.awsSecretAccessKey, JOB_ENV.agentToken, JOB_ENV.metricsNamespace, JOB_ENV.workerUrl, JOB_ENV.serverToken].sort());
+    expect(typeof backup.inputs.__provider).toBe("string");
+    expect(dev.outputs.backupCronJobId?.value).toBe("crn-mock-schedule-backup");
+  });
+
+  it("lets the metrics user put metrics in its namespace and nothing else", () => {
+    const policy = JSON.parse(input(one(dev, T.policy), "policy"));
+    expect(policy.Statement).toEqual([{ Effect: "Allow", Action: ["cloudwatch:PutMetricData"], Resource: "*", Condition: { StringEquals: { "cloudwatch:namespace": "R2SqliteBackup" } } }]);
+  });
+
+  it("creates the three alarms on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
+    const alarms = of(dev, T.alarm);
+    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale"]);
+    for (const a of alarms) expect(input(a, "alarmActions")).toEqual(["arn:aws:sns:us-east-1:123456789012:r2-sqlite-backup-dev-alarms"]);
+    expect(JSON.parse(input(one(dev, T.dashboard), "dashboardBody")).widgets.length).toBeGreaterThanOrEqual(4);
+    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(3);
+    expect(dev.outputs.dashboardUrl?.value).toMatch(/^https:\/\/us-east-1\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=us-east-1#dashboards\/dashboard\/r2-sqlite-backup-dev-backups$/);
+    expect(of(prod, T.alarm)).toHaveLength(0);
+  });
+});
+
+describe("stacks", () => {
+  /** Every physical name a resource carries. */
+  const physicalNames = (plan: Plan) =>
+    plan.resources.flatMap((r) => ["name", "scriptName", "dashboardName"].map((k) => r.inputs[k]).filter((v): v is string => typeof v === "string" && v.startsWith(P)));
+
+  it("carries the stack in every physical name", () => {
+    for (const plan of [dev, preview, prod]) {
+      const names = physicalNames(plan);
+      expect(names.length).toBeGreaterThanOrEqual(3);
+      for (const n of names) expect(n).toContain(`-${plan.stack}-`);
+    }
+  });
+
+  it("gives a preview stack (pr-42, no stack file) its own names, workers.dev, and nothing protected, locked or shared", () => {
+    expect(preview.stackFile).toBe(false);
+    expect(preview.preview).toBe(true);
+    const production = new Set([...physicalNames(dev), ...physicalNames(prod)]);
+    for (const n of physicalNames(preview)) expect(production.has(n)).toBe(false);
+    for (const r of preview.resources) expect(r.options.protect ?? false, r.name).toBe(false);
+    for (const r of preview.resources) expect(r.options.retainOnDelete ?? false, r.name).toBe(false);
+    expect(of(preview, T.lock)).toHaveLength(0);
+    expect(of(preview, T.route)).toHaveLength(0);
+    expect(of(preview, T.cronJob)).toHaveLength(0);
+    expect(of(preview, T.envVars)).toHaveLength(0);
+    expect(preview.resources.some((r) => r.type.startsWith("aws:"))).toBe(false);
+    expect(one(preview, T.subdomain).inputs).toMatchObject({ enabled: true });
+    expect(preview.outputs.workerUrl?.value).toBe("https://r2-sqlite-backup-pr-42-api.example.workers.dev");
+    expect(preview.outputs.bucketName?.value).toBe("r2-sqlite-backup-pr-42-backups");
+  });
+
+  it("refuses to plan a non-preview stack that has no stack file, saying how to create it", async () => {
+    await expect(planStack("staging")).rejects.toThrow(/plan stack 'staging': there is no Pulumi\.staging\.yaml \(create it with `pulumi stack init staging`/);
+  });
+
+  it("exports the stack outputs from infra/index.ts, the program Pulumi.yaml names", async () => {
+    const merged = mergedStackConfig("dev");
+    pulumi.runtime.setAllConfig(merged.values, merged.secretKeys);
+    await pulumi.runtime.setMocks({ newResource: (a) => ({ id: `${a.name}-id`, state: a.inputs }), call: (a) => a.inputs }, P, "dev", false);
+    const program = await import("../../infra/index.ts");
+    const value = <V>(o: pulumi.Output<V>) => new Promise<V>((resolve) => o.apply(resolve));
+    expect(await value(program.bucketName)).toBe("r2-sqlite-backup-dev-backups");
+    expect(await value(program.workerUrl)).toBe("https://backups-dev.example.com");
+    expect(await value(program.backupCronJobId!)).toBe("schedule-backup-id");
+    expect(program.alarmArns).not.toBeNull();
+    expect(program.preview).toBe(false);
+  });
+});
+
+describe("npm run plan", () => {
+  // No credentials of any kind in the environment: the plan needs none.
+  const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(RENDER_|AWS_|CLOUDFLARE_|PULUMI_)/.test(k)));
+  const run = (...args: string[]) => spawnSync(process.execPath, ["scripts/plan.ts", ...args], { cwd: ROOT, env: cleanEnv, encoding: "utf8", timeout: 50_000 });
+
+  it("prints the dev stack as JSON with no credentials, secrets masked", () => {
+    const r = run("--json");
+    expect(r.status, r.stderr).toBe(0);
+    const plan = JSON.parse(r.stdout);
+    expect(plan.stack).toBe("dev");
+    expect(plan.resources.length).toBe(dev.resources.length);
+    const script = plan.resources.find((x: { type: string }) => x.type === T.script);
+    expect(script.inputs.bindings.find((b: { name: string }) => b.name === BINDINGS.serverToken).text).toBe("[secret]");
+    expect(script.inputs.content).toMatch(/^\[worker bundle, \d+ bytes, sha256 [0-9a-f]{64}\]$/);
+  });
+
+  it("plans a preview stack pr-42 with no stack file, and explains usage errors", () => {
+    const r = run("--stack", "pr-42", "--json");
+    expect(r.status, r.stderr).toBe(0);
+    const plan = JSON.parse(r.stdout);
+    expect(plan).toMatchObject({ stack: "pr-42", preview: true, stackFile: false });
+    expect(JSON.stringify(plan)).not.toContain("-dev-");
+    const bad = run("--nope");
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("usage: npm run plan");
+  });
+});
