@@ -1,9 +1,11 @@
 import type { Command } from "../config.ts";
 import { agentCommand } from "./agent.ts";
 import { listCommand } from "./list.ts";
+import { restoreCommand } from "./restore.ts";
 import { runCommand } from "./run.ts";
 import { statusCommand } from "./status.ts";
 import { triggerCommand } from "./trigger.ts";
+import { verifyCommand } from "./verify.ts";
 
 /**
  * The CLI's commands, by name: `main(argv)` dispatches here and `--help` lists them in this order.
@@ -15,6 +17,6 @@ export const commands: Record<string, Command> = {
   status: statusCommand,
   agent: agentCommand,
   trigger: triggerCommand,
-  // restore and verify: import { restoreCommand } from "./restore.ts" / { verifyCommand } from "./verify.ts"
-  // and add `restore: restoreCommand, verify: verifyCommand,` here.
+  restore: restoreCommand,
+  verify: verifyCommand,
 };
