@@ -1,0 +1,283 @@
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import tar from "tar-stream";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { compareKeys, fileKey, manifestKey, parseManifest } from "../../core/index.ts";
+import { backup } from "../../job/backup.ts";
+import { main } from "../../job/cli.ts";
+import { EXIT } from "../../job/errors.ts";
+import { HttpStore } from "../../job/store/http-store.ts";
+import { addRandomBlob, collector, decodeChanges, download, openBytes, startBucket, startFaultProxy, tempDir, verifyAllComplete, verifySet, writeLiveStoreDb, type Bucket } from "./backup-fixtures.ts";
+
+let bucket: Bucket;
+let dir: { path: string; remove(): Promise<void> };
+
+beforeAll(async () => {
+  bucket = await startBucket();
+});
+afterAll(async () => {
+  await bucket?.stop();
+});
+beforeEach(async () => {
+  await bucket.clear();
+  await dir?.remove();
+  dir = await tempDir();
+});
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const stdout = collector();
+  const stderr = collector();
+  return main(args, { stdout, stderr, env: { R2_WORKER_URL: bucket.url, SERVER_BYPASS_TOKEN: bucket.token, ...env } }).then((code) => ({ code, stdout: stdout.text(), stderr: stderr.text() }));
+}
+
+async function untar(raw: Buffer): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  const extract = tar.extract();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on("entry", (header, stream, next) => {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        files.set(header.name, Buffer.concat(chunks).toString("utf8"));
+        next();
+      });
+    });
+    extract.on("finish", resolve);
+    extract.on("error", reject);
+  });
+  extract.end(raw);
+  await done;
+  return files;
+}
+
+describe("r2backup run --kind full", () => {
+  it("stores a checked snapshot, documents and a manifest whose hashes match, then promotes it to daily", async () => {
+    const db = join(dir.path, "eventlog@6.db");
+    writeLiveStoreDb(db, { events: 500, docs: 20 });
+    const docs = join(dir.path, "docs");
+    await mkdir(join(docs, "notes"), { recursive: true });
+    await writeFile(join(docs, "readme.md"), "# Readme\n");
+    await writeFile(join(docs, "notes", "a.md"), "# A\n\ntext\n");
+
+    const r = await cli(["run", "--db", db, "--kind", "full", "--documents", docs, "--documents-query", "SELECT id, body FROM documents ORDER BY id", "--tmp-dir", join(dir.path, "tmp"), "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as { id: string; manifest: { files: { name: string }[] } };
+    const { manifest, bytes } = await verifySet(bucket.store, "full", result.id);
+    expect(manifest.files.map((f) => f.name).sort()).toEqual(["documents.tar.zst", "eventlog@6.db.zst"]);
+    expect(manifest.databases[0]).toMatchObject({ source: "eventlog@6", integrity: "ok", tables: { eventlog: 500, documents: 20 } });
+    expect(manifest.to).toEqual([{ source: "eventlog@6", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [500, 0] }]);
+
+    const restored = openBytes(dir.path, "restored.db", bytes.get("eventlog@6.db.zst")!);
+    expect(restored.prepare("PRAGMA integrity_check").get()).toEqual({ integrity_check: "ok" });
+    expect(restored.prepare("SELECT count(*) AS n, max(seqNumGlobal) AS m FROM eventlog").get()).toEqual({ n: 500, m: 500 });
+    restored.close();
+
+    const files = await untar(bytes.get("documents.tar.zst")!);
+    expect(files.get("readme.md")).toBe("# Readme\n");
+    expect(files.get("notes/a.md")).toBe("# A\n\ntext\n");
+    expect(files.get("query/doc-1.md")).toBe("# Doc 1\n\nSome *markdown* for 1.\n");
+    expect([...files.keys()].filter((k) => k.startsWith("query/"))).toHaveLength(20);
+
+    // Promoted: the day's daily copy is the same bytes, marked promotedFrom.
+    const day = `${result.id.slice(0, 4)}-${result.id.slice(4, 6)}-${result.id.slice(6, 8)}`;
+    const daily = await verifySet(bucket.store, "daily", day);
+    expect(daily.manifest.promotedFrom).toBe(result.id);
+    expect(daily.manifest.files).toEqual(manifest.files);
+    const latest = JSON.parse((await download(bucket.store, "backups/state/latest.json")).toString()) as { id: string };
+    expect(latest.id).toBe(result.id);
+    // Temp files are gone.
+    expect((await readdir(join(dir.path, "tmp"))).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
+  });
+
+  it("writes metadata.json after every data object, and uses multipart with at most 2 parts in flight", async () => {
+    const db = join(dir.path, "big.db");
+    writeLiveStoreDb(db, { events: 100 });
+    addRandomBlob(db, 24 * 1024 * 1024);
+    const proxy = await startFaultProxy(bucket.url);
+    try {
+      const store = new HttpStore({ url: proxy.url, token: bucket.token, attempts: 3, backoffMs: 10 });
+      const result = await backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), partBytes: 5 * 1024 * 1024 });
+      const writes = proxy.requests.filter((q) => q.method === "PUT" || q.method === "POST").map((q) => decodeURIComponent(q.url.split("?")[0]!));
+      const setWrites = writes.filter((u) => u.includes(`/full/${result.id}/`));
+      expect(setWrites.at(-1)).toBe(`/api/backups/${manifestKey("full", result.id)}`);
+      expect(setWrites.filter((u) => u.endsWith("big.db.zst")).length).toBeGreaterThanOrEqual(6); // create + >= 4 parts + complete
+      expect(proxy.maxConcurrent(/^PUT .*big\.db\.zst$/)).toBeLessThanOrEqual(2);
+      expect(proxy.maxConcurrent(/^PUT .*big\.db\.zst$/)).toBe(2);
+      // Daily copy after the full manifest, its own manifest last.
+      const dailyWrites = writes.filter((u) => u.includes("/daily/"));
+      expect(writes.indexOf(dailyWrites[0]!)).toBeGreaterThan(writes.indexOf(setWrites.at(-1)!));
+      expect(dailyWrites.at(-1)).toMatch(/\/metadata\.json$/);
+      await verifySet(bucket.store, "full", result.id);
+      await verifySet(bucket.store, "daily", result.promoted!.day);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("backs up every *.db of a data directory under unique source names", async () => {
+    const data = join(dir.path, "data");
+    await mkdir(join(data, "store1", "store1"), { recursive: true });
+    writeLiveStoreDb(join(data, "store1", "store1", "eventlog@6.db"), { events: 10 });
+    const state = new DatabaseSync(join(data, "store1", "store1", "state4f2a@6.db"));
+    state.exec("CREATE TABLE todos (id TEXT PRIMARY KEY, text TEXT); INSERT INTO todos VALUES ('a', 'x');");
+    state.close();
+    const r = await cli(["run", "--data-dir", data, "--kind", "full", "--tmp-dir", join(dir.path, "tmp"), "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const { manifest } = await verifySet(bucket.store, "full", (JSON.parse(r.stdout) as { id: string }).id);
+    expect(manifest.databases.map((d) => d.source).sort()).toEqual(["store1.store1.eventlog@6", "store1.store1.state4f2a@6"]);
+    expect(manifest.to.map((w) => w.source)).toEqual(["store1.store1.eventlog@6"]);
+  });
+});
+
+describe("incremental chain", () => {
+  it("carries exactly the rows past each watermark, chained full -> inc -> inc, and auto picks incremental", async () => {
+    const db = join(dir.path, "eventlog@6.db");
+    const tmp = join(dir.path, "tmp");
+    writeLiveStoreDb(db, { events: 300 });
+    const full = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: tmp, promote: false });
+    writeLiveStoreDb(db, { from: 301, events: 50 });
+    // A pending client event: same global sequence number, a later client one.
+    const live = new DatabaseSync(db);
+    live.prepare("INSERT INTO eventlog (seqNumGlobal, seqNumClient, name, argsJson, clientId, sessionId) VALUES (350, 1, 'x', '{}', 'c', 's')").run();
+    live.close();
+    const inc1 = await backup({ store: bucket.store, databases: [{ path: db }], kind: "auto", tmpDir: tmp });
+    writeLiveStoreDb(db, { from: 351, events: 7 });
+    const inc2 = await backup({ store: bucket.store, databases: [{ path: db }], kind: "incremental", tmpDir: tmp });
+    const inc3 = await backup({ store: bucket.store, databases: [{ path: db }], kind: "incremental", tmpDir: tmp });
+
+    expect(inc1.kind).toBe("incremental");
+    expect([full.id < inc1.id, inc1.id < inc2.id, inc2.id < inc3.id]).toEqual([true, true, true]);
+    const sets = [inc1, inc2, inc3].map((r) => r.manifest);
+    expect(sets.map((m) => [m.base, m.previous])).toEqual([
+      [full.id, full.id],
+      [full.id, inc1.id],
+      [full.id, inc2.id],
+    ]);
+    expect(sets.map((m) => m.from[0]?.value)).toEqual([[300, 0], [350, 1], [357, 0]]);
+    expect(sets.map((m) => m.to[0]?.value)).toEqual([[350, 1], [357, 0], [357, 0]]);
+    expect(sets.map((m) => m.changes)).toEqual([{ "eventlog@6/eventlog": 51 }, { "eventlog@6/eventlog": 7 }, { "eventlog@6/eventlog": 0 }]);
+
+    const rowsOf = async (id: string) => decodeChanges((await verifySet(bucket.store, "incremental", id)).bytes.get("changes.ndjson.zst")!);
+    const r1 = await rowsOf(inc1.id);
+    const r2 = await rowsOf(inc2.id);
+    expect(r1.map((c) => [c.row.seqNumGlobal, c.row.seqNumClient])).toEqual([...Array.from({ length: 50 }, (_, i) => [301 + i, 0]), [350, 1]]);
+    expect(r2.map((c) => c.row.seqNumGlobal)).toEqual([351, 352, 353, 354, 355, 356, 357]);
+    expect(r1[0]).toMatchObject({ source: "eventlog@6", table: "eventlog", row: { name: "todoCreated-v1", clientId: "client-a" } });
+    // Every row is past its set's `from` and at most its `to`.
+    for (const [m, rows] of [[sets[0]!, r1], [sets[1]!, r2]] as const) {
+      for (const c of rows) {
+        const key = [c.row.seqNumGlobal as number, c.row.seqNumClient as number];
+        expect(compareKeys(key, m.from[0]!.value!)).toBe(1);
+        expect(compareKeys(key, m.to[0]!.value!)).toBeLessThanOrEqual(0);
+      }
+    }
+    // Full + chain = the live table.
+    const liveDb = new DatabaseSync(db, { readOnly: true });
+    expect(300 + r1.length + r2.length).toBe((liveDb.prepare("SELECT count(*) AS n FROM eventlog").get() as { n: number }).n);
+    liveDb.close();
+  });
+
+  it("refuses an incremental without a full backup (exit 9), leaving nothing behind", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    const r = await cli(["run", "--db", db, "--kind", "incremental", "--tmp-dir", join(dir.path, "tmp")]);
+    expect(r.code).toBe(EXIT.notFound);
+    expect(r.stderr).toMatch(/run a full backup first/);
+    expect(await bucket.store.listAll("backups/")).toEqual([]);
+  });
+
+  it("a new set always sorts after the newest existing one, even an incomplete one", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    const future = "20991231T235959Z";
+    await bucket.store.put(fileKey("full", future, "a.db.zst"), "junk");
+    const r = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), promote: false });
+    expect(r.id > future).toBe(true);
+    const all = await verifyAllComplete(bucket.store);
+    expect(all.full).toEqual([r.id]);
+    expect(all.incomplete).toEqual([`full/${future}`]);
+  });
+});
+
+describe("clear failures with distinct exit codes", () => {
+  it("exit 3 for a missing database, never creating it", async () => {
+    const missing = join(dir.path, "missing.db");
+    const r = await cli(["run", "--db", missing, "--kind", "full", "--tmp-dir", join(dir.path, "tmp")]);
+    expect(r.code).toBe(EXIT.database);
+    expect(r.stderr).toMatch(/open database '.*missing\.db': no such file/);
+    expect(await readdir(dir.path)).not.toContain("missing.db");
+  });
+
+  it("exit 3 for a file that is not SQLite, and for an empty file", async () => {
+    await writeFile(join(dir.path, "notes.db"), "hello, this is not a database at all");
+    await writeFile(join(dir.path, "empty.db"), "");
+    for (const name of ["notes.db", "empty.db"]) {
+      const r = await cli(["run", "--db", join(dir.path, name), "--kind", "full", "--tmp-dir", join(dir.path, "tmp")]);
+      expect(r.code).toBe(EXIT.database);
+      expect(r.stderr).toMatch(/not a SQLite database/);
+    }
+    expect(await bucket.store.listAll("backups/")).toEqual([]);
+  });
+
+  it("exit 4 for a rejected token, with the token never printed", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(dir.path, "tmp")], { SERVER_BYPASS_TOKEN: "wrong-secret-token-value" });
+    expect(r.code).toBe(EXIT.auth);
+    expect(r.stderr).toMatch(/rejected the token/);
+    expect(r.stderr).not.toContain("wrong-secret-token-value");
+  });
+
+  it("exit 5 for an unreachable Worker after the retries", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(dir.path, "tmp"), "--retries", "3", "--backoff-ms", "5"], { R2_WORKER_URL: "http://127.0.0.1:9" });
+    expect(r.code).toBe(EXIT.unreachable);
+    expect(r.stderr).toMatch(/failed 3 times/);
+  });
+
+  it("exit 7 while another run holds the lock; a stale lock is taken over", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    const tmp = join(dir.path, "tmp");
+    await mkdir(tmp, { recursive: true });
+    await writeFile(join(tmp, "r2backup.lock"), `${process.ppid}\n`); // a live pid that is not this process
+    const busy = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", tmp]);
+    expect(busy.code).toBe(EXIT.busy);
+    await writeFile(join(tmp, "r2backup.lock"), "2147483646\n"); // no such process
+    const ok = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", tmp]);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it("exit 2 for unknown flags, and --help lists the commands and exit codes", async () => {
+    expect((await cli(["run", "--bogus"])).code).toBe(EXIT.usage);
+    const help = await cli(["--help"]);
+    expect(help.code).toBe(0);
+    for (const word of ["run", "list", "status", "agent", "trigger", "Exit codes", " 6  the temporary disk is full"]) expect(help.stdout).toContain(word);
+  });
+});
+
+describe("list and status", () => {
+  it("list shows complete and incomplete sets; status is healthy after a full backup", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    const empty = await cli(["status"]);
+    expect(empty.code).toBe(1);
+    expect(empty.stdout).toMatch(/UNHEALTHY/);
+    const r = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp") });
+    await bucket.store.put(fileKey("incremental", "20991231T235959Z", "changes.ndjson.zst"), "partial");
+    const list = await cli(["list", "--json"]);
+    const sets = (JSON.parse(list.stdout) as { sets: { kind: string; id: string; complete: boolean }[] }).sets;
+    expect(sets.map((s) => [s.kind, s.id, s.complete])).toEqual([
+      ["full", r.id, true],
+      ["incremental", "20991231T235959Z", false],
+      ["daily", r.promoted!.day, true],
+    ]);
+    expect((await cli(["list"])).stdout).toMatch(/INCOMPLETE/);
+    const status = await cli(["status", "--json"]);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ healthy: true, full: { id: r.id } });
+    expect(parseManifest((await download(bucket.store, r.manifestKey)).toString()).id).toBe(r.id);
+  });
+});
