@@ -204,22 +204,15 @@ describe("an unknown time", () => {
 });
 
 describe("a killed restore", () => {
-  it("leaves the target untouched, and the next restore removes its temporary file", async () => {
+  it("(the CLI, SIGKILLed mid-download) leaves the target untouched, and the next restore removes its temporary file", async () => {
     const src = source(400);
     const expected = dumpDatabase(src.path);
     await uploadFull(bucket.store, "20260105T060000Z", [src]);
     const proxy = await startFaultProxy(bucket.worker.url, { kind: "stall", afterBytes: 30_000 });
-    const restoreModule = fileURLToPath(new URL("../../job/restore/index.ts", import.meta.url));
-    const storeModule = fileURLToPath(new URL("../../job/store/http-store.ts", import.meta.url));
-    const script = `
-      import { restore } from ${JSON.stringify(restoreModule)};
-      import { HttpStore } from ${JSON.stringify(storeModule)};
-      const store = new HttpStore({ url: process.env.URL, token: process.env.TOKEN });
-      await restore({ store, to: process.env.TARGET, force: true });
-    `;
+    const bin = fileURLToPath(new URL("../../job/bin.ts", import.meta.url));
     try {
-      const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
-        env: { ...process.env, URL: proxy.url, TOKEN: bucket.worker.bindings.SERVER_BYPASS_TOKEN!, TARGET: target },
+      const child = spawn(process.execPath, [bin, "restore", "--to", target, "--force"], {
+        env: { ...process.env, R2_WORKER_URL: proxy.url, SERVER_BYPASS_TOKEN: bucket.worker.bindings.SERVER_BYPASS_TOKEN! },
         stdio: "ignore",
       });
       const exited = new Promise<NodeJS.Signals | null>((r) => child.on("exit", (_code, signal) => r(signal)));
