@@ -21,12 +21,13 @@ export const METRICS = {
 /** The default CloudWatch namespace of those metrics. */
 export const DEFAULT_METRICS_NAMESPACE = "R2SqliteBackup";
 
-/** Environment variables the job reads (the seed's two, the agent's token, and the metrics settings). */
+/** Environment variables the job reads (the seed's two, the agent's token, the webhook, the metrics settings). */
 export const JOB_ENV = {
   workerUrl: "R2_WORKER_URL",
   serverToken: "SERVER_BYPASS_TOKEN",
   agentToken: "BACKUP_AGENT_TOKEN",
-  metricsNamespace: "BACKUP_METRICS_NAMESPACE",
+  webhookUrl: "BACKUP_WEBHOOK_URL",
+  metricsNamespace: "CLOUDWATCH_NAMESPACE",
   awsRegion: "AWS_REGION",
   awsAccessKeyId: "AWS_ACCESS_KEY_ID",
   awsSecretAccessKey: "AWS_SECRET_ACCESS_KEY",

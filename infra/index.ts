@@ -13,3 +13,5 @@ export const drillCronJobId = outputs.drillCronJobId;
 export const alarmArns = outputs.alarmArns;
 export const alarmTopicArn = outputs.alarmTopicArn;
 export const dashboardUrl = outputs.dashboardUrl;
+export const serverToken = outputs.serverToken;
+export const adminToken = outputs.adminToken;

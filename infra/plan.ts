@@ -99,7 +99,9 @@ export async function planStack(stack: string, options: { config?: StackFileConf
   );
 
   const { runProgram } = await import("./program.ts");
-  const stackOutputs = (await pulumi.runtime.runInPulumiStack(async () => {
+  // The program's own Outputs, kept: the stack resolves its outputs to plain values, secrets unmarked.
+  let stackOutputs: Record<string, unknown> = {};
+  await pulumi.runtime.runInPulumiStack(async () => {
     pulumi.runtime.registerStackTransformation((args) => {
       const o = args.opts as pulumi.CustomResourceOptions;
       const opts: PlannedResource["options"] = {};
@@ -110,8 +112,9 @@ export async function planStack(stack: string, options: { config?: StackFileConf
       constructed.push({ type: args.type, name: args.name, parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined, options: opts });
       return undefined;
     });
-    return { ...(await runProgram(stack)) };
-  })) as Record<string, unknown> | undefined;
+    stackOutputs = { ...(await runProgram(stack)) };
+    return stackOutputs;
+  });
 
   // Registration is asynchronous: wait until every resource, and the stack's own outputs, reached the
   // mock engine (the next planStack replaces it).
@@ -125,7 +128,7 @@ export async function planStack(stack: string, options: { config?: StackFileConf
   }
 
   const outputs: Plan["outputs"] = {};
-  for (const [key, value] of Object.entries(stackOutputs ?? {})) {
+  for (const [key, value] of Object.entries(stackOutputs)) {
     if (pulumi.Output.isInstance(value)) {
       const output = value as pulumi.Output<unknown>;
       const [resolved, secret] = await Promise.all([new Promise((resolve) => output.apply(resolve)), pulumi.isSecret(output)]);

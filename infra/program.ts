@@ -22,6 +22,9 @@ export interface StackOutputs {
   alarmArns: pulumi.Output<Record<string, string>> | null;
   dashboardUrl: pulumi.Output<string> | null;
   alarmTopicArn: pulumi.Output<string> | null;
+  /** Secret outputs, for the operator (`pulumi stack output serverToken --show-secrets`) and `npm run dr`. */
+  serverToken: pulumi.Output<string>;
+  adminToken: pulumi.Output<string>;
 }
 
 /**
@@ -87,6 +90,7 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
         workerUrl: api.url,
         serverToken: tokens.serverToken,
         agentToken: tokens.agentToken,
+        ...(config.secrets.alertWebhookUrl ? { webhookUrl: config.secrets.alertWebhookUrl } : {}),
         ...(monitoring && config.monitoring
           ? { metrics: { namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey } }
           : {}),
@@ -103,5 +107,7 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
     alarmArns: monitoring?.alarmArns ?? null,
     dashboardUrl: monitoring?.dashboardUrl ?? null,
     alarmTopicArn: monitoring?.topicArn ?? null,
+    serverToken: tokens.serverToken,
+    adminToken: tokens.adminToken,
   };
 }

@@ -18,6 +18,8 @@ export interface ScheduleArgs {
   workerUrl: pulumi.Input<string>;
   serverToken: pulumi.Output<string>;
   agentToken: pulumi.Output<string>;
+  /** Completion and failure notices of the job (DESIGN.md, Monitoring); the Worker's alert webhook. */
+  webhookUrl?: pulumi.Output<string>;
   metrics?: MetricsCredentials;
 }
 
@@ -48,6 +50,7 @@ export class Schedule extends pulumi.ComponentResource {
           [JOB_ENV.awsSecretAccessKey]: args.metrics.secretAccessKey,
         }
       : {};
+    const notifyEnv: Record<string, pulumi.Input<string>> = args.webhookUrl ? { [JOB_ENV.webhookUrl]: args.webhookUrl } : {};
     const common = {
       ownerId: r.ownerId,
       region: r.region,
@@ -77,7 +80,7 @@ export class Schedule extends pulumi.ComponentResource {
         name: physicalName(args.stack, "restore-drill"),
         schedule: r.drillSchedule,
         startCommand: DRILL_COMMAND,
-        envVars: pulumi.all({ [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, ...metricsEnv }),
+        envVars: pulumi.all({ [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, ...metricsEnv, ...notifyEnv }),
       },
       { parent: this },
     );
@@ -85,7 +88,7 @@ export class Schedule extends pulumi.ComponentResource {
       `${name}-agent-env`,
       {
         serviceId: r.appServiceId,
-        envVars: { [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, [JOB_ENV.agentToken]: args.agentToken, ...metricsEnv },
+        envVars: { [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, [JOB_ENV.agentToken]: args.agentToken, ...metricsEnv, ...notifyEnv },
       },
       { parent: this },
     );

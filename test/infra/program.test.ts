@@ -126,6 +126,10 @@ describe("secrets", () => {
     const text = JSON.stringify(planToJson(prod));
     for (const secret of ["prod-server-token-VALUE", "prod-admin-token-VALUE", "prod-webhook-SECRET"]) expect(text).not.toContain(secret);
     expect(text).toContain('"text":"[secret]"');
+    for (const key of ["serverToken", "adminToken"]) {
+      expect(prod.outputs[key]?.secret, key).toBe(true);
+      expect((planToJson(prod) as { outputs: Record<string, unknown> }).outputs[key]).toBe("[secret]");
+    }
   });
 
   it("are secret as outputs of the components too (pulumi.isSecret)", async () => {
@@ -143,7 +147,7 @@ describe("secrets", () => {
     const schedule = new Schedule("s", {
       stack: "unit",
       render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", appServiceId: "srv-1", agentUrl: "http://app:8787", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
-      workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken,
+      workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken, webhookUrl: pulumi.secret("https://hooks.example.com/x"),
       metrics: { namespace: "NS", region: "us-east-1", accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey },
     });
     for (const [what, output] of [
@@ -155,7 +159,13 @@ describe("secrets", () => {
     expect(await pulumi.isSecret(monitoring.accessKeyId)).toBe(false);
     const jobs = [...((schedule as unknown as { __childResources: Set<pulumi.Resource> }).__childResources ?? [])];
     expect(jobs).toHaveLength(3);
-    for (const job of jobs) expect(await pulumi.isSecret((job as unknown as { envVars: pulumi.Output<unknown> }).envVars)).toBe(true);
+    for (const job of jobs) {
+      const envVars = (job as unknown as { envVars: pulumi.Output<Record<string, string>> }).envVars;
+      expect(await pulumi.isSecret(envVars)).toBe(true);
+      const keys = await new Promise<string[]>((resolve) => envVars.apply((v) => resolve(Object.keys(v))));
+      // The job's completion webhook goes wherever the Worker's token goes (the drill and the agent).
+      expect(keys.includes(JOB_ENV.webhookUrl)).toBe(keys.includes(JOB_ENV.serverToken));
+    }
   });
 });
 
