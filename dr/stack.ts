@@ -41,16 +41,24 @@ export interface StackDriver {
 type Automation = typeof import("@pulumi/pulumi/automation/index.js");
 type AutomationStack = Awaited<ReturnType<Automation["LocalWorkspace"]["selectStack"]>>;
 
+export interface AutomationOptions {
+  /** Extra environment for every CLI run. */
+  envVars?: Record<string, string>;
+  /** A directory holding `bin/pulumi`, when the CLI is not on PATH (e.g. `~/.pulumi`). */
+  pulumiRoot?: string;
+}
+
 /**
  * The real driver: `LocalWorkspace.createOrSelectStack({ stackName, workDir })` runs this repository's
  * program (Pulumi.yaml's `main: infra/index.ts`). The Automation API is imported lazily, so loading `dr/`
  * never needs the CLI; calling it does (`curl -fsSL https://get.pulumi.com | sh`).
  */
-export function automationStacks(options: { envVars?: Record<string, string> } = {}): StackDriver {
+export function automationStacks(options: AutomationOptions = {}): StackDriver {
   return {
     async open({ stackName, workDir, create }) {
       const auto: Automation = await import("@pulumi/pulumi/automation/index.js");
-      const wsOptions = options.envVars ? { envVars: options.envVars } : {};
+      const pulumiCommand = options.pulumiRoot ? await auto.PulumiCommand.get({ root: options.pulumiRoot }) : undefined;
+      const wsOptions = { ...(options.envVars ? { envVars: options.envVars } : {}), ...(pulumiCommand ? { pulumiCommand } : {}) };
       let stack: AutomationStack;
       if (create) {
         stack = await auto.LocalWorkspace.createOrSelectStack({ stackName, workDir }, wsOptions);

@@ -1,11 +1,11 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DatabaseSync } from "node:sqlite";
-import { DR_EXIT, jobRestorer, main, runDisasterRecovery, waitForWorker, type DeploySummary, type RecoveryDeps, type RecoveryOptions, type RestoreOutcome, type RestoreRequest, type StackDriver, type StackOutput, type StackSession } from "../../dr/index.ts";
+import { DR_EXIT, automationStacks, jobRestorer, main, runDisasterRecovery, waitForWorker, type DeploySummary, type RecoveryDeps, type RecoveryOptions, type RestoreOutcome, type RestoreRequest, type StackDriver, type StackOutput, type StackSession } from "../../dr/index.ts";
 import { backup } from "../../job/backup.ts";
 import { JobError } from "../../job/errors.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
@@ -547,5 +547,119 @@ describe("end to end with the real Worker (Miniflare, local R2) and the real res
     expect(report.error?.step).toBe("restore");
     expect(JSON.stringify(report)).not.toContain("wrong-token");
     expect(await snapshotDir(dir)).toEqual(before);
+  });
+});
+
+/**
+ * A stand-in `pulumi` CLI (a small Node script) that the REAL Automation API drives: it proves the driver
+ * in dr/stack.ts speaks to `LocalWorkspace` and `Stack` correctly (select, init, up, refresh, preview with
+ * its event log, outputs with secrets, history). It keeps its "backend" in a JSON file.
+ */
+const FAKE_PULUMI = String.raw`
+const fs = require("node:fs");
+if (process.argv[2] === "version") { process.stdout.write("v3.200.0\n"); process.exit(0); }
+const statePath = process.env.FAKE_PULUMI_STATE;
+const state = JSON.parse(fs.readFileSync(statePath, "utf8"));
+const args = process.argv.slice(2);
+state.calls.push(args.filter((a) => !a.startsWith("--exec-") && a !== "auto.local" && a !== "--non-interactive").join(" "));
+const save = () => fs.writeFileSync(statePath, JSON.stringify(state));
+const stack = args[args.indexOf("--stack") + 1];
+const fail = (msg) => { save(); process.stderr.write(msg + "\n"); process.exit(255); };
+const record = (kind, result, changes) => { state.history.unshift({ version: state.history.length + 1, kind, startTime: "2026-11-29T12:00:00Z", endTime: "2026-11-29T12:01:00Z", message: "", environment: {}, config: {}, result, resourceChanges: changes }); };
+const [cmd, sub] = args;
+if (cmd === "stack" && sub === "select") { if (!state.stacks.includes(stack)) fail("error: no stack named '" + stack + "' found"); }
+else if (cmd === "stack" && sub === "init") { state.stacks.push(args[2]); }
+else if (cmd === "up") {
+  process.stdout.write("Updating (" + stack + ")\n    + cloudflare:index/workersScript:WorkersScript api-worker created\n");
+  if (state.failUp) fail("error: update failed: creating Workers script: 10000 Authentication error");
+  record("update", state.upResult || "succeeded", { create: 3, same: 7 });
+}
+else if (cmd === "refresh") { process.stdout.write("Refreshing (" + stack + ")\n"); record("refresh", "succeeded", { same: 10 }); }
+else if (cmd === "preview") {
+  const log = args[args.indexOf("--event-log") + 1];
+  fs.appendFileSync(log, JSON.stringify({ sequence: 1, timestamp: 1, summaryEvent: { maybeCorrupt: false, durationSeconds: 1, resourceChanges: { update: 2, same: 8 }, PolicyPacks: {} } }) + "\n");
+  fs.appendFileSync(log, JSON.stringify({ sequence: 2, timestamp: 2, cancelEvent: {} }) + "\n");
+}
+else if (cmd === "stack" && sub === "output") {
+  const show = args.includes("--show-secrets");
+  process.stdout.write(JSON.stringify({ workerUrl: state.workerUrl, serverToken: show ? "token-from-output" : "[secret]", bucketName: "r2-sqlite-backup-prod-backups" }));
+}
+else if (cmd === "stack" && sub === "history") { process.stdout.write(JSON.stringify(state.history.slice(0, 1))); }
+else fail("error: the fake pulumi does not know: " + args.join(" "));
+save();
+`;
+
+describe("the Automation API driver (dr/stack.ts) against a stand-in pulumi CLI", () => {
+  let root: string;
+  let project: string;
+  let statePath: string;
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), "dr-pulumi-"));
+    await mkdir(join(root, "bin"));
+    await writeFile(join(root, "bin", "pulumi"), `#!${process.execPath}\n${FAKE_PULUMI}`);
+    await chmod(join(root, "bin", "pulumi"), 0o755);
+    project = join(root, "project");
+    await mkdir(project);
+    await writeFile(join(project, "Pulumi.yaml"), "name: r2-sqlite-backup\nruntime: nodejs\nmain: infra/index.ts\n");
+    statePath = join(root, "state.json");
+  });
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const setState = (extra: Record<string, unknown> = {}) =>
+    writeFile(statePath, JSON.stringify({ stacks: ["prod"], calls: [], history: [], workerUrl: health.url, ...extra }));
+  const state = async () => JSON.parse(await readFile(statePath, "utf8")) as { calls: string[]; stacks: string[] };
+  const driver = () => automationStacks({ pulumiRoot: root, envVars: { FAKE_PULUMI_STATE: statePath } });
+
+  it("a full recovery: selects the stack, runs pulumi up, reads outputs (secrets decrypted), restores", async () => {
+    await setState();
+    const restorer = fakeRestorer();
+    const lines: string[] = [];
+    const report = await runDisasterRecovery(options({ workDir: project, token: undefined, log: (l) => lines.push(l) }), { stacks: driver(), waitForWorker, restorer });
+    expect(report.error).toBeUndefined();
+    expect(report.deploy).toEqual({ result: "succeeded", changes: { create: 3, same: 7 } });
+    expect(report.steps.find((s) => s.step === "deploy")?.detail).toBe("pulumi up: 3 create; 7 unchanged");
+    expect(restorer.calls[0]).toMatchObject({ workerUrl: health.url, token: "token-from-output" });
+    expect(lines.some((l) => l.includes("+ cloudflare:index/workersScript:WorkersScript api-worker created"))).toBe(true);
+    const calls = (await state()).calls;
+    expect(calls[0]).toBe("stack select --stack prod");
+    expect(calls.some((c) => /^up .*--skip-preview.*--stack prod/.test(c))).toBe(true);
+    expect(calls.some((c) => /^stack output --json --show-secrets --stack prod/.test(c))).toBe(true);
+  });
+
+  it("creates a missing stack (pulumi stack init) for a recovery, but never for a dry run", async () => {
+    await setState({ stacks: [] });
+    const plan = await runDisasterRecovery(options({ workDir: project, dryRun: true }), { stacks: driver(), waitForWorker, restorer: fakeRestorer() });
+    expect(plan.exitCode).toBe(0);
+    expect(plan.stackCreated).toBe(true);
+    expect((await state()).stacks).toEqual([]);
+
+    const report = await runDisasterRecovery(options({ workDir: project }), { stacks: driver(), waitForWorker, restorer: fakeRestorer() });
+    expect(report.exitCode).toBe(0);
+    expect((await state()).stacks).toEqual(["prod"]);
+    expect((await state()).calls.filter((c) => c.startsWith("stack init"))).toEqual(["stack init prod"]);
+  });
+
+  it("a dry run previews through the event log; --refresh-only refreshes", async () => {
+    await setState();
+    const plan = await runDisasterRecovery(options({ workDir: project, dryRun: true }), { stacks: driver(), waitForWorker, restorer: fakeRestorer() });
+    expect(plan.error).toBeUndefined();
+    expect(plan.deploy).toEqual({ result: "preview", changes: { update: 2, same: 8 } });
+    expect((await state()).calls.some((c) => c.startsWith("up"))).toBe(false);
+
+    const report = await runDisasterRecovery(options({ workDir: project, refreshOnly: true }), { stacks: driver(), waitForWorker, restorer: fakeRestorer() });
+    expect(report.error).toBeUndefined();
+    expect(report.deploy).toEqual({ result: "succeeded", changes: { same: 10 } });
+  });
+
+  it("a failed pulumi up surfaces the CLI's own error line, exit 21, and no restore", async () => {
+    await setState({ failUp: true });
+    const restorer = fakeRestorer();
+    const report = await runDisasterRecovery(options({ workDir: project }), { stacks: driver(), waitForWorker, restorer });
+    expect(report.exitCode).toBe(DR_EXIT.deploy);
+    expect(report.error?.message).toBe("pulumi up stack 'prod': error: update failed: creating Workers script: 10000 Authentication error");
+    expect(restorer.calls).toEqual([]);
   });
 });
