@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import type { BackupStore, GetResult, ListPage, PutOptions, StoredObject } from "./types.ts";
@@ -203,14 +204,16 @@ export class HttpStore implements BackupStore {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ parts }),
-      expect: [404],
+      expect: [404, 409],
     });
-    if (res.status === 404) {
-      // A retried completion whose first attempt succeeded finds the upload gone and the object present.
-      await res.body?.cancel();
+    if (res.status === 404 || res.status === 409) {
+      // A retried completion whose first attempt succeeded (its answer lost) finds the upload gone (404) or
+      // the key taken (409). The object is ours when its multipart etag is the one these parts produce.
+      const err = await readError(res);
       const existing = await this.head(key);
-      if (existing) return existing;
-      throw new HttpStatusError("failed", 404, `complete multipart upload of '${key}': the upload '${uploadId}' is gone`, "run the backup again");
+      const expected = multipartEtag(parts);
+      if (existing && (expected === undefined || existing.etag === expected)) return existing;
+      throw new HttpStatusError("failed", res.status, `complete multipart upload of '${key}': ${res.status === 404 ? `the upload '${uploadId}' is gone` : `the key exists with other content (${err.message})`}`, "run the backup again");
     }
     return toStored((await res.json()) as ApiObject);
   }
@@ -220,6 +223,15 @@ export class HttpStore implements BackupStore {
     const res = await this.#request("abort multipart upload of", key, `${objectPath(key)}?${q}`, { method: "DELETE", expect: [404] });
     await res.body?.cancel();
   }
+}
+
+/** S3/R2's etag of a multipart object: md5 of the parts' binary md5s, then `-<count>`; undefined when the part etags are not md5s. */
+export function multipartEtag(parts: { partNumber: number; etag: string }[]): string | undefined {
+  const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber).map((p) => p.etag.replaceAll('"', ""));
+  if (sorted.length === 0 || !sorted.every((e) => /^[0-9a-f]{32}$/i.test(e))) return undefined;
+  const md5 = createHash("md5");
+  for (const e of sorted) md5.update(Buffer.from(e, "hex"));
+  return `${md5.digest("hex")}-${sorted.length}`;
 }
 
 async function readError(res: Response): Promise<ApiError> {

@@ -37,7 +37,9 @@ async function untar(raw: Buffer): Promise<Map<string, string>> {
   const done = new Promise<void>((resolve, reject) => {
     extract.on("entry", (header, stream, next) => {
       const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("data", (c: unknown) => {
+        chunks.push(c as Buffer);
+      });
       stream.on("end", () => {
         files.set(header.name, Buffer.concat(chunks).toString("utf8"));
         next();
