@@ -39,18 +39,6 @@ export interface Restorer {
   restore(request: RestoreRequest): Promise<RestoreOutcome>;
 }
 
-/** The engine's module, as this adapter uses it. */
-interface RestoreModule {
-  restore(options: {
-    store: unknown;
-    to: string;
-    at: Date | "latest";
-    force: boolean;
-    dryRun: boolean;
-    onProgress?: (p: { phase: string; key?: string; bytes?: number; total?: number; message?: string }) => void;
-  }): Promise<RestoreOutcome>;
-}
-
 /**
  * The real restore: job/restore's `restore()` reading through an `HttpStore` on the Worker. It refuses an
  * existing target without `force` and never leaves the target half-written (job/restore/index.ts).
@@ -58,9 +46,8 @@ interface RestoreModule {
 export function jobRestorer(): Restorer {
   return {
     async restore(request) {
-      // Imported by a computed path at run time: dr/ must load (and its tests run) without the engine.
-      const enginePath = "../job/restore/index.ts";
-      const engine = (await import(enginePath)) as RestoreModule;
+      // Imported when a restore runs: loading dr/ (and --help, and a dry run that stops early) stays light.
+      const engine = await import("../job/restore/index.ts");
       const { HttpStore } = await import("../job/store/http-store.ts");
       const store = new HttpStore({ url: request.workerUrl, token: request.token });
       let lastPhase = "";
