@@ -316,6 +316,7 @@ describe("review-stack.yml: pr-<number> on the preview-stack label", () => {
     ["reopened with the label", prEvent("reopened", { labels: ["preview-stack"] }), ["up"]],
     ["a push to an unlabeled PR", prEvent("synchronize", { labels: ["bug"] }), []],
     ["another label added", prEvent("labeled", { label: "bug", labels: ["bug"] }), []],
+    ["another label added to a labeled PR", prEvent("labeled", { label: "bug", labels: ["bug", "preview-stack"] }), []],
     ["closed with the label", prEvent("closed", { labels: ["preview-stack"] }), ["destroy"]],
     ["closed without the label", prEvent("closed", { labels: [] }), []],
     ["the label removed", prEvent("unlabeled", { label: "preview-stack", labels: [] }), ["destroy"]],
