@@ -101,6 +101,9 @@ export async function planStack(stack: string, options: { config?: StackFileConf
   const { runProgram } = await import("./program.ts");
   // The program's own Outputs, kept: the stack resolves its outputs to plain values, secrets unmarked.
   let stackOutputs: Record<string, unknown> = {};
+  // A program error is kept and rethrown below: thrown inside the stack it would also reject a promise
+  // of the stack resource that nobody awaits, and crash the process.
+  let failure: unknown;
   await pulumi.runtime.runInPulumiStack(async () => {
     pulumi.runtime.registerStackTransformation((args) => {
       const o = args.opts as pulumi.CustomResourceOptions;
@@ -112,13 +115,18 @@ export async function planStack(stack: string, options: { config?: StackFileConf
       constructed.push({ type: args.type, name: args.name, parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined, options: opts });
       return undefined;
     });
-    stackOutputs = { ...(await runProgram(stack)) };
+    try {
+      stackOutputs = { ...(await runProgram(stack)) };
+    } catch (error) {
+      failure = error;
+    }
     return stackOutputs;
   });
 
   // Registration is asynchronous: wait until every resource, and the stack's own outputs, reached the
   // mock engine (the next planStack replaces it).
   await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  if (failure !== undefined) throw failure;
 
   const resources: PlannedResource[] = [];
   for (const c of constructed) {

@@ -231,6 +231,11 @@ describe("stacks", () => {
     expect(preview.outputs.bucketName?.value).toBe("r2-sqlite-backup-pr-42-backups");
   });
 
+  it("fails a stack with missing config with the exact commands to run (and no stray error)", async () => {
+    const values = { [`${P}:cloudflareAccountId`]: "0123456789abcdef0123456789abcdef", [`${P}:renderEnabled`]: "false" };
+    await expect(planStack("prod", { config: { values, secretKeys: [] } })).rejects.toThrow(/pulumi config set r2-sqlite-backup:zoneId '<zone-id>' --stack prod\n  pulumi config set r2-sqlite-backup:hostname backups\.example\.com --stack prod/);
+  });
+
   it("refuses to plan a non-preview stack that has no stack file, saying how to create it", async () => {
     await expect(planStack("staging")).rejects.toThrow(/plan stack 'staging': there is no Pulumi\.staging\.yaml \(create it with `pulumi stack init staging`/);
   });
