@@ -33,12 +33,13 @@ export interface CloudWatchLike {
 }
 
 /** CloudWatch PutMetricData in `namespace`; region and credentials come from the AWS SDK's usual chain. */
-export function cloudWatchSink(options: { namespace: string; region?: string; endpoint?: string; client?: CloudWatchLike }): MetricsSink {
+export function cloudWatchSink(options: { namespace: string; region?: string; endpoint?: string; credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }; client?: CloudWatchLike }): MetricsSink {
   const client =
     options.client ??
     new CloudWatchClient({
       ...(options.region ? { region: options.region } : {}),
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
       maxAttempts: 3,
     });
   return {
@@ -54,13 +55,18 @@ export function cloudWatchSink(options: { namespace: string; region?: string; en
   };
 }
 
-/** The sink configured by `CLOUDWATCH_NAMESPACE` (+ `AWS_REGION`, `CLOUDWATCH_ENDPOINT`), or none. */
+/** The sink configured by `CLOUDWATCH_NAMESPACE` (+ `AWS_REGION`, AWS keys, `CLOUDWATCH_ENDPOINT`), or none. */
 export function metricsFromEnv(env: Record<string, string | undefined>): MetricsSink | undefined {
   const namespace = env.CLOUDWATCH_NAMESPACE;
   if (!namespace) return undefined;
   const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
   const endpoint = env.CLOUDWATCH_ENDPOINT;
-  return cloudWatchSink({ namespace, ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) });
+  // Keys given in this environment are used as such; otherwise the SDK's default chain (roles, profiles).
+  const credentials =
+    env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+      ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) }
+      : undefined;
+  return cloudWatchSink({ namespace, ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}), ...(credentials ? { credentials } : {}) });
 }
 
 /** The metrics of one backup run. */
