@@ -36,7 +36,7 @@ Options:
   -h, --help            Show this help.
 
 Environment:
-  SERVER_BYPASS_TOKEN   The job's token for the restore (else the stack's serverToken output, if any).
+  SERVER_BYPASS_TOKEN   The job's token for the restore (else the stack's serverToken output or config).
   PULUMI_ACCESS_TOKEN, CLOUDFLARE_API_TOKEN, RENDER_API_KEY, AWS_* as for pulumi up.
 
 Exit codes:

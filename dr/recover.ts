@@ -78,6 +78,9 @@ export interface RecoveryReport {
   durationMs: number;
 }
 
+/** The config key of the job's token (infra/config.ts), read when neither the environment nor an output has it. */
+export const SERVER_TOKEN_CONFIG = "r2-sqlite-backup:serverToken";
+
 const STACK_NAME = /^([A-Za-z0-9_.-]+\/){0,2}[A-Za-z0-9_.-]+$/;
 const CLI_MISSING = /ENOENT|command not found|Failed to find|could not find.*pulumi|PulumiCommand/i;
 
@@ -316,12 +319,25 @@ async function readOutputs(
         : `the program (infra/index.ts) must export ${OUTPUTS.workerUrl}; check \`pulumi stack output --stack ${options.stack}\``,
     });
   }
+  // The token: the environment, else a serverToken output, else the stack's serverToken config (a secret
+  // the CLI decrypts). A generated token is only in the state, so the hint says how to find it there.
+  let token = options.token || undefined;
+  let tokenSource = token ? "SERVER_BYPASS_TOKEN" : "nowhere";
   const fromOutput = outputs[OUTPUTS.serverToken]?.value;
-  const token = options.token || (typeof fromOutput === "string" && fromOutput ? fromOutput : undefined);
-  const tokenSource = options.token ? "SERVER_BYPASS_TOKEN" : token ? `the stack's ${OUTPUTS.serverToken} output` : "nowhere";
+  if (!token && typeof fromOutput === "string" && fromOutput) {
+    token = fromOutput;
+    tokenSource = `the stack's ${OUTPUTS.serverToken} output`;
+  }
+  if (!token) {
+    const fromConfig = await session.config(SERVER_TOKEN_CONFIG).catch(() => undefined);
+    if (fromConfig) {
+      token = fromConfig;
+      tokenSource = `the stack's ${SERVER_TOKEN_CONFIG} config`;
+    }
+  }
   if (!token && required) {
-    throw new DrError("outputs", `find the job's token for stack '${options.stack}': SERVER_BYPASS_TOKEN is not set and the stack has no ${OUTPUTS.serverToken} output`, {
-      hint: `export SERVER_BYPASS_TOKEN=... (the stack's serverToken: pulumi config get r2-sqlite-backup:serverToken --stack ${options.stack}) and run again with --refresh-only`,
+    throw new DrError("outputs", `find the job's token for stack '${options.stack}': SERVER_BYPASS_TOKEN is not set, and the stack has no ${OUTPUTS.serverToken} output and no ${SERVER_TOKEN_CONFIG} config`, {
+      hint: `the token was generated: export SERVER_BYPASS_TOKEN=... (the tokens-server result in \`pulumi stack export --show-secrets --stack ${options.stack}\`) and run again with --refresh-only`,
     });
   }
   return { workerUrl: url, token, tokenSource };

@@ -26,6 +26,8 @@ export interface StackSession {
   /** `pulumi preview` (or `refresh --preview-only`): what `up`/`refresh` would change, changing nothing. */
   preview(kind: "up" | "refresh", onOutput: (line: string) => void): Promise<DeploySummary>;
   outputs(): Promise<Record<string, StackOutput>>;
+  /** A config value (secrets decrypted), or undefined when the key is not set. */
+  config(key: string): Promise<string | undefined>;
 }
 
 /** Opens stacks of the Pulumi project in `workDir`. */
@@ -96,6 +98,16 @@ function wrapStack(stack: AutomationStack): StackSession {
     },
     async outputs() {
       return stack.outputs();
+    },
+    async config(key) {
+      try {
+        const { value } = await stack.getConfig(key);
+        return value || undefined;
+      } catch (error) {
+        // `pulumi config get` fails for a key that is not set; anything else is a real error.
+        if (/not found|configuration key .* not found/i.test((error as Error).message)) return undefined;
+        throw error;
+      }
     },
   };
 }

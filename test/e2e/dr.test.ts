@@ -50,6 +50,7 @@ interface FakeStackOptions {
   previewError?: Error;
   outputsError?: Error;
   outputs?: Record<string, StackOutput>;
+  config?: Record<string, string>;
 }
 
 function fakeStacks(workerUrl: string, o: FakeStackOptions = {}): StackDriver & { calls: string[] } {
@@ -78,6 +79,10 @@ function fakeStacks(workerUrl: string, o: FakeStackOptions = {}): StackDriver & 
       calls.push("outputs");
       if (o.outputsError) throw o.outputsError;
       return o.outputs ?? { workerUrl: { value: workerUrl, secret: false }, bucketName: { value: "r2-sqlite-backup-prod-backups", secret: false } };
+    },
+    async config(key) {
+      calls.push(`config:${key}`);
+      return o.config?.[key];
     },
   };
   return {
@@ -220,6 +225,16 @@ describe("a recovery that succeeds", () => {
     expect(restorer.calls[0]?.token).toBe("from-output");
     expect(JSON.stringify(report)).not.toContain("from-output");
   });
+
+  it("else takes it from the stack's serverToken config (decrypted by the CLI)", async () => {
+    const stacks = fakeStacks(health.url, { config: { "r2-sqlite-backup:serverToken": "from-config" } });
+    const restorer = fakeRestorer();
+    const report = await runDisasterRecovery(options({ token: undefined }), deps(stacks, restorer));
+    expect(report.exitCode).toBe(0);
+    expect(restorer.calls[0]?.token).toBe("from-config");
+    expect(report.steps.find((s) => s.step === "outputs")?.detail).toContain("token from the stack's r2-sqlite-backup:serverToken config");
+    expect(JSON.stringify(report)).not.toContain("from-config");
+  });
 });
 
 /** One failure per step: the step named, a hint, its exit code, nothing after it run, the target untouched. */
@@ -279,8 +294,8 @@ describe.each([
     exit: DR_EXIT.outputs,
     token: false,
     setup: () => ({}),
-    message: /SERVER_BYPASS_TOKEN is not set and the stack has no serverToken output/,
-    hint: /export SERVER_BYPASS_TOKEN=.*--refresh-only/,
+    message: /SERVER_BYPASS_TOKEN is not set, and the stack has no serverToken output and no r2-sqlite-backup:serverToken config/,
+    hint: /export SERVER_BYPASS_TOKEN=.*pulumi stack export --show-secrets --stack prod.*--refresh-only/,
   },
   {
     step: "health",
@@ -582,7 +597,14 @@ else if (cmd === "preview") {
 }
 else if (cmd === "stack" && sub === "output") {
   const show = args.includes("--show-secrets");
-  process.stdout.write(JSON.stringify({ workerUrl: state.workerUrl, serverToken: show ? "token-from-output" : "[secret]", bucketName: "r2-sqlite-backup-prod-backups" }));
+  const outs = { workerUrl: state.workerUrl, bucketName: "r2-sqlite-backup-prod-backups" };
+  if (state.outputToken !== false) outs.serverToken = show ? "token-from-output" : "[secret]";
+  process.stdout.write(JSON.stringify(outs));
+}
+else if (cmd === "config" && sub === "get") {
+  const value = (state.config || {})[args[2]];
+  if (value === undefined) fail("error: configuration key '" + args[2] + "' not found for stack '" + stack + "'");
+  process.stdout.write(JSON.stringify({ value, secret: true }));
 }
 else if (cmd === "stack" && sub === "history") { process.stdout.write(JSON.stringify(state.history.slice(0, 1))); }
 else fail("error: the fake pulumi does not know: " + args.join(" "));
@@ -636,8 +658,12 @@ describe("the Automation API driver (dr/stack.ts) against a stand-in pulumi CLI"
     expect(plan.stackCreated).toBe(true);
     expect((await state()).stacks).toEqual([]);
 
-    const report = await runDisasterRecovery(options({ workDir: project }), { stacks: driver(), waitForWorker, restorer: fakeRestorer() });
+    await writeFile(statePath, JSON.stringify({ ...(await state()), outputToken: false, config: { "r2-sqlite-backup:serverToken": "token-from-config" } }));
+    const restorer = fakeRestorer();
+    const report = await runDisasterRecovery(options({ workDir: project, token: undefined }), { stacks: driver(), waitForWorker, restorer });
     expect(report.exitCode).toBe(0);
+    expect(restorer.calls[0]?.token).toBe("token-from-config");
+    expect((await state()).calls).toContain("config get r2-sqlite-backup:serverToken --json --stack prod");
     expect((await state()).stacks).toEqual(["prod"]);
     expect((await state()).calls.filter((c) => c.startsWith("stack init"))).toEqual(["stack init prod"]);
   });
