@@ -274,6 +274,12 @@ function envVarsInputs(raw: any): ServiceEnvVarsInputs {
   return { serviceId: String(raw?.serviceId ?? ""), envVars: { ...(raw?.envVars ?? {}) } };
 }
 
+/** Sets one env var of a service (`PUT /services/{id}/env-vars/{key}`), never touching the others. */
+async function setEnvVar(serviceId: string, key: string, value: string): Promise<void> {
+  const res = await renderRequest("PUT", `/services/${encodeURIComponent(serviceId)}/env-vars/${encodeURIComponent(key)}`, { value });
+  if (res.status === 404) throw new Error(`set render env var '${key}' on service '${serviceId}': 404 service not found (check renderAppServiceId)`);
+}
+
 /**
  * Env vars on a service this stack does not own (the app that runs the agent). Keys are set and deleted
  * one at a time: `PUT /services/{id}/env-vars` would replace, and so delete, every other variable of the app.
@@ -288,10 +294,7 @@ export const serviceEnvVarsProvider: pulumi.dynamic.ResourceProvider = {
 
   async create(inputs: any): Promise<pulumi.dynamic.CreateResult> {
     const n = envVarsInputs(inputs);
-    for (const { key, value } of envVarList(n.envVars)) {
-      const res = await renderRequest("PUT", `/services/${encodeURIComponent(n.serviceId)}/env-vars/${encodeURIComponent(key)}`, { value });
-      if (res.status === 404) throw new Error(`set render env var '${key}' on service '${n.serviceId}': 404 service not found (check renderAppServiceId)`);
-    }
+    for (const { key, value } of envVarList(n.envVars)) await setEnvVar(n.serviceId, key, value);
     return { id: `${n.serviceId}/env-vars`, outs: n };
   },
 
@@ -299,9 +302,7 @@ export const serviceEnvVarsProvider: pulumi.dynamic.ResourceProvider = {
     const o = envVarsInputs(olds);
     const n = envVarsInputs(news);
     for (const { key, value } of envVarList(n.envVars)) {
-      if (o.envVars[key] === value) continue;
-      const res = await renderRequest("PUT", `/services/${encodeURIComponent(n.serviceId)}/env-vars/${encodeURIComponent(key)}`, { value });
-      if (res.status === 404) throw new Error(`set render env var '${key}' on service '${n.serviceId}': 404 service not found (check renderAppServiceId)`);
+      if (o.envVars[key] !== value) await setEnvVar(n.serviceId, key, value);
     }
     for (const key of Object.keys(o.envVars)) {
       if (!(key in n.envVars)) await renderRequest("DELETE", `/services/${encodeURIComponent(n.serviceId)}/env-vars/${encodeURIComponent(key)}`);
