@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -46,6 +46,8 @@ describe("backup → restore", () => {
 
     expect(r.full.ts).toBe(b.id);
     expect(r.restoresTo).toBe(b.id);
+    // The snapshot keeps the source's WAL mode; the restore must not leave a -wal or -shm beside it.
+    expect((await readdir(dir)).filter((f) => f.startsWith("restored"))).toEqual(["restored.db"]);
     expect(dumpDatabase(to)).toEqual(expected);
   });
 

@@ -1,0 +1,124 @@
+import { existsSync } from "node:fs";
+import { mkdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { fileKey, objectPath } from "../core/index.ts";
+import { backup } from "../job/backup.ts";
+import { HttpStore } from "../job/store/http-store.ts";
+import { createDemoDatabase } from "./livestore-db.ts";
+import { runMeasured, type Measured } from "./measure.ts";
+
+/**
+ * Restore speed and memory (issue 6): `r2backup restore` of a full backup against the plain-tools baseline
+ * `curl | zstd -d` then `sqlite3 <file> 'PRAGMA quick_check'`, both from the same Worker in the same run,
+ * alternating, median of `runs`. Targets: restore ≤ 1.2× the baseline, restore peak RSS ≤ 200 MiB (VmHWM of
+ * the CLI process). The restore does more than the baseline: sha256 of stored and restored bytes, the
+ * manifest's plan, `PRAGMA integrity_check` (or quick_check with `check: "quick"`), fsync and rename.
+ */
+export interface BenchRestoreOptions {
+  /** The database to back up and restore (created elsewhere, e.g. by createDemoDatabase). */
+  dbPath: string;
+  workerUrl: string;
+  token: string;
+  /** Scratch space for the restored files (default bench/tmp/restore-<pid>). */
+  workDir?: string;
+  /** Measurements of each side (default 3). */
+  runs?: number;
+  /** The restore's check before the rename (default integrity, as `r2backup restore` does). */
+  check?: "integrity" | "quick";
+}
+
+const BIN = fileURLToPath(new URL("../job/bin.ts", import.meta.url));
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
+
+function assertOk(what: string, m: Measured): void {
+  if (m.code !== 0) throw new Error(`bench restore: ${what} exited ${m.code}: ${m.stderr.slice(-800)}`);
+}
+
+/** Backs up `dbPath` (one full backup), then measures restore against the baseline. */
+export async function benchRestore(options: BenchRestoreOptions): Promise<Record<string, unknown>> {
+  const runs = options.runs ?? 3;
+  const check = options.check ?? "integrity";
+  const workDir = options.workDir ?? fileURLToPath(new URL(`./tmp/restore-${process.pid}/`, import.meta.url));
+  await mkdir(workDir, { recursive: true });
+  const store = new HttpStore({ url: options.workerUrl, token: options.token });
+  try {
+    const sizeBytes = (await stat(options.dbPath)).size;
+    const b = await backup({ store, databases: [{ path: options.dbPath, source: "bench" }], kind: "full", tmpDir: join(workDir, "backup"), lockFile: false, promote: false });
+    const db = b.manifest.files.find((f) => f.role === "database")!;
+    const key = fileKey("full", b.id, db.name);
+    const out = join(workDir, "restored.db");
+    const env = { ...process.env, R2_WORKER_URL: options.workerUrl, SERVER_BYPASS_TOKEN: options.token, OBJECT_URL: `${options.workerUrl}${objectPath(key)}`, OUT: out };
+    const baselineScript = 'curl -sSf -H "Authorization: Bearer $SERVER_BYPASS_TOKEN" "$OBJECT_URL" | zstd -d -q -f -o "$OUT" && sqlite3 "$OUT" "PRAGMA quick_check"';
+
+    const baseline: Measured[] = [];
+    const restored: Measured[] = [];
+    const clean = async () => {
+      for (const s of ["", "-wal", "-shm", "-journal"]) await rm(`${out}${s}`, { force: true });
+    };
+    for (let i = 0; i < runs; i++) {
+      // Alternate which side goes first, so neither always meets a warm or a cold page cache.
+      const order = i % 2 === 0 ? ["baseline", "restore"] : ["restore", "baseline"];
+      for (const side of order) {
+        await clean();
+        if (side === "baseline") {
+          const m = await runMeasured("sh", ["-c", baselineScript], { env, tree: true });
+          assertOk("the baseline", m);
+          if (m.stdout.trim() !== "ok") throw new Error(`bench restore: the baseline's quick_check said ${m.stdout.trim()}`);
+          baseline.push(m);
+        } else {
+          const m = await runMeasured(process.execPath, [BIN, "restore", "--to", out, "--at", b.id, "--check", check, "--json"], { env });
+          assertOk("r2backup restore", m);
+          restored.push(m);
+        }
+      }
+    }
+    await clean();
+    const baseMs = median(baseline.map((m) => m.ms));
+    const restoreMs = median(restored.map((m) => m.ms));
+    const peak = Math.max(...restored.map((m) => m.peakRssMiB));
+    const ratio = restoreMs / baseMs;
+    return {
+      name: "restore",
+      sizeBytes,
+      storedBytes: db.size,
+      runs,
+      check,
+      backupMs: Math.round(b.durationMs),
+      baseline: { command: "curl | zstd -d -o f && sqlite3 f 'PRAGMA quick_check'", medianMs: Math.round(baseMs), runsMs: baseline.map((m) => Math.round(m.ms)), peakRssMiB: round(Math.max(...baseline.map((m) => m.peakRssMiB))) },
+      restore: { command: `r2backup restore --to f --at ${b.id} --check ${check}`, medianMs: Math.round(restoreMs), runsMs: restored.map((m) => Math.round(m.ms)), peakRssMiB: round(peak) },
+      ratio: round(ratio),
+      target: "restore <= 1.2x baseline, peak RSS <= 200 MiB",
+      pass: ratio <= 1.2 && peak <= 200,
+    };
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+// Alone: `npm exec -- node bench/restore.ts [sizeMiB]` (default 1024) starts a local Worker, builds (or
+// reuses) a LiveStore-shaped database of that size under bench/tmp/, and prints the result as JSON.
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { startLocalWorker } = await import("../worker/local.ts");
+  const sizeMiB = Number(process.argv[2] ?? process.env.BENCH_RESTORE_MIB ?? 1024);
+  const tmp = fileURLToPath(new URL("./tmp/", import.meta.url));
+  await mkdir(tmp, { recursive: true });
+  const dbPath = join(tmp, `livestore-${sizeMiB}MiB.db`);
+  if (!existsSync(dbPath)) {
+    console.error(`bench restore: creating a ${sizeMiB} MiB database at ${dbPath}`);
+    createDemoDatabase(dbPath, sizeMiB * 1024 * 1024);
+  }
+  const persistDir = join(tmp, `restore-worker-${process.pid}`);
+  const worker = await startLocalWorker({ persistDir });
+  try {
+    const result = await benchRestore({ dbPath, workerUrl: worker.url, token: worker.bindings.SERVER_BYPASS_TOKEN! });
+    console.log(JSON.stringify(result, null, 2));
+  } finally {
+    await worker.stop();
+    await rm(persistDir, { recursive: true, force: true });
+  }
+}
