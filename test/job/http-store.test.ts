@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { JobError } from "../../job/errors.ts";
+import { HttpStore, multipartEtag } from "../../job/store/http-store.ts";
+import type { BackupStore } from "../../job/store/types.ts";
+import { sha256, startBucket, startFaultProxy, type Bucket } from "./backup-fixtures.ts";
+
+/**
+ * The BackupStore conformance suite (STYLE.md: one storage interface, one shared suite), run here against
+ * HttpStore and the real bundled Worker with a local R2; plus HttpStore's own retry and auth behaviour.
+ */
+
+const text = async (store: BackupStore, key: string, range?: { offset?: number; length?: number }) => {
+  const got = await store.get(key, range);
+  return got ? Buffer.from(await new Response(got.body).arrayBuffer()).toString("utf8") : undefined;
+};
+
+/** The behaviour every BackupStore must have; `admin` may delete, `store` may not. */
+export function storeConformance(name: string, setup: () => { store: BackupStore; admin: BackupStore; clear: () => Promise<void> }): void {
+  describe(`BackupStore conformance: ${name}`, () => {
+    beforeEach(async () => {
+      await setup().clear();
+    });
+
+    it("put then head, get and list return the same bytes, size and checked sha256", async () => {
+      const { store } = setup();
+      const key = "backups/full/20260101T000000Z/a.db.zst";
+      const body = "hello backup";
+      const put = await store.put(key, body, { sha256: sha256(body), contentType: "application/zstd" });
+      expect(put).toMatchObject({ key, size: body.length, sha256: sha256(body) });
+      expect(await store.head(key)).toMatchObject({ key, size: body.length, sha256: sha256(body) });
+      expect(await text(store, key)).toBe(body);
+      expect(await text(store, key, { offset: 6, length: 3 })).toBe("bac");
+      expect(await text(store, key, { offset: 6 })).toBe("backup");
+      expect((await store.list("backups/full/")).objects.map((o) => o.key)).toEqual([key]);
+    });
+
+    it("missing objects are undefined, never errors", async () => {
+      const { store } = setup();
+      expect(await store.get("backups/full/20260101T000000Z/none.db.zst")).toBeUndefined();
+      expect(await store.head("backups/full/20260101T000000Z/none.db.zst")).toBeUndefined();
+    });
+
+    it("keys are write-once: a different body is refused, the same body (a retried PUT) is accepted; state is overwritable", async () => {
+      const { store } = setup();
+      const key = "backups/full/20260101T000000Z/metadata.json";
+      await store.put(key, "one", { sha256: sha256("one") });
+      await expect(store.put(key, "two", { sha256: sha256("two") })).rejects.toThrow(/already exists/);
+      await expect(store.put(key, "one", { sha256: sha256("one") })).resolves.toMatchObject({ size: 3 });
+      expect(await text(store, key)).toBe("one");
+      await store.put("backups/state/latest.json", "a");
+      await store.put("backups/state/latest.json", "bb");
+      expect(await text(store, "backups/state/latest.json")).toBe("bb");
+    });
+
+    it("a body that does not match its sha256 is refused and nothing is stored", async () => {
+      const { store } = setup();
+      const key = "backups/full/20260101T000000Z/b.db.zst";
+      await expect(store.put(key, "actual", { sha256: sha256("claimed") })).rejects.toBeInstanceOf(JobError);
+      expect(await store.head(key)).toBeUndefined();
+    });
+
+    it("lists page by page and listAll follows the cursor", async () => {
+      const { store } = setup();
+      const keys = Array.from({ length: 5 }, (_, i) => `backups/incremental/2026010${i + 1}T000000Z/changes.ndjson.zst`);
+      for (const k of keys) await store.put(k, k);
+      const first = await store.list("backups/incremental/", { limit: 2 });
+      expect(first.objects).toHaveLength(2);
+      expect(first.truncated).toBe(true);
+      expect((await store.listAll("backups/incremental/")).map((o) => o.key)).toEqual(keys);
+      const grouped = await store.list("backups/", { delimiter: "/" });
+      expect(grouped.prefixes).toEqual(["backups/incremental/"]);
+    });
+
+    it("multipart: equal parts then a short last one; the completed object is their concatenation with the S3 multipart etag", async () => {
+      const { store } = setup();
+      const key = "backups/full/20260101T000000Z/big.db.zst";
+      const a = Buffer.alloc(5 * 1024 * 1024, 1);
+      const b = Buffer.from("tail");
+      const id = await store.createMultipart(key);
+      const parts = [await store.uploadPart(key, id, 1, a), await store.uploadPart(key, id, 2, b)];
+      const done = await store.completeMultipart(key, id, parts);
+      expect(done.size).toBe(a.length + b.length);
+      const expected = multipartEtag(parts);
+      if (expected !== undefined) expect(done.etag).toBe(expected);
+      const got = await store.get(key, { offset: a.length - 2 });
+      expect(Buffer.from(await new Response(got!.body).arrayBuffer())).toEqual(Buffer.from([1, 1, ...b]));
+      // A completion retried after its answer was lost meets its own object and succeeds.
+      await expect(store.completeMultipart(key, id, parts)).resolves.toMatchObject({ size: done.size });
+    });
+
+    it("an aborted multipart upload leaves nothing", async () => {
+      const { store } = setup();
+      const key = "backups/full/20260101T000000Z/gone.db.zst";
+      const id = await store.createMultipart(key);
+      const p = await store.uploadPart(key, id, 1, Buffer.alloc(1024));
+      await store.abortMultipart(key, id);
+      await expect(store.completeMultipart(key, id, [p])).rejects.toBeInstanceOf(JobError);
+      expect(await store.head(key)).toBeUndefined();
+    });
+
+    it("the job's token cannot delete (auth error); the admin's can", async () => {
+      const { store, admin } = setup();
+      const key = "backups/full/20260101T000000Z/c.db.zst";
+      await store.put(key, "x");
+      const err = await store.delete(key).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(JobError);
+      expect((err as JobError).kind).toBe("auth");
+      await admin.delete(key);
+      expect(await store.head(key)).toBeUndefined();
+    });
+  });
+}
+
+let bucket: Bucket;
+beforeAll(async () => {
+  bucket = await startBucket();
+});
+afterAll(async () => {
+  await bucket?.stop();
+});
+
+storeConformance("HttpStore over the local Worker", () => ({ store: bucket.store, admin: bucket.admin, clear: () => bucket.clear() }));
+
+describe("HttpStore retries and errors", () => {
+  it("a wrong token is an auth error (exit 4) at once, never retried", async () => {
+    const retries: string[] = [];
+    const store = new HttpStore({ url: bucket.url, token: "nope", attempts: 5, backoffMs: 1, onRetry: (r) => retries.push(r.reason) });
+    const err = await store.list("backups/").catch((e: unknown) => e);
+    expect((err as JobError).exitCode).toBe(4);
+    expect(retries).toEqual([]);
+  });
+
+  it("500s and dropped connections are retried with backoff up to the attempt limit, then unreachable (exit 5)", async () => {
+    let n = 0;
+    const proxy = await startFaultProxy(bucket.url, () => (n++ < 2 ? (n === 1 ? "500" : "drop") : "pass"));
+    try {
+      const retries: string[] = [];
+      const store = new HttpStore({ url: proxy.url, token: bucket.token, attempts: 3, backoffMs: 1, onRetry: (r) => retries.push(r.reason) });
+      await expect(store.list("backups/")).resolves.toMatchObject({ objects: [] });
+      expect(retries).toHaveLength(2);
+      expect(retries[0]).toMatch(/^500/);
+    } finally {
+      await proxy.close();
+    }
+    const always = await startFaultProxy(bucket.url, () => "500");
+    try {
+      const store = new HttpStore({ url: always.url, token: bucket.token, attempts: 3, backoffMs: 1 });
+      const err = await store.list("backups/").catch((e: unknown) => e);
+      expect((err as JobError).exitCode).toBe(5);
+      expect(always.requests).toHaveLength(3);
+    } finally {
+      await always.close();
+    }
+  });
+});
