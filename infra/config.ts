@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
+import { DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
 import { InfraError } from "./errors.ts";
 import { isPreviewStack, PROJECT } from "./naming.ts";
 
@@ -56,7 +56,7 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   str("drillSchedule", "Cron schedule (UTC) of the monthly restore drill.", "0 4 1 * *", "0 4 1 * *"),
   bool("monitoringEnabled", "Create the CloudWatch alarms, SNS topic, metrics user and dashboard (needs AWS credentials). Previews never do.", false),
   { key: "alarmEmails", type: "array", description: "Email addresses subscribed to the alarm topic (each must confirm by mail).", default: [], example: '["ops@example.com"]' },
-  str("metricsNamespace", "CloudWatch namespace of the job's metrics; the metrics user may put metrics only here.", "R2SqliteBackup", "R2SqliteBackup"),
+  str("metricsNamespace", "CloudWatch namespace of the job's metrics; the metrics user may put metrics only here.", DEFAULT_METRICS_NAMESPACE, DEFAULT_METRICS_NAMESPACE),
   str("awsRegion", "AWS region of the monitoring resources.", "us-east-1", "us-east-1"),
 ];
 
@@ -159,6 +159,8 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     return v;
   };
   const text = (key: string): string | undefined => raw(key)?.trim() || undefined;
+  /** A string key with a non-empty default in CONFIG_KEYS: never undefined. */
+  const withDefault = (key: string): string => text(key) ?? String(spec(key).default);
   const required = (key: string): string => {
     const v = text(key);
     if (v === undefined) missing.push(key);
@@ -227,7 +229,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
 
   const location = text("bucketLocation");
   oneOf("bucketLocation", location, R2_LOCATIONS);
-  const jurisdiction = text("bucketJurisdiction") ?? "default";
+  const jurisdiction = withDefault("bucketJurisdiction");
   oneOf("bucketJurisdiction", jurisdiction, R2_JURISDICTIONS);
   const replicaLocation = preview ? undefined : text("replicaLocation");
   oneOf("replicaLocation", replicaLocation, R2_LOCATIONS);
@@ -252,7 +254,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
 
   const maxBackupAgeHours = integer("maxBackupAgeHours");
   if (maxBackupAgeHours < 1) problems.push(`maxBackupAgeHours must be at least 1, got ${maxBackupAgeHours}`);
-  const freshnessCheckSchedule = text("freshnessCheckSchedule") ?? "*/30 * * * *";
+  const freshnessCheckSchedule = withDefault("freshnessCheckSchedule");
   cron("freshnessCheckSchedule", freshnessCheckSchedule);
 
   const secrets: StackConfig["secrets"] = {};
@@ -265,14 +267,14 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   if (!preview && boolean("renderEnabled")) {
     render = {
       ownerId: required("renderOwnerId"),
-      region: text("renderRegion") ?? "oregon",
-      plan: text("renderPlan") ?? "starter",
+      region: withDefault("renderRegion"),
+      plan: withDefault("renderPlan"),
       repo: required("renderRepo"),
-      branch: text("renderBranch") ?? "main",
+      branch: withDefault("renderBranch"),
       appServiceId: required("renderAppServiceId"),
       agentUrl: required("agentUrl"),
-      backupSchedule: text("backupSchedule") ?? "0 */6 * * *",
-      drillSchedule: text("drillSchedule") ?? "0 4 1 * *",
+      backupSchedule: withDefault("backupSchedule"),
+      drillSchedule: withDefault("drillSchedule"),
     };
     oneOf("renderRegion", render.region, RENDER_REGIONS);
     oneOf("renderPlan", render.plan, RENDER_PLANS);
@@ -287,8 +289,8 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   let monitoring: MonitoringConfig | undefined;
   if (!preview && boolean("monitoringEnabled")) {
     monitoring = {
-      namespace: text("metricsNamespace") ?? "R2SqliteBackup",
-      awsRegion: text("awsRegion") ?? "us-east-1",
+      namespace: withDefault("metricsNamespace"),
+      awsRegion: withDefault("awsRegion"),
       alarmEmails: list("alarmEmails"),
     };
     for (const email of monitoring.alarmEmails) if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) problems.push(`alarmEmails: '${email}' is not an email address`);

@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { InfraError } from "./errors.ts";
 import { isPreviewStack, PROJECT } from "./naming.ts";
+import { runProgram } from "./program.ts";
 import { mergedStackConfig, REPO_ROOT, type StackFileConfig } from "./stack-files.ts";
 
 /** One resource the program would create, as the mock engine saw it. `inputs` keep Pulumi's secret wrappers. */
@@ -98,7 +99,6 @@ export async function planStack(stack: string, options: { config?: StackFileConf
     false,
   );
 
-  const { runProgram } = await import("./program.ts");
   // The program's own Outputs, kept: the stack resolves its outputs to plain values, secrets unmarked.
   let stackOutputs: Record<string, unknown> = {};
   // A program error is kept and rethrown below: thrown inside the stack it would also reject a promise
