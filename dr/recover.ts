@@ -337,7 +337,7 @@ async function readOutputs(
   }
   if (!token && required) {
     throw new DrError("outputs", `find the job's token for stack '${options.stack}': SERVER_BYPASS_TOKEN is not set, and the stack has no ${OUTPUTS.serverToken} output and no ${SERVER_TOKEN_CONFIG} config`, {
-      hint: `the token was generated: export SERVER_BYPASS_TOKEN=... (the tokens-server result in \`pulumi stack export --show-secrets --stack ${options.stack}\`) and run again with --refresh-only`,
+      hint: `export SERVER_BYPASS_TOKEN=... (a stack deployed before the serverToken output existed has it as tokens-server in \`pulumi stack export --show-secrets --stack ${options.stack}\`) and run again with --refresh-only`,
     });
   }
   return { workerUrl: url, token, tokenSource };
