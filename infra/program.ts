@@ -53,7 +53,7 @@ export async function buildWorker(): Promise<WorkerBundle> {
  */
 export async function runProgram(stack: string = pulumi.getStack(), config: StackConfig = loadStackConfig(stack, stackConfigReader(stack))): Promise<StackOutputs> {
   const bundle = await buildWorker();
-  const tokens = new Tokens("tokens", config.secrets);
+  const tokens = new Tokens("tokens", { ...config.secrets, withAgentToken: config.render !== undefined });
   const storage = new Storage("storage", {
     accountId: config.cloudflare.accountId,
     stack,
@@ -89,7 +89,8 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
         render: config.render,
         workerUrl: api.url,
         serverToken: tokens.serverToken,
-        agentToken: tokens.agentToken,
+        // Defined: the agent token is made exactly when there are Render jobs.
+        agentToken: tokens.agentToken as pulumi.Output<string>,
         ...(config.secrets.alertWebhookUrl ? { webhookUrl: config.secrets.alertWebhookUrl } : {}),
         ...(monitoring && config.monitoring
           ? { metrics: { namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey } }

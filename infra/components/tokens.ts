@@ -6,6 +6,8 @@ export interface TokensArgs {
   serverToken?: pulumi.Output<string>;
   adminToken?: pulumi.Output<string>;
   agentToken?: pulumi.Output<string>;
+  /** Whether the agent's token is needed at all (only with the Render jobs). */
+  withAgentToken: boolean;
 }
 
 /**
@@ -15,7 +17,7 @@ export interface TokensArgs {
 export class Tokens extends pulumi.ComponentResource {
   readonly serverToken: pulumi.Output<string>;
   readonly adminToken: pulumi.Output<string>;
-  readonly agentToken: pulumi.Output<string>;
+  readonly agentToken: pulumi.Output<string> | undefined;
 
   constructor(name: string, args: TokensArgs, opts?: pulumi.ComponentResourceOptions) {
     super("r2-sqlite-backup:tokens:Tokens", name, {}, opts);
@@ -25,7 +27,7 @@ export class Tokens extends pulumi.ComponentResource {
       pulumi.secret(configured ?? new random.RandomPassword(`${name}-${role}`, { length: 48, special: false }, { parent: this }).result);
     this.serverToken = token("server", args.serverToken);
     this.adminToken = token("admin", args.adminToken);
-    this.agentToken = token("agent", args.agentToken);
+    this.agentToken = args.withAgentToken ? token("agent", args.agentToken) : undefined;
     this.registerOutputs({});
   }
 }

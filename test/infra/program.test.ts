@@ -114,7 +114,9 @@ describe("worker", () => {
   });
 
   it("uses configured tokens as they are, and generates only the missing ones", () => {
-    expect(of(prod, T.password).map((r) => r.name)).toEqual(["tokens-agent"]);
+    // prod sets both Worker tokens and has no Render jobs, so no agent token either.
+    expect(of(prod, T.password).map((r) => r.name)).toEqual([]);
+    expect(of(preview, T.password).map((r) => r.name)).toEqual(["tokens-server", "tokens-admin"]);
     expect(of(dev, T.password).map((r) => r.name)).toEqual(["tokens-server", "tokens-admin", "tokens-agent"]);
   });
 });
@@ -138,7 +140,7 @@ describe("secrets", () => {
     const { Monitoring } = await import("../../infra/components/monitoring.ts");
     const { Schedule } = await import("../../infra/components/schedule.ts");
     await pulumi.runtime.setMocks({ newResource: (a) => ({ id: `${a.name}-id`, state: { ...a.inputs, ...(a.type.startsWith("aws:iam/accessKey") ? { secret: "s" } : {}), ...(a.type === T.password ? { result: "r" } : {}) } }), call: (a) => a.inputs }, P, "unit", false);
-    const tokens = new Tokens("t", { adminToken: pulumi.secret("configured") });
+    const tokens = new Tokens("t", { adminToken: pulumi.secret("configured"), withAgentToken: true });
     const api = new Api("a", {
       accountId: "0".repeat(32), stack: "unit", preview: false, bundle: { code: "export default {}", sha256: "x" }, bucketName: "b", jurisdiction: "default",
       serverToken: tokens.serverToken, adminToken: tokens.adminToken, maxBackupAgeHours: 7, freshnessCheckSchedule: "*/30 * * * *", zoneId: "z", hostname: "h.example.com",
@@ -147,11 +149,11 @@ describe("secrets", () => {
     const schedule = new Schedule("s", {
       stack: "unit",
       render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", appServiceId: "srv-1", agentUrl: "http://app:8787", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
-      workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken, webhookUrl: pulumi.secret("https://hooks.example.com/x"),
+      workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken!, webhookUrl: pulumi.secret("https://hooks.example.com/x"),
       metrics: { namespace: "NS", region: "us-east-1", accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey },
     });
     for (const [what, output] of [
-      ["serverToken (generated)", tokens.serverToken], ["adminToken (configured)", tokens.adminToken], ["agentToken", tokens.agentToken],
+      ["serverToken (generated)", tokens.serverToken], ["adminToken (configured)", tokens.adminToken], ["agentToken", tokens.agentToken!],
       ["worker bindings", api.script.bindings], ["metrics secret key", monitoring.secretAccessKey],
     ] as const) {
       expect(await pulumi.isSecret(output as pulumi.Output<unknown>), what).toBe(true);
