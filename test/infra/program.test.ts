@@ -106,6 +106,15 @@ describe("worker", () => {
     expect(input(one(dev, T.script), "bindings").map((b: { name: string }) => b.name)).toContain(BINDINGS.replicaBucket);
   });
 
+  it("passes a jurisdiction to every R2 binding (an EU bucket is not found without it)", async () => {
+    const { workerBindings } = await import("../../infra/components/api.ts");
+    const secret = pulumi.secret("t");
+    const base = { accountId: "a", stack: "eu", preview: false, bundle: { code: "", sha256: "" }, bucketName: "b", replicaBucketName: "r", serverToken: secret, adminToken: secret, maxBackupAgeHours: 7, freshnessCheckSchedule: "*/30 * * * *" };
+    const r2 = (jurisdiction: string) => workerBindings({ ...base, jurisdiction }).filter((b) => b.type === "r2_bucket");
+    expect(r2("eu").map((b) => [b.name, b.jurisdiction])).toEqual([[BINDINGS.bucket, "eu"], [BINDINGS.replicaBucket, "eu"]]);
+    expect(r2("default").every((b) => b.jurisdiction === undefined)).toBe(true);
+  });
+
   it("routes <hostname>/api/* on the zone, keeps workers.dev off, and schedules the freshness check", () => {
     expect(one(prod, T.route).inputs).toEqual({ zoneId: "fedcba9876543210fedcba9876543210", pattern: "backups.example.com/api/*", script: "r2-sqlite-backup-prod-api" });
     expect(one(prod, T.subdomain).inputs).toMatchObject({ enabled: false, scriptName: "r2-sqlite-backup-prod-api" });
