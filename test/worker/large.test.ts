@@ -82,3 +82,13 @@ test("a Range across a part boundary of the large object returns exactly those b
   const expected = Buffer.concat([partData(1, PART).subarray(PART - 100), partData(2, 100)]);
   expect(Buffer.from(await response.arrayBuffer()).equals(expected)).toBe(true);
 });
+
+test("a Range spanning several read windows of the large object returns exactly those bytes", async () => {
+  const start = 1000;
+  const length = 2 * PART + 12345;
+  const response = await fetch(`${w.url}${objectPath(KEY)}`, { headers: { ...headers(), Range: `bytes=${start}-${start + length - 1}` } });
+  expect(response.status).toBe(206);
+  expect(response.headers.get("content-length")).toBe(String(length));
+  const expected = Buffer.concat([partData(1, PART), partData(2, PART), partData(3, PART)]).subarray(start, start + length);
+  expect(Buffer.from(await response.arrayBuffer()).equals(expected)).toBe(true);
+});
