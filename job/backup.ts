@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, unlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { basename, join, relative, resolve, sep } from "node:path";
@@ -39,7 +39,7 @@ import type { BackupEvent } from "./log.ts";
 import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
 import { assertSqliteFile, checkSnapshot, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
 import type { BackupStore } from "./store/types.ts";
-import { compressStream, type Digest } from "./stream.ts";
+import { compressFile, compressStream, type Digest } from "./stream.ts";
 import { StreamUpload, partSizeFor, uploadFile } from "./upload.ts";
 
 /**
@@ -313,15 +313,17 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     let changes: Record<string, number> | undefined;
     let sqliteVersion = "";
 
-    const put = async (name: string, source: AsyncIterable<Buffer | string>, estimate: number, contentType: string, total?: number): Promise<Stored> => {
+    const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
       const key = fileKey(kind, id, name);
       const tmpFile = join(workDir!, name);
       const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
       try {
-        const digest = await compressStream(source, (chunk) => upload.write(chunk), {
+        const compressOptions = {
           tmpFile,
-          onProgress: (bytes) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
-        });
+          onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
+        };
+        const sink = (chunk: Buffer) => upload.write(chunk);
+        const digest = "file" in source ? await compressFile(source.file, sink, compressOptions) : await compressStream(source, sink, compressOptions);
         const object = await upload.finish(digest.sha256);
         if (object.size !== digest.size) {
           throw new JobError("integrity", `upload '${key}': the Worker stored ${object.size} bytes, ${digest.size} were sent`, { hint: "run the backup again" });
@@ -374,7 +376,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       for (const s of snaps) {
         const name = databaseFile(s.input.source);
         const size = s.info!.sizeBytes;
-        const d = await put(name, createReadStream(s.path, { highWaterMark: 1 << 20 }), size, "application/zstd", size);
+        const d = await put(name, { file: s.path }, size, "application/zstd", size);
         files.push({ name, role: "database", source: s.input.source, contentType: "application/vnd.sqlite3", compression: "zstd", size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 });
         log("info", `uploaded ${name}`, { bytes: d.uncompressedSize, stored: d.size });
       }

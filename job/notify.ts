@@ -1,4 +1,4 @@
-import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
+import type { PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import { redact } from "./log.ts";
 
 /**
@@ -34,18 +34,25 @@ export interface CloudWatchLike {
 
 /** CloudWatch PutMetricData in `namespace`; region and credentials come from the AWS SDK's usual chain. */
 export function cloudWatchSink(options: { namespace: string; region?: string; endpoint?: string; credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }; client?: CloudWatchLike }): MetricsSink {
-  const client =
-    options.client ??
-    new CloudWatchClient({
-      ...(options.region ? { region: options.region } : {}),
-      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-      ...(options.credentials ? { credentials: options.credentials } : {}),
-      maxAttempts: 3,
-    });
+  // The SDK is loaded on first use: it costs ~0.5 s and ~25 MiB at startup, and most runs send no metrics.
+  let client: Promise<CloudWatchLike> | undefined;
+  const getClient = () =>
+    (client ??= options.client
+      ? Promise.resolve(options.client)
+      : import("@aws-sdk/client-cloudwatch").then(
+          ({ CloudWatchClient }) =>
+            new CloudWatchClient({
+              ...(options.region ? { region: options.region } : {}),
+              ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+              ...(options.credentials ? { credentials: options.credentials } : {}),
+              maxAttempts: 3,
+            }),
+        ));
   return {
     async put(data) {
       const now = new Date();
-      await client.send(
+      const { PutMetricDataCommand } = await import("@aws-sdk/client-cloudwatch");
+      await (await getClient()).send(
         new PutMetricDataCommand({
           Namespace: options.namespace,
           MetricData: data.map((d) => ({ MetricName: d.name, Value: d.value, Unit: d.unit, Timestamp: now })),

@@ -77,6 +77,73 @@ export async function compressStream(source: Readable | AsyncIterable<Buffer | s
   };
 }
 
+const READ_BYTES = 256 * 1024;
+
+/**
+ * `compressStream` for a local file (the database snapshot), reading into two reused buffers: the input
+ * side allocates nothing per chunk, which keeps the garbage (and so the peak RSS) flat for any size.
+ * A buffer is reused only after zstd has consumed it (its write callback).
+ */
+export async function compressFile(path: string, sink: ChunkSink, options: CompressOptions = {}): Promise<Digest> {
+  const input = { bytes: 0, hash: createHash("sha256") };
+  const output = { bytes: 0, hash: createHash("sha256") };
+  const source = await open(path, "r");
+  let file: FileHandle | undefined;
+  const zstd = createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: options.level ?? 3 }, chunkSize: 64 * 1024 });
+  try {
+    if (options.tmpFile) file = await open(options.tmpFile, "wx");
+    const consume = (async () => {
+      for await (const chunk of zstd as AsyncIterable<Buffer>) {
+        output.bytes += chunk.length;
+        output.hash.update(chunk);
+        if (file) await file.write(chunk);
+        await sink(chunk);
+      }
+    })();
+    let failure: unknown;
+    const failed = consume.then(
+      () => undefined,
+      (e: unknown) => {
+        failure = e;
+        zstd.destroy(e as Error);
+      },
+    );
+    const buffers = [Buffer.allocUnsafe(READ_BYTES), Buffer.allocUnsafe(READ_BYTES)];
+    const pending: (Promise<void> | undefined)[] = [undefined, undefined];
+    for (let i = 0; ; i++) {
+      const slot = i % 2;
+      if (pending[slot]) await Promise.race([pending[slot], failed]);
+      if (failure) throw failure;
+      const { bytesRead } = await source.read(buffers[slot]!, 0, READ_BYTES, null);
+      if (bytesRead === 0) break;
+      const chunk = buffers[slot]!.subarray(0, bytesRead);
+      input.bytes += bytesRead;
+      input.hash.update(chunk);
+      options.onProgress?.(input.bytes);
+      pending[slot] = new Promise<void>((resolve, reject) => zstd.write(chunk, (e) => (e ? reject(e) : resolve())));
+      // A write that fails is reported through `consume` as well; avoid an unhandled rejection here.
+      pending[slot]!.catch(() => {});
+    }
+    await Promise.race([Promise.all(pending), failed]);
+    if (failure) throw failure;
+    zstd.end();
+    await consume;
+    if (file) await file.sync();
+  } catch (e) {
+    zstd.destroy();
+    throw e;
+  } finally {
+    await source.close().catch(() => {});
+    await file?.close().catch(() => {});
+  }
+  return {
+    size: output.bytes,
+    sha256: output.hash.digest("hex"),
+    uncompressedSize: input.bytes,
+    uncompressedSha256: input.hash.digest("hex"),
+  };
+}
+
 /** sha256 and size of a local file, streamed. */
 export async function hashFile(path: string): Promise<{ size: number; sha256: string }> {
   const hash = createHash("sha256");

@@ -1,5 +1,5 @@
 import { createReadStream } from "node:fs";
-import { DEFAULT_PART_BYTES, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_SINGLE_PUT_BYTES, choosePartSize } from "../core/index.ts";
+import { MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_SINGLE_PUT_BYTES, choosePartSize } from "../core/index.ts";
 import { JobError } from "./errors.ts";
 import type { BackupStore, StoredObject } from "./store/types.ts";
 
@@ -28,7 +28,7 @@ export class StreamUpload {
   constructor(store: BackupStore, key: string, options: { partBytes?: number; contentType?: string; onPart?: (info: { partNumber: number; bytes: number }) => void } = {}) {
     this.#store = store;
     this.key = key;
-    this.partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
+    this.partBytes = options.partBytes ?? JOB_PART_BYTES;
     if (this.partBytes > MAX_SINGLE_PUT_BYTES) throw new JobError("usage", `upload '${key}': part size ${this.partBytes} is over the ${MAX_SINGLE_PUT_BYTES}-byte request limit`);
     this.#contentType = options.contentType ?? "application/octet-stream";
     this.#onPart = options.onPart;
@@ -113,17 +113,23 @@ export class StreamUpload {
   }
 }
 
+/**
+ * The job's preferred part size: 8 MiB keeps the (2 in flight + 1 filling) part buffers at 24 MiB, inside
+ * the 200 MiB peak RSS budget with Node, the type stripper and zod loaded; parts grow for huge objects.
+ */
+export const JOB_PART_BYTES = 8 * 1024 * 1024;
+
 /** The part size for a compressed stream of an input of `uncompressedBytes` (zstd output can exceed its input a little). */
 export function partSizeFor(uncompressedBytes: number, preferred?: number): number {
   const margin = Math.ceil(uncompressedBytes / 100) + 1024 * 1024;
-  return choosePartSize(uncompressedBytes + margin, preferred);
+  return choosePartSize(uncompressedBytes + margin, preferred ?? JOB_PART_BYTES);
 }
 
 /** Uploads a local file of known size and sha256 (the daily promotion re-sends the kept temp files). */
 export async function uploadFile(store: BackupStore, key: string, path: string, sha256: string, options: { size: number; partBytes?: number; contentType?: string }): Promise<StoredObject> {
-  const upload = new StreamUpload(store, key, { partBytes: options.partBytes ?? choosePartSize(options.size), ...(options.contentType ? { contentType: options.contentType } : {}) });
+  const upload = new StreamUpload(store, key, { partBytes: options.partBytes ?? choosePartSize(options.size, JOB_PART_BYTES), ...(options.contentType ? { contentType: options.contentType } : {}) });
   try {
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) await upload.write(chunk as Buffer);
+    for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) await upload.write(chunk as Buffer);
     return await upload.finish(sha256);
   } catch (e) {
     await upload.abort();

@@ -40,7 +40,7 @@ export const BACKUP_USAGE = `Backup:
   --tmp-dir <dir>             snapshots and compressed copies (env BACKUP_TMP_DIR; default the OS temp dir)
   --lock-file <path>          one run at a time (default <tmp-dir>/r2backup.lock)
   --integrity quick|full      quick_check (default) or integrity_check on the snapshot
-  --part-mib <n>              multipart part size in MiB (5..95, default 16)
+  --part-mib <n>              multipart part size in MiB (5..95, default 8)
   --full-every-hours <h>      the age at which auto takes a full backup (default 6)
   --no-promote                skip the daily copy
   --app-name, --app-version   recorded in the manifest (env APP_NAME, APP_VERSION)

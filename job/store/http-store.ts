@@ -1,4 +1,7 @@
 import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import type { BackupStore, GetResult, ListPage, PutOptions, StoredObject } from "./types.ts";
@@ -84,7 +87,7 @@ export class HttpStore implements BackupStore {
       let res: Response | undefined;
       let retryAfterMs: number | undefined;
       try {
-        res = await fetch(`${this.url}${path}`, {
+        res = await send(`${this.url}${path}`, {
           ...rest,
           headers: { authorization: `Bearer ${this.#token}`, ...(rest.headers as Record<string, string> | undefined) },
           signal: AbortSignal.timeout(this.#timeoutMs),
@@ -235,6 +238,41 @@ export function multipartEtag(parts: { partNumber: number; etag: string }[]): st
   const md5 = createHash("md5");
   for (const e of sorted) md5.update(Buffer.from(e, "hex"));
   return `${md5.digest("hex")}-${sorted.length}`;
+}
+
+/** Bodies from this size on go through node:http, which sends the caller's bytes without a copy. */
+const LARGE_BODY_BYTES = 1024 * 1024;
+const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
+const agents = { http: new HttpAgent({ keepAlive: true, maxSockets: 4 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 4 }) };
+
+/**
+ * `fetch`, except for large byte bodies: the fetch spec copies a BufferSource body, so every part in flight
+ * would be held twice and left to the GC (and npm undici costs ~25 MiB just to load). node:http sends the
+ * buffer as is; its answer is wrapped in a Response so the callers see one shape.
+ */
+async function send(url: string, init: RequestInit): Promise<Response> {
+  const body = init.body;
+  if (!(body instanceof Uint8Array) || body.byteLength < LARGE_BODY_BYTES) return fetch(url, init);
+  const target = new URL(url);
+  const secure = target.protocol === "https:";
+  const headers: Record<string, string> = { ...(init.headers as Record<string, string>), "content-length": String(body.byteLength) };
+  return new Promise<Response>((resolve, reject) => {
+    const req = (secure ? httpsRequest : httpRequest)(
+      target,
+      { method: init.method ?? "PUT", headers, agent: secure ? agents.https : agents.http, ...(init.signal ? { signal: init.signal } : {}) },
+      (res) => {
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(", ") : String(v));
+        const status = res.statusCode ?? 502;
+        if (NULL_BODY_STATUS.has(status)) {
+          res.resume();
+          resolve(new Response(null, { status, headers: h }));
+        } else resolve(new Response(Readable.toWeb(res) as ReadableStream<Uint8Array>, { status, headers: h }));
+      },
+    );
+    req.on("error", (e) => reject(Object.assign(new Error(e.message), { cause: e })));
+    req.end(body);
+  });
 }
 
 async function readError(res: Response): Promise<ApiError> {
