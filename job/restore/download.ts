@@ -2,7 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createZstdDecompress } from "node:zlib";
+import { createZstdDecompress, type ZstdOptions } from "node:zlib";
 import { JobError } from "../errors.ts";
 import type { BackupStore } from "../store/types.ts";
 
@@ -159,10 +159,12 @@ export async function downloadObject(
       options.onResume?.(info);
     },
   });
-  const stored = new HashTap();
-  const plain = new HashTap();
+  // Buffers of a few MiB between the stages let the network, zstd (on the libuv pool) and hashing overlap;
+  // with the default 16 KiB each 1 MiB chunk stalls the stage before it. Memory stays bounded (~16 MiB).
+  const stored = new HashTap({ highWaterMark: 4 << 20 });
+  const plain = new HashTap({ highWaterMark: 4 << 20 });
   // 1 MiB output chunks rather than zlib's 16 KiB: a 1 GiB restore makes 1,000 writes and hash updates, not 65,000.
-  const decompress = expected.compression === "zstd" ? createZstdDecompress({ chunkSize: 1 << 20 }) : undefined;
+  const decompress = expected.compression === "zstd" ? createZstdDecompress({ chunkSize: 1 << 20, highWaterMark: 4 << 20 } as ZstdOptions) : undefined;
   const out = typeof sink === "string" ? createWriteStream(sink, { flags: "wx", highWaterMark: 1 << 20 }) : sink;
   const stages: Transform[] = decompress ? [stored, decompress, plain] : [stored, plain];
   try {

@@ -225,7 +225,10 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       onProgress?.({ phase: "apply", key, bytes: 0, total: entry.size });
       applier.begin();
       try {
-        const got = await downloadObject(store, key, entry, applier.sink(), { resumes: options.resumes ?? 5 });
+        const got = await downloadObject(store, key, entry, applier.sink(), {
+          resumes: options.resumes ?? 5,
+          onBytes: (n) => onProgress?.({ phase: "apply", key, bytes: n, total: entry.size }),
+        });
         applier.commit();
         bytes += got.bytes;
         resumes += got.resumes;

@@ -91,7 +91,7 @@ export async function checkTarget(target: string, force: boolean): Promise<{ exi
   const found = await existingAt(abs);
   if (found.length > 0 && !force) {
     throw new JobError("targetExists", `restore to '${target}': ${found.map((f) => `'${basename(f)}'`).join(", ")} already exist${found.length === 1 ? "s" : ""}`, {
-      hint: "stop every process that uses it, then run again with --force to replace it (nothing was changed)",
+      hint: "nothing was changed; stop every process that uses it, then run again with --force to replace it",
     });
   }
   return { exists: found.length > 0 };
