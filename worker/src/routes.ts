@@ -13,9 +13,9 @@ import {
 } from "../../core/index.ts";
 import { authenticate, requireAdmin, type Role } from "./auth.ts";
 import type { Env } from "./env.ts";
-import { HttpError, describeError, errorResponse, json } from "./errors.ts";
+import { HttpError, errorResponse, json } from "./errors.ts";
 import { contentSha256, requireContentLength, resolveRange } from "./http.ts";
-import { assertWritable, describeObject, listObjects, putObject, r2Call, resumeUpload, storedSha256 } from "./r2.ts";
+import { assertWritable, describeObject, listObjects, putObject, r2Call, readWindowBytes, resumeUpload, storedSha256, windowedBody } from "./r2.ts";
 import { backupStatus } from "./scheduled.ts";
 
 /** The Worker API of DESIGN.md; every failure leaves through the one error handler as JSON. */
@@ -123,47 +123,6 @@ async function read(request: Request, env: Env, key: string): Promise<Response> 
   }
   if (length <= step) return new Response(first.body, { status, headers });
   return new Response(windowedBody(bucket, key, head, first.body, { offset, length, step }), { status, headers });
-}
-
-/**
- * Large reads go out in windows, one ranged get each (see windowedBody): at least 16 MiB, and at most 40
- * windows per object, so a read stays within the Free plan's 50 subrequests per request.
- */
-const MIN_READ_WINDOW_BYTES = 16 * 1024 * 1024;
-const MAX_READ_WINDOWS = 40;
-function readWindowBytes(size: number): number {
-  return Math.max(MIN_READ_WINDOW_BYTES, Math.ceil(size / MAX_READ_WINDOWS));
-}
-
-/**
- * The bytes `[offset, offset + length)` of an object as one stream of known length, `first` (the first
- * window, already read) then one window at a time: each ranged get starts only when the client has taken the previous one, so memory stays
- * bounded by a window whatever the object's size or the client's speed. Measured in Miniflare: a 1 GiB
- * multipart object read whole took workerd to 841 MiB; read in windows, 240 MiB (bench/worker.ts).
- */
-function windowedBody(
-  bucket: R2Bucket,
-  key: string,
-  head: R2Object,
-  first: ReadableStream,
-  span: { offset: number; length: number; step: number },
-): ReadableStream {
-  const { offset, length, step } = span;
-  const { readable, writable } = new FixedLengthStream(length);
-  const end = offset + length;
-  (async () => {
-    await first.pipeTo(writable, { preventClose: true });
-    for (let at = offset + step; at < end; at += step) {
-      const window = await bucket.get(key, { range: { offset: at, length: Math.min(step, end - at) }, onlyIf: { etagMatches: head.etag } });
-      if (window === null || !("body" in window)) throw new Error(`read backup key '${key}': the object changed or vanished while it was read`);
-      await window.body.pipeTo(writable, { preventClose: true });
-    }
-    await writable.close();
-  })().catch(async (error) => {
-    console.error(describeError(error));
-    await writable.abort(error).catch(() => undefined);
-  });
-  return readable;
 }
 
 async function put(request: Request, env: Env, key: string): Promise<Response> {
