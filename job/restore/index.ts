@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -242,11 +242,18 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     for (const t of targets) {
       onProgress?.({ phase: "check", key: t.path, message: `PRAGMA ${check}_check` });
       const db = dbs.get(t.source)!;
+      // The check is synchronous and only reads: flush the file meanwhile on the libuv pool, so the fsync
+      // before the rename finds (almost) nothing left to write. The fsync is issued before the check starts.
+      const handle = await open(temps.get(t.source)!, "r");
+      const flushing = handle.sync().catch(() => {});
       try {
         runCheck(db, check, `${t.source} (restoring to ${t.path})`);
         checkWatermarks(db, t.source, running.values());
       } catch (e) {
         throw withOlderCandidate(e, loaded, plan.restoresTo);
+      } finally {
+        await flushing;
+        await handle.close();
       }
       db.close();
       dbs.delete(t.source);
