@@ -115,6 +115,19 @@ describe("a secret that is not bound", () => {
     }
   });
 
+  test("with no token secret at all, the 500 names both and nothing is written", async () => {
+    const bare = await startWorker({ bindings: { ADMIN_TOKEN: undefined, SERVER_BYPASS_TOKEN: undefined } });
+    try {
+      const response = await fetch(`${bare.url}${objectPath(`${FULL}/x.db.zst`)}`, { method: "PUT", headers: { "X-Server-Token": "anything" }, body: "x" });
+      const body = await expectError(response, 500, "misconfigured");
+      expect(body.message).toContain("ADMIN_TOKEN");
+      expect(body.message).toContain("SERVER_BYPASS_TOKEN");
+      expect(await allKeys(bare.bucket)).toEqual([]);
+    } finally {
+      await bare.stop();
+    }
+  });
+
   test("a MAX_BACKUP_AGE_HOURS that is not a number is a 500 naming it", async () => {
     const bad = await startWorker({ bindings: { MAX_BACKUP_AGE_HOURS: "soon" } });
     try {

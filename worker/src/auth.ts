@@ -29,16 +29,21 @@ export function presentedToken(request: Request): string | undefined {
   return match?.[1]?.trim();
 }
 
-function requireSecret(env: Env, name: "SERVER_BYPASS_TOKEN" | "ADMIN_TOKEN"): string {
-  const value = env[name];
-  if (typeof value !== "string" || value.length === 0) {
+type TokenSecret = "SERVER_BYPASS_TOKEN" | "ADMIN_TOKEN";
+
+/** Both token secrets, or a 500 naming every one that is not bound (never its value, never fail open). */
+function requireSecrets(env: Env): Record<TokenSecret, string> {
+  const names: TokenSecret[] = ["ADMIN_TOKEN", "SERVER_BYPASS_TOKEN"];
+  const missing = names.filter((name) => typeof env[name] !== "string" || env[name].length === 0);
+  if (missing.length > 0) {
+    const list = missing.map((name) => `'${name}'`).join(" and ");
     throw new HttpError(
       500,
       "misconfigured",
-      `authenticate request: the secret '${name}' is not bound to the Worker (set it with \`pulumi config set --secret ...\` and \`pulumi up\`, or \`wrangler secret put ${name}\`)`,
+      `authenticate request: the secret${missing.length > 1 ? "s" : ""} ${list} ${missing.length > 1 ? "are" : "is"} not bound to the Worker (set ${missing.length > 1 ? "them" : "it"} with \`pulumi config set --secret ...\` and \`pulumi up\`, or \`wrangler secret put ${missing[0]}\`)`,
     );
   }
-  return value;
+  return { ADMIN_TOKEN: env.ADMIN_TOKEN!, SERVER_BYPASS_TOKEN: env.SERVER_BYPASS_TOKEN! };
 }
 
 /**
@@ -47,8 +52,7 @@ function requireSecret(env: Env, name: "SERVER_BYPASS_TOKEN" | "ADMIN_TOKEN"): s
  * one a token is close to.
  */
 export async function authenticate(request: Request, env: Env): Promise<Role> {
-  const admin = requireSecret(env, "ADMIN_TOKEN");
-  const server = requireSecret(env, "SERVER_BYPASS_TOKEN");
+  const { ADMIN_TOKEN: admin, SERVER_BYPASS_TOKEN: server } = requireSecrets(env);
   const token = presentedToken(request);
   const challenge = { "WWW-Authenticate": 'Bearer realm="backups"' };
   if (!token) {
