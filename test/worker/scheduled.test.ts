@@ -1,3 +1,4 @@
+import { createCipheriv, createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { formatDay, formatTimestamp, objectPath, type ApiStatus } from "../../core/index.ts";
 import { allKeys, startWebhookReceiver, startWorker, type TestWorker, type WebhookReceiver } from "./harness.ts";
@@ -157,6 +158,22 @@ describe("the replica bucket", () => {
     expect(await uploaded(`backups/full/${a}/metadata.json`)).toBeGreaterThanOrEqual(await uploaded(`backups/full/${a}/documents.tar.zst`));
     expect((await status(w)).replica).toEqual({ lag: 0, missing: [] });
     expect(hook.received).toEqual([]);
+  });
+
+  test("an object larger than one copy part is copied part by part, byte for byte", async () => {
+    const set = `backups/full/${ts(0.75)}/`;
+    const size = 70 * 1024 * 1024 + 12345;
+    const data = createCipheriv("aes-256-ctr", Buffer.alloc(32, 3), Buffer.alloc(16)).update(Buffer.alloc(size));
+    const put = await fetch(`${w.url}${objectPath(`${set}big.db.zst`)}`, { method: "PUT", headers: { "X-Server-Token": w.serverToken }, body: data });
+    expect(put.status).toBe(201);
+    await putSet(w, set, ["metadata.json"]);
+    expect((await w.scheduled()).outcome).toBe("ok");
+    const copy = await w.replicaBucket!.get(`${set}big.db.zst`);
+    expect(copy!.size).toBe(size);
+    const digest = createHash("sha256");
+    for await (const chunk of copy!.body as unknown as AsyncIterable<Uint8Array>) digest.update(chunk);
+    expect(digest.digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
+    expect((await status(w)).replica?.lag).toBe(0);
   });
 
   test("an interrupted copy (files without the manifest) is finished by the next run", async () => {

@@ -101,9 +101,12 @@ export async function runScheduled(env: Env, now: Date): Promise<{ status: ApiSt
   return { status, alerted, copied };
 }
 
-/** Objects up to this size are copied with one put; larger ones part by part (R2's 5 GiB put limit). */
-const COPY_SINGLE_PUT_BYTES = 512 * 1024 * 1024;
+/**
+ * Objects up to one part are copied with one put; larger ones part by part, one ranged get per part, so
+ * no single put nears R2's 5 GiB limit and each read stays bounded (as the API's windowed reads).
+ */
 const COPY_PART_BYTES = 64 * 1024 * 1024;
+const COPY_SINGLE_PUT_BYTES = COPY_PART_BYTES;
 
 /**
  * Copies every complete backup set the replica lacks, oldest first, each set's files streamed and its
