@@ -1,4 +1,4 @@
-import { HEADERS } from "../../core/index.ts";
+import { HEADERS } from "../../core/api.ts";
 import type { Env } from "./env.ts";
 import { HttpError } from "./errors.ts";
 

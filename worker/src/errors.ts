@@ -1,4 +1,5 @@
-import { ContractError, type ApiError } from "../../core/index.ts";
+import type { ApiError } from "../../core/api.ts";
+import { ContractError } from "../../core/errors.ts";
 
 /**
  * The one error type of the Worker: a status, a short machine-readable `error` code and a message that

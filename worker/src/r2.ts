@@ -1,4 +1,5 @@
-import { isOverwritableKey, type ApiListing, type ApiObject } from "../../core/index.ts";
+import type { ApiListing, ApiObject } from "../../core/api.ts";
+import { isOverwritableKey } from "../../core/keys.ts";
 import { HttpError, describeError } from "./errors.ts";
 
 /**

@@ -1,16 +1,7 @@
-import {
-  HEADERS,
-  MAX_FORM_UPLOAD_BYTES,
-  MAX_PART_BYTES,
-  MAX_PARTS,
-  MAX_SINGLE_PUT_BYTES,
-  PATHS,
-  ROOT,
-  keyFromPath,
-  validateObjectKey,
-  type ApiMultipartCreated,
-  type ApiPart,
-} from "../../core/index.ts";
+// Core modules by name, not core/index.ts: the index pulls in the manifest's zod schemas, which the
+// Worker never uses and esbuild cannot drop (top-level calls), tripling the bundle.
+import { HEADERS, MAX_FORM_UPLOAD_BYTES, MAX_PART_BYTES, MAX_PARTS, MAX_SINGLE_PUT_BYTES, PATHS, keyFromPath, type ApiMultipartCreated, type ApiPart } from "../../core/api.ts";
+import { ROOT, validateObjectKey } from "../../core/keys.ts";
 import { authenticate, requireAdmin, type Role } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { HttpError, errorResponse, json } from "./errors.ts";

@@ -1,12 +1,7 @@
-import {
-  MANIFEST_FILE,
-  PREFIXES,
-  catalogFromKeys,
-  summarizeStatus,
-  type ApiStatus,
-  type Catalog,
-  type CatalogSet,
-} from "../../core/index.ts";
+import type { ApiStatus } from "../../core/api.ts";
+import { catalogFromKeys, type Catalog, type CatalogSet } from "../../core/catalog.ts";
+import { MANIFEST_FILE, PREFIXES } from "../../core/keys.ts";
+import { summarizeStatus } from "../../core/status.ts";
 import type { Env } from "./env.ts";
 import { HttpError, describeError } from "./errors.ts";
 import { listAllKeys } from "./r2.ts";
