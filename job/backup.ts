@@ -249,7 +249,7 @@ function classify(error: unknown, operation: string): unknown {
 }
 
 interface Stored extends Digest {
-  tmpFile: string;
+  tmpFile: string | undefined;
   contentType: string;
 }
 
@@ -313,13 +313,17 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     let changes: Record<string, number> | undefined;
     let sqliteVersion = "";
 
+    // The compressed copies are kept on disk only when this run will re-send them to daily/ (no copy in R2).
+    const promotion = kind === "full" && options.promote !== false ? planDailyPromotion(id, planSets(catalog)) : undefined;
+    const keepCopies = promotion?.promote === true;
+
     const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
       const key = fileKey(kind, id, name);
-      const tmpFile = join(workDir!, name);
+      const tmpFile = keepCopies ? join(workDir!, name) : undefined;
       const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
       try {
         const compressOptions = {
-          tmpFile,
+          ...(tmpFile ? { tmpFile } : {}),
           onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
         };
         const sink = (chunk: Buffer) => upload.write(chunk);
@@ -456,13 +460,14 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
 
     const warnings: string[] = [];
     let promoted: BackupResult["promoted"] = null;
-    if (kind === "full" && options.promote !== false) {
-      const decision = planDailyPromotion(id, planSets(catalog));
+    if (promotion) {
+      const decision = promotion;
       if (decision.promote) {
         try {
           const t = Date.now();
           for (const f of manifest.files) {
             const s = stored.get(f.name)!;
+            if (!s.tmpFile) throw new JobError("failed", `promote '${f.name}': its compressed copy was not kept`);
             await uploadFile(store, fileKey("daily", decision.day, f.name), s.tmpFile, s.sha256, { size: s.size, contentType: s.contentType, ...(options.partBytes ? { partBytes: partSizeFor(s.size, options.partBytes) } : {}) });
           }
           const daily = promoteManifest(manifest);
