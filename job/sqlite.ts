@@ -98,9 +98,10 @@ export async function checkSnapshot(path: string, changeTables: readonly ChangeT
   }
   if (options.pagesCopied !== undefined && options.pagesCopied <= 0) fail(`the backup copied ${options.pagesCopied} pages`);
   if (size === 0) fail("the file is empty");
-  const db = new DatabaseSync(path, { readOnly: true });
+  let db: DatabaseSync | undefined;
   try {
-    const pageSize = Number((db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size);
+    db = new DatabaseSync(path, { readOnly: true });
+    const pageSize = Number((db!.prepare("PRAGMA page_size").get() as { page_size: number }).page_size);
     const pageCount = Number((db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count);
     if (pageCount <= 0) fail("it holds no pages");
     if (pageCount * pageSize !== size) fail(`its size ${size} is not page_count ${pageCount} x page_size ${pageSize}`);
@@ -120,8 +121,12 @@ export async function checkSnapshot(path: string, changeTables: readonly ChangeT
     }
     const sqliteVersion = String((db.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
     return { pageSize, pageCount, integrity: "ok", tables, sizeBytes: size, sqliteVersion, watermarks };
+  } catch (e) {
+    // SQLite's own complaints about the copy ("database disk image is malformed") are integrity failures too.
+    if (e instanceof JobError) throw e;
+    return fail((e as Error).message);
   } finally {
-    db.close();
+    db?.close();
   }
 }
 

@@ -1,0 +1,145 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { zstdDecompressSync } from "node:zlib";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { catalogFromKeys } from "../../core/index.ts";
+import { chooseKind, resolveSources, sourceNameFor } from "../../job/backup.ts";
+import { exportChanges } from "../../job/changes.ts";
+import { parseChangeTable } from "../../job/commands/run.ts";
+import { parseListen, tokenMatches } from "../../job/commands/agent.ts";
+import { EXIT, JobError } from "../../job/errors.ts";
+import { acquireLock } from "../../job/lock.ts";
+import { createLogger, redact } from "../../job/log.ts";
+import { checkSnapshot, snapshotDatabase } from "../../job/sqlite.ts";
+import { compressFile, compressStream } from "../../job/stream.ts";
+import { decodeChanges, sha256, tempDir, writeLiveStoreDb } from "./backup-fixtures.ts";
+
+/** The adapters and pure helpers of the job, on real files: snapshot + check, streams, changes, lock, logs. */
+
+let dir: { path: string; remove(): Promise<void> };
+beforeEach(async () => {
+  dir = await tempDir();
+});
+afterEach(async () => {
+  await dir.remove();
+});
+
+describe("snapshot and check", () => {
+  it("copies in one step and checks the copy: pages, size, integrity, row counts and the eventlog watermark", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 1234, docs: 3 });
+    const pages = await snapshotDatabase(db, join(dir.path, "snap.db"));
+    const info = await checkSnapshot(join(dir.path, "snap.db"), [{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"] }], { pagesCopied: pages, integrity: "full" });
+    expect(pages).toBe(info.pageCount);
+    expect(info.sizeBytes).toBe(info.pageCount * info.pageSize);
+    expect(info.tables).toEqual({ eventlog: 1234, documents: 3 });
+    expect(info.watermarks).toEqual([{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [1234, 0] }]);
+  });
+
+  it("a truncated copy fails the check as an integrity error (exit 8)", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 2000 });
+    await snapshotDatabase(db, join(dir.path, "snap.db"));
+    const bytes = await readFile(join(dir.path, "snap.db"));
+    await writeFile(join(dir.path, "cut.db"), bytes.subarray(0, bytes.length - 4096));
+    const err = await checkSnapshot(join(dir.path, "cut.db"), []).catch((e: unknown) => e);
+    expect((err as JobError).exitCode).toBe(EXIT.integrity);
+  });
+});
+
+describe("compression streams", () => {
+  it("compressFile and compressStream hash both sides and produce the same zstd content", async () => {
+    const path = join(dir.path, "data.bin");
+    const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => `line ${i % 977}\n`).join(""));
+    await writeFile(path, data);
+    const chunks: Buffer[] = [];
+    const a = await compressFile(path, async (c) => void chunks.push(Buffer.from(c)), { tmpFile: join(dir.path, "a.zst") });
+    const stored = Buffer.concat(chunks);
+    expect(a).toEqual({ size: stored.length, sha256: sha256(stored), uncompressedSize: data.length, uncompressedSha256: sha256(data) });
+    expect(zstdDecompressSync(stored)).toEqual(data);
+    expect(await readFile(join(dir.path, "a.zst"))).toEqual(stored);
+    const b = await compressStream(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), async () => {});
+    expect(b.uncompressedSha256).toBe(a.uncompressedSha256);
+  });
+
+  it("a failing sink fails the compression instead of hanging", async () => {
+    const path = join(dir.path, "data.bin");
+    await writeFile(path, Buffer.alloc(3 * 1024 * 1024, 7));
+    await expect(compressFile(path, async () => Promise.reject(new Error("upload broke")))).rejects.toThrow("upload broke");
+  });
+});
+
+describe("change export", () => {
+  it("exports rows strictly past the watermark in key order, and carries the new watermark", async () => {
+    const db = join(dir.path, "a.db");
+    writeLiveStoreDb(db, { events: 10 });
+    const ex = exportChanges([{ source: "s", db }], [{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"] }], [{ source: "s", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [7, 0] }]);
+    let text = "";
+    for await (const t of ex.lines) text += t;
+    expect(decodeChanges(Buffer.from(text)).map((c) => c.row.seqNumGlobal)).toEqual([8, 9, 10]);
+    expect(ex.result()).toEqual({ changes: { "s/eventlog": 3 }, to: [{ source: "s", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [10, 0] }] });
+  });
+});
+
+describe("lock", () => {
+  it("a second lock in the same process is busy until the first is released", async () => {
+    const path = join(dir.path, "x.lock");
+    const lock = await acquireLock(path);
+    const err = await acquireLock(path).catch((e: unknown) => e);
+    expect((err as JobError).exitCode).toBe(EXIT.busy);
+    await lock.release();
+    await (await acquireLock(path)).release();
+  });
+});
+
+describe("pure helpers", () => {
+  it("source names follow core's charset and stay unique", () => {
+    expect(sourceNameFor("store1/store1/eventlog@6.db")).toBe("store1.store1.eventlog@6");
+    expect(sourceNameFor("../weird name!.sqlite")).toBe("weird_name_");
+    expect(resolveSources([{ path: "/a/app.db" }, { path: "/b/app.db" }]).map((s) => s.source)).toEqual(["app", "app-2"]);
+    expect(() => resolveSources([])).toThrow(JobError);
+  });
+
+  it("auto is full without a full backup or when it is 6 hours old, else incremental", () => {
+    const catalog = catalogFromKeys(["backups/full/20260101T000000Z/metadata.json", "backups/full/20260101T000000Z/a.db.zst"]);
+    expect(chooseKind("auto", catalogFromKeys([]), new Date("2026-01-01T01:00:00Z")).kind).toBe("full");
+    expect(chooseKind("auto", catalog, new Date("2026-01-01T05:59:00Z")).kind).toBe("incremental");
+    expect(chooseKind("auto", catalog, new Date("2026-01-01T06:00:00Z")).kind).toBe("full");
+    expect(chooseKind("full", catalog, new Date("2026-01-01T01:00:00Z")).kind).toBe("full");
+  });
+
+  it("flags: --changes-table and --listen parse or fail as usage errors", () => {
+    expect(parseChangeTable("eventlog:seqNumGlobal,seqNumClient")).toEqual({ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"] });
+    expect(() => parseChangeTable("eventlog")).toThrow(/table>:<col1>/);
+    expect(parseListen("0.0.0.0:8788")).toEqual({ host: "0.0.0.0", port: 8788 });
+    expect(parseListen("9000")).toEqual({ host: "127.0.0.1", port: 9000 });
+    expect(() => parseListen("host:port")).toThrow(JobError);
+  });
+
+  it("tokens compare in constant time and must match exactly", () => {
+    expect(tokenMatches("secret", "secret")).toBe(true);
+    expect(tokenMatches("secret2", "secret")).toBe(false);
+    expect(tokenMatches(undefined, "secret")).toBe(false);
+    expect(tokenMatches("", "")).toBe(false);
+  });
+});
+
+describe("logs", () => {
+  it("JSON lines off a terminal, a progress bar on one, and no token in either", () => {
+    let json = "";
+    const j = createLogger({ write: (t: string) => (json += t), isTTY: false });
+    j.info("retry with Authorization: Bearer abc.def", { n: 1 });
+    j.progress({ type: "progress", phase: "upload", file: "a.db.zst", bytes: 10, total: 10 });
+    const lines = json.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ level: "info", n: 1 });
+    expect(String(lines[0]!.message)).not.toContain("abc.def");
+    expect(lines[1]).toMatchObject({ message: "progress", bytes: 10, total: 10 });
+    let tty = "";
+    const t = createLogger({ write: (s: string) => (tty += s), isTTY: true });
+    t.progress({ type: "progress", phase: "upload", file: "a.db.zst", bytes: 5 * 1024 * 1024, total: 10 * 1024 * 1024 });
+    expect(tty).toContain("\r");
+    expect(tty).toMatch(/\[#{15}\.{15}\] 50%/);
+    expect(redact("token=xyz&a=1")).toBe("token=[redacted]&a=1");
+  });
+});
