@@ -175,7 +175,8 @@ export async function benchBackup(options: BenchBackupOptions): Promise<Record<s
     baseline: "sqlite3 .backup + zstd -3 + curl -T (PUT <= 95 MB, else curl multipart via the Worker API, 16 MiB parts, 2 in flight)",
     results,
     targets: {
-      fullAtMost1_2xBaseline: results.every((r) => (r.fullOverBaseline as number) <= 1.2),
+      // On the 1 GiB database, as the issue states; at 100 MiB the job's ~1.5 s Node start is a large share.
+      fullAtMost1_2xBaselineAtLargest: ((results.at(-1)?.fullOverBaseline as number | undefined) ?? 9) <= 1.2,
       peakRssAtMost200MiB: rss.every((r) => r <= 200),
       peakRssFlat: rss.length < 2 || Math.max(...rss) - Math.min(...rss) <= 0.25 * Math.min(...rss),
       // The issue's target is on the 1 GiB database; at small sizes the ~2 s process start dominates both runs.
