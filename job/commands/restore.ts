@@ -17,6 +17,7 @@ export const RESTORE_OPTIONS = {
   force: { type: "boolean" },
   check: { type: "string" },
   resumes: { type: "string" },
+  "documents-to": { type: "string" },
 } as const;
 
 /** `--at`: `latest`, a backup timestamp or an ISO time with a zone. */
@@ -54,6 +55,7 @@ export function summarizeRestore(r: RestoreResult): string {
     `  full         ${r.full.ts}${r.full.kind === "daily" ? ` (daily copy ${r.full.id})` : ""}`,
     ...r.chain.map((c) => `  incremental  ${c.ts}`),
     ...r.targets.map((t) => `  ${t.source} -> ${t.path}  (${mib(t.size)} stored, ${mib(t.uncompressedSize)} restored)${t.existed ? (r.dryRun ? "  EXISTS: needs --force" : "  replaced") : ""}`),
+    ...(r.documents ? [`  documents -> ${r.documents.path}${r.dryRun ? "" : `  (${r.documents.files} files)`}${r.documents.existed ? (r.dryRun ? "  NOT EMPTY: needs --force" : "  replaced") : ""}`] : []),
     ...r.notes.map((n) => `  note: ${n}`),
   ];
   if (r.dryRun) lines.push("dry run: nothing was downloaded or changed");
@@ -80,6 +82,8 @@ export const restoreCommand: Command = {
                         -wal, -shm and -journal are removed
   --check integrity|quick  PRAGMA integrity_check (default) or quick_check before the replace
   --resumes <n>         interrupted downloads resumed with Range per object (default 5)
+  --documents-to <dir>  also extract the backup's documents.tar.zst here (a missing or empty directory,
+                        or any with --force; moved into place only after the restore succeeded)
 ${WORKER_USAGE}
   --json                print the result as JSON
 
@@ -102,6 +106,7 @@ older --at), 9 no backup matches the time or the chain has a gap, 10 the target 
       dryRun: !!values["dry-run"],
       check: parseCheckFlag(values.check),
       resumes: intFlag(values.resumes, "resumes", 5),
+      ...(values["documents-to"] ? { documentsTo: values["documents-to"] } : {}),
       onProgress: progressTo(ctx),
     });
     ctx.io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : summarizeRestore(result));

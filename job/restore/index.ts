@@ -2,11 +2,12 @@ import { mkdir, mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { METRICS, PREFIXES, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type Manifest, type Watermark } from "../../core/index.ts";
+import { DOCUMENTS_FILE, METRICS, PREFIXES, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import type { MetricDatum, MetricsSink } from "../notify.ts";
 import type { BackupStore } from "../store/types.ts";
 import { ChangeApplier, advanceWatermarks, checkWatermarks, watermarkId } from "./apply.ts";
+import { checkDocumentsTarget, documentsTemp, replaceDocuments, tarExtractor } from "./documents.ts";
 import { ObjectIntegrityError, ObjectMissingError, downloadObject } from "./download.ts";
 import { loadPlan, olderCandidate, type LoadedPlan } from "./plan.ts";
 import { checkTarget, discardTemp, existingAt, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
@@ -51,6 +52,8 @@ export interface RestoreOptions {
   check?: "integrity" | "quick";
   /** Interruptions survived per object, each resumed with `Range` (default 5). */
   resumes?: number;
+  /** Also extract the full backup's `documents.tar.zst` into this directory (missing, empty, or --force). */
+  documentsTo?: string;
   onProgress?: (p: RestoreProgress) => void;
 }
 
@@ -87,6 +90,8 @@ export interface RestoreResult {
   integrity: "ok" | "not run";
   /** Temporary files of killed restores that were removed. */
   removedStale: string[];
+  /** With `documentsTo`: where the documents went and how many files. */
+  documents?: { path: string; files: number; existed: boolean };
   durationMs: number;
 }
 
@@ -167,6 +172,16 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     const exists = options.dryRun ? (await existingAt(t.path)).length > 0 : (await checkTarget(t.path, !!options.force)).exists;
     targets.push({ ...t, existed: exists });
   }
+  let documents: { path: string; files: number; existed: boolean; entry: FileEntry } | undefined;
+  if (options.documentsTo !== undefined) {
+    const entry = full.files.find((f) => f.role === "documents");
+    if (!entry) {
+      throw new JobError("notFound", `restore documents of backup '${full.id}': it holds no ${DOCUMENTS_FILE}`, { hint: "documents are backed up with r2backup run --documents <dir>; restore without --documents-to" });
+    }
+    const path = resolve(options.documentsTo);
+    const { exists } = options.dryRun ? { exists: (await stat(path).catch(() => undefined)) !== undefined } : await checkDocumentsTarget(path, !!options.force);
+    documents = { path, files: 0, existed: exists, entry };
+  }
   const base = {
     at: plan.at,
     restoresTo: plan.restoresTo,
@@ -175,12 +190,15 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     notes: plan.notes,
     targets,
   };
+  const documentsResult = () => (documents ? { documents: { path: documents.path, files: documents.files, existed: documents.existed } } : {});
   if (options.dryRun) {
-    return { ...base, dryRun: true, bytes: 0, rows: {}, resumes: 0, integrity: "not run", removedStale: [], durationMs: Math.round(performance.now() - started) };
+    return { ...base, ...documentsResult(), dryRun: true, bytes: 0, rows: {}, resumes: 0, integrity: "not run", removedStale: [], durationMs: Math.round(performance.now() - started) };
   }
 
   const removedStale: string[] = [];
   for (const t of targets) removedStale.push(...(await removeStaleTemps(t.path)));
+  if (documents) removedStale.push(...(await removeStaleTemps(documents.path)));
+  let docsTemp: string | undefined;
   const temps = new Map(targets.map((t) => [t.source, tempPathFor(t.path)]));
   const dbs = new Map<string, DatabaseSync>();
   const sources = new Set(targets.map((t) => t.source));
@@ -258,14 +276,36 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       db.close();
       dbs.delete(t.source);
     }
+    if (documents) {
+      const key = fileKey(fullDir, plan.full.id, DOCUMENTS_FILE);
+      docsTemp = await documentsTemp(documents.path);
+      const extractor = tarExtractor(docsTemp);
+      onProgress?.({ phase: "download", key, bytes: 0, total: documents.entry.size });
+      try {
+        const got = await downloadObject(store, key, documents.entry, extractor.sink, {
+          resumes: options.resumes ?? 5,
+          onBytes: (n) => onProgress?.({ phase: "download", key, bytes: n, total: documents!.entry.size }),
+        });
+        bytes += got.bytes;
+        resumes += got.resumes;
+      } catch (e) {
+        throw withOlderCandidate(e, loaded, plan.full.ts);
+      }
+      documents.files = extractor.files();
+    }
     for (const t of targets) {
       onProgress?.({ phase: "replace", key: t.path });
       await replaceAtomically(temps.get(t.source)!, t.path);
       temps.delete(t.source);
     }
+    if (documents && docsTemp) {
+      await replaceDocuments(docsTemp, documents.path);
+      docsTemp = undefined;
+    }
   } catch (e) {
     for (const db of dbs.values()) if (db.isOpen) db.close();
     for (const temp of temps.values()) await discardTemp(temp);
+    if (docsTemp) await rm(docsTemp, { recursive: true, force: true });
     throw e;
   }
   for (const t of targets) {
@@ -280,7 +320,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     }
   }
   onProgress?.({ phase: "done", message: `restored to ${plan.restoresTo}` });
-  return { ...base, dryRun: false, bytes, rows, resumes, integrity: "ok", removedStale, durationMs: Math.round(performance.now() - started) };
+  return { ...base, ...documentsResult(), dryRun: false, bytes, rows, resumes, integrity: "ok", removedStale, durationMs: Math.round(performance.now() - started) };
 }
 
 /** The record of one restore drill, stored as `backups/drills/<ts>.json`. */

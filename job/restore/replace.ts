@@ -48,7 +48,7 @@ export async function removeStaleTemps(target: string): Promise<string[]> {
   for (const name of names) {
     const m = TEMP_RE.exec(name);
     if (!m || m[1] !== basename(abs) || isAlive(Number(m[2]))) continue;
-    await rm(join(dir, name), { force: true });
+    await rm(join(dir, name), { force: true, recursive: true }); // a documents restore's temp is a directory
     removed.push(join(dir, name));
   }
   return removed;

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -29,8 +29,8 @@ beforeEach(async () => {
 
 const at = (iso: string) => () => new Date(iso);
 
-function take(path: string, kind: "full" | "incremental", iso: string, source = "eventlog@6") {
-  return backup({ store: bucket.store, databases: [{ path, source }], kind, now: at(iso), tmpDir: join(dir, "work"), lockFile: false });
+function take(path: string, kind: "full" | "incremental", iso: string, source = "eventlog@6", documents?: string) {
+  return backup({ store: bucket.store, databases: [{ path, source }], kind, now: at(iso), tmpDir: join(dir, "work"), lockFile: false, ...(documents ? { documents: { dir: documents } } : {}) });
 }
 
 describe("backup → restore", () => {
@@ -100,5 +100,29 @@ describe("backup → restore", () => {
 
     expect(d.record).toMatchObject({ ok: true, restoresTo: i1.id, chain: [i1.id], integrity: "ok", rows: { "eventlog@6/eventlog": 10 } });
     expect(d.key).toBe("backups/drills/20260201T000000Z.json");
+  });
+
+  it("--documents-to extracts the documents beside the database, and refuses a non-empty directory without --force", async () => {
+    const src = join(dir, "app.db");
+    appendDemoEvents(src, 50, 1);
+    const docs = join(dir, "docs");
+    await mkdir(join(docs, "notes"), { recursive: true });
+    await writeFile(join(docs, "readme.md"), "# Hello\n");
+    await writeFile(join(docs, "notes", "a.md"), "- one\n- two\n");
+    await take(src, "full", "2026-01-05T06:00:00Z", "app", docs);
+    const out = join(dir, "restored-docs");
+
+    const r = await restore({ store: bucket.store, to: join(dir, "restored.db"), documentsTo: out });
+
+    expect(r.documents).toEqual({ path: out, files: 2, existed: false });
+    expect(await readFile(join(out, "readme.md"), "utf8")).toBe("# Hello\n");
+    expect(await readFile(join(out, "notes", "a.md"), "utf8")).toBe("- one\n- two\n");
+    await expect(restore({ store: bucket.store, to: join(dir, "again.db"), documentsTo: out })).rejects.toMatchObject({ kind: "targetExists" });
+    expect((await readdir(dir)).filter((f) => f.startsWith("again") || f.includes(".restore-"))).toEqual([]);
+    await writeFile(join(out, "stale.md"), "old");
+    const forced = await restore({ store: bucket.store, to: join(dir, "again.db"), documentsTo: out, force: true });
+    expect(forced.documents?.existed).toBe(true);
+    expect((await readdir(out)).sort()).toEqual(["notes", "readme.md"]);
+    expect((await readdir(dir)).filter((f) => f.includes(".restore-") || f.includes("pre-restore"))).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import tar from "tar-stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { CHANGES_FILE, fileKey, manifestKey } from "../../core/index.ts";
@@ -235,5 +236,26 @@ describe("a killed restore", () => {
     expect(again.removedStale[0]).toContain(".live.db.restore-");
     expect(dumpDatabase(target)).toEqual(expected);
     expect((await readdir(dir)).filter((f) => f.includes(".restore-"))).toEqual([]);
+  });
+});
+
+describe("a documents archive", () => {
+  it("with an entry that climbs out of the target fails, and nothing is written outside it or replaced", async () => {
+    const src = source(30);
+    const pack = tar.pack();
+    pack.entry({ name: "ok.md" }, "fine");
+    pack.entry({ name: "../evil.md" }, "escaped");
+    pack.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
+    await uploadFull(bucket.store, "20260105T060000Z", [src], { documentsTar: new Uint8Array(Buffer.concat(chunks)) });
+    const docs = join(dir, "docs");
+
+    const e = await failure(restore({ store: bucket.store, to: target, force: true, documentsTo: docs }));
+
+    expect(e.kind).toBe("integrity");
+    expect(e.message).toContain("'../evil.md': not a plain relative path");
+    await expectTargetUntouched();
+    expect((await readdir(dir)).filter((f) => f.includes("evil") || f === "docs")).toEqual([]);
   });
 });

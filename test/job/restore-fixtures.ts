@@ -7,6 +7,7 @@ import { zstdCompressSync } from "node:zlib";
 import {
   CHANGES_FILE,
   DEFAULT_CHANGE_TABLES,
+  DOCUMENTS_FILE,
   buildManifest,
   databaseFile,
   encodeChangeLine,
@@ -106,6 +107,8 @@ export interface UploadOptions {
   /** Skip the manifest (an incomplete set). */
   noManifest?: boolean;
   changeTables?: readonly ChangeTable[];
+  /** A full backup's `documents.tar.zst`: the uncompressed tar bytes. */
+  documentsTar?: Uint8Array;
 }
 
 /** Uploads a full backup of `sources` at `ts`, manifest last; returns the manifest. */
@@ -137,6 +140,11 @@ export async function uploadFull(store: BackupStore, ts: string, sources: Fixtur
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+  if (options.documentsTar) {
+    const stored: Uint8Array = zstdCompressSync(options.documentsTar);
+    files.push({ ...entry(DOCUMENTS_FILE, "documents", stored, options.documentsTar), contentType: "application/x-tar" });
+    await store.put(fileKey("full", ts, DOCUMENTS_FILE), stored);
   }
   const m = buildManifest({ kind: "full", id: ts, base: ts, previous: null, ...meta(ts), files, databases, from: [], to });
   if (!options.noManifest) await store.put(manifestKey("full", ts), serializeManifest(m), { contentType: "application/json" });
