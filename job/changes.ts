@@ -31,53 +31,61 @@ export function exportChanges(sources: readonly ChangeSource[], tables: readonly
   const out: ChangeExportResult = { changes: {}, to: [] };
   async function* generate(): AsyncGenerator<string> {
     for (const src of sources) {
-      let db: DatabaseSync;
-      let owned = false;
-      if (typeof src.db === "string") {
-        await assertSqliteFile(src.db);
-        db = new DatabaseSync(src.db, { timeout: 30_000 });
-        owned = true;
-      } else db = src.db;
-      let open = false;
-      try {
-        db.exec("BEGIN");
-        open = true;
-        const present = new Set((db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
-        for (const t of tables) {
-          if (!present.has(t.table)) continue;
-          const prev = from.find((w) => w.source === src.source && w.table === t.table);
-          if (prev && prev.columns.join(",") !== t.columns.join(",")) {
-            throw new JobError("usage", `export changes of '${src.source}/${t.table}': the previous backup keyed it by (${prev.columns.join(", ")}), now (${t.columns.join(", ")})`, {
-              hint: "take a full backup after changing --changes-table",
-            });
-          }
-          const cols = t.columns.map(quoteIdent);
-          const order = cols.join(", ");
-          const where = prev?.value ? `WHERE (${order}) > (${prev.value.map(() => "?").join(", ")})` : "";
-          const stmt = db.prepare(`SELECT * FROM ${quoteIdent(t.table)} ${where} ORDER BY ${order}`);
-          stmt.setReadBigInts(true);
-          let count = 0;
-          let last: (number | string)[] | null = prev?.value ?? null;
-          let buffer = "";
-          for (const row of stmt.iterate(...((prev?.value ?? []) as (number | string)[])) as Iterable<Row>) {
-            buffer += `${encodeChangeLine({ source: src.source, table: t.table, row })}\n`;
-            count++;
-            last = t.columns.map((c) => keyValue(row[c], t.table, c));
-            if (buffer.length >= CHUNK_CHARS) {
-              yield buffer;
-              buffer = "";
-            }
-          }
-          if (buffer) yield buffer;
-          out.changes[`${src.source}/${t.table}`] = count;
-          out.to.push({ source: src.source, table: t.table, columns: [...t.columns], value: last });
-        }
-        db.exec("COMMIT");
-        open = false;
-      } finally {
-        if (open) db.exec("ROLLBACK");
-        if (owned) db.close();
+      if (typeof src.db !== "string") {
+        // The app's own connection: run the whole read transaction without yielding, so no app code can
+        // run statements inside it. The cost is holding this source's changes in memory (an increment).
+        const chunks = [...exportSource(src, src.db)];
+        yield* chunks;
+        continue;
       }
+      await assertSqliteFile(src.db);
+      const db = new DatabaseSync(src.db, { timeout: 30_000 });
+      try {
+        yield* exportSource(src, db);
+      } finally {
+        db.close();
+      }
+    }
+  }
+  function* exportSource(src: ChangeSource, db: DatabaseSync): Generator<string> {
+    let open = false;
+    try {
+      db.exec("BEGIN");
+      open = true;
+      const present = new Set((db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
+      for (const t of tables) {
+        if (!present.has(t.table)) continue;
+        const prev = from.find((w) => w.source === src.source && w.table === t.table);
+        if (prev && prev.columns.join(",") !== t.columns.join(",")) {
+          throw new JobError("usage", `export changes of '${src.source}/${t.table}': the previous backup keyed it by (${prev.columns.join(", ")}), now (${t.columns.join(", ")})`, {
+            hint: "take a full backup after changing --changes-table",
+          });
+        }
+        const cols = t.columns.map(quoteIdent);
+        const order = cols.join(", ");
+        const where = prev?.value ? `WHERE (${order}) > (${prev.value.map(() => "?").join(", ")})` : "";
+        const stmt = db.prepare(`SELECT * FROM ${quoteIdent(t.table)} ${where} ORDER BY ${order}`);
+        stmt.setReadBigInts(true);
+        let count = 0;
+        let last: (number | string)[] | null = prev?.value ?? null;
+        let buffer = "";
+        for (const row of stmt.iterate(...((prev?.value ?? []) as (number | string)[])) as Iterable<Row>) {
+          buffer += `${encodeChangeLine({ source: src.source, table: t.table, row })}\n`;
+          count++;
+          last = t.columns.map((c) => keyValue(row[c], t.table, c));
+          if (buffer.length >= CHUNK_CHARS) {
+            yield buffer;
+            buffer = "";
+          }
+        }
+        if (buffer) yield buffer;
+        out.changes[`${src.source}/${t.table}`] = count;
+        out.to.push({ source: src.source, table: t.table, columns: [...t.columns], value: last });
+      }
+      db.exec("COMMIT");
+      open = false;
+    } finally {
+      if (open) db.exec("ROLLBACK");
     }
   }
   return { lines: generate(), result: () => out };

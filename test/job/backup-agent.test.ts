@@ -139,11 +139,25 @@ describe("library API in-process (the LiveStore case)", () => {
       expect(full.manifest.app).toEqual({ name: "todo", version: "1.2.3" });
       expect(full.manifest.databases[0]!.tables.eventlog).toBe(100);
       app.prepare("INSERT INTO eventlog (seqNumGlobal, seqNumClient, name, argsJson, clientId, sessionId) VALUES (101, 0, 'x', '{}', 'c', 's')").run();
+      // The app keeps writing through the same connection, in its own transactions, while the backup runs.
+      let next = 102;
+      let running = true;
+      const appWrites = (async () => {
+        while (running) {
+          app.exec(`BEGIN; INSERT INTO eventlog (seqNumGlobal, seqNumClient, name, argsJson, clientId, sessionId) VALUES (${next++}, 0, 'x', '{}', 'c', 's'); COMMIT;`);
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
       const inc = await backup({ store: bucket.store, databases: [{ source: "eventlog@6", db: app }], kind: "auto", tmpDir: join(dir.path, "tmp") });
+      running = false;
+      await appWrites;
       const rows = decodeChanges((await verifySet(bucket.store, "incremental", inc.id)).bytes.get("changes.ndjson.zst")!);
-      expect(rows.map((r) => r.row.seqNumGlobal)).toEqual([101]);
+      const seqs = rows.map((r) => r.row.seqNumGlobal as number);
+      expect(seqs[0]).toBe(101);
+      expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => 101 + i));
+      expect(inc.manifest.to[0]!.value).toEqual([seqs.at(-1), 0]);
       // The app's connection is still usable and not left in a transaction.
-      app.exec("BEGIN; INSERT INTO eventlog (seqNumGlobal, seqNumClient, name, argsJson, clientId, sessionId) VALUES (102, 0, 'x', '{}', 'c', 's'); COMMIT;");
+      app.exec(`BEGIN; INSERT INTO eventlog (seqNumGlobal, seqNumClient, name, argsJson, clientId, sessionId) VALUES (${next}, 0, 'x', '{}', 'c', 's'); COMMIT;`);
     } finally {
       app.close();
     }
