@@ -1,4 +1,8 @@
+import { existsSync } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { fileURLToPath } from "node:url";
 
 /**
  * A database shaped like LiveStore's (DESIGN.md fact 7): the append-only `eventlog` keyed by
@@ -138,4 +142,25 @@ export function createDemoDatabase(path: string, targetBytes: number, seed = 1):
     const r = appendDemoEvents(path, step, seed + round++);
     result = { head: r.head, events: result.events + r.events, documents: result.documents + r.documents };
   }
+}
+
+/** Where generated benchmark databases are cached (git-ignored). */
+export const BENCH_TMP = fileURLToPath(new URL("./tmp/", import.meta.url));
+
+/**
+ * A LiveStore-shaped database of about `sizeBytes`, generated once and cached under bench/tmp/ (written
+ * under another name and renamed, so a killed generation never leaves a short database behind).
+ * Callers that write to it must work on a copy.
+ */
+export async function cachedDemoDatabase(sizeBytes: number, dir = BENCH_TMP): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const mib = Math.round(sizeBytes / 1024 / 1024);
+  const path = join(dir, `livestore-${mib}MiB.db`);
+  if (existsSync(path)) return path;
+  const part = `${path}.part-${process.pid}`;
+  createDemoDatabase(part, sizeBytes);
+  for (const s of ["-wal", "-shm"]) await rm(part + s, { force: true });
+  if (!existsSync(path)) await rename(part, path);
+  else await rm(part, { force: true });
+  return path;
 }

@@ -75,11 +75,12 @@ export function renderMarkdown(report: BenchReport): string {
     "| benchmark | size | median | baseline | ratio | throughput | peak RSS | target | meets it |",
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
+  const cell = (text: string) => text.replaceAll("|", "\\|");
   for (const r of report.rows) {
     lines.push(
-      `| ${r.name} | ${formatSize(r.sizeBytes)} | ${fmtMs(r.medianMs)} | ${r.baseline ? `${r.baseline.name}: ${fmtMs(r.baseline.medianMs)}` : ""} | ${r.ratio === undefined ? "" : r.ratio.toFixed(2)} | ${
+      `| ${r.name} | ${formatSize(r.sizeBytes)} | ${fmtMs(r.medianMs)} | ${r.baseline ? cell(`${r.baseline.name}: ${fmtMs(r.baseline.medianMs)}`) : ""} | ${r.ratio === undefined ? "" : r.ratio.toFixed(2)} | ${
         r.mbPerSecond === undefined ? "" : `${r.mbPerSecond.toFixed(0)} MB/s`
-      } | ${r.peakRssMiB === undefined ? "" : `${Math.round(r.peakRssMiB)} MiB`} | ${r.target ?? ""} | ${r.pass === undefined ? "" : r.pass ? "yes" : "**no**"} |`,
+      } | ${r.peakRssMiB === undefined ? "" : `${Math.round(r.peakRssMiB)} MiB`} | ${cell(r.target ?? "")} | ${r.pass === undefined ? "" : r.pass ? "yes" : "**no**"} |`,
     );
   }
   const notes = report.rows.filter((r) => r.note).map((r) => `- ${r.name} (${formatSize(r.sizeBytes)}): ${r.note}`);

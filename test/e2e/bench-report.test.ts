@@ -20,6 +20,11 @@ describe("the benchmark report", () => {
     expect(md).toContain("- full backup (1 GiB): slow disk");
   });
 
+  it("escapes a pipe in a cell so the table keeps its columns", () => {
+    const md = renderMarkdown({ ...report, rows: [{ name: "restore", sizeBytes: 2 ** 20, medianMs: 10, baseline: { name: "curl | zstd -d", medianMs: 5 } }] });
+    expect(md).toContain("| curl \\| zstd -d: 5 ms |");
+  });
+
   it("charts time and memory against size, one line per benchmark", () => {
     const svg = renderSvg(report);
     expect(svg.startsWith("<svg")).toBe(true);
