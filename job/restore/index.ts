@@ -1,8 +1,8 @@
 import { mkdir, mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { DOCUMENTS_FILE, METRICS, PREFIXES, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
+import { DOCUMENTS_FILE, METRICS, PREFIXES, assertSourceName, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import type { MetricDatum, MetricsSink } from "../notify.ts";
 import type { BackupStore } from "../store/types.ts";
@@ -96,10 +96,9 @@ export interface RestoreResult {
 }
 
 function safeFileName(db: DatabaseInfo): string {
-  // The manifest's fileName is informational: only a plain `<name>.db`-like base name is trusted.
-  const name = db.fileName ? basename(db.fileName) : "";
-  if (name && name === db.fileName && /^[A-Za-z0-9][A-Za-z0-9._@-]{0,200}$/.test(name) && !name.includes("..")) return name;
-  return `${db.source}.db`;
+  // Not the manifest's fileName: it is informational (and may hold a relative path); the source name is
+  // unique within a backup and limited to a safe charset by core.
+  return `${assertSourceName(db.source)}.db`;
 }
 
 async function resolveTargets(full: Manifest, options: RestoreOptions): Promise<Omit<RestoreTarget, "existed">[]> {
