@@ -139,7 +139,10 @@ export interface ApiStatus {
   drill: ApiStatusEntry | null;
   /** When a replica bucket is bound: complete sets the replica lacks. */
   replica?: { lag: number; missing: string[] };
+  /** What makes the bucket unhealthy (the scheduled check alerts on these). */
   problems: string[];
+  /** Worth a look but not an alert from the Worker (a failed drill has its own CloudWatch alarm). */
+  warnings: string[];
 }
 
 export interface ApiStatusEntry {

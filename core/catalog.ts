@@ -17,8 +17,10 @@ export interface Catalog {
   full: CatalogSet[];
   incremental: CatalogSet[];
   daily: CatalogSet[];
-  /** Drill timestamps. */
+  /** Timestamps of passed restore drills. */
   drills: string[];
+  /** Timestamps of failed restore drills. */
+  failedDrills: string[];
   /** Keys that are not part of the layout (reported, never used). */
   unknown: string[];
 }
@@ -27,6 +29,7 @@ export interface Catalog {
 export function catalogFromKeys(keys: Iterable<string>): Catalog {
   const sets = { full: new Map<string, CatalogSet>(), incremental: new Map<string, CatalogSet>(), daily: new Map<string, CatalogSet>() };
   const drills: string[] = [];
+  const failedDrills: string[] = [];
   const unknown: string[] = [];
   for (const key of keys) {
     let parsed;
@@ -36,7 +39,7 @@ export function catalogFromKeys(keys: Iterable<string>): Catalog {
       unknown.push(key);
       continue;
     }
-    if (parsed.kind === "drill") drills.push(parsed.ts);
+    if (parsed.kind === "drill") (parsed.failed ? failedDrills : drills).push(parsed.ts);
     else if (parsed.kind === "state") continue;
     else {
       const id = parsed.kind === "daily" ? parsed.day : parsed.ts;
@@ -49,7 +52,7 @@ export function catalogFromKeys(keys: Iterable<string>): Catalog {
   }
   const sorted = (m: Map<string, CatalogSet>) =>
     [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((s) => ({ ...s, files: s.files.sort() }));
-  return { full: sorted(sets.full), incremental: sorted(sets.incremental), daily: sorted(sets.daily), drills: drills.sort(), unknown };
+  return { full: sorted(sets.full), incremental: sorted(sets.incremental), daily: sorted(sets.daily), drills: drills.sort(), failedDrills: failedDrills.sort(), unknown };
 }
 
 /** The newest complete set of a list (sorted oldest first), if any. */

@@ -7,7 +7,7 @@ import { dayOfTimestamp, parseDay, parseTimestamp, type BackupDay, type BackupTi
  * backups/full/<ts>/<source>.db.zst | documents.tar.zst | metadata.json
  * backups/incremental/<ts>/changes.ndjson.zst | metadata.json
  * backups/daily/<yyyy-mm-dd>/<same files as full>
- * backups/drills/<ts>.json
+ * backups/drills/<ts>.json | <ts>.failed.json   (a passed or a failed restore drill)
  * backups/state/<name>          (the only overwritable keys)
  * ```
  */
@@ -24,6 +24,7 @@ export const MANIFEST_FILE = "metadata.json";
 export const DOCUMENTS_FILE = "documents.tar.zst";
 export const CHANGES_FILE = "changes.ndjson.zst";
 export const DATABASE_SUFFIX = ".db.zst";
+export const FAILED_DRILL_SUFFIX = ".failed.json";
 
 /** Longest key the Worker accepts (R2 allows 1,024; we keep headroom for the API path). */
 export const MAX_KEY_BYTES = 512;
@@ -39,7 +40,7 @@ export type BackupKey =
   | { kind: "full"; ts: BackupTimestamp; file: string }
   | { kind: "incremental"; ts: BackupTimestamp; file: string }
   | { kind: "daily"; day: BackupDay; file: string }
-  | { kind: "drill"; ts: BackupTimestamp }
+  | { kind: "drill"; ts: BackupTimestamp; failed?: true }
   | { kind: "state"; name: string };
 
 /** Validates a database source name (the `<source>` of `<source>.db.zst`). */
@@ -111,7 +112,8 @@ export function formatBackupKey(key: BackupKey): string {
       break;
     case "drill":
       parseTimestamp(key.ts);
-      text = `${PREFIXES.drills}${key.ts}.json`;
+      // A failed drill has its own suffix, so a listing alone tells the last good drill from the last one.
+      text = `${PREFIXES.drills}${key.ts}${key.failed ? FAILED_DRILL_SUFFIX : ".json"}`;
       break;
     case "state":
       text = `${PREFIXES.state}${key.name}`;
@@ -161,14 +163,15 @@ export function parseBackupKey(key: string): BackupKey {
     }
     case "drills": {
       const [file] = rest;
-      if (rest.length !== 1 || !file?.endsWith(".json")) fail("expected backups/drills/<ts>.json");
-      const ts = file!.slice(0, -".json".length);
+      if (rest.length !== 1 || !file?.endsWith(".json")) fail("expected backups/drills/<ts>.json or <ts>.failed.json");
+      const failed = file!.endsWith(FAILED_DRILL_SUFFIX);
+      const ts = file!.slice(0, -(failed ? FAILED_DRILL_SUFFIX : ".json").length);
       try {
         parseTimestamp(ts);
       } catch {
         fail(`'${ts}' is not a timestamp: expected UTC YYYYMMDDTHHMMSSZ`);
       }
-      return { kind: "drill", ts };
+      return failed ? { kind: "drill", ts, failed: true } : { kind: "drill", ts };
     }
     case "state": {
       const name = rest.join("/");

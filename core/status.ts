@@ -5,7 +5,8 @@ import { parseDay, parseTimestamp } from "./time.ts";
 /**
  * The health of a bucket as `GET /api/status` and `r2backup status` report it: the newest complete full,
  * incremental, daily and drill with their ages, and `healthy` when the newest complete full backup is at
- * most `maxBackupAgeHours` old (the dead-man's switch of DESIGN.md).
+ * most `maxBackupAgeHours` old (the dead-man's switch of DESIGN.md). `drill` is the newest PASSED drill; a
+ * newer failed one is a warning.
  */
 export function summarizeStatus(catalog: Catalog, now: Date, maxBackupAgeHours: number): ApiStatus {
   const entry = (id: string | undefined, at: Date | undefined): ApiStatusEntry | null =>
@@ -25,7 +26,12 @@ export function summarizeStatus(catalog: Catalog, now: Date, maxBackupAgeHours: 
     daily: entry(daily?.id, daily && parseDay(daily.id)),
     drill: entry(drill, drill === undefined ? undefined : parseTimestamp(drill)),
     problems: [],
+    warnings: [],
   };
+  const failedDrill = catalog.failedDrills.at(-1);
+  if (failedDrill !== undefined && (drill === undefined || failedDrill > drill)) {
+    status.warnings.push(`the last restore drill ${failedDrill} failed${drill ? `; the last good one is ${drill}` : "; none has passed yet"}`);
+  }
   if (!status.full) status.problems.push("no complete full backup");
   else if (status.full.ageHours > maxBackupAgeHours) {
     status.problems.push(`the newest complete full backup ${status.full.id} is ${status.full.ageHours} hours old (limit ${maxBackupAgeHours})`);

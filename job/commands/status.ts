@@ -32,6 +32,7 @@ export const statusCommand: Command = {
           row("daily", status.daily),
           row("drill", status.drill),
           ...status.problems.map((p) => `  problem: ${p}`),
+          ...status.warnings.map((w) => `  warning: ${w}`),
         ].join("\n") + "\n",
       );
     }

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { DOCUMENTS_FILE, METRICS, PREFIXES, assertSourceName, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
+import { DOCUMENTS_FILE, METRICS, PREFIXES, catalogFromKeys, assertSourceName, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import type { MetricDatum, MetricsSink } from "../notify.ts";
 import type { BackupStore } from "../store/types.ts";
@@ -374,18 +374,9 @@ export interface VerifyResult {
 
 /** Hours since the newest successful drill recorded in the bucket, or undefined when none succeeded. */
 export async function lastGoodDrillAgeHours(store: BackupStore, now: Date): Promise<number | undefined> {
-  const keys = (await store.listAll(PREFIXES.drills)).map((o) => o.key).sort().reverse();
-  for (const key of keys.slice(0, 100)) {
-    const res = await store.get(key);
-    if (!res) continue;
-    try {
-      const r = JSON.parse(await new Response(res.body).text()) as Partial<DrillRecord>;
-      if (r.ok === true && typeof r.ts === "string") return Math.max(0, (now.getTime() - parseTimestamp(r.ts).getTime()) / 3_600_000);
-    } catch {
-      // A record this tool cannot read does not count as a successful drill.
-    }
-  }
-  return undefined;
+  // Drill keys say whether the drill passed (core/keys.ts), so the listing alone answers.
+  const last = catalogFromKeys((await store.listAll(PREFIXES.drills)).map((o) => o.key)).drills.at(-1);
+  return last === undefined ? undefined : Math.max(0, (now.getTime() - parseTimestamp(last).getTime()) / 3_600_000);
 }
 
 /**
@@ -443,7 +434,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
     await rm(dir, { recursive: true, force: true });
   }
   const result: VerifyResult = { record, metrics: [], ...(error === undefined ? {} : { error }) };
-  const key = formatBackupKey({ kind: "drill", ts });
+  const key = formatBackupKey(record.ok ? { kind: "drill", ts } : { kind: "drill", ts, failed: true });
   try {
     await options.store.put(key, `${JSON.stringify(record, null, 2)}\n`, { contentType: "application/json" });
     result.key = key;

@@ -72,3 +72,18 @@ describe("catalog and status", () => {
     expect(summarizeStatus(catalogFromKeys([]), new Date(), 7).problems).toEqual(["no complete full backup"]);
   });
 });
+
+describe("restore drills in the listing", () => {
+  it("tell a failed drill from a passed one by key, and warn when the newest drill failed", () => {
+    const keys = ["backups/full/20260101T000000Z/metadata.json", "backups/drills/20260101T010000Z.json", "backups/drills/20260101T020000Z.failed.json"];
+    const c = catalogFromKeys(keys);
+    expect(c.drills).toEqual(["20260101T010000Z"]);
+    expect(c.failedDrills).toEqual(["20260101T020000Z"]);
+    const s = summarizeStatus(c, new Date("2026-01-01T03:00:00Z"), 7);
+    expect(s.drill?.id).toBe("20260101T010000Z");
+    expect(s.healthy).toBe(true);
+    expect(s.warnings).toEqual(["the last restore drill 20260101T020000Z failed; the last good one is 20260101T010000Z"]);
+    const later = summarizeStatus(catalogFromKeys([...keys, "backups/drills/20260101T030000Z.json"]), new Date("2026-01-01T03:00:00Z"), 7);
+    expect(later.warnings).toEqual([]);
+  });
+});

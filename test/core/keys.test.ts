@@ -24,6 +24,7 @@ const keys: fc.Arbitrary<BackupKey> = fc.oneof(
   fc.record({ kind: fc.constant("incremental" as const), ts, file: incFile }),
   fc.record({ kind: fc.constant("daily" as const), day: time.map(formatDay), file: fullFile }),
   fc.record({ kind: fc.constant("drill" as const), ts }),
+  fc.record({ kind: fc.constant("drill" as const), ts, failed: fc.constant(true as const) }),
   fc.record({ kind: fc.constant("state" as const), name: stateName }),
 );
 
@@ -33,6 +34,7 @@ describe("the key layout", () => {
     expect(formatBackupKey({ kind: "incremental", ts: "20260131T070000Z", file: "changes.ndjson.zst" })).toBe("backups/incremental/20260131T070000Z/changes.ndjson.zst");
     expect(formatBackupKey({ kind: "daily", day: "2026-01-31", file: "metadata.json" })).toBe("backups/daily/2026-01-31/metadata.json");
     expect(formatBackupKey({ kind: "drill", ts: "20260131T060000Z" })).toBe("backups/drills/20260131T060000Z.json");
+    expect(formatBackupKey({ kind: "drill", ts: "20260131T060000Z", failed: true })).toBe("backups/drills/20260131T060000Z.failed.json");
     expect(formatBackupKey({ kind: "state", name: "latest.json" })).toBe("backups/state/latest.json");
     expect(manifestKey("full", "20260131T060000Z")).toBe("backups/full/20260131T060000Z/metadata.json");
     expect(dailyKeyFor("20260131T230000Z", "app.db.zst")).toBe("backups/daily/2026-01-31/app.db.zst");
@@ -71,7 +73,7 @@ describe("the key layout", () => {
     ["backups/full/2026-01-31/metadata.json", "'2026-01-31' is not a timestamp"],
     ["backups/incremental/20260131T060000Z/app.db.zst", "the file 'app.db.zst' is not one of"],
     ["backups/daily/20260131T060000Z/metadata.json", "expected UTC YYYY-MM-DD"],
-    ["backups/drills/20260131T060000Z", "expected backups/drills/<ts>.json"],
+    ["backups/drills/20260131T060000Z", "expected backups/drills/<ts>.json or <ts>.failed.json"],
     ["backups/state/../x", "a state name is one or more"],
     ["backups/other/x", "expected backups/full|incremental|daily|drills|state/"],
     ["other/full/20260131T060000Z/metadata.json", "expected a key under 'backups/'"],

@@ -91,7 +91,7 @@ describe("verify (the restore drill)", () => {
     expect(metrics.data).toContainEqual({ name: METRICS.restoreDrillAgeHours, value: 48, unit: "Count" });
     expect(metrics.data).toContainEqual({ name: "RestoreDrillFailed", value: 1, unit: "Count" });
     const drills = (await bucket.store.listAll(PREFIXES.drills)).map((o) => o.key);
-    expect(drills).toEqual(["backups/drills/20260201T000000Z.json", "backups/drills/20260203T000000Z.json"]);
+    expect(drills).toEqual(["backups/drills/20260201T000000Z.json", "backups/drills/20260203T000000Z.failed.json"]);
   });
 
   it("on an empty bucket fails, is recorded, and reports an age over the alarm threshold", async () => {
@@ -99,7 +99,7 @@ describe("verify (the restore drill)", () => {
     const result = await verify({ store: bucket.store, now: () => new Date("2026-02-01T00:00:00Z"), metrics: metrics.sink });
     expect(result.record.ok).toBe(false);
     expect(result.record.error).toContain("holds no complete full backup");
-    expect(result.key).toBe("backups/drills/20260201T000000Z.json");
+    expect(result.key).toBe("backups/drills/20260201T000000Z.failed.json");
     expect(metrics.data).toContainEqual({ name: METRICS.restoreDrillAgeHours, value: NEVER_SUCCEEDED_AGE_HOURS, unit: "Count" });
   });
 });
