@@ -12,11 +12,20 @@ export const METRICS = {
   backupBytes: "BackupBytes",
   /** Wall time of a backup, in seconds. */
   backupDurationSeconds: "BackupDurationSeconds",
-  /** Bytes stored in the bucket under `backups/`. */
+  /** Bytes a backup stored in the bucket (compressed; its daily copy not counted). */
   storedBytes: "StoredBytes",
   /** Hours since the newest successful restore drill, emitted with every backup and drill (alarms look back 7 days at most). */
   restoreDrillAgeHours: "RestoreDrillAgeHours",
+  /** 1 per failed restore drill, 0 per passed one. */
+  restoreDrillFailed: "RestoreDrillFailed",
+  /** Wall time of a restore drill, in seconds. */
+  restoreDrillDurationSeconds: "RestoreDrillDurationSeconds",
 } as const;
+
+/** The alarm fires when the newest successful restore drill is older than this (DESIGN.md: 35 days). */
+export const RESTORE_DRILL_ALARM_HOURS = 35 * 24;
+/** Reported as the drill age when no drill has ever succeeded: just over the alarm's threshold. */
+export const NEVER_DRILLED_AGE_HOURS = RESTORE_DRILL_ALARM_HOURS + 1;
 
 /** The default CloudWatch namespace of those metrics. */
 export const DEFAULT_METRICS_NAMESPACE = "R2SqliteBackup";

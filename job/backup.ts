@@ -5,6 +5,7 @@ import { hostname, tmpdir } from "node:os";
 import { basename, join, relative, resolve, sep } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import {
+  NEVER_DRILLED_AGE_HOURS,
   CHANGES_FILE,
   DEFAULT_CHANGE_TABLES,
   DOCUMENTS_FILE,
@@ -36,6 +37,7 @@ import { documentsTar } from "./documents.ts";
 import { JobError, isNoSpace } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import type { BackupEvent } from "./log.ts";
+import { lastGoodDrillAgeHours } from "./drills.ts";
 import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
 import { assertSqliteFile, checkSnapshot, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
 import type { BackupStore } from "./store/types.ts";
@@ -518,7 +520,8 @@ async function report(
 ): Promise<void> {
   if (options.metrics) {
     try {
-      await options.metrics.put(backupMetrics(outcome));
+      const drillAgeHours = (await lastGoodDrillAgeHours(options.store, (options.now ?? (() => new Date()))()).catch(() => undefined)) ?? NEVER_DRILLED_AGE_HOURS;
+      await options.metrics.put(backupMetrics({ ...outcome, drillAgeHours }));
     } catch (e) {
       warnings.push(`put metrics: ${(e as Error).message}`);
       log("warn", "put metrics failed", { error: (e as Error).message });

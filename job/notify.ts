@@ -1,4 +1,5 @@
 import type { PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
+import { METRICS } from "../core/index.ts";
 import { redact } from "./log.ts";
 
 /**
@@ -7,14 +8,8 @@ import { redact } from "./log.ts";
  * good backup into a failed one (the failure is logged instead).
  */
 
-/** Metric names the job emits (no dimensions, so the alarms match them directly). */
-export const METRICS = {
-  succeeded: "BackupSucceeded",
-  failed: "BackupFailed",
-  bytes: "BackupBytes",
-  duration: "BackupDurationSeconds",
-  stored: "StoredBytes",
-} as const;
+/** Metric names: core's monitoring contract, which the alarms in infra watch too. */
+export { METRICS };
 
 export interface MetricDatum {
   name: string;
@@ -77,17 +72,19 @@ export function metricsFromEnv(env: Record<string, string | undefined>): Metrics
 }
 
 /** The metrics of one backup run. */
-export function backupMetrics(outcome: { ok: boolean; durationMs: number; uncompressedBytes?: number; storedBytes?: number }): MetricDatum[] {
+export function backupMetrics(outcome: { ok: boolean; durationMs: number; uncompressedBytes?: number; storedBytes?: number; drillAgeHours?: number }): MetricDatum[] {
   // Both counters every run (one of them 0), so "no success for 7 hours" and "any failure" alarms see data.
   const data: MetricDatum[] = [
-    { name: METRICS.succeeded, value: outcome.ok ? 1 : 0, unit: "Count" },
-    { name: METRICS.failed, value: outcome.ok ? 0 : 1, unit: "Count" },
-    { name: METRICS.duration, value: Math.round(outcome.durationMs) / 1000, unit: "Seconds" },
+    { name: METRICS.backupSucceeded, value: outcome.ok ? 1 : 0, unit: "Count" },
+    { name: METRICS.backupFailed, value: outcome.ok ? 0 : 1, unit: "Count" },
+    { name: METRICS.backupDurationSeconds, value: Math.round(outcome.durationMs) / 1000, unit: "Seconds" },
   ];
   if (outcome.ok) {
-    data.push({ name: METRICS.bytes, value: outcome.uncompressedBytes ?? 0, unit: "Bytes" });
-    data.push({ name: METRICS.stored, value: outcome.storedBytes ?? 0, unit: "Bytes" });
+    data.push({ name: METRICS.backupBytes, value: outcome.uncompressedBytes ?? 0, unit: "Bytes" });
+    data.push({ name: METRICS.storedBytes, value: outcome.storedBytes ?? 0, unit: "Bytes" });
   }
+  // The drill runs monthly but alarms look back 7 days at most: every backup reports the drill's age too.
+  if (outcome.drillAgeHours !== undefined) data.push({ name: METRICS.restoreDrillAgeHours, value: Math.round(outcome.drillAgeHours * 100) / 100, unit: "Count" });
   return data;
 }
 

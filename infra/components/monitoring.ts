@@ -1,6 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { METRICS } from "../../core/index.ts";
+import { METRICS, RESTORE_DRILL_ALARM_HOURS } from "../../core/index.ts";
 import { physicalName } from "../naming.ts";
 
 export interface MonitoringArgs {
@@ -51,7 +51,7 @@ export function alarmSpecs(namespace: string): (aws.cloudwatch.MetricAlarmArgs &
       statistic: "Maximum",
       period: DAY,
       evaluationPeriods: 1,
-      threshold: 35 * 24,
+      threshold: RESTORE_DRILL_ALARM_HOURS,
       comparisonOperator: "GreaterThanThreshold",
       // Missing data means no backup ran, which the first alarm reports.
       treatMissingData: "notBreaching",

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { DOCUMENTS_FILE, METRICS, PREFIXES, catalogFromKeys, assertSourceName, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
+import { DOCUMENTS_FILE, METRICS, NEVER_DRILLED_AGE_HOURS, assertSourceName, fileKey, formatBackupKey, formatTimestamp, parseTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
+import { lastGoodDrillAgeHours } from "../drills.ts";
 import { JobError } from "../errors.ts";
 import type { MetricDatum, MetricsSink } from "../notify.ts";
 import type { BackupStore } from "../store/types.ts";
@@ -341,12 +342,13 @@ export interface DrillRecord {
 /** The drill's metrics, beside core's `RestoreDrillAgeHours` that the "no drill for 35 days" alarm watches. */
 export const DRILL_METRICS = {
   ageHours: METRICS.restoreDrillAgeHours,
-  failed: "RestoreDrillFailed",
-  duration: "RestoreDrillDurationSeconds",
+  failed: METRICS.restoreDrillFailed,
+  duration: METRICS.restoreDrillDurationSeconds,
 } as const;
 
 /** Reported as the drill age when no drill has ever succeeded: just over the alarm's 35 days. */
-export const NEVER_SUCCEEDED_AGE_HOURS = 35 * 24 + 1;
+export const NEVER_SUCCEEDED_AGE_HOURS = NEVER_DRILLED_AGE_HOURS;
+export { lastGoodDrillAgeHours };
 
 export interface VerifyOptions {
   store: BackupStore;
@@ -372,12 +374,6 @@ export interface VerifyResult {
   metricsError?: string;
 }
 
-/** Hours since the newest successful drill recorded in the bucket, or undefined when none succeeded. */
-export async function lastGoodDrillAgeHours(store: BackupStore, now: Date): Promise<number | undefined> {
-  // Drill keys say whether the drill passed (core/keys.ts), so the listing alone answers.
-  const last = catalogFromKeys((await store.listAll(PREFIXES.drills)).map((o) => o.key)).drills.at(-1);
-  return last === undefined ? undefined : Math.max(0, (now.getTime() - parseTimestamp(last).getTime()) / 3_600_000);
-}
 
 /**
  * The restore drill: restores every database of the backup at `at` into a temporary directory, checks it,

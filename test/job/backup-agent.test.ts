@@ -8,6 +8,7 @@ import { main } from "../../job/cli.ts";
 import { createAgentHandler, listen } from "../../job/commands/agent.ts";
 import { EXIT } from "../../job/errors.ts";
 import { cloudWatchSink, METRICS, type CloudWatchLike } from "../../job/notify.ts";
+import { NEVER_DRILLED_AGE_HOURS } from "../../core/index.ts";
 import { collector, decodeChanges, runCli, startBucket, tempDir, verifySet, writeLiveStoreDb, type Bucket } from "./backup-fixtures.ts";
 
 /**
@@ -216,9 +217,12 @@ describe("metrics and webhook", () => {
       await backup({ store: bucket.store, databases: [{ path: join(dir.path, "missing.db") }], kind: "full", tmpDir: join(dir.path, "tmp"), metrics, webhookUrl: hook.url }).catch(() => {});
       expect(sent.map((s) => s.Namespace)).toEqual(["R2SqliteBackup", "R2SqliteBackup"]);
       const byName = (i: number) => Object.fromEntries(sent[i]!.MetricData!.map((d) => [d.MetricName, d.Value]));
-      expect(byName(0)).toMatchObject({ [METRICS.succeeded]: 1, [METRICS.failed]: 0, [METRICS.bytes]: ok.uncompressedBytes, [METRICS.stored]: ok.storedBytes });
-      expect(byName(0)[METRICS.duration]).toBeGreaterThan(0);
-      expect(byName(1)).toMatchObject({ [METRICS.succeeded]: 0, [METRICS.failed]: 1 });
+      expect(byName(0)).toMatchObject({ [METRICS.backupSucceeded]: 1, [METRICS.backupFailed]: 0, [METRICS.backupBytes]: ok.uncompressedBytes, [METRICS.storedBytes]: ok.storedBytes });
+      expect(byName(0)[METRICS.backupDurationSeconds]).toBeGreaterThan(0);
+      expect(byName(1)).toMatchObject({ [METRICS.backupSucceeded]: 0, [METRICS.backupFailed]: 1 });
+      // No drill has passed in this bucket: every run reports an age past the 35-day alarm.
+      expect(byName(0)[METRICS.restoreDrillAgeHours]).toBe(NEVER_DRILLED_AGE_HOURS);
+      expect(byName(1)[METRICS.restoreDrillAgeHours]).toBe(NEVER_DRILLED_AGE_HOURS);
       const bodies = hook.received.map((r) => JSON.parse(r.body.toString()) as Record<string, unknown>);
       expect(bodies[0]).toMatchObject({ event: "backup.succeeded", kind: "full", id: ok.id, manifestKey: ok.manifestKey });
       expect(bodies[1]).toMatchObject({ event: "backup.failed", error: { kind: "database" } });
@@ -256,7 +260,7 @@ describe("metrics and webhook", () => {
       expect(code, stderr.text()).toBe(0);
       expect(cw.received.length).toBeGreaterThanOrEqual(1);
       const body = cw.received[0]!.body.toString("latin1");
-      for (const s of ["R2SqliteBackup", METRICS.succeeded, METRICS.bytes, METRICS.duration, METRICS.stored]) expect(body).toContain(s);
+      for (const s of ["R2SqliteBackup", METRICS.backupSucceeded, METRICS.backupBytes, METRICS.backupDurationSeconds, METRICS.storedBytes]) expect(body).toContain(s);
       expect(hook.received.length).toBeGreaterThanOrEqual(2); // retried
       expect(stderr.text()).toMatch(/webhook failed/);
     } finally {
