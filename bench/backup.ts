@@ -1,9 +1,8 @@
-import { existsSync } from "node:fs";
-import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
-import { appendDemoEvents, createDemoDatabase } from "./livestore-db.ts";
+import { appendDemoEvents, cachedDemoDatabase } from "./livestore-db.ts";
 import { runMeasured, type Measured } from "./measure.ts";
 
 /**
@@ -71,20 +70,6 @@ function ok(what: string, m: Measured): Measured {
 }
 
 /** The cached database of a size (shared with the other benches): bench/tmp/livestore-<MiB>MiB.db. */
-async function cachedDatabase(sizeBytes: number): Promise<string> {
-  await mkdir(TMP, { recursive: true });
-  const mib = Math.round(sizeBytes / 1024 / 1024);
-  const path = join(TMP, `livestore-${mib}MiB.db`);
-  if (existsSync(path)) return path;
-  const part = `${path}.part-backup-${process.pid}`;
-  console.error(`bench backup: creating a ${mib} MiB LiveStore-shaped database at ${path}`);
-  createDemoDatabase(part, sizeBytes);
-  for (const s of ["-wal", "-shm"]) await rm(part + s, { force: true });
-  if (!existsSync(path)) await rename(part, path);
-  else await rm(part, { force: true });
-  return path;
-}
-
 function countEvents(path: string): number {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
@@ -114,7 +99,7 @@ export async function benchBackup(options: BenchBackupOptions): Promise<Record<s
   let keyN = Math.floor(Date.now() / 1000) % 1_000_000;
   try {
     for (const sizeBytes of options.sizesBytes) {
-      const cached = await cachedDatabase(sizeBytes);
+      const cached = await cachedDemoDatabase(sizeBytes, TMP);
       // The incremental appends to the database: work on a copy, never on the shared cache.
       const db = join(scratch, "work.db");
       await copyFile(cached, db);

@@ -1,11 +1,10 @@
-import { existsSync } from "node:fs";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fileKey, objectPath } from "../core/index.ts";
 import { backup } from "../job/backup.ts";
 import { HttpStore } from "../job/store/http-store.ts";
-import { createDemoDatabase } from "./livestore-db.ts";
+import { cachedDemoDatabase } from "./livestore-db.ts";
 import { runMeasured, type Measured } from "./measure.ts";
 
 /**
@@ -124,11 +123,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const sizeMiB = Number(process.argv[2] ?? process.env.BENCH_RESTORE_MIB ?? 1024);
   const tmp = fileURLToPath(new URL("./tmp/", import.meta.url));
   await mkdir(tmp, { recursive: true });
-  const dbPath = join(tmp, `livestore-${sizeMiB}MiB.db`);
-  if (!existsSync(dbPath)) {
-    console.error(`bench restore: creating a ${sizeMiB} MiB database at ${dbPath}`);
-    createDemoDatabase(dbPath, sizeMiB * 1024 * 1024);
-  }
+  const dbPath = await cachedDemoDatabase(sizeMiB * 1024 * 1024, tmp);
   const persistDir = join(tmp, `restore-worker-${process.pid}`);
   const worker = await startLocalWorker({ persistDir });
   try {
