@@ -9,7 +9,6 @@ import { DatabaseSync } from "node:sqlite";
 import { zstdDecompressSync } from "node:zlib";
 import { catalogFromKeys, decodeChangeLine, manifestKey, parseManifest, type ChangeLine, type Manifest } from "../../core/index.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
-import { startLocalWorker, type LocalWorker } from "../../worker/local.ts";
 
 /**
  * Fixtures for the backup job's tests: the real bundled Worker in Miniflare (local R2), LiveStore-shaped
@@ -21,34 +20,8 @@ export const BIN = join(JOB_ROOT, "job/bin.ts");
 
 export const sha256 = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
 
-export interface Bucket {
-  worker: LocalWorker;
-  url: string;
-  token: string;
-  store: HttpStore;
-  admin: HttpStore;
-  clear(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-/** The bundled Worker with an in-memory R2, and stores with the job's and the admin's token. */
-export async function startBucket(): Promise<Bucket> {
-  const worker = await startLocalWorker();
-  const token = worker.bindings.SERVER_BYPASS_TOKEN!;
-  const store = new HttpStore({ url: worker.url, token, attempts: 3, backoffMs: 10 });
-  const admin = new HttpStore({ url: worker.url, token: worker.bindings.ADMIN_TOKEN!, attempts: 3, backoffMs: 10 });
-  return {
-    worker,
-    url: worker.url,
-    token,
-    store,
-    admin,
-    async clear() {
-      for (const o of await admin.listAll("backups/")) await admin.delete(o.key);
-    },
-    stop: () => worker.stop(),
-  };
-}
+/** The Worker-backed bucket of the job tests (one definition, shared with the restore tests). */
+export { startTestBucket as startBucket, type TestBucket as Bucket } from "./bucket.ts";
 
 export async function tempDir(prefix = "r2backup-test-"): Promise<{ path: string; remove(): Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));

@@ -23,8 +23,6 @@ import {
   type Watermark,
 } from "../../core/index.ts";
 import type { BackupStore } from "../../job/store/types.ts";
-import { HttpStore } from "../../job/store/http-store.ts";
-import { startLocalWorker, type LocalWorker } from "../../worker/local.ts";
 
 /**
  * Test fixtures for restore: real SQLite files backed up the way the job stores them (a `VACUUM INTO`
@@ -35,30 +33,7 @@ import { startLocalWorker, type LocalWorker } from "../../worker/local.ts";
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const quote = (n: string) => `"${n.replaceAll('"', '""')}"`;
 
-export interface TestBucket {
-  worker: LocalWorker;
-  store: HttpStore;
-  admin: HttpStore;
-  /** Deletes every object (admin token), so each test starts from an empty bucket. */
-  clear(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-/** Starts the bundled Worker in Miniflare with an in-memory R2. */
-export async function startTestBucket(): Promise<TestBucket> {
-  const worker = await startLocalWorker();
-  const store = new HttpStore({ url: worker.url, token: worker.bindings.SERVER_BYPASS_TOKEN!, attempts: 2, backoffMs: 10 });
-  const admin = new HttpStore({ url: worker.url, token: worker.bindings.ADMIN_TOKEN!, attempts: 2, backoffMs: 10 });
-  return {
-    worker,
-    store,
-    admin,
-    async clear() {
-      for (const o of await admin.listAll("backups/")) await admin.delete(o.key);
-    },
-    stop: () => worker.stop(),
-  };
-}
+export { startTestBucket, type TestBucket } from "./bucket.ts";
 
 function maxKey(db: DatabaseSync, t: ChangeTable): (number | string)[] | null {
   const row = db.prepare(`SELECT ${t.columns.map(quote).join(", ")} FROM ${quote(t.table)} ORDER BY ${t.columns.map((c) => `${quote(c)} DESC`).join(", ")} LIMIT 1`).get() as Record<string, number | string> | undefined;
