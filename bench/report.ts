@@ -129,7 +129,7 @@ export function renderSvg(report: BenchReport): string {
       const sorted = points.sort((a, b) => a.x - b.x);
       out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${sorted.map((p) => `${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join(" ")}"/>`);
       for (const p of sorted) out.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="3" fill="${color}"/>`);
-      out.push(`<text x="${x0 + 60}" y="${300 + 14 * i}" font-size="11" fill="${color}">— ${escapeXml(name)}</text>`);
+      out.push(`<text x="${x0 + 60}" y="${336 + 13 * i}" font-size="11" fill="${color}">— ${escapeXml(name)}</text>`);
       i++;
     }
     return out.join("\n");
