@@ -83,9 +83,27 @@ export function renderMarkdown(report: BenchReport): string {
       } | ${r.peakRssMiB === undefined ? "" : `${Math.round(r.peakRssMiB)} MiB`} | ${cell(r.target ?? "")} | ${r.pass === undefined ? "" : r.pass ? "yes" : "**no**"} |`,
     );
   }
+  const growth = memoryGrowth(report.rows);
+  if (growth.length) lines.push("", "Peak memory against size (flat means it does not grow with the database):", ...growth.map((g) => `- ${g}`));
   const notes = report.rows.filter((r) => r.note).map((r) => `- ${r.name} (${formatSize(r.sizeBytes)}): ${r.note}`);
   if (notes.length) lines.push("", "Notes:", ...notes);
   return `${lines.join("\n")}\n`;
+}
+
+/** For each benchmark measured at several sizes: its peak RSS at the smallest and the largest, and the growth. */
+export function memoryGrowth(rows: readonly BenchRow[]): string[] {
+  const byName = new Map<string, BenchRow[]>();
+  for (const r of rows) if (r.peakRssMiB !== undefined) byName.set(r.name, [...(byName.get(r.name) ?? []), r]);
+  const out: string[] = [];
+  for (const [name, list] of byName) {
+    if (list.length < 2) continue;
+    const sorted = [...list].sort((a, b) => a.sizeBytes - b.sizeBytes);
+    const first = sorted[0]!;
+    const last = sorted.at(-1)!;
+    const pct = Math.round(((last.peakRssMiB! - first.peakRssMiB!) / first.peakRssMiB!) * 100);
+    out.push(`${name}: ${Math.round(first.peakRssMiB!)} MiB at ${formatSize(first.sizeBytes)}, ${Math.round(last.peakRssMiB!)} MiB at ${formatSize(last.sizeBytes)} (${pct >= 0 ? "+" : ""}${pct}% for ${Math.round(last.sizeBytes / first.sizeBytes)}x the data)`);
+  }
+  return out;
 }
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];

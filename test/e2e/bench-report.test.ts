@@ -18,6 +18,7 @@ describe("the benchmark report", () => {
     expect(md).toContain("| full backup | 100 MiB | 1.20 s | sqlite3+zstd+curl: 1.10 s | 1.09 |  | 90 MiB | ≤ 1.2× | yes |");
     expect(md).toContain("| full backup | 1 GiB | 14.0 s | sqlite3+zstd+curl: 10.0 s | 1.40 |  | 95 MiB | ≤ 1.2× | **no** |");
     expect(md).toContain("- full backup (1 GiB): slow disk");
+    expect(md).toContain("- full backup: 90 MiB at 100 MiB, 95 MiB at 1 GiB (+6% for 10x the data)");
   });
 
   it("escapes a pipe in a cell so the table keeps its columns", () => {
