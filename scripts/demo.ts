@@ -44,7 +44,7 @@ export interface DemoSummary {
   restores: { at: string; restoresTo: string; to: string; chain: number; rows: Record<string, number>; durationMs: number }[];
   checks: DemoCheck[];
   bucket: { full: number; incremental: number; daily: number; drills: number; incomplete: number };
-  /** Every backup set in the bucket, this run's and earlier runs', oldest first. */
+  /** Every backup set in the bucket, this run's and earlier runs': full and incremental oldest first, then daily. */
   sets: { kind: string; id: string; complete: boolean }[];
   paths: { database: string; restored: string[]; r2: string };
   ok: boolean;
@@ -195,7 +195,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
         drills: catalog.drills.length,
         incomplete: all.filter((s) => !s.complete).length,
       },
-      sets: all.map((x) => ({ kind: x.kind, id: x.id, complete: x.complete })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+      // Full and incremental sets in time order, then the daily copies (their ids are days, not times).
+      sets: [...[...catalog.full, ...catalog.incremental].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)), ...catalog.daily].map((x) => ({ kind: x.kind, id: x.id, complete: x.complete })),
       paths: { database, restored, r2: join(persistDir, "r2") },
       ok: checks.every((c) => c.ok),
     };

@@ -19,6 +19,7 @@ function kib(n: number): string {
 
 function print(s: DemoSummary): void {
   const rel = (p: string) => relative(process.cwd(), p) || ".";
+  const timed = s.sets.filter((x) => x.kind !== "daily");
   const out = [
     "",
     `Worker: ${s.workerUrl} (Miniflare, local R2 in ${rel(s.paths.r2)})`,
@@ -33,8 +34,8 @@ function print(s: DemoSummary): void {
     "Checks:",
     ...s.checks.map((c) => `  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`),
     "",
-    `In the bucket (newest ${Math.min(12, s.sets.length)} of ${s.sets.length} sets, earlier runs included):`,
-    ...s.sets.slice(-12).map((x) => `  ${x.kind.padEnd(11)} ${x.id}${x.complete ? "" : "  (incomplete: never restored)"}`),
+    `In the bucket (earlier runs included; the newest ${Math.min(12, timed.length)} of ${timed.length} full and incremental sets, then the daily copies):`,
+    ...[...timed.slice(-12), ...s.sets.filter((x) => x.kind === "daily")].map((x) => `  ${x.kind.padEnd(11)} ${x.id}${x.complete ? "" : "  (incomplete: never restored)"}`),
     "",
     `The bucket now holds ${s.bucket.full} full, ${s.bucket.incremental} incremental and ${s.bucket.daily} daily backup(s)${s.bucket.incomplete ? `, and ${s.bucket.incomplete} incomplete set(s) that nothing restores from` : ""}.`,
     "Run again to add to the same local bucket; `npm run dev` keeps the Worker up; `rm -rf .mf-data .local` starts over.",
@@ -63,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
   const summary = await runDemo({
     ...(values.db ? { db: values.db } : {}),
     ...(events ? { events } : {}),
-    log: values.json ? undefined : (line) => process.stderr.write(`- ${line}\n`),
+    log: values.json ? undefined : (line) => process.stderr.write(`- ${line.replaceAll(`${process.cwd()}/`, "")}\n`),
   });
   if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else print(summary);
