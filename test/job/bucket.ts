@@ -1,3 +1,7 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, beforeEach } from "vitest";
 import { HttpStore } from "../../job/store/http-store.ts";
 import { startLocalWorker, type LocalWorker } from "../../worker/local.ts";
 
@@ -33,4 +37,24 @@ export async function startTestBucket(): Promise<TestBucket> {
     },
     stop: () => worker.stop(),
   };
+}
+
+/**
+ * Registers the usual hooks of a job test file: one bucket for the file, emptied before each test, and a
+ * fresh temporary directory per test (removed after it). Read `ctx.bucket` and `ctx.dir` inside tests.
+ */
+export function useTestBucket(prefix: string): { readonly bucket: TestBucket; readonly dir: string } {
+  const ctx = {} as { bucket: TestBucket; dir: string };
+  beforeAll(async () => {
+    ctx.bucket = await startTestBucket();
+  });
+  afterAll(async () => {
+    await ctx.bucket?.stop();
+  });
+  beforeEach(async () => {
+    await ctx.bucket.clear();
+    ctx.dir = await mkdtemp(join(tmpdir(), prefix));
+    return () => rm(ctx.dir, { recursive: true, force: true });
+  });
+  return ctx;
 }

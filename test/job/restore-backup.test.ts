@@ -1,58 +1,45 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { PREFIXES } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { restore, verify } from "../../job/restore/index.ts";
-import { dumpDatabase, startTestBucket, type TestBucket } from "./restore-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
+import { dumpDatabase } from "./restore-fixtures.ts";
 
 /**
  * Backup then restore, both real: the job's `backup()` writes full and incremental sets through the local
  * Worker, and `restore()` brings back exactly what was committed at each backup's time.
  */
-let bucket: TestBucket;
-let dir: string;
-
-beforeAll(async () => {
-  bucket = await startTestBucket();
-});
-afterAll(async () => {
-  await bucket?.stop();
-});
-beforeEach(async () => {
-  await bucket.clear();
-  dir = await mkdtemp(join(tmpdir(), "restore-backup-"));
-  return () => rm(dir, { recursive: true, force: true });
-});
+const t = useTestBucket("restore-backup-");
 
 const at = (iso: string) => () => new Date(iso);
 
 function take(path: string, kind: "full" | "incremental", iso: string, source = "eventlog@6", documents?: string) {
-  return backup({ store: bucket.store, databases: [{ path, source }], kind, now: at(iso), tmpDir: join(dir, "work"), lockFile: false, ...(documents ? { documents: { dir: documents } } : {}) });
+  return backup({ store: t.bucket.store, databases: [{ path, source }], kind, now: at(iso), tmpDir: join(t.dir, "work"), lockFile: false, ...(documents ? { documents: { dir: documents } } : {}) });
 }
 
 describe("backup → restore", () => {
   it("round-trips a full backup: same schema, same rows as the source at the backup's time", async () => {
-    const src = join(dir, "app.db");
+    const src = join(t.dir, "app.db");
     appendDemoEvents(src, 500, 1);
     const expected = dumpDatabase(src);
     const b = await take(src, "full", "2026-01-05T06:00:00Z");
     appendDemoEvents(src, 100, 2);
-    const to = join(dir, "restored.db");
+    const to = join(t.dir, "restored.db");
 
-    const r = await restore({ store: bucket.store, to });
+    const r = await restore({ store: t.bucket.store, to });
 
     expect(r.full.ts).toBe(b.id);
     expect(r.restoresTo).toBe(b.id);
     // The snapshot keeps the source's WAL mode; the restore must not leave a -wal or -shm beside it.
-    expect((await readdir(dir)).filter((f) => f.startsWith("restored"))).toEqual(["restored.db"]);
+    expect((await readdir(t.dir)).filter((f) => f.startsWith("restored"))).toEqual(["restored.db"]);
     expect(dumpDatabase(to)).toEqual(expected);
   });
 
   it("restores a time between two incrementals to exactly the events committed up to the earlier one", async () => {
-    const src = join(dir, "app.db");
+    const src = join(t.dir, "app.db");
     appendDemoEvents(src, 200, 1);
     await take(src, "full", "2026-01-05T06:00:00Z");
     appendDemoEvents(src, 50, 2);
@@ -62,67 +49,67 @@ describe("backup → restore", () => {
     const i2 = await take(src, "incremental", "2026-01-05T08:00:00Z");
     const atI2 = dumpDatabase(src).rows.eventlog;
     appendDemoEvents(src, 10, 4); // never backed up
-    const to = join(dir, "pitr.db");
+    const to = join(t.dir, "pitr.db");
 
-    const between = await restore({ store: bucket.store, to, at: new Date("2026-01-05T07:59:59Z") });
+    const between = await restore({ store: t.bucket.store, to, at: new Date("2026-01-05T07:59:59Z") });
     expect(between.restoresTo).toBe(i1.id);
     expect(between.rows).toEqual({ "eventlog@6/eventlog": 50 });
     expect(dumpDatabase(to).rows.eventlog).toEqual(atI1);
 
-    const latest = await restore({ store: bucket.store, to, force: true });
+    const latest = await restore({ store: t.bucket.store, to, force: true });
     expect(latest.restoresTo).toBe(i2.id);
     expect(dumpDatabase(to).rows.eventlog).toEqual(atI2);
   });
 
   it("falls back to the daily copy when the full backup's own objects have expired", async () => {
-    const src = join(dir, "app.db");
+    const src = join(t.dir, "app.db");
     appendDemoEvents(src, 120, 1);
     const expected = dumpDatabase(src);
     const b = await take(src, "full", "2026-01-05T06:00:00Z");
     expect(b.promoted?.day).toBe("2026-01-05");
-    for (const o of await bucket.admin.listAll(`${PREFIXES.full}${b.id}/`)) await bucket.admin.delete(o.key);
-    const to = join(dir, "from-daily.db");
+    for (const o of await t.bucket.admin.listAll(`${PREFIXES.full}${b.id}/`)) await t.bucket.admin.delete(o.key);
+    const to = join(t.dir, "from-daily.db");
 
-    const r = await restore({ store: bucket.store, to });
+    const r = await restore({ store: t.bucket.store, to });
 
     expect(r.full).toEqual({ kind: "daily", id: "2026-01-05", ts: b.id });
     expect(dumpDatabase(to)).toEqual(expected);
   });
 
   it("the drill passes on real backups and is recorded", async () => {
-    const src = join(dir, "app.db");
+    const src = join(t.dir, "app.db");
     appendDemoEvents(src, 100, 1);
     await take(src, "full", "2026-01-05T06:00:00Z");
     appendDemoEvents(src, 10, 2);
     const i1 = await take(src, "incremental", "2026-01-05T07:00:00Z");
 
-    const d = await verify({ store: bucket.store, now: at("2026-02-01T00:00:00Z") });
+    const d = await verify({ store: t.bucket.store, now: at("2026-02-01T00:00:00Z") });
 
     expect(d.record).toMatchObject({ ok: true, restoresTo: i1.id, chain: [i1.id], integrity: "ok", rows: { "eventlog@6/eventlog": 10 } });
     expect(d.key).toBe("backups/drills/20260201T000000Z.json");
   });
 
   it("--documents-to extracts the documents beside the database, and refuses a non-empty directory without --force", async () => {
-    const src = join(dir, "app.db");
+    const src = join(t.dir, "app.db");
     appendDemoEvents(src, 50, 1);
-    const docs = join(dir, "docs");
+    const docs = join(t.dir, "docs");
     await mkdir(join(docs, "notes"), { recursive: true });
     await writeFile(join(docs, "readme.md"), "# Hello\n");
     await writeFile(join(docs, "notes", "a.md"), "- one\n- two\n");
     await take(src, "full", "2026-01-05T06:00:00Z", "app", docs);
-    const out = join(dir, "restored-docs");
+    const out = join(t.dir, "restored-docs");
 
-    const r = await restore({ store: bucket.store, to: join(dir, "restored.db"), documentsTo: out });
+    const r = await restore({ store: t.bucket.store, to: join(t.dir, "restored.db"), documentsTo: out });
 
     expect(r.documents).toEqual({ path: out, files: 2, existed: false });
     expect(await readFile(join(out, "readme.md"), "utf8")).toBe("# Hello\n");
     expect(await readFile(join(out, "notes", "a.md"), "utf8")).toBe("- one\n- two\n");
-    await expect(restore({ store: bucket.store, to: join(dir, "again.db"), documentsTo: out })).rejects.toMatchObject({ kind: "targetExists" });
-    expect((await readdir(dir)).filter((f) => f.startsWith("again") || f.includes(".restore-"))).toEqual([]);
+    await expect(restore({ store: t.bucket.store, to: join(t.dir, "again.db"), documentsTo: out })).rejects.toMatchObject({ kind: "targetExists" });
+    expect((await readdir(t.dir)).filter((f) => f.startsWith("again") || f.includes(".restore-"))).toEqual([]);
     await writeFile(join(out, "stale.md"), "old");
-    const forced = await restore({ store: bucket.store, to: join(dir, "again.db"), documentsTo: out, force: true });
+    const forced = await restore({ store: t.bucket.store, to: join(t.dir, "again.db"), documentsTo: out, force: true });
     expect(forced.documents?.existed).toBe(true);
     expect((await readdir(out)).sort()).toEqual(["notes", "readme.md"]);
-    expect((await readdir(dir)).filter((f) => f.includes(".restore-") || f.includes("pre-restore"))).toEqual([]);
+    expect((await readdir(t.dir)).filter((f) => f.includes(".restore-") || f.includes("pre-restore"))).toEqual([]);
   });
 });

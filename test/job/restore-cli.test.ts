@@ -1,34 +1,21 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { restoreCommand } from "../../job/commands/restore.ts";
 import { exitCodeOf } from "../../job/errors.ts";
 import { createLogger } from "../../job/log.ts";
-import { dumpDatabase, fileSha256, startTestBucket, uploadFull, uploadIncremental, type TestBucket } from "./restore-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
+import { dumpDatabase, fileSha256, uploadFull, uploadIncremental } from "./restore-fixtures.ts";
 
 /** `r2backup restore` as a command: flags, output, and the exit code of each refusal. */
-let bucket: TestBucket;
-let dir: string;
-
-beforeAll(async () => {
-  bucket = await startTestBucket();
-});
-afterAll(async () => {
-  await bucket?.stop();
-});
-beforeEach(async () => {
-  await bucket.clear();
-  dir = await mkdtemp(join(tmpdir(), "restore-cli-"));
-  return () => rm(dir, { recursive: true, force: true });
-});
+const t = useTestBucket("restore-cli-");
 
 /** Runs the command like `main` does: a thrown error becomes its exit code. */
 async function run(args: string[]) {
   let out = "";
   let err = "";
-  const env = { R2_WORKER_URL: bucket.worker.url, SERVER_BYPASS_TOKEN: bucket.worker.bindings.SERVER_BYPASS_TOKEN! };
+  const env = { R2_WORKER_URL: t.bucket.worker.url, SERVER_BYPASS_TOKEN: t.bucket.worker.bindings.SERVER_BYPASS_TOKEN! };
   const io = { stdout: { write: (t: string) => ((out += t), true) }, stderr: { write: (t: string) => ((err += t), true) }, env };
   let code: number;
   let message = "";
@@ -42,18 +29,18 @@ async function run(args: string[]) {
 }
 
 async function seed() {
-  const src = join(dir, "app.src.db");
+  const src = join(t.dir, "app.src.db");
   appendDemoEvents(src, 80, 1);
-  const full = await uploadFull(bucket.store, "20260105T000000Z", [{ source: "app", path: src }]);
+  const full = await uploadFull(t.bucket.store, "20260105T000000Z", [{ source: "app", path: src }]);
   appendDemoEvents(src, 15, 2);
-  await uploadIncremental(bucket.store, "20260105T010000Z", full, [{ source: "app", path: src }]);
+  await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [{ source: "app", path: src }]);
   return src;
 }
 
 describe("r2backup restore", () => {
   it("--dry-run prints the plan, exits 0 and writes nothing", async () => {
     await seed();
-    const to = join(dir, "out.db");
+    const to = join(t.dir, "out.db");
     const r = await run(["--to", to, "--dry-run"]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("plan at latest: restores to 20260105T010000Z");
@@ -65,7 +52,7 @@ describe("r2backup restore", () => {
 
   it("restores at an ISO time and prints what it re-applied", async () => {
     const src = await seed();
-    const to = join(dir, "out.db");
+    const to = join(t.dir, "out.db");
     const r = await run(["--to", to, "--at", "2026-01-05T00:30:00+00:00"]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("restored at 20260105T003000Z: restores to 20260105T000000Z");
@@ -79,7 +66,7 @@ describe("r2backup restore", () => {
 
   it("exits 10 on an existing target, 2 on a bad --at or a missing --to, 9 on a time before every backup", async () => {
     await seed();
-    const to = join(dir, "live.db");
+    const to = join(t.dir, "live.db");
     await writeFile(to, "live");
     expect((await run(["--to", to])).code).toBe(10);
     expect((await run(["--to", to, "--at", "yesterday"])).code).toBe(2);

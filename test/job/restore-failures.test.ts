@@ -1,44 +1,34 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import tar from "tar-stream";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { CHANGES_FILE, fileKey, manifestKey } from "../../core/index.ts";
 import { JobError } from "../../job/errors.ts";
 import { restore } from "../../job/restore/index.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
 import { startFaultProxy } from "./restore-proxy.ts";
-import { dumpDatabase, fileSha256, startTestBucket, uploadFull, uploadIncremental, type TestBucket } from "./restore-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
+import { dumpDatabase, fileSha256, uploadFull, uploadIncremental } from "./restore-fixtures.ts";
 
 /**
  * Every way a restore can fail ends in a clear error, and the existing target stays byte for byte as it
  * was, with no temporary file left beside it.
  */
-let bucket: TestBucket;
-let dir: string;
+const t = useTestBucket("restore-fail-");
 let target: string;
 let targetSha: string;
 
-beforeAll(async () => {
-  bucket = await startTestBucket();
-});
-afterAll(async () => {
-  await bucket?.stop();
-});
 beforeEach(async () => {
-  await bucket.clear();
-  dir = await mkdtemp(join(tmpdir(), "restore-fail-"));
-  target = join(dir, "live.db");
+  target = join(t.dir, "live.db");
   appendDemoEvents(target, 25, 42); // the existing database a failed restore must not touch
   targetSha = await fileSha256(target);
-  return () => rm(dir, { recursive: true, force: true });
 });
 
 function source(events: number, seed = 1) {
-  const path = join(dir, "app.src.db");
+  const path = join(t.dir, "app.src.db");
   appendDemoEvents(path, events, seed);
   return { source: "app", path };
 }
@@ -55,7 +45,7 @@ async function failure(p: Promise<unknown>): Promise<JobError> {
 /** The target is untouched and nothing but it (and its WAL sidecars from the seeding writer) is beside it. */
 async function expectTargetUntouched(): Promise<void> {
   expect(await fileSha256(target)).toBe(targetSha);
-  const left = (await readdir(dir)).filter((f) => f.includes(".restore-") || f.endsWith(".tmp"));
+  const left = (await readdir(t.dir)).filter((f) => f.includes(".restore-") || f.endsWith(".tmp"));
   expect(left).toEqual([]);
 }
 
@@ -69,11 +59,11 @@ const flipByte = (at: number) => (_name: string, b: Uint8Array) => {
 describe("a corrupted object", () => {
   it("fails the checksum, names the object, suggests the next older full, and leaves the target untouched", async () => {
     const src = source(200);
-    await uploadFull(bucket.store, "20260105T000000Z", [src]);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
     appendDemoEvents(src.path, 50, 2);
-    await uploadFull(bucket.store, "20260105T060000Z", [src], { tamper: flipByte(-40) });
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src], { tamper: flipByte(-40) });
 
-    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
 
     expect(e.kind).toBe("integrity");
     expect(e.message).toContain("backups/full/20260105T060000Z/app.db.zst");
@@ -84,13 +74,13 @@ describe("a corrupted object", () => {
 
   it("in an incremental suggests the step before it", async () => {
     const src = source(100);
-    const full = await uploadFull(bucket.store, "20260105T000000Z", [src]);
+    const full = await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
     appendDemoEvents(src.path, 30, 2);
-    const inc1 = await uploadIncremental(bucket.store, "20260105T010000Z", full, [src]);
+    const inc1 = await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [src]);
     appendDemoEvents(src.path, 30, 3);
-    await uploadIncremental(bucket.store, "20260105T020000Z", inc1, [src], { tamper: flipByte(20) });
+    await uploadIncremental(t.bucket.store, "20260105T020000Z", inc1, [src], { tamper: flipByte(20) });
 
-    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
 
     expect(e.kind).toBe("integrity");
     expect(e.message).toContain(`backups/incremental/20260105T020000Z/${CHANGES_FILE}`);
@@ -103,9 +93,9 @@ describe("a corrupted object", () => {
 describe("a truncated download", () => {
   it("of an object stored short fails naming it", async () => {
     const src = source(200);
-    await uploadFull(bucket.store, "20260105T060000Z", [src], { tamper: (_n, b) => b.subarray(0, Math.floor(b.length / 2)) });
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src], { tamper: (_n, b) => b.subarray(0, Math.floor(b.length / 2)) });
 
-    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
 
     expect(e.kind).toBe("integrity");
     expect(e.message).toMatch(/app\.db\.zst'.*is \d+ bytes, the manifest says \d+/);
@@ -116,11 +106,11 @@ describe("a truncated download", () => {
   it("cut off once is resumed with Range from the last byte received", async () => {
     const src = source(400);
     const expected = dumpDatabase(src.path);
-    await uploadFull(bucket.store, "20260105T060000Z", [src]);
-    const proxy = await startFaultProxy(bucket.worker.url, { kind: "cut", afterBytes: 20_000, times: 1 });
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src]);
+    const proxy = await startFaultProxy(t.bucket.worker.url, { kind: "cut", afterBytes: 20_000, times: 1 });
     try {
-      const store = new HttpStore({ url: proxy.url, token: bucket.worker.bindings.SERVER_BYPASS_TOKEN!, attempts: 1 });
-      const to = join(dir, "restored.db");
+      const store = new HttpStore({ url: proxy.url, token: t.bucket.worker.bindings.SERVER_BYPASS_TOKEN!, attempts: 1 });
+      const to = join(t.dir, "restored.db");
       const result = await restore({ store, to });
       expect(result.resumes).toBe(1);
       expect(proxy.ranges).toEqual([undefined, "bytes=20000-"]);
@@ -132,10 +122,10 @@ describe("a truncated download", () => {
 
   it("cut off every time ends in a clear error after the resumes", async () => {
     const src = source(400);
-    await uploadFull(bucket.store, "20260105T060000Z", [src]);
-    const proxy = await startFaultProxy(bucket.worker.url, { kind: "cut", afterBytes: 10_000, times: 100 });
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src]);
+    const proxy = await startFaultProxy(t.bucket.worker.url, { kind: "cut", afterBytes: 10_000, times: 100 });
     try {
-      const store = new HttpStore({ url: proxy.url, token: bucket.worker.bindings.SERVER_BYPASS_TOKEN!, attempts: 1 });
+      const store = new HttpStore({ url: proxy.url, token: t.bucket.worker.bindings.SERVER_BYPASS_TOKEN!, attempts: 1 });
       const e = await failure(restore({ store, to: target, force: true, resumes: 2 }));
       expect(e.kind).toBe("integrity");
       expect(e.message).toContain("cut off 3 times");
@@ -151,16 +141,16 @@ describe("a truncated download", () => {
 describe("a missing piece of the chain", () => {
   it("a missing incremental manifest is a gap naming it and the latest restorable time", async () => {
     const src = source(100);
-    const full = await uploadFull(bucket.store, "20260105T000000Z", [src]);
+    const full = await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
     appendDemoEvents(src.path, 10, 2);
-    const inc1 = await uploadIncremental(bucket.store, "20260105T010000Z", full, [src]);
+    const inc1 = await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [src]);
     appendDemoEvents(src.path, 10, 3);
-    const inc2 = await uploadIncremental(bucket.store, "20260105T020000Z", inc1, [src]);
+    const inc2 = await uploadIncremental(t.bucket.store, "20260105T020000Z", inc1, [src]);
     appendDemoEvents(src.path, 10, 4);
-    await uploadIncremental(bucket.store, "20260105T030000Z", inc2, [src]);
-    await bucket.admin.delete(manifestKey("incremental", "20260105T020000Z"));
+    await uploadIncremental(t.bucket.store, "20260105T030000Z", inc2, [src]);
+    await t.bucket.admin.delete(manifestKey("incremental", "20260105T020000Z"));
 
-    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
 
     expect(e.kind).toBe("notFound");
     expect(e.message).toContain("gap in the incremental chain: 20260105T030000Z continues 20260105T020000Z");
@@ -170,12 +160,12 @@ describe("a missing piece of the chain", () => {
 
   it("a changes object missing behind its manifest fails naming the object", async () => {
     const src = source(100);
-    const full = await uploadFull(bucket.store, "20260105T000000Z", [src]);
+    const full = await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
     appendDemoEvents(src.path, 10, 2);
-    await uploadIncremental(bucket.store, "20260105T010000Z", full, [src]);
-    await bucket.admin.delete(fileKey("incremental", "20260105T010000Z", CHANGES_FILE));
+    await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [src]);
+    await t.bucket.admin.delete(fileKey("incremental", "20260105T010000Z", CHANGES_FILE));
 
-    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
 
     expect(e.kind).toBe("notFound");
     expect(e.message).toContain(`backups/incremental/20260105T010000Z/${CHANGES_FILE}`);
@@ -187,9 +177,9 @@ describe("a missing piece of the chain", () => {
 describe("an unknown time", () => {
   it("before the oldest full backup names the oldest one", async () => {
     const src = source(50);
-    await uploadFull(bucket.store, "20260105T060000Z", [src]);
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src]);
 
-    const e = await failure(restore({ store: bucket.store, to: target, force: true, at: new Date("2026-01-04T00:00:00Z") }));
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true, at: new Date("2026-01-04T00:00:00Z") }));
 
     expect(e.kind).toBe("notFound");
     expect(e.message).toContain("no complete full backup at or before it; the oldest is 20260105T060000Z");
@@ -197,7 +187,7 @@ describe("an unknown time", () => {
   });
 
   it("on an empty bucket says to run a full backup", async () => {
-    const e = await failure(restore({ store: bucket.store, to: target, force: true }));
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
     expect(e.kind).toBe("notFound");
     expect(e.message).toContain("holds no complete full backup");
     await expectTargetUntouched();
@@ -208,19 +198,19 @@ describe("a killed restore", () => {
   it("(the CLI, SIGKILLed mid-download) leaves the target untouched, and the next restore removes its temporary file", async () => {
     const src = source(400);
     const expected = dumpDatabase(src.path);
-    await uploadFull(bucket.store, "20260105T060000Z", [src]);
-    const proxy = await startFaultProxy(bucket.worker.url, { kind: "stall", afterBytes: 30_000 });
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src]);
+    const proxy = await startFaultProxy(t.bucket.worker.url, { kind: "stall", afterBytes: 30_000 });
     const bin = fileURLToPath(new URL("../../job/bin.ts", import.meta.url));
     try {
       const child = spawn(process.execPath, [bin, "restore", "--to", target, "--force"], {
-        env: { ...process.env, R2_WORKER_URL: proxy.url, SERVER_BYPASS_TOKEN: bucket.worker.bindings.SERVER_BYPASS_TOKEN! },
+        env: { ...process.env, R2_WORKER_URL: proxy.url, SERVER_BYPASS_TOKEN: t.bucket.worker.bindings.SERVER_BYPASS_TOKEN! },
         stdio: "ignore",
       });
       const exited = new Promise<NodeJS.Signals | null>((r) => child.on("exit", (_code, signal) => r(signal)));
       let temp: string | undefined;
       for (let i = 0; i < 600 && !temp; i++) {
         await new Promise((r) => setTimeout(r, 50));
-        temp = (await readdir(dir)).find((f) => f.includes(".restore-"));
+        temp = (await readdir(t.dir)).find((f) => f.includes(".restore-"));
       }
       expect(temp).toMatch(/^\.live\.db\.restore-\d+-[0-9a-f]+\.tmp$/);
       child.kill("SIGKILL");
@@ -230,12 +220,12 @@ describe("a killed restore", () => {
     }
     expect(await fileSha256(target)).toBe(targetSha);
 
-    const again = await restore({ store: bucket.store, to: target, force: true });
+    const again = await restore({ store: t.bucket.store, to: target, force: true });
 
     expect(again.removedStale).toHaveLength(1);
     expect(again.removedStale[0]).toContain(".live.db.restore-");
     expect(dumpDatabase(target)).toEqual(expected);
-    expect((await readdir(dir)).filter((f) => f.includes(".restore-"))).toEqual([]);
+    expect((await readdir(t.dir)).filter((f) => f.includes(".restore-"))).toEqual([]);
   });
 });
 
@@ -248,14 +238,14 @@ describe("a documents archive", () => {
     pack.finalize();
     const chunks: Buffer[] = [];
     for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
-    await uploadFull(bucket.store, "20260105T060000Z", [src], { documentsTar: new Uint8Array(Buffer.concat(chunks)) });
-    const docs = join(dir, "docs");
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src], { documentsTar: new Uint8Array(Buffer.concat(chunks)) });
+    const docs = join(t.dir, "docs");
 
-    const e = await failure(restore({ store: bucket.store, to: target, force: true, documentsTo: docs }));
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true, documentsTo: docs }));
 
     expect(e.kind).toBe("integrity");
     expect(e.message).toContain("'../evil.md': not a plain relative path");
     await expectTargetUntouched();
-    expect((await readdir(dir)).filter((f) => f.includes("evil") || f === "docs")).toEqual([]);
+    expect((await readdir(t.dir)).filter((f) => f.includes("evil") || f === "docs")).toEqual([]);
   });
 });

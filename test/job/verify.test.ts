@@ -1,32 +1,19 @@
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { METRICS, PREFIXES, parseBackupKey } from "../../core/index.ts";
 import { verifyCommand } from "../../job/commands/verify.ts";
 import { createLogger } from "../../job/log.ts";
 import type { MetricDatum } from "../../job/notify.ts";
 import { NEVER_SUCCEEDED_AGE_HOURS, verify, type DrillRecord } from "../../job/restore/index.ts";
-import { startTestBucket, uploadFull, uploadIncremental, type TestBucket } from "./restore-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
+import { uploadFull, uploadIncremental } from "./restore-fixtures.ts";
 
-let bucket: TestBucket;
-let dir: string;
-
-beforeAll(async () => {
-  bucket = await startTestBucket();
-});
-afterAll(async () => {
-  await bucket?.stop();
-});
-beforeEach(async () => {
-  await bucket.clear();
-  dir = await mkdtemp(join(tmpdir(), "verify-test-"));
-  return () => rm(dir, { recursive: true, force: true });
-});
+const t = useTestBucket("verify-test-");
 
 async function readDrill(key: string): Promise<DrillRecord> {
-  const res = await bucket.store.get(key);
+  const res = await t.bucket.store.get(key);
   return JSON.parse(await new Response(res!.body).text()) as DrillRecord;
 }
 
@@ -36,23 +23,23 @@ function recorder() {
 }
 
 async function backupChain() {
-  const a = { source: "eventlog@6", path: join(dir, "a.db") };
-  const b = { source: "state@6", path: join(dir, "b.db") };
+  const a = { source: "eventlog@6", path: join(t.dir, "a.db") };
+  const b = { source: "state@6", path: join(t.dir, "b.db") };
   appendDemoEvents(a.path, 120, 1);
   appendDemoEvents(b.path, 30, 2);
-  const full = await uploadFull(bucket.store, "20260105T000000Z", [a, b]);
+  const full = await uploadFull(t.bucket.store, "20260105T000000Z", [a, b]);
   appendDemoEvents(a.path, 20, 3);
-  await uploadIncremental(bucket.store, "20260105T010000Z", full, [a, b]);
+  await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [a, b]);
 }
 
 describe("verify (the restore drill)", () => {
   it("restores every database into a temporary directory, records the drill and puts metrics", async () => {
     await backupChain();
     const metrics = recorder();
-    const drillTmp = join(dir, "drill-tmp");
+    const drillTmp = join(t.dir, "drill-tmp");
     await import("node:fs/promises").then((fs) => fs.mkdir(drillTmp));
 
-    const result = await verify({ store: bucket.store, tmpDir: drillTmp, now: () => new Date("2026-02-01T03:00:00Z"), metrics: metrics.sink });
+    const result = await verify({ store: t.bucket.store, tmpDir: drillTmp, now: () => new Date("2026-02-01T03:00:00Z"), metrics: metrics.sink });
 
     expect(result.record).toMatchObject({
       ts: "20260201T030000Z",
@@ -75,14 +62,14 @@ describe("verify (the restore drill)", () => {
 
   it("records a failed drill, reports the last good drill's age, and keeps nothing", async () => {
     await backupChain();
-    const good = await verify({ store: bucket.store, now: () => new Date("2026-02-01T00:00:00Z") });
+    const good = await verify({ store: t.bucket.store, now: () => new Date("2026-02-01T00:00:00Z") });
     expect(good.record.ok).toBe(true);
     // Damage the incremental after the good drill: the next drill must fail, not substitute the full alone.
-    await bucket.admin.delete("backups/incremental/20260105T010000Z/changes.ndjson.zst");
-    await bucket.store.put("backups/incremental/20260105T010000Z/changes.ndjson.zst", new Uint8Array([40, 181, 47, 253, 0, 0]));
+    await t.bucket.admin.delete("backups/incremental/20260105T010000Z/changes.ndjson.zst");
+    await t.bucket.store.put("backups/incremental/20260105T010000Z/changes.ndjson.zst", new Uint8Array([40, 181, 47, 253, 0, 0]));
     const metrics = recorder();
 
-    const failed = await verify({ store: bucket.store, now: () => new Date("2026-02-03T00:00:00Z"), metrics: metrics.sink });
+    const failed = await verify({ store: t.bucket.store, now: () => new Date("2026-02-03T00:00:00Z"), metrics: metrics.sink });
 
     expect(failed.record).toMatchObject({ ts: "20260203T000000Z", ok: false, integrity: "failed", restoresTo: null });
     expect(failed.record.error).toContain("backups/incremental/20260105T010000Z/changes.ndjson.zst");
@@ -90,13 +77,13 @@ describe("verify (the restore drill)", () => {
     expect((await readDrill(failed.key!)).ok).toBe(false);
     expect(metrics.data).toContainEqual({ name: METRICS.restoreDrillAgeHours, value: 48, unit: "Count" });
     expect(metrics.data).toContainEqual({ name: "RestoreDrillFailed", value: 1, unit: "Count" });
-    const drills = (await bucket.store.listAll(PREFIXES.drills)).map((o) => o.key);
+    const drills = (await t.bucket.store.listAll(PREFIXES.drills)).map((o) => o.key);
     expect(drills).toEqual(["backups/drills/20260201T000000Z.json", "backups/drills/20260203T000000Z.failed.json"]);
   });
 
   it("on an empty bucket fails, is recorded, and reports an age over the alarm threshold", async () => {
     const metrics = recorder();
-    const result = await verify({ store: bucket.store, now: () => new Date("2026-02-01T00:00:00Z"), metrics: metrics.sink });
+    const result = await verify({ store: t.bucket.store, now: () => new Date("2026-02-01T00:00:00Z"), metrics: metrics.sink });
     expect(result.record.ok).toBe(false);
     expect(result.record.error).toContain("holds no complete full backup");
     expect(result.key).toBe("backups/drills/20260201T000000Z.failed.json");
@@ -111,7 +98,7 @@ describe("r2backup verify", () => {
     const io = { stdout: { write: (t: string) => ((out += t), true) }, stderr: { write: (t: string) => ((err += t), true) }, env };
     return { ctx: { io, env, logger: createLogger(io.stderr, { json: true }) }, out: () => out, err: () => err };
   }
-  const env = () => ({ R2_WORKER_URL: bucket.worker.url, SERVER_BYPASS_TOKEN: bucket.worker.bindings.SERVER_BYPASS_TOKEN! });
+  const env = () => ({ R2_WORKER_URL: t.bucket.worker.url, SERVER_BYPASS_TOKEN: t.bucket.worker.bindings.SERVER_BYPASS_TOKEN! });
 
   it("exits 0 and prints the record after a good drill", async () => {
     await backupChain();
@@ -129,6 +116,6 @@ describe("r2backup verify", () => {
     expect(code).toBe(9);
     expect(c.out()).toMatch(/FAILED: .*no complete full backup/);
     expect(c.out()).toMatch(/recorded as backups\/drills\//);
-    expect(await bucket.store.listAll(PREFIXES.drills)).toHaveLength(1);
+    expect(await t.bucket.store.listAll(PREFIXES.drills)).toHaveLength(1);
   });
 });
