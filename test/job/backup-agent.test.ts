@@ -2,36 +2,24 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { backup } from "../../job/backup.ts";
 import { main } from "../../job/cli.ts";
 import { createAgentHandler, listen } from "../../job/commands/agent.ts";
 import { EXIT } from "../../job/errors.ts";
 import { cloudWatchSink, METRICS, type CloudWatchLike } from "../../job/notify.ts";
 import { NEVER_DRILLED_AGE_HOURS } from "../../core/index.ts";
-import { collector, decodeChanges, runCli, startBucket, tempDir, verifySet, writeLiveStoreDb, type Bucket } from "./backup-fixtures.ts";
+import { collector, decodeChanges, runCli, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
 
 /**
  * The agent (POST /backup with its own token, 409 while running, NDJSON progress) and the trigger (exit 0
  * only when the backup completed); the in-process library API; CloudWatch metrics and the webhook.
  */
 
-let bucket: Bucket;
-let dir: { path: string; remove(): Promise<void> };
+const t = useTestBucket("backup-agent-");
 const AGENT_TOKEN = "agent-secret-0123456789";
 
-beforeAll(async () => {
-  bucket = await startBucket();
-});
-afterAll(async () => {
-  await bucket?.stop();
-  await dir?.remove();
-});
-beforeEach(async () => {
-  await bucket.clear();
-  await dir?.remove();
-  dir = await tempDir();
-});
 
 function trigger(agentUrl: string, token = AGENT_TOKEN, extra: string[] = []) {
   const stdout = collector();
@@ -40,9 +28,9 @@ function trigger(agentUrl: string, token = AGENT_TOKEN, extra: string[] = []) {
 }
 
 async function startAgentCli(db: string, extraEnv: Record<string, string> = {}) {
-  const run = runCli(["agent", "--listen", "127.0.0.1:0", "--db", db, "--tmp-dir", join(dir.path, "tmp")], {
-    R2_WORKER_URL: bucket.url,
-    SERVER_BYPASS_TOKEN: bucket.token,
+  const run = runCli(["agent", "--listen", "127.0.0.1:0", "--db", db, "--tmp-dir", join(t.dir, "tmp")], {
+    R2_WORKER_URL: t.bucket.url,
+    SERVER_BYPASS_TOKEN: t.bucket.token,
     BACKUP_AGENT_TOKEN: AGENT_TOKEN,
     ...extraEnv,
   });
@@ -63,7 +51,7 @@ async function startAgentCli(db: string, extraEnv: Record<string, string> = {}) 
 
 describe("agent and trigger", () => {
   it("trigger exits 0 after the agent's backup completed and relays its progress; the agent's health needs no token", async () => {
-    const db = join(dir.path, "eventlog@6.db");
+    const db = join(t.dir, "eventlog@6.db");
     writeLiveStoreDb(db, { events: 1000 });
     const agent = await startAgentCli(db);
     try {
@@ -74,7 +62,7 @@ describe("agent and trigger", () => {
       expect(r.stdout).toMatch(/^full backup (\d{8}T\d{6}Z) complete/);
       expect(r.stderr).toMatch(/"message":"uploaded eventlog@6.db.zst"/);
       const id = /backup (\S+) complete/.exec(r.stdout)![1]!;
-      await verifySet(bucket.store, "full", id);
+      await verifySet(t.bucket.store, "full", id);
       writeLiveStoreDb(db, { from: 1001, events: 5 });
       const inc = await trigger(agent.url);
       expect(inc.code, inc.stderr).toBe(0);
@@ -86,8 +74,8 @@ describe("agent and trigger", () => {
   });
 
   it("trigger exits 4 on a wrong token, 5 when the agent is unreachable, 3 when the agent's backup failed on a bad database", async () => {
-    await writeFile(join(dir.path, "not.db"), "plain text, not SQLite");
-    const agent = await startAgentCli(join(dir.path, "not.db"));
+    await writeFile(join(t.dir, "not.db"), "plain text, not SQLite");
+    const agent = await startAgentCli(join(t.dir, "not.db"));
     try {
       expect((await trigger(agent.url, "wrong-token")).code).toBe(EXIT.auth);
       const failed = await trigger(agent.url);
@@ -100,7 +88,7 @@ describe("agent and trigger", () => {
   });
 
   it("answers 409 (trigger exit 7) while a backup runs, then serves the next one", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 10 });
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -108,7 +96,7 @@ describe("agent and trigger", () => {
       token: AGENT_TOKEN,
       run: async (kind, onEvent) => {
         await gate;
-        return backup({ store: bucket.store, databases: [{ path: db }], kind, tmpDir: join(dir.path, "tmp"), onEvent });
+        return backup({ store: t.bucket.store, databases: [{ path: db }], kind, tmpDir: join(t.dir, "tmp"), onEvent });
       },
     });
     const server = createServer(handler);
@@ -132,11 +120,11 @@ describe("agent and trigger", () => {
 
 describe("library API in-process (the LiveStore case)", () => {
   it("backs up through the app's own open connection, full then incremental, with no second connection", async () => {
-    const path = join(dir.path, "eventlog@6.db");
+    const path = join(t.dir, "eventlog@6.db");
     writeLiveStoreDb(path, { events: 100 });
     const app = new DatabaseSync(path);
     try {
-      const full = await backup({ store: bucket.store, databases: [{ source: "eventlog@6", db: app }], kind: "full", tmpDir: join(dir.path, "tmp"), app: { name: "todo", version: "1.2.3" } });
+      const full = await backup({ store: t.bucket.store, databases: [{ source: "eventlog@6", db: app }], kind: "full", tmpDir: join(t.dir, "tmp"), app: { name: "todo", version: "1.2.3" } });
       expect(full.manifest.app).toEqual({ name: "todo", version: "1.2.3" });
       expect(full.manifest.databases[0]!.tables.eventlog).toBe(100);
       app.prepare("INSERT INTO eventlog (seqNumGlobal, seqNumClient, name, argsJson, clientId, sessionId) VALUES (101, 0, 'x', '{}', 'c', 's')").run();
@@ -149,10 +137,10 @@ describe("library API in-process (the LiveStore case)", () => {
           await new Promise((r) => setImmediate(r));
         }
       })();
-      const inc = await backup({ store: bucket.store, databases: [{ source: "eventlog@6", db: app }], kind: "auto", tmpDir: join(dir.path, "tmp") });
+      const inc = await backup({ store: t.bucket.store, databases: [{ source: "eventlog@6", db: app }], kind: "auto", tmpDir: join(t.dir, "tmp") });
       running = false;
       await appWrites;
-      const rows = decodeChanges((await verifySet(bucket.store, "incremental", inc.id)).bytes.get("changes.ndjson.zst")!);
+      const rows = decodeChanges((await verifySet(t.bucket.store, "incremental", inc.id)).bytes.get("changes.ndjson.zst")!);
       const seqs = rows.map((r) => r.row.seqNumGlobal as number);
       expect(seqs[0]).toBe(101);
       expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => 101 + i));
@@ -165,20 +153,20 @@ describe("library API in-process (the LiveStore case)", () => {
   });
 
   it("accepts a snapshot callback; a callback that reports success but leaves no file fails the check (exit 8), with no manifest", async () => {
-    const path = join(dir.path, "a.db");
+    const path = join(t.dir, "a.db");
     writeLiveStoreDb(path, { events: 5 });
     const ok = await backup({
-      store: bucket.store,
+      store: t.bucket.store,
       databases: [{ source: "app", snapshot: async (dest) => void new DatabaseSync(path).exec(`VACUUM INTO '${dest}'`) }],
       kind: "full",
-      tmpDir: join(dir.path, "tmp"),
+      tmpDir: join(t.dir, "tmp"),
       promote: false,
     });
     expect(ok.manifest.databases[0]!.tables.eventlog).toBe(5);
-    const err = await backup({ store: bucket.store, databases: [{ source: "app", snapshot: async () => {} }], kind: "full", tmpDir: join(dir.path, "tmp") }).catch((e: unknown) => e);
+    const err = await backup({ store: t.bucket.store, databases: [{ source: "app", snapshot: async () => {} }], kind: "full", tmpDir: join(t.dir, "tmp") }).catch((e: unknown) => e);
     expect((err as { exitCode: number }).exitCode).toBe(EXIT.integrity);
     expect((err as Error).message).toMatch(/reported success but left no file/);
-    const manifests = (await bucket.store.listAll("backups/")).filter((o) => o.key.endsWith("metadata.json"));
+    const manifests = (await t.bucket.store.listAll("backups/")).filter((o) => o.key.endsWith("metadata.json"));
     expect(manifests.map((o) => o.key)).toEqual([`backups/full/${ok.id}/metadata.json`]);
   });
 });
@@ -206,15 +194,15 @@ async function receiver(answer: (r: Received) => { status: number; body?: string
 
 describe("metrics and webhook", () => {
   it("puts BackupSucceeded, bytes and duration on success, BackupFailed on failure, and posts the webhook both times", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 50 });
     const sent: { Namespace?: string; MetricData?: { MetricName?: string; Value?: number; Unit?: string }[] }[] = [];
     const client: CloudWatchLike = { send: async (command) => void sent.push(command.input as (typeof sent)[number]) };
     const hook = await receiver(() => ({ status: 204, body: "" }));
     try {
       const metrics = cloudWatchSink({ namespace: "R2SqliteBackup", client });
-      const ok = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), metrics, webhookUrl: hook.url });
-      await backup({ store: bucket.store, databases: [{ path: join(dir.path, "missing.db") }], kind: "full", tmpDir: join(dir.path, "tmp"), metrics, webhookUrl: hook.url }).catch(() => {});
+      const ok = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), metrics, webhookUrl: hook.url });
+      await backup({ store: t.bucket.store, databases: [{ path: join(t.dir, "missing.db") }], kind: "full", tmpDir: join(t.dir, "tmp"), metrics, webhookUrl: hook.url }).catch(() => {});
       expect(sent.map((s) => s.Namespace)).toEqual(["R2SqliteBackup", "R2SqliteBackup"]);
       const byName = (i: number) => Object.fromEntries(sent[i]!.MetricData!.map((d) => [d.MetricName, d.Value]));
       expect(byName(0)).toMatchObject({ [METRICS.backupSucceeded]: 1, [METRICS.backupFailed]: 0, [METRICS.backupBytes]: ok.uncompressedBytes, [METRICS.storedBytes]: ok.storedBytes });
@@ -232,7 +220,7 @@ describe("metrics and webhook", () => {
   });
 
   it("the CLI sends PutMetricData to CLOUDWATCH_NAMESPACE through the real SDK (local endpoint), and a broken webhook only warns", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 50 });
     const cw = await receiver(() => ({
       status: 200,
@@ -243,12 +231,12 @@ describe("metrics and webhook", () => {
     try {
       const stdout = collector();
       const stderr = collector();
-      const code = await main(["run", "--db", db, "--kind", "full", "--tmp-dir", join(dir.path, "tmp")], {
+      const code = await main(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp")], {
         stdout,
         stderr,
         env: {
-          R2_WORKER_URL: bucket.url,
-          SERVER_BYPASS_TOKEN: bucket.token,
+          R2_WORKER_URL: t.bucket.url,
+          SERVER_BYPASS_TOKEN: t.bucket.token,
           CLOUDWATCH_NAMESPACE: "R2SqliteBackup",
           CLOUDWATCH_ENDPOINT: cw.url,
           AWS_REGION: "us-east-1",

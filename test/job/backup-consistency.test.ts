@@ -2,9 +2,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { backup } from "../../job/backup.ts";
-import { decodeChanges, openBytes, startBucket, tempDir, verifySet, writeLiveStoreDb, type Bucket } from "./backup-fixtures.ts";
+import { decodeChanges, openBytes, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
 
 /**
  * A backup taken while another process writes continuously (WAL) is a committed state: the snapshot passes
@@ -13,22 +14,11 @@ import { decodeChanges, openBytes, startBucket, tempDir, verifySet, writeLiveSto
  * chain without a gap or a duplicate.
  */
 
-let bucket: Bucket;
-let dir: { path: string; remove(): Promise<void> };
+const t = useTestBucket("backup-consistency-");
 let writer: ChildProcess | undefined;
 
-beforeAll(async () => {
-  bucket = await startBucket();
-});
 afterAll(async () => {
   writer?.kill("SIGKILL");
-  await bucket?.stop();
-  await dir?.remove();
-});
-beforeEach(async () => {
-  await bucket.clear();
-  await dir?.remove();
-  dir = await tempDir();
 });
 
 const WRITER = `
@@ -50,7 +40,7 @@ for (;;) {
 `;
 
 async function startWriter(db: string): Promise<ChildProcess> {
-  const script = join(dir.path, "writer.mjs");
+  const script = join(t.dir, "writer.mjs");
   await writeFile(script, WRITER);
   const child = spawn(process.execPath, [script, db], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
   await new Promise<void>((resolve, reject) => {
@@ -71,22 +61,22 @@ function eventCount(path: string): number {
 
 describe("backups under a continuous writer", () => {
   it("a full backup is consistent: integrity ok, eventlog 1..N without holes, and the document matches event N", async () => {
-    const db = join(dir.path, "eventlog@6.db");
+    const db = join(t.dir, "eventlog@6.db");
     writeLiveStoreDb(db, { events: 20_000, argsBytes: 300 });
     writer = await startWriter(db);
     // Let the writer run before and during the backups.
     while (eventCount(db) < 20_500) await new Promise((r) => setTimeout(r, 20));
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const r = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), integrity: "full", promote: false });
+      const r = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), integrity: "full", promote: false });
       ids.push(r.id);
     }
     const before = eventCount(db);
     writer.kill("SIGKILL");
     writer = undefined;
     for (const id of ids) {
-      const { manifest, bytes } = await verifySet(bucket.store, "full", id);
-      const snap = openBytes(dir.path, `${id}.db`, bytes.get("eventlog@6.db.zst")!);
+      const { manifest, bytes } = await verifySet(t.bucket.store, "full", id);
+      const snap = openBytes(t.dir, `${id}.db`, bytes.get("eventlog@6.db.zst")!);
       expect(snap.prepare("PRAGMA integrity_check").get()).toEqual({ integrity_check: "ok" });
       const { n, lo, hi } = snap.prepare("SELECT count(*) AS n, min(seqNumGlobal) AS lo, max(seqNumGlobal) AS hi FROM eventlog").get() as { n: number; lo: number; hi: number };
       expect([lo, hi]).toEqual([1, n]);
@@ -102,21 +92,21 @@ describe("backups under a continuous writer", () => {
   });
 
   it("incrementals taken under the writer chain without gaps or duplicates", async () => {
-    const db = join(dir.path, "eventlog@6.db");
+    const db = join(t.dir, "eventlog@6.db");
     writeLiveStoreDb(db, { events: 2_000 });
     writer = await startWriter(db);
-    const tmp = join(dir.path, "tmp");
-    const full = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: tmp, promote: false });
+    const tmp = join(t.dir, "tmp");
+    const full = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: tmp, promote: false });
     const incs = [];
     for (let i = 0; i < 3; i++) {
       await new Promise((r) => setTimeout(r, 200));
-      incs.push(await backup({ store: bucket.store, databases: [{ path: db }], kind: "incremental", tmpDir: tmp }));
+      incs.push(await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "incremental", tmpDir: tmp }));
     }
     writer.kill("SIGKILL");
     writer = undefined;
     let expected = (full.manifest.to[0]!.value as number[])[0]!;
     for (const inc of incs) {
-      const rows = decodeChanges((await verifySet(bucket.store, "incremental", inc.id)).bytes.get("changes.ndjson.zst")!);
+      const rows = decodeChanges((await verifySet(t.bucket.store, "incremental", inc.id)).bytes.get("changes.ndjson.zst")!);
       expect(rows.length).toBeGreaterThan(0);
       expect(rows.map((r) => r.row.seqNumGlobal)).toEqual(Array.from({ length: rows.length }, (_, i) => expected + 1 + i));
       expected += rows.length;

@@ -1,12 +1,13 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { catalogFromKeys } from "../../core/index.ts";
 import { backup, type BackupResult } from "../../job/backup.ts";
 import { EXIT, JobError } from "../../job/errors.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
-import { addRandomBlob, runCli, startBucket, startFaultProxy, tempDir, verifyAllComplete, verifySet, writeLiveStoreDb, type Bucket, type ProxyAction } from "./backup-fixtures.ts";
+import { addRandomBlob, runCli, startFaultProxy, verifyAllComplete, verifySet, writeLiveStoreDb, type ProxyAction } from "./backup-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
 
 /**
  * Faults between the job and the Worker (500s, connections dropped before or after the Worker acted) end
@@ -14,22 +15,11 @@ import { addRandomBlob, runCli, startBucket, startFaultProxy, tempDir, verifyAll
  * random points never leaves a complete-looking set, and the next run succeeds.
  */
 
-let bucket: Bucket;
-let dir: { path: string; remove(): Promise<void> };
+const t = useTestBucket("backup-faults-");
 let db: string;
 
-beforeAll(async () => {
-  bucket = await startBucket();
-});
-afterAll(async () => {
-  await bucket?.stop();
-  await dir?.remove();
-});
 beforeEach(async () => {
-  await bucket.clear();
-  await dir?.remove();
-  dir = await tempDir();
-  db = join(dir.path, "eventlog@6.db");
+  db = join(t.dir, "eventlog@6.db");
   writeLiveStoreDb(db, { events: 2000 });
   addRandomBlob(db, 12 * 1024 * 1024);
 });
@@ -37,9 +27,9 @@ beforeEach(async () => {
 const PART = 5 * 1024 * 1024;
 
 async function withProxy<T>(decide: (method: string, url: string, n: number) => ProxyAction, fn: (store: HttpStore) => Promise<T>, attempts = 4): Promise<T> {
-  const proxy = await startFaultProxy(bucket.url, (req, n) => decide(req.method ?? "", decodeURIComponent(req.url ?? ""), n));
+  const proxy = await startFaultProxy(t.bucket.url, (req, n) => decide(req.method ?? "", decodeURIComponent(req.url ?? ""), n));
   try {
-    return await fn(new HttpStore({ url: proxy.url, token: bucket.token, attempts, backoffMs: 5 }));
+    return await fn(new HttpStore({ url: proxy.url, token: t.bucket.token, attempts, backoffMs: 5 }));
   } finally {
     await proxy.close();
   }
@@ -61,11 +51,11 @@ describe("faults between job and Worker", () => {
         seen.set(k, (seen.get(k) ?? 0) + 1);
         return seen.get(k) === 1 ? (url.includes("partNumber=1") ? "drop" : "500") : "pass";
       },
-      (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), partBytes: PART }),
+      (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: PART }),
     );
     expect(seen.size).toBeGreaterThanOrEqual(3);
-    await verifySet(bucket.store, "full", r.id);
-    await verifySet(bucket.store, "daily", r.promoted!.day);
+    await verifySet(t.bucket.store, "full", r.id);
+    await verifySet(t.bucket.store, "daily", r.promoted!.day);
   });
 
   it("a response lost after the Worker stored the manifest or completed the upload still ends complete", async () => {
@@ -77,25 +67,25 @@ describe("faults between job and Worker", () => {
         dropped.add(`${method} ${url}`);
         return "drop-after-upstream";
       },
-      (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), partBytes: PART }),
+      (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: PART }),
     );
     expect([...dropped].filter((k) => k.endsWith("metadata.json")).length).toBe(2); // full and daily manifests
     expect([...dropped].filter((k) => k.startsWith("POST")).length).toBe(2); // both completions
-    await verifySet(bucket.store, "full", r.id);
-    await verifySet(bucket.store, "daily", r.promoted!.day);
+    await verifySet(t.bucket.store, "full", r.id);
+    await verifySet(t.bucket.store, "daily", r.promoted!.day);
   });
 
   it("a Worker that keeps failing a part ends in exit 5 with no manifest and the upload aborted", async () => {
     const err = await withProxy(
       (method, url) => (method === "PUT" && url.includes("partNumber=2") ? "500" : "pass"),
-      (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), partBytes: PART }).catch((e: unknown) => e),
+      (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: PART }).catch((e: unknown) => e),
     );
     expect(err).toBeInstanceOf(JobError);
     expect((err as JobError).exitCode).toBe(EXIT.unreachable);
     expect((err as Error).message).toMatch(/upload part 2 of/);
-    const keys = (await bucket.store.listAll("backups/")).map((o) => o.key);
+    const keys = (await t.bucket.store.listAll("backups/")).map((o) => o.key);
     expect(keys.filter((k) => k.endsWith("metadata.json"))).toEqual([]);
-    expect(readdirSync(join(dir.path, "tmp")).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
+    expect(readdirSync(join(t.dir, "tmp")).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
   });
 
   it("random faults on any request: every run is complete and whole, or failed with no manifest", async () => {
@@ -104,14 +94,14 @@ describe("faults between job and Worker", () => {
     const actions: ProxyAction[] = ["500", "drop", "drop-after-upstream"];
     const outcomes: string[] = [];
     for (let run = 0; run < 6; run++) {
-      const before = completeIds((await bucket.store.listAll("backups/full/")).map((o) => o.key));
+      const before = completeIds((await t.bucket.store.listAll("backups/full/")).map((o) => o.key));
       const result = await withProxy(
         () => (random() < 0.2 ? actions[Math.floor(random() * actions.length)]! : "pass"),
-        (store) => backup({ store, databases: [{ path: db }], kind: run % 2 ? "incremental" : "full", tmpDir: join(dir.path, "tmp"), partBytes: PART }).catch((e: unknown) => e),
+        (store) => backup({ store, databases: [{ path: db }], kind: run % 2 ? "incremental" : "full", tmpDir: join(t.dir, "tmp"), partBytes: PART }).catch((e: unknown) => e),
         // Every third run gets no retries, so faults there end in failures; the others mostly recover.
         run % 3 === 2 ? 1 : 4,
       );
-      const after = completeIds((await bucket.store.listAll("backups/full/")).map((o) => o.key));
+      const after = completeIds((await t.bucket.store.listAll("backups/full/")).map((o) => o.key));
       if (result instanceof Error) {
         expect(result).toBeInstanceOf(JobError);
         expect(result.message).toMatch(/'backups\/|Worker/);
@@ -120,7 +110,7 @@ describe("faults between job and Worker", () => {
       } else {
         outcomes.push((result as BackupResult).kind);
       }
-      await verifyAllComplete(bucket.store);
+      await verifyAllComplete(t.bucket.store);
     }
     // The seed gives both outcomes, so both branches above were exercised.
     expect(outcomes.some((o) => o.startsWith("failed"))).toBe(true);
@@ -130,8 +120,8 @@ describe("faults between job and Worker", () => {
 
 describe("killed at random points", () => {
   it("never leaves a complete-looking set without all its files, and the next run succeeds", async () => {
-    const env = { R2_WORKER_URL: bucket.url, SERVER_BYPASS_TOKEN: bucket.token };
-    const tmp = join(dir.path, "tmp");
+    const env = { R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token };
+    const tmp = join(t.dir, "tmp");
     const args = ["run", "--db", db, "--kind", "auto", "--tmp-dir", tmp, "--part-mib", "5"];
     const delays = [150, 400, 700, 1000, 1400, 2000, 2600].map((d) => d + Math.floor(Math.random() * 200));
     const killedAt: string[] = [];
@@ -142,13 +132,13 @@ describe("killed at random points", () => {
       clearTimeout(timer);
       killedAt.push(out.signal === "SIGKILL" ? `killed@${delay}` : `exit ${out.code}`);
       if (out.signal !== "SIGKILL") expect(out.code, out.stderr).toBe(0);
-      await verifyAllComplete(bucket.store);
+      await verifyAllComplete(t.bucket.store);
     }
     expect(killedAt.some((k) => k.startsWith("killed"))).toBe(true);
     const final = runCli(args, env);
     const out = await final.done;
     expect(out.code, out.stderr).toBe(0);
-    const all = await verifyAllComplete(bucket.store);
+    const all = await verifyAllComplete(t.bucket.store);
     expect(all.full.length + all.incremental.length).toBeGreaterThan(0);
     // Work directories of killed runs are cleaned by the next run.
     expect(readdirSync(tmp).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
@@ -171,16 +161,16 @@ function canMountTmpfs(): boolean {
 describe("a full temporary disk", () => {
   // A real ENOSPC needs a small filesystem: a tmpfs, which needs root. Elsewhere this case is skipped.
   it.skipIf(!canMountTmpfs())("exits 6, names --tmp-dir, and leaves no manifest", async () => {
-    const small = join(dir.path, "small");
+    const small = join(t.dir, "small");
     mkdirSync(small);
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", small]);
     try {
-      const run = runCli(["run", "--db", db, "--kind", "full", "--tmp-dir", small], { R2_WORKER_URL: bucket.url, SERVER_BYPASS_TOKEN: bucket.token });
+      const run = runCli(["run", "--db", db, "--kind", "full", "--tmp-dir", small], { R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token });
       const out = await run.done;
       expect(out.code, out.stderr).toBe(EXIT.diskFull);
       expect(out.stderr).toMatch(/temporary disk is full/);
       expect(out.stderr).toMatch(/--tmp-dir/);
-      expect((await bucket.store.listAll("backups/")).filter((o) => o.key.endsWith("metadata.json"))).toEqual([]);
+      expect((await t.bucket.store.listAll("backups/")).filter((o) => o.key.endsWith("metadata.json"))).toEqual([]);
     } finally {
       execFileSync("umount", [small]);
     }

@@ -2,33 +2,22 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import tar from "tar-stream";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { compareKeys, fileKey, manifestKey, parseManifest } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { main } from "../../job/cli.ts";
 import { EXIT } from "../../job/errors.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
-import { addRandomBlob, collector, decodeChanges, download, openBytes, startBucket, startFaultProxy, tempDir, verifyAllComplete, verifySet, writeLiveStoreDb, type Bucket } from "./backup-fixtures.ts";
+import { addRandomBlob, collector, decodeChanges, download, openBytes, startFaultProxy, verifyAllComplete, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
 
-let bucket: Bucket;
-let dir: { path: string; remove(): Promise<void> };
+const t = useTestBucket("backup-test-");
 
-beforeAll(async () => {
-  bucket = await startBucket();
-});
-afterAll(async () => {
-  await bucket?.stop();
-});
-beforeEach(async () => {
-  await bucket.clear();
-  await dir?.remove();
-  dir = await tempDir();
-});
 
 function cli(args: string[], env: Record<string, string> = {}) {
   const stdout = collector();
   const stderr = collector();
-  return main(args, { stdout, stderr, env: { R2_WORKER_URL: bucket.url, SERVER_BYPASS_TOKEN: bucket.token, ...env } }).then((code) => ({ code, stdout: stdout.text(), stderr: stderr.text() }));
+  return main(args, { stdout, stderr, env: { R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token, ...env } }).then((code) => ({ code, stdout: stdout.text(), stderr: stderr.text() }));
 }
 
 async function untar(raw: Buffer): Promise<Map<string, string>> {
@@ -55,22 +44,22 @@ async function untar(raw: Buffer): Promise<Map<string, string>> {
 
 describe("r2backup run --kind full", () => {
   it("stores a checked snapshot, documents and a manifest whose hashes match, then promotes it to daily", async () => {
-    const db = join(dir.path, "eventlog@6.db");
+    const db = join(t.dir, "eventlog@6.db");
     writeLiveStoreDb(db, { events: 500, docs: 20 });
-    const docs = join(dir.path, "docs");
+    const docs = join(t.dir, "docs");
     await mkdir(join(docs, "notes"), { recursive: true });
     await writeFile(join(docs, "readme.md"), "# Readme\n");
     await writeFile(join(docs, "notes", "a.md"), "# A\n\ntext\n");
 
-    const r = await cli(["run", "--db", db, "--kind", "full", "--documents", docs, "--documents-query", "SELECT id, body FROM documents ORDER BY id", "--tmp-dir", join(dir.path, "tmp"), "--json"]);
+    const r = await cli(["run", "--db", db, "--kind", "full", "--documents", docs, "--documents-query", "SELECT id, body FROM documents ORDER BY id", "--tmp-dir", join(t.dir, "tmp"), "--json"]);
     expect(r.code, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout) as { id: string; manifest: { files: { name: string }[] } };
-    const { manifest, bytes } = await verifySet(bucket.store, "full", result.id);
+    const { manifest, bytes } = await verifySet(t.bucket.store, "full", result.id);
     expect(manifest.files.map((f) => f.name).sort()).toEqual(["documents.tar.zst", "eventlog@6.db.zst"]);
     expect(manifest.databases[0]).toMatchObject({ source: "eventlog@6", integrity: "ok", tables: { eventlog: 500, documents: 20 } });
     expect(manifest.to).toEqual([{ source: "eventlog@6", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [500, 0] }]);
 
-    const restored = openBytes(dir.path, "restored.db", bytes.get("eventlog@6.db.zst")!);
+    const restored = openBytes(t.dir, "restored.db", bytes.get("eventlog@6.db.zst")!);
     expect(restored.prepare("PRAGMA integrity_check").get()).toEqual({ integrity_check: "ok" });
     expect(restored.prepare("SELECT count(*) AS n, max(seqNumGlobal) AS m FROM eventlog").get()).toEqual({ n: 500, m: 500 });
     restored.close();
@@ -83,23 +72,23 @@ describe("r2backup run --kind full", () => {
 
     // Promoted: the day's daily copy is the same bytes, marked promotedFrom.
     const day = `${result.id.slice(0, 4)}-${result.id.slice(4, 6)}-${result.id.slice(6, 8)}`;
-    const daily = await verifySet(bucket.store, "daily", day);
+    const daily = await verifySet(t.bucket.store, "daily", day);
     expect(daily.manifest.promotedFrom).toBe(result.id);
     expect(daily.manifest.files).toEqual(manifest.files);
-    const latest = JSON.parse((await download(bucket.store, "backups/state/latest.json")).toString()) as { id: string };
+    const latest = JSON.parse((await download(t.bucket.store, "backups/state/latest.json")).toString()) as { id: string };
     expect(latest.id).toBe(result.id);
     // Temp files are gone.
-    expect((await readdir(join(dir.path, "tmp"))).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
+    expect((await readdir(join(t.dir, "tmp"))).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
   });
 
   it("writes metadata.json after every data object, and uses multipart with at most 2 parts in flight", async () => {
-    const db = join(dir.path, "big.db");
+    const db = join(t.dir, "big.db");
     writeLiveStoreDb(db, { events: 100 });
     addRandomBlob(db, 24 * 1024 * 1024);
-    const proxy = await startFaultProxy(bucket.url);
+    const proxy = await startFaultProxy(t.bucket.url);
     try {
-      const store = new HttpStore({ url: proxy.url, token: bucket.token, attempts: 3, backoffMs: 10 });
-      const result = await backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), partBytes: 5 * 1024 * 1024 });
+      const store = new HttpStore({ url: proxy.url, token: t.bucket.token, attempts: 3, backoffMs: 10 });
+      const result = await backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: 5 * 1024 * 1024 });
       const writes = proxy.requests.filter((q) => q.method === "PUT" || q.method === "POST").map((q) => decodeURIComponent(q.url.split("?")[0]!));
       const setWrites = writes.filter((u) => u.includes(`/full/${result.id}/`));
       expect(setWrites.at(-1)).toBe(`/api/backups/${manifestKey("full", result.id)}`);
@@ -110,23 +99,23 @@ describe("r2backup run --kind full", () => {
       const dailyWrites = writes.filter((u) => u.includes("/daily/"));
       expect(writes.indexOf(dailyWrites[0]!)).toBeGreaterThan(writes.indexOf(setWrites.at(-1)!));
       expect(dailyWrites.at(-1)).toMatch(/\/metadata\.json$/);
-      await verifySet(bucket.store, "full", result.id);
-      await verifySet(bucket.store, "daily", result.promoted!.day);
+      await verifySet(t.bucket.store, "full", result.id);
+      await verifySet(t.bucket.store, "daily", result.promoted!.day);
     } finally {
       await proxy.close();
     }
   });
 
   it("backs up every *.db of a data directory under unique source names", async () => {
-    const data = join(dir.path, "data");
+    const data = join(t.dir, "data");
     await mkdir(join(data, "store1", "store1"), { recursive: true });
     writeLiveStoreDb(join(data, "store1", "store1", "eventlog@6.db"), { events: 10 });
     const state = new DatabaseSync(join(data, "store1", "store1", "state4f2a@6.db"));
     state.exec("CREATE TABLE todos (id TEXT PRIMARY KEY, text TEXT); INSERT INTO todos VALUES ('a', 'x');");
     state.close();
-    const r = await cli(["run", "--data-dir", data, "--kind", "full", "--tmp-dir", join(dir.path, "tmp"), "--json"]);
+    const r = await cli(["run", "--data-dir", data, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--json"]);
     expect(r.code, r.stderr).toBe(0);
-    const { manifest } = await verifySet(bucket.store, "full", (JSON.parse(r.stdout) as { id: string }).id);
+    const { manifest } = await verifySet(t.bucket.store, "full", (JSON.parse(r.stdout) as { id: string }).id);
     expect(manifest.databases.map((d) => d.source).sort()).toEqual(["store1.store1.eventlog@6", "store1.store1.state4f2a@6"]);
     expect(manifest.to.map((w) => w.source)).toEqual(["store1.store1.eventlog@6"]);
   });
@@ -134,19 +123,19 @@ describe("r2backup run --kind full", () => {
 
 describe("incremental chain", () => {
   it("carries exactly the rows past each watermark, chained full -> inc -> inc, and auto picks incremental", async () => {
-    const db = join(dir.path, "eventlog@6.db");
-    const tmp = join(dir.path, "tmp");
+    const db = join(t.dir, "eventlog@6.db");
+    const tmp = join(t.dir, "tmp");
     writeLiveStoreDb(db, { events: 300 });
-    const full = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: tmp, promote: false });
+    const full = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: tmp, promote: false });
     writeLiveStoreDb(db, { from: 301, events: 50 });
     // A pending client event: same global sequence number, a later client one.
     const live = new DatabaseSync(db);
     live.prepare("INSERT INTO eventlog (seqNumGlobal, seqNumClient, name, argsJson, clientId, sessionId) VALUES (350, 1, 'x', '{}', 'c', 's')").run();
     live.close();
-    const inc1 = await backup({ store: bucket.store, databases: [{ path: db }], kind: "auto", tmpDir: tmp });
+    const inc1 = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "auto", tmpDir: tmp });
     writeLiveStoreDb(db, { from: 351, events: 7 });
-    const inc2 = await backup({ store: bucket.store, databases: [{ path: db }], kind: "incremental", tmpDir: tmp });
-    const inc3 = await backup({ store: bucket.store, databases: [{ path: db }], kind: "incremental", tmpDir: tmp });
+    const inc2 = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "incremental", tmpDir: tmp });
+    const inc3 = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "incremental", tmpDir: tmp });
 
     expect(inc1.kind).toBe("incremental");
     expect([full.id < inc1.id, inc1.id < inc2.id, inc2.id < inc3.id]).toEqual([true, true, true]);
@@ -160,7 +149,7 @@ describe("incremental chain", () => {
     expect(sets.map((m) => m.to[0]?.value)).toEqual([[350, 1], [357, 0], [357, 0]]);
     expect(sets.map((m) => m.changes)).toEqual([{ "eventlog@6/eventlog": 51 }, { "eventlog@6/eventlog": 7 }, { "eventlog@6/eventlog": 0 }]);
 
-    const rowsOf = async (id: string) => decodeChanges((await verifySet(bucket.store, "incremental", id)).bytes.get("changes.ndjson.zst")!);
+    const rowsOf = async (id: string) => decodeChanges((await verifySet(t.bucket.store, "incremental", id)).bytes.get("changes.ndjson.zst")!);
     const r1 = await rowsOf(inc1.id);
     const r2 = await rowsOf(inc2.id);
     expect(r1.map((c) => [c.row.seqNumGlobal, c.row.seqNumClient])).toEqual([...Array.from({ length: 50 }, (_, i) => [301 + i, 0]), [350, 1]]);
@@ -181,22 +170,22 @@ describe("incremental chain", () => {
   });
 
   it("refuses an incremental without a full backup (exit 9), leaving nothing behind", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
-    const r = await cli(["run", "--db", db, "--kind", "incremental", "--tmp-dir", join(dir.path, "tmp")]);
+    const r = await cli(["run", "--db", db, "--kind", "incremental", "--tmp-dir", join(t.dir, "tmp")]);
     expect(r.code).toBe(EXIT.notFound);
     expect(r.stderr).toMatch(/run a full backup first/);
-    expect(await bucket.store.listAll("backups/")).toEqual([]);
+    expect(await t.bucket.store.listAll("backups/")).toEqual([]);
   });
 
   it("a new set always sorts after the newest existing one, even an incomplete one", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
     const future = "20991231T235959Z";
-    await bucket.store.put(fileKey("full", future, "a.db.zst"), "junk");
-    const r = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp"), promote: false });
+    await t.bucket.store.put(fileKey("full", future, "a.db.zst"), "junk");
+    const r = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), promote: false });
     expect(r.id > future).toBe(true);
-    const all = await verifyAllComplete(bucket.store);
+    const all = await verifyAllComplete(t.bucket.store);
     expect(all.full).toEqual([r.id]);
     expect(all.incomplete).toEqual([`full/${future}`]);
   });
@@ -204,45 +193,45 @@ describe("incremental chain", () => {
 
 describe("clear failures with distinct exit codes", () => {
   it("exit 3 for a missing database, never creating it", async () => {
-    const missing = join(dir.path, "missing.db");
-    const r = await cli(["run", "--db", missing, "--kind", "full", "--tmp-dir", join(dir.path, "tmp")]);
+    const missing = join(t.dir, "missing.db");
+    const r = await cli(["run", "--db", missing, "--kind", "full", "--tmp-dir", join(t.dir, "tmp")]);
     expect(r.code).toBe(EXIT.database);
     expect(r.stderr).toMatch(/open database '.*missing\.db': no such file/);
-    expect(await readdir(dir.path)).not.toContain("missing.db");
+    expect(await readdir(t.dir)).not.toContain("missing.db");
   });
 
   it("exit 3 for a file that is not SQLite, and for an empty file", async () => {
-    await writeFile(join(dir.path, "notes.db"), "hello, this is not a database at all");
-    await writeFile(join(dir.path, "empty.db"), "");
+    await writeFile(join(t.dir, "notes.db"), "hello, this is not a database at all");
+    await writeFile(join(t.dir, "empty.db"), "");
     for (const name of ["notes.db", "empty.db"]) {
-      const r = await cli(["run", "--db", join(dir.path, name), "--kind", "full", "--tmp-dir", join(dir.path, "tmp")]);
+      const r = await cli(["run", "--db", join(t.dir, name), "--kind", "full", "--tmp-dir", join(t.dir, "tmp")]);
       expect(r.code).toBe(EXIT.database);
       expect(r.stderr).toMatch(/not a SQLite database/);
     }
-    expect(await bucket.store.listAll("backups/")).toEqual([]);
+    expect(await t.bucket.store.listAll("backups/")).toEqual([]);
   });
 
   it("exit 4 for a rejected token, with the token never printed", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
-    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(dir.path, "tmp")], { SERVER_BYPASS_TOKEN: "wrong-secret-token-value" });
+    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp")], { SERVER_BYPASS_TOKEN: "wrong-secret-token-value" });
     expect(r.code).toBe(EXIT.auth);
     expect(r.stderr).toMatch(/rejected the token/);
     expect(r.stderr).not.toContain("wrong-secret-token-value");
   });
 
   it("exit 5 for an unreachable Worker after the retries", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
-    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(dir.path, "tmp"), "--retries", "3", "--backoff-ms", "5"], { R2_WORKER_URL: "http://127.0.0.1:9" });
+    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "3", "--backoff-ms", "5"], { R2_WORKER_URL: "http://127.0.0.1:9" });
     expect(r.code).toBe(EXIT.unreachable);
     expect(r.stderr).toMatch(/failed 3 times/);
   });
 
   it("exit 7 while another run holds the lock; a stale lock is taken over", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
-    const tmp = join(dir.path, "tmp");
+    const tmp = join(t.dir, "tmp");
     await mkdir(tmp, { recursive: true });
     await writeFile(join(tmp, "r2backup.lock"), `${process.ppid}\n`); // a live pid that is not this process
     const busy = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", tmp]);
@@ -262,13 +251,13 @@ describe("clear failures with distinct exit codes", () => {
 
 describe("list and status", () => {
   it("list shows complete and incomplete sets; status is healthy after a full backup", async () => {
-    const db = join(dir.path, "a.db");
+    const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
     const empty = await cli(["status"]);
     expect(empty.code).toBe(1);
     expect(empty.stdout).toMatch(/UNHEALTHY/);
-    const r = await backup({ store: bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(dir.path, "tmp") });
-    await bucket.store.put(fileKey("incremental", "20991231T235959Z", "changes.ndjson.zst"), "partial");
+    const r = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp") });
+    await t.bucket.store.put(fileKey("incremental", "20991231T235959Z", "changes.ndjson.zst"), "partial");
     const list = await cli(["list", "--json"]);
     const sets = (JSON.parse(list.stdout) as { sets: { kind: string; id: string; complete: boolean }[] }).sets;
     expect(sets.map((s) => [s.kind, s.id, s.complete])).toEqual([
@@ -280,6 +269,6 @@ describe("list and status", () => {
     const status = await cli(["status", "--json"]);
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ healthy: true, full: { id: r.id } });
-    expect(parseManifest((await download(bucket.store, r.manifestKey)).toString()).id).toBe(r.id);
+    expect(parseManifest((await download(t.bucket.store, r.manifestKey)).toString()).id).toBe(r.id);
   });
 });
