@@ -4,6 +4,7 @@ import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { appendDemoEvents, cachedDemoDatabase } from "./livestore-db.ts";
 import { runMeasured, type Measured } from "./measure.ts";
+import { median, round } from "./report.ts";
 
 /**
  * Backup speed and memory (issue 5). For each size, on a LiveStore-shaped database (eventlog, documents,
@@ -28,11 +29,6 @@ export interface BenchBackupOptions {
 const HERE = fileURLToPath(new URL("./", import.meta.url));
 const TMP = join(HERE, "tmp");
 const BIN = join(HERE, "../job/bin.ts");
-const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 const BASELINE = `
 set -e

@@ -56,6 +56,9 @@ const MiB = 1024 * 1024;
 export const formatSize = (bytes: number) => (bytes >= 1024 * MiB ? `${Math.round((bytes / (1024 * MiB)) * 100) / 100} GiB` : `${Math.round(bytes / MiB)} MiB`);
 const fmtMs = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
 
+/** Rounds to `digits` decimals (2 by default), for figures in results. */
+export const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+
 /** The median of samples (the mean of the middle two for an even count). */
 export function median(samples: readonly number[]): number {
   if (samples.length === 0) throw new Error("median of no samples");

@@ -6,6 +6,7 @@ import { backup } from "../job/backup.ts";
 import { HttpStore } from "../job/store/http-store.ts";
 import { cachedDemoDatabase } from "./livestore-db.ts";
 import { runMeasured, type Measured } from "./measure.ts";
+import { median, round } from "./report.ts";
 
 /**
  * Restore speed and memory (issue 6): `r2backup restore` of a full backup against the plain-tools baseline
@@ -30,11 +31,6 @@ export interface BenchRestoreOptions {
 }
 
 const BIN = fileURLToPath(new URL("../job/bin.ts", import.meta.url));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
 
 function assertOk(what: string, m: Measured): void {
   if (m.code !== 0) throw new Error(`bench restore: ${what} exited ${m.code}: ${m.stderr.slice(-800)}`);

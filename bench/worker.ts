@@ -3,6 +3,7 @@ import { readFile, readdir, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { BINDINGS, DEFAULT_PART_BYTES, MAX_PARTS_IN_FLIGHT, objectPath, type ApiPart } from "../core/index.ts";
 import { startLocalWorker, type LocalWorker } from "../worker/local.ts";
+import { round } from "./report.ts";
 
 /**
  * The Worker's cost over bare R2, in Miniflare: upload (multipart, 16 MiB parts, 2 in flight, as the job
@@ -81,7 +82,6 @@ async function phase(persistDir: string, run: (worker: LocalWorker) => Promise<n
   }
 }
 
-const round = (n: number) => Math.round(n * 100) / 100;
 
 async function timed<T>(run: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const start = performance.now();
