@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256 } from "./backup-fixtures.ts";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,7 +30,6 @@ import type { BackupStore } from "../../job/store/types.ts";
  * Worker. Incrementals carry the change rows past the previous watermark, encoded by core.
  */
 
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const quote = (n: string) => `"${n.replaceAll('"', '""')}"`;
 
 export { startTestBucket, type TestBucket } from "./bucket.ts";
