@@ -28,7 +28,7 @@ export interface BenchBackupOptions {
 
 const HERE = fileURLToPath(new URL("./", import.meta.url));
 const TMP = join(HERE, "tmp");
-const BIN = join(HERE, "../job/bin.ts");
+const BIN = join(HERE, "../job/bin.js");
 
 const BASELINE = `
 set -e

@@ -30,7 +30,7 @@ export interface BenchRestoreOptions {
   alsoQuick?: boolean;
 }
 
-const BIN = fileURLToPath(new URL("../job/bin.ts", import.meta.url));
+const BIN = fileURLToPath(new URL("../job/bin.js", import.meta.url));
 
 function assertOk(what: string, m: Measured): void {
   if (m.code !== 0) throw new Error(`bench restore: ${what} exited ${m.code}: ${m.stderr.slice(-800)}`);

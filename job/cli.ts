@@ -4,7 +4,7 @@ import { EXIT, JobError, exitCodeOf } from "./errors.ts";
 
 /**
  * The `r2backup` CLI: `main(argv)` dispatches to a command of `commands/index.ts` and returns the exit code;
- * only `bin.ts` exits. Every failure is one line saying what failed and what to do, with its exit code.
+ * only `cli-process.ts` exits. Every failure is one line saying what failed and what to do, with its exit code.
  */
 
 const EXIT_HELP: Record<keyof typeof EXIT, string> = {

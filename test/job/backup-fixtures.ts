@@ -16,7 +16,7 @@ import { HttpStore } from "../../job/store/http-store.ts";
  */
 
 export const JOB_ROOT = new URL("../../", import.meta.url).pathname;
-export const BIN = join(JOB_ROOT, "job/bin.ts");
+export const BIN = join(JOB_ROOT, "job/bin.js");
 
 export const sha256 = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
 

@@ -200,7 +200,7 @@ describe("a killed restore", () => {
     const expected = dumpDatabase(src.path);
     await uploadFull(t.bucket.store, "20260105T060000Z", [src]);
     const proxy = await startFaultProxy(t.bucket.worker.url, { kind: "stall", afterBytes: 30_000 });
-    const bin = fileURLToPath(new URL("../../job/bin.ts", import.meta.url));
+    const bin = fileURLToPath(new URL("../../job/bin.js", import.meta.url));
     try {
       const child = spawn(process.execPath, [bin, "restore", "--to", target, "--force"], {
         env: { ...process.env, R2_WORKER_URL: proxy.url, SERVER_BYPASS_TOKEN: t.bucket.worker.bindings.SERVER_BYPASS_TOKEN! },

@@ -1,8 +1,10 @@
-#!/usr/bin/env node
 import { main } from "./cli.ts";
 
-// The only file that exits. SIGINT/SIGTERM abort the signal (the agent closes its server); a command that
-// does not stop within 2 s is ended, which is safe: a set without its manifest is never restored.
+/**
+ * The CLI as a process (loaded by `bin.js`): the only module that exits. SIGINT/SIGTERM abort the signal
+ * (the agent closes its server); a command that does not stop within 2 s is ended, which is safe: a set
+ * without its manifest is never restored, and a restore replaces its target only by an atomic rename.
+ */
 const controller = new AbortController();
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {
