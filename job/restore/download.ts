@@ -5,6 +5,7 @@ import { pipeline } from "node:stream/promises";
 import { createZstdDecompress, type ZstdOptions } from "node:zlib";
 import { JobError } from "../errors.ts";
 import type { BackupStore } from "../store/types.ts";
+import { hashFile } from "./hash-file.ts";
 
 /**
  * The download adapter of restore: streams one stored object, resuming an interrupted transfer with a
@@ -30,6 +31,12 @@ export interface DownloadOptions {
   onResume?: (info: { key: string; offset: number; reason: string }) => void;
   /** Sees every stored byte once, in order (the stored sha256 is taken here, without a stream stage). */
   onChunk?: (chunk: Uint8Array) => void;
+  /**
+   * For a file sink: check the decompressed sha256 by hashing the written file on a worker thread, started
+   * once the download is complete, instead of on the main thread while the bytes stream in. The result's
+   * `fileCheck` must then be awaited before the file is trusted or changed.
+   */
+  deferFileHash?: boolean;
 }
 
 export interface DownloadResult {
@@ -39,6 +46,16 @@ export interface DownloadResult {
   uncompressedBytes: number;
   /** How many times the transfer was resumed with `Range`. */
   resumes: number;
+  /** With `deferFileHash`: the running check of the file's sha256 against the manifest. */
+  fileCheck?: FileCheck;
+}
+
+/** A decompressed file's sha256 being checked off the main thread. */
+export interface FileCheck {
+  /** Resolves when the file matches the manifest; rejects with ObjectIntegrityError when it does not. Marked handled. */
+  done: Promise<void>;
+  /** Stops the check (when something else failed first). */
+  cancel(): Promise<void>;
 }
 
 /** A checksum, size or format problem with a stored object: the object is corrupt or truncated. */
@@ -132,18 +149,20 @@ export async function hashStoredObject(store: BackupStore, key: string, size: nu
 }
 
 /**
- * The end of a restore's download: hashes each chunk and writes it to a new file (created exclusively).
- * One stage instead of a hashing transform plus a WriteStream, so a 1 GiB restore spends less on streams.
+ * The end of a restore's download: hashes each chunk (unless `hash` is false) and writes it to a new file
+ * (created exclusively). One stage instead of a hashing transform plus a WriteStream, so a 1 GiB restore
+ * spends less on streams.
  */
 export class HashingFileSink extends Writable {
-  readonly hash: Hash = createHash("sha256");
+  readonly hash: Hash | undefined;
   bytes = 0;
   readonly #path: string;
   #fd: number | undefined;
 
-  constructor(path: string) {
+  constructor(path: string, options: { hash?: boolean } = {}) {
     super({ highWaterMark: 1 << 20 });
     this.#path = path;
+    this.hash = options.hash === false ? undefined : createHash("sha256");
   }
 
   override _construct(done: (e?: Error | null) => void): void {
@@ -154,7 +173,7 @@ export class HashingFileSink extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null) => void): void {
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.bytes += chunk.byteLength;
     const writeAll = (offset: number): void => {
       write(this.#fd!, chunk, offset, chunk.byteLength - offset, null, (e, n) => {
@@ -216,7 +235,8 @@ export async function downloadObject(
   // stages so the network, zstd (on the libuv pool), hashing and the writes overlap. Larger buffers bought
   // no speed in the bench and only raised the peak RSS (target: 200 MiB).
   const decompress = expected.compression === "zstd" ? createZstdDecompress({ chunkSize: 256 << 10, highWaterMark: 1 << 20 } as ZstdOptions) : undefined;
-  const plain = typeof sink === "string" ? new HashingFileSink(sink) : undefined;
+  const deferred = typeof sink === "string" && options.deferFileHash === true;
+  const plain = typeof sink === "string" ? new HashingFileSink(sink, { hash: !deferred }) : undefined;
   const tap = plain ? undefined : new HashTap({ highWaterMark: 1 << 20 });
   const stages: Writable[] = [...(decompress ? [decompress] : []), ...(tap ? [tap, sink as Writable] : [plain!])];
   try {
@@ -243,9 +263,22 @@ export async function downloadObject(
   if (plainBytes !== expected.uncompressedSize) {
     throw new ObjectIntegrityError(key, `decompressed to ${plainBytes} bytes, the manifest says ${expected.uncompressedSize}`);
   }
-  const plainSha = (plain ? plain.hash : tap!.hash).digest("hex");
-  if (plainSha !== expected.uncompressedSha256) {
-    throw new ObjectIntegrityError(key, `decompressed sha256 ${plainSha} does not match the manifest's ${expected.uncompressedSha256}`);
-  }
+  if (deferred && typeof sink === "string") return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes, fileCheck: checkFileSha256(key, sink, expected.uncompressedSha256) };
+  const plainSha = (plain ? plain.hash! : tap!.hash).digest("hex");
+  if (plainSha !== expected.uncompressedSha256) throw decompressedMismatch(key, plainSha, expected.uncompressedSha256);
   return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes };
+}
+
+function decompressedMismatch(key: string, actual: string, expected: string): ObjectIntegrityError {
+  return new ObjectIntegrityError(key, `decompressed sha256 ${actual} does not match the manifest's ${expected}`);
+}
+
+/** Starts hashing the file `key` was decompressed to on a worker thread, to compare with the manifest. */
+function checkFileSha256(key: string, path: string, expected: string): FileCheck {
+  const hashing = hashFile(path);
+  const done = hashing.done.then(({ sha256 }) => {
+    if (sha256 !== expected) throw decompressedMismatch(key, sha256, expected);
+  });
+  done.catch(() => {});
+  return { done, cancel: hashing.cancel };
 }

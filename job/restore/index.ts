@@ -9,7 +9,7 @@ import type { MetricDatum, MetricsSink } from "../notify.ts";
 import type { BackupStore } from "../store/types.ts";
 import { ChangeApplier, advanceWatermarks, checkWatermarks, watermarkId } from "./apply.ts";
 import { checkDocumentsTarget, documentsTemp, replaceDocuments, tarExtractor } from "./documents.ts";
-import { ObjectIntegrityError, ObjectMissingError, downloadObject } from "./download.ts";
+import { ObjectIntegrityError, ObjectMissingError, downloadObject, type FileCheck } from "./download.ts";
 import { loadPlan, olderCandidate, type LoadedPlan } from "./plan.ts";
 import { checkTarget, discardTemp, existingAt, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
 
@@ -207,6 +207,17 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const rows: Record<string, number> = {};
   const check = options.check ?? "integrity";
   const fullDir = plan.full.kind === "daily" ? ("daily" as const) : ("full" as const);
+  // Each snapshot's decompressed sha256 is checked on a worker thread once its file is written, beside the
+  // next download or the integrity check; every one is awaited before the file is changed or trusted.
+  const fileChecks: FileCheck[] = [];
+  const awaitFileChecks = async () => {
+    try {
+      for (const c of fileChecks) await c.done;
+    } catch (e) {
+      throw withOlderCandidate(e, loaded, plan.full.ts);
+    }
+    fileChecks.length = 0;
+  };
   try {
     for (const t of targets) {
       const entry = requireFile(full, `${t.source}.db.zst`);
@@ -215,14 +226,18 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       try {
         const got = await downloadObject(store, key, entry, temps.get(t.source)!, {
           resumes: options.resumes ?? 5,
+          deferFileHash: true,
           onBytes: (n) => onProgress?.({ phase: "download", key, bytes: n, total: entry.size }),
         });
         bytes += got.bytes;
         resumes += got.resumes;
+        if (got.fileCheck) fileChecks.push(got.fileCheck);
       } catch (e) {
         throw withOlderCandidate(e, loaded, plan.full.ts);
       }
     }
+    // Re-applying changes writes to the files: their hashes must be settled first.
+    if (chain.length > 0) await awaitFileChecks();
     for (const t of targets) {
       const db = new DatabaseSync(temps.get(t.source)!);
       dbs.set(t.source, db);
@@ -268,6 +283,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         runCheck(db, check, `${t.source} (restoring to ${t.path})`);
         checkWatermarks(db, t.source, running.values());
       } catch (e) {
+        await awaitFileChecks(); // a checksum mismatch, when there is one, is the clearer diagnosis
         throw withOlderCandidate(e, loaded, plan.restoresTo);
       } finally {
         await flushing;
@@ -276,6 +292,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       db.close();
       dbs.delete(t.source);
     }
+    await awaitFileChecks();
     if (documents) {
       const key = fileKey(fullDir, plan.full.id, DOCUMENTS_FILE);
       docsTemp = await documentsTemp(documents.path);
@@ -303,6 +320,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       docsTemp = undefined;
     }
   } catch (e) {
+    for (const c of fileChecks) await c.cancel();
     for (const db of dbs.values()) if (db.isOpen) db.close();
     for (const temp of temps.values()) await discardTemp(temp);
     if (docsTemp) await rm(docsTemp, { recursive: true, force: true });

@@ -90,6 +90,42 @@ describe("a corrupted object", () => {
   });
 });
 
+describe("a decompressed database that differs from the manifest", () => {
+  it("fails naming the object (hashed off the main thread after the download), and leaves the target untouched", async () => {
+    const src = source(200);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
+    appendDemoEvents(src.path, 50, 2);
+    // The stored bytes are intact (their sha256 matches); only the decompressed sha256 disagrees.
+    const wrong = "0".repeat(64);
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src], { tamperEntries: (files) => files.map((f) => (f.role === "database" ? { ...f, uncompressedSha256: wrong } : f)) });
+
+    for (const check of ["integrity", "quick"] as const) {
+      const e = await failure(restore({ store: t.bucket.store, to: target, force: true, check }));
+
+      expect(e.kind).toBe("integrity");
+      expect(e.message).toContain("backups/full/20260105T060000Z/app.db.zst");
+      expect(e.message).toMatch(new RegExp(`decompressed sha256 [0-9a-f]{64} does not match the manifest's ${wrong}`));
+      expect(e.message).toContain("--at 20260105T000000Z");
+      await expectTargetUntouched();
+    }
+  });
+
+  it("before changes are re-applied on top of it, fails the same way", async () => {
+    const src = source(100);
+    const full = await uploadFull(t.bucket.store, "20260105T000000Z", [src], {
+      tamperEntries: (files) => files.map((f) => (f.role === "database" ? { ...f, uncompressedSha256: "f".repeat(64) } : f)),
+    });
+    appendDemoEvents(src.path, 30, 2);
+    await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [src]);
+
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
+
+    expect(e.kind).toBe("integrity");
+    expect(e.message).toMatch(/app\.db\.zst'.*decompressed sha256 [0-9a-f]{64} does not match the manifest's f{64}/);
+    await expectTargetUntouched();
+  });
+});
+
 describe("a truncated download", () => {
   it("of an object stored short fails naming it", async () => {
     const src = source(200);

@@ -83,6 +83,8 @@ export interface UploadOptions {
   changeTables?: readonly ChangeTable[];
   /** A full backup's `documents.tar.zst`: the uncompressed tar bytes. */
   documentsTar?: Uint8Array;
+  /** Change the file entries before the manifest is built (to fake a manifest that lies). */
+  tamperEntries?: (files: FileEntry[]) => FileEntry[];
 }
 
 /** Uploads a full backup of `sources` at `ts`, manifest last; returns the manifest. */
@@ -120,7 +122,7 @@ export async function uploadFull(store: BackupStore, ts: string, sources: Fixtur
     files.push({ ...entry(DOCUMENTS_FILE, "documents", stored, options.documentsTar), contentType: "application/x-tar" });
     await store.put(fileKey("full", ts, DOCUMENTS_FILE), stored);
   }
-  const m = buildManifest({ kind: "full", id: ts, base: ts, previous: null, ...meta(ts), files, databases, from: [], to });
+  const m = buildManifest({ kind: "full", id: ts, base: ts, previous: null, ...meta(ts), files: options.tamperEntries ? options.tamperEntries(files) : files, databases, from: [], to });
   if (!options.noManifest) await store.put(manifestKey("full", ts), serializeManifest(m), { contentType: "application/json" });
   return m;
 }
