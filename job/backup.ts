@@ -498,7 +498,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   } catch (e) {
     const error = classify(e, "back up");
     const message = (error as Error).message;
-    log("error", `backup failed: ${message}`, { kind: kindForReport, ...(idForReport ? { id: idForReport } : {}) });
+    log("error", `backup failed: ${message}`, { kind: kindForReport, ...(idForReport ? { id: idForReport } : {}), outcome: "failed" });
     await report(
       options,
       { ok: false, kind: kindForReport, ...(idForReport ? { id: idForReport } : {}), durationMs: Date.now() - started, error: { kind: error instanceof JobError ? error.kind : "failed", message } },

@@ -10,6 +10,14 @@ export type BackupEvent =
   | { type: "log"; level: Level; message: string; [field: string]: unknown }
   | { type: "progress"; phase: string; file?: string; bytes: number; total?: number };
 
+/**
+ * The library's closing "backup failed" event. A CLI command that reports the thrown error itself (with
+ * its exit code) skips it, so a failure is printed once; library callers and the agent's stream keep it.
+ */
+export function isFailureEvent(event: BackupEvent): boolean {
+  return event.type === "log" && event.outcome === "failed";
+}
+
 export interface Writer {
   write(text: string): unknown;
   isTTY?: boolean;

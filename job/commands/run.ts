@@ -3,6 +3,7 @@ import type { ChangeTable } from "../../core/index.ts";
 import { backup, databasesInDir, type BackupOptions, type BackupResult, type DatabaseInput } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command, type CommandContext } from "../config.ts";
 import { JobError } from "../errors.ts";
+import { isFailureEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
 
 /** `r2backup run`: one backup now, where the database file is (DESIGN.md fact 1). */
@@ -97,7 +98,9 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
     ...(appName ? { app: { name: appName, version: values["app-version"] ?? env.APP_VERSION ?? "unknown" } } : {}),
     ...(metrics ? { metrics } : {}),
     ...(webhookUrl ? { webhookUrl } : {}),
-    onEvent: (e) => ctx.logger.event(e),
+    onEvent: (e) => {
+      if (!isFailureEvent(e)) ctx.logger.event(e); // main() prints the thrown error, with its exit code
+    },
   };
 }
 

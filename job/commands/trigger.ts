@@ -1,6 +1,6 @@
 import { COMMON_OPTIONS, intFlag, parseFlags, type Command } from "../config.ts";
 import { EXIT, JobError } from "../errors.ts";
-import type { BackupEvent } from "../log.ts";
+import { isFailureEvent, type BackupEvent } from "../log.ts";
 import type { AgentResult } from "./agent.ts";
 
 /**
@@ -105,7 +105,9 @@ export const triggerCommand: Command = {
       token,
       kind: values.kind ?? "auto",
       attempts: intFlag(values.attempts, "attempts", 3, 1),
-      onEvent: (e) => ctx.logger.event(e),
+      onEvent: (e) => {
+        if (!isFailureEvent(e)) ctx.logger.event(e); // the result line below says it, with the exit code
+      },
       onRetry: (reason) => ctx.logger.warn(`agent not reachable (${reason}); retrying`),
     });
     const r = outcome.result!;

@@ -81,6 +81,7 @@ describe("agent and trigger", () => {
       const failed = await trigger(agent.url);
       expect(failed.code).toBe(EXIT.database);
       expect(failed.stderr).toMatch(/not a SQLite database/);
+      expect(failed.stderr.match(/not a SQLite database/g)).toHaveLength(1);
     } finally {
       await agent.stop();
     }

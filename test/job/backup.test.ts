@@ -197,6 +197,8 @@ describe("clear failures with distinct exit codes", () => {
     const r = await cli(["run", "--db", missing, "--kind", "full", "--tmp-dir", join(t.dir, "tmp")]);
     expect(r.code).toBe(EXIT.database);
     expect(r.stderr).toMatch(/open database '.*missing\.db': no such file/);
+    expect(r.stderr.match(/no such file/g)).toHaveLength(1); // said once, with the exit code
+    expect(r.stderr).toContain(`"exitCode":${EXIT.database}`);
     expect(await readdir(t.dir)).not.toContain("missing.db");
   });
 
