@@ -185,8 +185,12 @@ export class HashingFileSink extends Writable {
     if (!this.#releaseFrom || !(buffer instanceof ArrayBuffer) || chunk.byteOffset + chunk.byteLength !== buffer.byteLength) return;
     const current = this.#releaseFrom._outBuffer;
     if (!(current instanceof Uint8Array) || current.buffer === buffer || current.buffer.byteLength !== buffer.byteLength) return;
-    buffer.transfer(0);
-    this.released++;
+    try {
+      buffer.transfer(0);
+      this.released++;
+    } catch {
+      // Not detachable (a pooled Buffer, e.g. with a raised Buffer.poolSize): the GC frees it later.
+    }
   }
 
   override _construct(done: (e?: Error | null) => void): void {

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { JobError } from "../../job/errors.ts";
 import { hashFile } from "../../job/restore/hash-file.ts";
@@ -40,7 +41,19 @@ describe("hashFile", () => {
     expect((e as JobError).message).toContain("ENOENT");
   });
 
-  it("cancelled, stops the thread: it either had answered correctly or says it exited", async () => {
+  it("when the thread cannot run, hashes the file on the calling thread instead", async () => {
+    const bytes = randomBytes((1 << 20) + 7);
+    const path = join(dir, "data.bin");
+    await writeFile(path, bytes);
+    const broken = join(dir, "broken-worker.mjs");
+    await writeFile(broken, 'throw new Error("this thread cannot start");\n');
+    for (const script of [broken, join(dir, "missing-worker.mjs")]) {
+      const got = await hashFile(path, { worker: pathToFileURL(script) }).done;
+      expect(got).toEqual({ sha256: createHash("sha256").update(bytes).digest("hex"), bytes: bytes.length });
+    }
+  });
+
+  it("cancelled, stops the thread: it either had answered correctly or says it was cancelled", async () => {
     const bytes = randomBytes(1 << 20);
     const path = join(dir, "big.bin");
     await writeFile(path, bytes);
@@ -51,6 +64,6 @@ describe("hashFile", () => {
       (err: unknown) => (err as Error).message,
     );
     const digest = createHash("sha256").update(bytes).digest("hex");
-    expect(outcome).toSatisfy((o: string) => o === digest || /the hashing thread exited \(\d+\) without an answer/.test(o));
+    expect(outcome).toSatisfy((o: string) => o === digest || /hash file '.*': cancelled/.test(o));
   });
 });
