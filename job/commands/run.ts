@@ -3,7 +3,7 @@ import type { ChangeTable } from "../../core/index.ts";
 import { backup, databasesInDir, type BackupOptions, type BackupResult, type DatabaseInput } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command, type CommandContext } from "../config.ts";
 import { JobError } from "../errors.ts";
-import { isFailureEvent } from "../log.ts";
+import { isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
 
 /** `r2backup run`: one backup now, where the database file is (DESIGN.md fact 1). */
@@ -98,9 +98,7 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
     ...(appName ? { app: { name: appName, version: values["app-version"] ?? env.APP_VERSION ?? "unknown" } } : {}),
     ...(metrics ? { metrics } : {}),
     ...(webhookUrl ? { webhookUrl } : {}),
-    onEvent: (e) => {
-      if (!isFailureEvent(e)) ctx.logger.event(e); // main() prints the thrown error, with its exit code
-    },
+    onEvent: (e) => ctx.logger.event(e),
   };
 }
 
@@ -129,7 +127,20 @@ export const runCommand: Command = {
       return 0;
     }
     const options = await backupOptionsFromFlags(values, ctx);
-    const result = await backup(options);
+    let failure: BackupEvent | undefined;
+    const result = await backup({
+      ...options,
+      onEvent: (e) => {
+        // main() prints the thrown error with its exit code; only the id of the set left behind is news.
+        if (isFailureEvent(e)) failure = e;
+        else ctx.logger.event(e);
+      },
+    }).catch((e: unknown) => {
+      if (failure?.type === "log" && typeof failure.id === "string") {
+        ctx.logger.warn(`${failure.kind} backup ${failure.id} did not complete: without its manifest, nothing under that id is listed or restored`, { id: failure.id });
+      }
+      throw e;
+    });
     ctx.io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : summarize(result));
     return 0;
   },

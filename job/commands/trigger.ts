@@ -100,15 +100,21 @@ export const triggerCommand: Command = {
     }
     const token = ctx.env.BACKUP_AGENT_TOKEN;
     if (!token) throw new JobError("usage", "trigger backup: BACKUP_AGENT_TOKEN is not set", { hint: "set it to the agent's token" });
+    let failure: BackupEvent | undefined;
     const outcome = await triggerBackup({
       agentUrl,
       token,
       kind: values.kind ?? "auto",
       attempts: intFlag(values.attempts, "attempts", 3, 1),
       onEvent: (e) => {
-        if (!isFailureEvent(e)) ctx.logger.event(e); // the result line below says it, with the exit code
+        // The result line below says it, with the exit code; kept in case the stream breaks before it.
+        if (isFailureEvent(e)) failure = e;
+        else ctx.logger.event(e);
       },
       onRetry: (reason) => ctx.logger.warn(`agent not reachable (${reason}); retrying`),
+    }).catch((e: unknown) => {
+      if (failure) ctx.logger.event(failure);
+      throw e;
     });
     const r = outcome.result!;
     if (values.json) ctx.io.stdout.write(`${JSON.stringify(r)}\n`);

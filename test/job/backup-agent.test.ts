@@ -88,6 +88,26 @@ describe("agent and trigger", () => {
     expect((await trigger("http://127.0.0.1:9")).code).toBe(EXIT.unreachable);
   });
 
+  it("trigger prints the agent's failure once, and still prints it when the stream ends before the result", async () => {
+    const failure = { type: "log", level: "error", message: "backup failed: open database '/data/app.db': disk I/O error", outcome: "failed", id: "20261129T000000Z" };
+    const result = { type: "result", ok: false, kind: "full", error: { kind: "database", exitCode: EXIT.database, message: "open database '/data/app.db': disk I/O error" } };
+    for (const withResult of [true, false]) {
+      const server = createServer((_req, res) => {
+        res.writeHead(200, { "content-type": "application/x-ndjson" });
+        res.end(`${JSON.stringify(failure)}\n${withResult ? `${JSON.stringify(result)}\n` : ""}`);
+      });
+      const url = await listen(server, "127.0.0.1", 0);
+      try {
+        const r = await trigger(url);
+        expect(r.code).toBe(withResult ? EXIT.database : EXIT.failed);
+        expect(r.stderr.match(/disk I\/O error/g)).toHaveLength(1);
+        if (!withResult) expect(r.stderr).toMatch(/the agent ended without a result/);
+      } finally {
+        await new Promise((r) => server.close(r));
+      }
+    }
+  });
+
   it("answers 409 (trigger exit 7) while a backup runs, then serves the next one", async () => {
     const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 10 });

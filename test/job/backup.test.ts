@@ -222,6 +222,21 @@ describe("clear failures with distinct exit codes", () => {
     expect(r.stderr).not.toContain("wrong-secret-token-value");
   });
 
+  it("a failure after the set got its id says the error once, and which set did not complete", async () => {
+    const db = join(t.dir, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    const proxy = await startFaultProxy(t.bucket.url, (req) => (req.method === "PUT" ? "500" : "pass"));
+    try {
+      const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "2", "--backoff-ms", "5"], { R2_WORKER_URL: proxy.url });
+      expect(r.code).not.toBe(EXIT.ok);
+      expect(r.stderr.match(/"exitCode"/g)).toHaveLength(1);
+      expect(r.stderr).toMatch(/full backup \d{8}T\d{6}Z did not complete: without its manifest, nothing under that id is listed or restored/);
+    } finally {
+      await proxy.close();
+    }
+    expect((await verifyAllComplete(t.bucket.store)).full).toEqual([]);
+  });
+
   it("exit 5 for an unreachable Worker after the retries", async () => {
     const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
