@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { appendDemoEvents, cachedDemoDatabase } from "./livestore-db.ts";
-import { runMeasured, type Measured } from "./measure.ts";
+import { nodeFlagsOf, runMeasured, type Measured } from "./measure.ts";
 import { median, round } from "./report.ts";
 
 /**
@@ -102,7 +102,7 @@ export async function benchBackup(options: BenchBackupOptions): Promise<Record<s
       const dbBytes = (await stat(db)).size;
       const events = countEvents(db);
       const tmpDir = join(scratch, "job-tmp");
-      const jobArgs = (kind: string) => [BIN, "run", "--db", db, "--source", "bench", "--kind", kind, "--tmp-dir", tmpDir, "--no-promote"];
+      const jobArgs = (kind: string) => [...nodeFlagsOf(BIN), BIN, "run", "--db", db, "--source", "bench", "--kind", kind, "--tmp-dir", tmpDir, "--no-promote"];
       const baseline: Measured[] = [];
       const job: Measured[] = [];
       for (let i = 0; i < runs; i++) {

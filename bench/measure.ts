@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 
 /**
@@ -74,4 +75,14 @@ export function runMeasured(command: string, args: string[], options: { env?: No
       resolve({ ms, peakRssMiB, code, stdout, stderr });
     });
   });
+}
+
+/**
+ * The Node flags a bin file asks for on its shebang line (`#!/usr/bin/env -S node --flag ...`), so a
+ * benchmark runs `r2backup` the way its bin link (and `npm run backup`) does: `[execPath, ...flags, bin]`.
+ */
+export function nodeFlagsOf(bin: string): string[] {
+  const first = readFileSync(bin, "utf8").split("\n", 1)[0] ?? "";
+  const m = /^#!\S*env -S node((?:\s+--\S+)*)\s*$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
 }

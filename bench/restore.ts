@@ -5,7 +5,7 @@ import { fileKey, objectPath } from "../core/index.ts";
 import { backup } from "../job/backup.ts";
 import { HttpStore } from "../job/store/http-store.ts";
 import { cachedDemoDatabase } from "./livestore-db.ts";
-import { runMeasured, type Measured } from "./measure.ts";
+import { nodeFlagsOf, runMeasured, type Measured } from "./measure.ts";
 import { median, round } from "./report.ts";
 
 /**
@@ -66,12 +66,12 @@ export async function benchRestore(options: BenchRestoreOptions): Promise<Record
         baseline.push(m);
       },
       restore: async () => {
-        const m = await runMeasured(process.execPath, [BIN, "restore", "--to", out, "--at", b.id, "--check", check, "--json"], { env });
+        const m = await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--check", check, "--json"], { env });
         assertOk("r2backup restore", m);
         restored.push(m);
       },
       restoreQuick: async () => {
-        const m = await runMeasured(process.execPath, [BIN, "restore", "--to", out, "--at", b.id, "--check", "quick", "--json"], { env });
+        const m = await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--check", "quick", "--json"], { env });
         assertOk("r2backup restore --check quick", m);
         restoredQuick.push(m);
       },
