@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, unlink } from "node:fs/promises";
@@ -115,8 +116,6 @@ const TOOL_VERSION = (() => {
 
 /** The latest pointer (overwritable, under backups/state/). */
 export const LATEST_KEY = formatBackupKey({ kind: "state", name: "latest.json" });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A source name from a relative path: core's charset, '/' as '.', without the `.db` suffix. */
 export function sourceNameFor(relPath: string): string {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { open, readFile, unlink } from "node:fs/promises";
 import { JobError } from "./errors.ts";
 
@@ -51,7 +52,7 @@ export async function acquireLock(path: string): Promise<Lock> {
     }
     if (text.trim() === "" && attempt === 0) {
       // The owner may be between creating and writing the file.
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       continue;
     }
     // Stale: its owner is gone. Remove and race for it again (O_EXCL decides the winner).

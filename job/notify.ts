@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import { METRICS } from "../core/index.ts";
 import { redact } from "./log.ts";
@@ -119,7 +120,7 @@ export async function postWebhook(url: string, payload: WebhookPayload, options:
     } catch (e) {
       last = (e as Error).message;
     }
-    if (i < attempts) await new Promise((r) => setTimeout(r, 500 * i));
+    if (i < attempts) await sleep(500 * i);
   }
   throw new Error(`notify webhook '${new URL(url).host}': failed (${last})`);
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { COMMON_OPTIONS, intFlag, parseFlags, type Command } from "../config.ts";
 import { EXIT, JobError } from "../errors.ts";
 import { isFailureEvent, type BackupEvent } from "../log.ts";
@@ -33,7 +34,7 @@ export async function triggerBackup(options: { agentUrl: string; token: string; 
       lastError = cause?.code ?? cause?.message ?? (e as Error).message;
       if (attempt < attempts) {
         options.onRetry?.(lastError);
-        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
+        await sleep(500 * 2 ** (attempt - 1));
       }
     }
   }

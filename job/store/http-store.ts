@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
@@ -48,8 +49,6 @@ function fromHeaders(key: string, res: Response): StoredObject {
     ...(sha ? { sha256: sha } : {}),
   };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The job's store over the Worker API (DESIGN.md, "Worker API"): bounded retries with backoff on network
