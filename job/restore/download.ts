@@ -5,7 +5,7 @@ import { pipeline } from "node:stream/promises";
 import { createZstdDecompress, type ZstdOptions } from "node:zlib";
 import { JobError } from "../errors.ts";
 import type { BackupStore } from "../store/types.ts";
-import { hashFile } from "./hash-file.ts";
+import { hashFileOnThread } from "./hash-file.ts";
 
 /**
  * The download adapter of restore: streams one stored object, resuming an interrupted transfer with a
@@ -304,7 +304,7 @@ function decompressedMismatch(key: string, actual: string, expected: string): Ob
 
 /** Starts hashing the file `key` was decompressed to on a worker thread, to compare with the manifest. */
 function checkFileSha256(key: string, path: string, expected: string): FileCheck {
-  const hashing = hashFile(path);
+  const hashing = hashFileOnThread(path);
   const done = hashing.done.then(({ sha256 }) => {
     if (sha256 !== expected) throw decompressedMismatch(key, sha256, expected);
   });

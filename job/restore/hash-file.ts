@@ -1,7 +1,6 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { JobError } from "../errors.ts";
+import { hashFile } from "../stream.ts";
 
 /**
  * The sha256 of a file, computed on a worker thread. Restore hashes the decompressed database this way
@@ -20,24 +19,19 @@ export interface FileHash {
 const WORKER = new URL("./hash-worker.js", import.meta.url);
 
 async function hashHere(path: string): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash("sha256");
-  let bytes = 0;
   try {
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-      hash.update(chunk as Buffer);
-      bytes += (chunk as Buffer).byteLength;
-    }
+    const { sha256, size } = await hashFile(path);
+    return { sha256, bytes: size };
   } catch (e) {
     throw new JobError("failed", `hash file '${path}': ${(e as Error).message}`, { hint: "check the temporary file's disk", cause: e });
   }
-  return { sha256: hash.digest("hex"), bytes };
 }
 
 /**
  * Starts hashing `path` on a worker thread. `done` is already marked handled: await it to see a failure.
  * `worker` replaces the thread's script (tests use it to make the thread fail).
  */
-export function hashFile(path: string, options: { worker?: URL } = {}): FileHash {
+export function hashFileOnThread(path: string, options: { worker?: URL } = {}): FileHash {
   let cancelled = false;
   // Small heap limits: the thread holds one 1 MiB buffer, and every MiB counts against the restore's RSS
   // target. No execArgv: the main thread's flags (a profiler, a loader) are not the hashing thread's business.

@@ -1,5 +1,5 @@
 // @ts-check
-// The body of `hashFile()` (hash-file.ts): a worker thread that reads one file and answers its sha256.
+// The body of `hashFileOnThread()` (hash-file.ts): a worker thread that reads one file and answers its sha256.
 // Plain JavaScript on purpose: a .ts worker would load Node's TypeScript stripper a second time (~17 MiB
 // of the restore's 200 MiB budget). Messages: { sha256, bytes } or { error, code }.
 import { createHash } from "node:crypto";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { JobError } from "../../job/errors.ts";
-import { hashFile } from "../../job/restore/hash-file.ts";
+import { hashFileOnThread } from "../../job/restore/hash-file.ts";
 
 /** The worker-thread hash that restore uses for a decompressed database (job/restore/hash-file.ts). */
 let dir: string;
@@ -16,13 +16,13 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe("hashFile", () => {
+describe("hashFileOnThread", () => {
   it("answers the sha256 and size of a file larger than its read buffer", async () => {
     const bytes = randomBytes(3 * (1 << 20) + 12345);
     const path = join(dir, "data.bin");
     await writeFile(path, bytes);
 
-    const got = await hashFile(path).done;
+    const got = await hashFileOnThread(path).done;
 
     expect(got).toEqual({ sha256: createHash("sha256").update(bytes).digest("hex"), bytes: bytes.length });
   });
@@ -30,12 +30,12 @@ describe("hashFile", () => {
   it("of an empty file answers the empty digest", async () => {
     const path = join(dir, "empty.bin");
     await writeFile(path, "");
-    expect((await hashFile(path).done).sha256).toBe(createHash("sha256").digest("hex"));
+    expect((await hashFileOnThread(path).done).sha256).toBe(createHash("sha256").digest("hex"));
   });
 
   it("of a missing file rejects with an error naming it", async () => {
     const path = join(dir, "missing.bin");
-    const e = await hashFile(path).done.catch((err: unknown) => err);
+    const e = await hashFileOnThread(path).done.catch((err: unknown) => err);
     expect(e).toBeInstanceOf(JobError);
     expect((e as JobError).message).toContain(`hash file '${path}'`);
     expect((e as JobError).message).toContain("ENOENT");
@@ -48,7 +48,7 @@ describe("hashFile", () => {
     const broken = join(dir, "broken-worker.mjs");
     await writeFile(broken, 'throw new Error("this thread cannot start");\n');
     for (const script of [broken, join(dir, "missing-worker.mjs")]) {
-      const got = await hashFile(path, { worker: pathToFileURL(script) }).done;
+      const got = await hashFileOnThread(path, { worker: pathToFileURL(script) }).done;
       expect(got).toEqual({ sha256: createHash("sha256").update(bytes).digest("hex"), bytes: bytes.length });
     }
   });
@@ -57,7 +57,7 @@ describe("hashFile", () => {
     const bytes = randomBytes(1 << 20);
     const path = join(dir, "big.bin");
     await writeFile(path, bytes);
-    const h = hashFile(path);
+    const h = hashFileOnThread(path);
     await h.cancel();
     const outcome = await h.done.then(
       (r) => r.sha256,
