@@ -1,6 +1,7 @@
 import { open, stat } from "node:fs/promises";
 import { backup as sqliteBackup, DatabaseSync } from "node:sqlite";
 import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
+import { inspectDatabase, type DatabaseInspection } from "./coverage.ts";
 import { JobError } from "./errors.ts";
 
 /**
@@ -43,8 +44,10 @@ export async function assertSqliteFile(path: string): Promise<void> {
 export interface SnapshotInfo extends Omit<DatabaseInfo, "source" | "fileName"> {
   sizeBytes: number;
   sqliteVersion: string;
-  /** Per change table present in the snapshot: its largest key (the full backup's `to`). */
+  /** Per change table present in the snapshot: its largest key and row count (the full backup's `to`). */
   watermarks: Omit<Watermark, "source">[];
+  /** What decides how incrementals cover it (job/coverage.ts). */
+  inspection: DatabaseInspection;
 }
 
 /** How much checking the copy gets: `quick` (one sequential pass) or `full` (`integrity_check`). */
@@ -114,13 +117,13 @@ export async function checkSnapshot(path: string, changeTables: readonly ChangeT
     for (const { name } of names) {
       tables[name] = Number((db.prepare(`SELECT count(*) AS n FROM ${quoteIdent(name)}`).get() as { n: number }).n);
     }
+    const inspection = inspectDatabase(db, changeTables);
     const watermarks: Omit<Watermark, "source">[] = [];
-    for (const t of changeTables) {
-      if (!(t.table in tables)) continue;
-      watermarks.push({ table: t.table, columns: [...t.columns], value: maxKey(db, t) });
+    for (const t of inspection.changeTables) {
+      watermarks.push({ table: t.table, columns: [...t.columns], value: maxKey(db, t), count: tables[t.table] ?? 0 });
     }
     const sqliteVersion = String((db.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
-    return { pageSize, pageCount, integrity: "ok", tables, sizeBytes: size, sqliteVersion, watermarks };
+    return { pageSize, pageCount, integrity: "ok", tables, sizeBytes: size, sqliteVersion, watermarks, inspection };
   } catch (e) {
     // SQLite's own complaints about the copy ("database disk image is malformed") are integrity failures too.
     if (e instanceof JobError) throw e;
