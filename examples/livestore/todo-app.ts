@@ -1,5 +1,6 @@
 import { makeAdapter } from "@livestore/adapter-node";
 import { Events, Schema, State, createStorePromise, makeSchema, queryDb, type Store } from "@livestore/livestore";
+import { LogLevel } from "effect";
 
 /**
  * A real LiveStore 0.4 app (a todo list persisted on disk by `@livestore/adapter-node`), the one the tests
@@ -38,7 +39,7 @@ export interface Todo {
 
 /** Boots the store from `<baseDirectory>/<storeId>/` (LiveStore creates the files when missing). */
 export async function openTodoStore(baseDirectory: string, storeId = "todos"): Promise<TodoStore> {
-  return createStorePromise({ adapter: makeAdapter({ storage: { type: "fs", baseDirectory } }), schema, storeId, disableDevtools: true });
+  return createStorePromise({ adapter: makeAdapter({ storage: { type: "fs", baseDirectory } }), schema, storeId, disableDevtools: true, logLevel: LogLevel.Warning });
 }
 
 /** Every todo the app shows, in id order. */
@@ -66,12 +67,19 @@ export async function closeTodoStore(store: TodoStore): Promise<void> {
   await store.shutdownPromise();
 }
 
-/** Commits `n` app actions (creates, with every third completing an earlier todo and every seventh deleting one). */
+/**
+ * Commits `n` app actions (creates, with every third completing an earlier todo and every seventh deleting
+ * one), up to 100 actions per `commit` call (one LiveStore transaction each, as an app batching input would).
+ */
 export function doWork(store: TodoStore, n: number, tag: string): void {
-  for (let i = 0; i < n; i++) {
-    const id = `${tag}-${String(i).padStart(5, "0")}`;
-    store.commit(events.todoCreated({ id, text: `todo ${tag} ${i}` }));
-    if (i % 3 === 2) store.commit(events.todoCompleted({ id: `${tag}-${String(i - 1).padStart(5, "0")}` }));
-    if (i % 7 === 6) store.commit(events.todoDeleted({ id: `${tag}-${String(i - 5).padStart(5, "0")}` }));
+  const id = (i: number) => `${tag}-${String(i).padStart(5, "0")}`;
+  for (let start = 0; start < n; start += 100) {
+    const batch = [];
+    for (let i = start; i < Math.min(n, start + 100); i++) {
+      batch.push(events.todoCreated({ id: id(i), text: `todo ${tag} ${i}` }));
+      if (i % 3 === 2) batch.push(events.todoCompleted({ id: id(i - 1) }));
+      if (i % 7 === 6) batch.push(events.todoDeleted({ id: id(i - 5) }));
+    }
+    store.commit(...batch);
   }
 }
