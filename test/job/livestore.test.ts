@@ -5,7 +5,11 @@ import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { allTodos, closeTodoStore, doWork, openTodoStore, waitPersisted, type Todo } from "../../examples/livestore/todo-app.ts";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { backup, databasesInDir } from "../../job/backup.ts";
+import { createAgentHandler } from "../../job/commands/agent.ts";
+import { triggerBackup } from "../../job/commands/trigger.ts";
 import { liveStoreDatabases } from "../../job/livestore.ts";
 import { restore } from "../../job/restore/index.ts";
 import { useTestBucket } from "./bucket.ts";
@@ -138,6 +142,37 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
     expect(head[0]).toBeGreaterThanOrEqual(200);
     expect(booted.length).toBeGreaterThan(150);
     expect(r.derived).toHaveLength(1);
+  });
+});
+
+describe("LiveStore behind the agent, mounted on the app's own server", () => {
+  it("the cron job's trigger backs up the running store in-process, and the restore boots with its todos", async () => {
+    const app = join(t.dir, "app");
+    let expected: Todo[] = [];
+    const store = await openTodoStore(app);
+    const handler = createAgentHandler({
+      token: "agent-token",
+      run: (kind, onEvent) => backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind, onEvent, tmpDir: tmp(), lockFile: false, promote: false }),
+    });
+    const server = createServer(handler);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const agentUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      doWork(store, 40, "a");
+      await waitPersisted(store);
+      expected = allTodos(store);
+      const outcome = await triggerBackup({ agentUrl, token: "agent-token", kind: "full" });
+      expect(outcome.exitCode).toBe(0);
+      doWork(store, 10, "b"); // after the backup
+    } finally {
+      server.close();
+      await closeTodoStore(store);
+    }
+    const dir = join(t.dir, "restored");
+    const r = await restore({ store: t.bucket.store, dataDir: dir });
+    expect(r.derived).toMatchObject([{ keep: true }]);
+    expect(expected.length).toBeGreaterThan(0);
+    expect(await bootTodos(dir)).toEqual(expected);
   });
 });
 
