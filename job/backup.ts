@@ -451,7 +451,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       // Snapshot every database first (close together in time), check each, then upload.
       let t = Date.now();
       const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log);
-      timings.snapshot = Date.now() - t;
+      // Each copy is checked right after it is taken (and retaken when it fails): one phase.
+      timings.snapshotAndCheck = Date.now() - t;
       for (const s of snaps) {
         sqliteVersion ||= s.info.sqliteVersion;
         for (const r of s.info.inspection.rejected) log("warn", `${s.input.source}: '${r.table}' is not a change table: ${r.reason}; every backup of it is a full one`, { source: s.input.source, table: r.table });
@@ -471,7 +472,6 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         });
         for (const w of s.info.watermarks) to.push({ source: s.input.source, ...w });
       }
-      timings.check = Date.now() - t - timings.snapshot;
       t = Date.now();
       for (const s of snaps) {
         const name = databaseFile(s.input.source);
