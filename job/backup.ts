@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm, unlink } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, unlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { basename, join, relative, resolve, sep } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -41,7 +41,7 @@ import { acquireLock, type Lock } from "./lock.ts";
 import type { BackupEvent } from "./log.ts";
 import { lastGoodDrillAgeHours } from "./drills.ts";
 import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
-import { assertSqliteFile, checkSnapshot, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
+import { assertSqliteFile, checkSnapshot, isUnlockedLiveStoreFile, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
 import type { BackupStore } from "./store/types.ts";
 import { compressFile, compressStream, type Digest } from "./stream.ts";
 import { StreamUpload, partSizeFor, uploadFile } from "./upload.ts";
@@ -272,17 +272,38 @@ interface Snap {
 /** Attempts at a copy that fails its check or tears a LiveStore pair, before the run fails or warns. */
 const SNAPSHOT_ATTEMPTS = 4;
 
-async function snapshotOne(input: DatabaseInput & { source: string }, path: string, changeTables: readonly ChangeTable[], integrity: IntegrityLevel | undefined): Promise<SnapshotInfo> {
+/** What shows a lock-free writer at work on a file: its size, its mtime, and a rollback journal beside it. */
+async function writerTrace(path: string): Promise<string> {
+  const st = await stat(path, { bigint: true }).catch(() => undefined);
+  const journal = await stat(`${path}-journal`).then(() => "journal", () => "");
+  return `${st?.size}:${st?.mtimeNs}:${journal}`;
+}
+
+async function snapshotOne(input: DatabaseInput & { source: string }, path: string, changeTables: readonly ChangeTable[], integrity: IntegrityLevel | undefined, warn?: (message: string) => void): Promise<SnapshotInfo> {
+  const lockFree = input.path !== undefined && !input.snapshot && !input.db && (await isUnlockedLiveStoreFile(input.path).catch(() => false));
   for (let attempt = 1; ; attempt++) {
     await unlink(path).catch(() => {});
     let pages: number | undefined;
+    const before = lockFree ? await writerTrace(input.path!) : "";
     try {
-      if (input.snapshot) await input.snapshot(path);
-      else if (input.db) pages = await snapshotDatabase(input.db, path);
-      else if (input.path) pages = await snapshotDatabase(input.path, path);
-      else throw new JobError("usage", `back up '${input.source}': give a path, an open database or a snapshot function`);
+      pages = await snapshotOnce(input, path);
+      // A lock-free writer that wrote during the copy (or was mid-transaction) may have torn it: take it again.
+      // After the last attempt a copy that passes integrity_check is kept, with a warning.
+      if (lockFree) {
+        const after = await writerTrace(input.path!);
+        if (before !== after || after.endsWith("journal")) {
+          if (attempt < SNAPSHOT_ATTEMPTS) {
+            await sleep(50 * attempt);
+            continue;
+          }
+          warn?.(`${input.source}: the app wrote to '${input.path}' during every copy; keeping one that passes integrity_check (stop the app, or back it up in-process, for a copy at a quiet moment)`);
+        }
+      }
     } catch (e) {
-      throw classify(e, `snapshot database '${input.source}'`);
+      const error = classify(e, `snapshot database '${input.source}'`);
+      if (!lockFree || attempt >= SNAPSHOT_ATTEMPTS || (error instanceof JobError && error.kind !== "database")) throw error;
+      await sleep(50 * attempt);
+      continue;
     }
     try {
       let info = await checkSnapshot(path, changeTables, { ...(pages !== undefined ? { pagesCopied: pages } : {}), ...(integrity ? { integrity } : {}) });
@@ -295,6 +316,17 @@ async function snapshotOne(input: DatabaseInput & { source: string }, path: stri
       await sleep(50 * attempt);
     }
   }
+}
+
+/** A copy read while a lock-free writer writes can fail to read at all ("malformed"): taken again like a torn one. */
+async function snapshotOnce(input: DatabaseInput & { source: string }, path: string): Promise<number | undefined> {
+  if (input.snapshot) {
+    await input.snapshot(path);
+    return undefined;
+  }
+  if (input.db) return snapshotDatabase(input.db, path);
+  if (input.path) return snapshotDatabase(input.path, path);
+  throw new JobError("usage", `back up '${input.source}': give a path, an open database or a snapshot function`);
 }
 
 /** The directory a database sits in, for pairing a LiveStore state DB with its event log. */
@@ -322,7 +354,7 @@ async function snapshotAll(
   for (const input of databases) {
     const path = join(workDir, `${input.source}.db`);
     log("info", `snapshot ${input.source}`, { source: input.source });
-    const info = await snapshotOne(input, path, changeTables, integrity);
+    const info = await snapshotOne(input, path, changeTables, integrity, (m) => log("warn", m, { source: input.source }));
     snaps.push({ input, path, info, ...(input.relativePath !== undefined ? { relativePath: input.relativePath } : {}) });
   }
   for (const state of snaps.filter((s) => s.info.inspection.livestore?.role === "state")) {
@@ -506,12 +538,12 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         // A LiveStore state DB is derived from its event log: the incremental carries the log, restore rebuilds it.
         if (base.coverage === "derived") continue;
         if (input.db) sources.push({ source: input.source, db: input.db, base });
-        else if (input.path && !input.snapshot) sources.push({ source: input.source, db: input.path, base });
-        else if (input.snapshot) {
-          // No live handle: export from a fresh snapshot, which is just as consistent.
+        else if (input.path && !input.snapshot && !(await isUnlockedLiveStoreFile(input.path))) sources.push({ source: input.source, db: input.path, base });
+        else {
+          // No live handle (a snapshot function, or a LiveStore file no connection may lock): export from a
+          // fresh checked copy, which is just as consistent.
           const path = join(workDir, `${input.source}.db`);
-          await input.snapshot(path);
-          await checkSnapshot(path, changeTables, options.integrity ? { integrity: options.integrity } : {});
+          await snapshotOne(input, path, changeTables, options.integrity);
           sources.push({ source: input.source, db: path, base });
         }
       }

@@ -1,7 +1,8 @@
 import { open, stat } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
 import { backup as sqliteBackup, DatabaseSync } from "node:sqlite";
 import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
-import { inspectDatabase, type DatabaseInspection } from "./coverage.ts";
+import { LIVESTORE, inspectDatabase, type DatabaseInspection } from "./coverage.ts";
 import { JobError } from "./errors.ts";
 
 /**
@@ -53,6 +54,42 @@ export interface SnapshotInfo extends Omit<DatabaseInfo, "source" | "fileName"> 
 /** How much checking the copy gets: `quick` (one sequential pass) or `full` (`integrity_check`). */
 export type IntegrityLevel = "quick" | "full";
 
+/** An immutable, read-only connection: SQLite takes no lock, reads no journal, and never writes the file. */
+function openImmutable(path: string): DatabaseSync {
+  const url = pathToFileURL(path);
+  url.searchParams.set("immutable", "1");
+  return new DatabaseSync(url, { readOnly: true });
+}
+
+/**
+ * True for a LiveStore file (DESIGN.md fact 7) in rollback-journal mode: its writer takes no file locks, so a
+ * normal connection may find the writer's `-journal` "hot" and roll the app's transaction back into the live
+ * file (seen here as "disk I/O error" when the writer deleted the journal first). Such a file is only ever
+ * read through an immutable connection; the copy may be torn, so it is checked with integrity_check and
+ * taken again. Read from the header and the schema without any lock.
+ */
+export async function isUnlockedLiveStoreFile(path: string): Promise<boolean> {
+  const handle = await open(path, "r");
+  let header: Buffer;
+  try {
+    header = Buffer.alloc(20);
+    await handle.read(header, 0, 20, 0);
+  } finally {
+    await handle.close();
+  }
+  if (header[18] === 2) return false; // WAL: its writers use the -shm locks
+  let db: DatabaseSync | undefined;
+  try {
+    db = openImmutable(path);
+    const tables = new Set((db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
+    return LIVESTORE.stateTables.every((t) => tables.has(t)) || (tables.has(LIVESTORE.eventlogTable) && tables.has(LIVESTORE.syncStatusTable));
+  } catch {
+    return false; // a copy being written can be unreadable for a moment; the normal path reports real problems
+  } finally {
+    db?.close();
+  }
+}
+
 /**
  * Copies a live database into `destPath` in one step with SQLite's backup API. With an already open
  * connection (the in-process case of fact 7) that connection is used; otherwise the file is opened after
@@ -64,7 +101,7 @@ export async function snapshotDatabase(source: string | DatabaseSync, destPath: 
   if (typeof source === "string") {
     await assertSqliteFile(source);
     try {
-      db = new DatabaseSync(source, { timeout: 30_000 });
+      db = (await isUnlockedLiveStoreFile(source)) ? openImmutable(source) : new DatabaseSync(source, { timeout: 30_000 });
     } catch (e) {
       throw new JobError("database", `open database '${source}': ${(e as Error).message}`, { cause: e });
     }

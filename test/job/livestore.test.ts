@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdir, rm } from "node:fs/promises";
+import { readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
@@ -209,6 +209,39 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
     const latest = join(t.dir, "latest");
     await restore({ store: t.bucket.store, dataDir: latest });
     expect(await bootTodos(latest)).toEqual(seen[2]);
+  });
+
+  it("never writes a lock-free LiveStore file: a writer's -journal is not rolled back into it by the backup", async () => {
+    // LiveStore's writer takes no file locks, so to SQLite its -journal looks "hot" (left by a crash): a normal
+    // connection would roll it back into the live file. Here a writer dies mid-transaction, leaving exactly that.
+    const app = join(t.dir, "app");
+    const seed = await openTodoStore(app);
+    doWork(seed, 50, "seed");
+    await closeTodoStore(seed);
+    const log = join(app, "todos", "eventlog@6.db");
+    const script = join(t.dir, "mid-transaction.mjs");
+    await writeFile(
+      script,
+      `import { DatabaseSync } from "node:sqlite";
+       const db = new DatabaseSync(process.argv[2]);
+       db.exec("PRAGMA cache_size = 1; BEGIN");
+       const ins = db.prepare("INSERT INTO __livestore_sync_status (head, backendId) VALUES (?, ?)");
+       for (let i = 1000; i < 3000; i++) ins.run(i, "x".repeat(500));
+       process.stdout.write("mid\\n");
+       setInterval(() => {}, 1000);`,
+    );
+    child = spawn(process.execPath, [script, log], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((resolve) => child!.stdout!.once("data", () => resolve()));
+    child.kill("SIGKILL");
+    await new Promise((r) => child!.once("exit", r));
+    child = undefined;
+    const before = await readFile(log);
+    expect((await readdir(join(app, "todos"))).some((f) => f.endsWith("-journal"))).toBe(true);
+
+    await backup({ store: t.bucket.store, databases: await databasesInDir(app), kind: "full", now: at("2026-03-06T00:00:00Z"), tmpDir: tmp(), lockFile: false, promote: false }).catch(() => undefined);
+
+    expect((await readFile(log)).equals(before)).toBe(true);
+    expect((await readdir(join(app, "todos"))).some((f) => f.endsWith("-journal"))).toBe(true);
   });
 
   it("a full backup of the files while another process commits restores to what the restored event log materializes", async () => {
