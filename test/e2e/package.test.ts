@@ -22,11 +22,15 @@ const require = createRequire(import.meta.url);
 const TSC = require.resolve("typescript/bin/tsc");
 const TYPES_NODE = (JSON.parse(readFileSync(require.resolve("@types/node/package.json"), "utf8")) as { version: string }).version;
 
-/** The oldest Node that `engines` allows (">=22.16" -> 22.16.0): the bin must run there too. */
+/** The oldest Node that `engines` allows ("^22.16.0 || >=24" -> 22.16.0): the bin must run there too. */
 const OLDEST_NODE = (() => {
-  const m = /^>=\s*(\d+)\.(\d+)(?:\.(\d+))?$/.exec(PKG.engines.node);
-  if (!m) throw new Error(`engines.node '${PKG.engines.node}': expected '>=<major>.<minor>'`);
-  return `${m[1]}.${m[2]}.${m[3] ?? 0}`;
+  const lows = PKG.engines.node.split("||").map((range) => {
+    const m = /^(?:\^|>=)\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(range.trim());
+    if (!m) throw new Error(`engines.node '${PKG.engines.node}': expected ranges like '^22.16.0' or '>=24' joined by '||'`);
+    return [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0)] as const;
+  });
+  const [major, minor, patch] = lows.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2])[0]!;
+  return `${major}.${minor}.${patch}`;
 })();
 
 interface Run {
