@@ -2,6 +2,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
 import { InfraError } from "./errors.ts";
 import { isPreviewStack, PROJECT } from "./naming.ts";
+import ownPackage from "../package.json" with { type: "json" };
+
+/** This program's own package, the default of `renderPackage`: the cron jobs run the job of the same release. */
+export const OWN_PACKAGE_SPEC = `${ownPackage.name}@${ownPackage.version}`;
 
 /**
  * The stack configuration: every key the program reads, declared once here (and, with the same types,
@@ -48,7 +52,8 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   str("renderOwnerId", "Render workspace (owner) id, `tea-...` or `usr-...` (GET /v1/owners). Required when renderEnabled.", "tea-xxxxxxxxxxxxxxxxxxxx"),
   str("renderRegion", "Render region of the cron jobs; must be the app service's, for the private network (frankfurt, ohio, oregon, singapore, virginia).", "oregon", "oregon"),
   str("renderPlan", "Render plan of the cron jobs (starter, standard, pro, pro_plus, pro_max, pro_ultra).", "starter", "starter"),
-  str("renderRepo", "Git repository the cron jobs build (this repository), https URL without branch. Required when renderEnabled.", "https://github.com/you/r2-sqlite-backup"),
+  str("renderRepo", "Git repository Render attaches the cron jobs to (this repository), https URL without branch; they run only the installed `renderPackage`. Required when renderEnabled.", "https://github.com/you/r2-sqlite-backup"),
+  str("renderPackage", "What the cron jobs `npm install` as an app would, a registry version (`r2-sqlite-backup@0.1.0`) or the https URL of a tarball made by `npm pack`. Empty = this program's own name@version.", "https://example.com/r2-sqlite-backup-0.1.0.tgz"),
   str("renderBranch", "Branch the cron jobs build.", "main", "main"),
   str("renderAppServiceId", "Id (`srv-...`) of the existing Render service that owns the database disk and runs the agent. Required when renderEnabled.", "srv-xxxxxxxxxxxxxxxxxxxx"),
   str("agentUrl", "The agent's URL on Render's private network, e.g. http://my-app:8787. Required when renderEnabled.", "http://my-app:8787"),
@@ -85,6 +90,8 @@ export interface RenderConfig {
   plan: string;
   repo: string;
   branch: string;
+  /** The npm spec of the package the cron jobs install (`renderPackage`, or this program's name@version). */
+  package: string;
   appServiceId: string;
   agentUrl: string;
   backupSchedule: string;
@@ -271,6 +278,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
       plan: withDefault("renderPlan"),
       repo: required("renderRepo"),
       branch: withDefault("renderBranch"),
+      package: withDefault("renderPackage") || OWN_PACKAGE_SPEC,
       appServiceId: required("renderAppServiceId"),
       agentUrl: required("agentUrl"),
       backupSchedule: withDefault("backupSchedule"),
@@ -281,6 +289,8 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     if (render.ownerId !== "" && !/^(tea|usr)-[a-z0-9]+$/.test(render.ownerId)) problems.push(`renderOwnerId must look like tea-... or usr-..., got '${render.ownerId}'`);
     if (render.appServiceId !== "" && !/^srv-[a-z0-9]+$/.test(render.appServiceId)) problems.push(`renderAppServiceId must look like srv-..., got '${render.appServiceId}'`);
     if (render.repo !== "" && !/^https:\/\/\S+$/.test(render.repo)) problems.push(`renderRepo must be an https URL, got '${render.repo}'`);
+    // The spec goes into a shell command (npm install <spec>): one word, no quotes.
+    if (!/^[^\s'"`$\\;|&<>()]+$/.test(render.package)) problems.push(`renderPackage must be one npm spec (name@version or an https tarball URL) without spaces, quotes or shell characters, got '${render.package}'`);
     if (render.agentUrl !== "" && !URL.canParse(render.agentUrl)) problems.push(`agentUrl must be a URL like http://my-app:8787, got '${render.agentUrl}'`);
     cron("backupSchedule", render.backupSchedule);
     cron("drillSchedule", render.drillSchedule);

@@ -23,12 +23,20 @@ export interface ScheduleArgs {
   metrics?: MetricsCredentials;
 }
 
-/** The commands the cron jobs run (the repository's own CLI, built by `npm ci`). */
-export const BUILD_COMMAND = "npm ci";
-export function backupCommand(agentUrl: string): string {
-  return `npm run backup -- trigger --agent-url ${agentUrl}`;
+/**
+ * The commands the cron jobs run. They use the package the way an app does: the build installs it (and only
+ * its runtime dependencies: no Pulumi, no test tools) into `.r2backup/` beside the checkout, whose own
+ * package.json it never reads, and the jobs run its `r2backup` bin.
+ */
+export const CRON_PREFIX = ".r2backup";
+const BIN = `${CRON_PREFIX}/node_modules/.bin/r2backup`;
+export function buildCommand(packageSpec: string): string {
+  return `npm install --prefix ${CRON_PREFIX} --no-save --no-audit --no-fund ${packageSpec}`;
 }
-export const DRILL_COMMAND = "npm run backup -- verify";
+export function backupCommand(agentUrl: string): string {
+  return `${BIN} trigger --agent-url ${agentUrl}`;
+}
+export const DRILL_COMMAND = `${BIN} verify`;
 
 /**
  * The Render side (DESIGN.md fact 1): the backup cron job only triggers the agent inside the app service
@@ -59,7 +67,7 @@ export class Schedule extends pulumi.ComponentResource {
       repo: r.repo,
       branch: r.branch,
       rootDir: "",
-      buildCommand: BUILD_COMMAND,
+      buildCommand: buildCommand(r.package),
       autoDeploy: "yes" as const,
     };
     const backup = new RenderCronJob(

@@ -97,6 +97,14 @@ describe("stack config", () => {
     expect(loadStackConfig("pr-1", fallback).storage.location).toBe("weur");
   });
 
+  it("has the cron jobs install this program's own release unless renderPackage names another, one shell word", () => {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { name: string; version: string };
+    expect(loadStackConfig("prod", reader(PROD)).render?.package).toBe(`${pkg.name}@${pkg.version}`);
+    const url = "https://github.com/example/r2-sqlite-backup/releases/download/v0.2.0/r2-sqlite-backup-0.2.0.tgz";
+    expect(loadStackConfig("prod", reader({ ...PROD, renderPackage: url })).render?.package).toBe(url);
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, renderPackage: "r2-sqlite-backup@1; curl x | sh" })))).toContain("renderPackage must be one npm spec");
+  });
+
   it("quotes example values that a shell would split", () => {
     expect(configSetCommand("alarmEmails", "prod")).toBe(`pulumi config set ${P}:alarmEmails '["ops@example.com"]' --stack prod`);
   });

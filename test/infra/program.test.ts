@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BINDINGS, DEFAULT_RETENTION, JOB_ENV, lifecycleRules, lockRules } from "../../core/index.ts";
@@ -9,6 +10,7 @@ import { bundleWorker, COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, WORKER_MAIN_MODU
 
 const P = "r2-sqlite-backup";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const PKG_VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 const T = {
   bucket: "cloudflare:index/r2Bucket:R2Bucket",
@@ -157,7 +159,7 @@ describe("secrets", () => {
     const monitoring = new Monitoring("m", { stack: "unit", namespace: "NS", region: "us-east-1", alarmEmails: [] });
     const schedule = new Schedule("s", {
       stack: "unit",
-      render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", appServiceId: "srv-1", agentUrl: "http://app:8787", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
+      render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", package: "r2-sqlite-backup@0.1.0", appServiceId: "srv-1", agentUrl: "http://app:8787", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
       workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken!, webhookUrl: pulumi.secret("https://hooks.example.com/x"),
       metrics: { namespace: "NS", region: "us-east-1", accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey },
     });
@@ -183,11 +185,11 @@ describe("secrets", () => {
 describe("render and monitoring", () => {
   it("creates the backup job (every 6 hours, runs trigger), the monthly drill (runs verify) and the agent's variables", () => {
     const backup = one(dev, T.cronJob, "schedule-backup");
-    expect(backup.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backup", schedule: "0 */6 * * *", ownerId: "tea-d0example0000000000", region: "oregon", runtime: "node", buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://example-app:8787" });
+    expect(backup.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backup", schedule: "0 */6 * * *", ownerId: "tea-d0example0000000000", region: "oregon", runtime: "node", buildCommand: `npm install --prefix .r2backup --no-save --no-audit --no-fund r2-sqlite-backup@${PKG_VERSION}`, startCommand: ".r2backup/node_modules/.bin/r2backup trigger --agent-url http://example-app:8787" });
     expect(Object.keys(input(backup, "envVars"))).toEqual([JOB_ENV.agentToken]);
     expect(backup.options).toMatchObject({ deleteBeforeReplace: true, additionalSecretOutputs: ["envVars"] });
     const drill = one(dev, T.cronJob, "schedule-restore-drill");
-    expect(drill.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-restore-drill", schedule: "0 4 1 * *", startCommand: "npm run backup -- verify" });
+    expect(drill.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-restore-drill", schedule: "0 4 1 * *", startCommand: ".r2backup/node_modules/.bin/r2backup verify" });
     expect(input(drill, "envVars")).toMatchObject({ [JOB_ENV.workerUrl]: "https://backups-dev.example.com", [JOB_ENV.metricsNamespace]: "R2SqliteBackup" });
     const agent = one(dev, T.envVars);
     expect(agent.inputs.serviceId).toBe("srv-d0example0000000000");
