@@ -6,6 +6,8 @@
  */
 export { backup, databasesInDir } from "./backup.ts";
 export type { BackupKind, BackupOptions, BackupResult, DatabaseInput } from "./backup.ts";
+export { liveStoreDatabases, liveStoreFiles } from "./livestore.ts";
+export type { LiveStoreLike } from "./livestore.ts";
 export { restore, verify } from "./restore/index.ts";
 export type { DrillRecord, RestoreOptions, RestoreProgress, RestoreResult, RestoreStepInfo, RestoreTarget, VerifyOptions, VerifyResult } from "./restore/index.ts";
 export { createAgentHandler } from "./commands/agent.ts";

@@ -253,3 +253,37 @@ await backup({ store: new HttpStore({ url: "http://x", token: "t" }), databases:
     expect(todos(to)).toEqual(todos(db));
   });
 });
+
+describe("a real LiveStore app that depends on the packed package", () => {
+  it("backs itself up in-process (liveStoreDatabases) and boots on the restore with the todos it showed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "r2b-livestore-app-"));
+    const worker = await startLocalWorker();
+    try {
+      const pack = await run("npm", ["pack", "--json", "--pack-destination", dir, "--loglevel=error"], { cwd: ROOT });
+      expect(pack.code, pack.err).toBe(0);
+      const tarball = (JSON.parse(pack.out.slice(pack.out.indexOf("[\n"))) as { filename: string }[])[0]!.filename;
+      const app = join(dir, "app");
+      await mkdir(app);
+      await writeFile(join(app, "package.json"), `${JSON.stringify({ name: "livestore-app", version: "1.0.0", private: true, type: "module" }, null, 2)}\n`);
+      // LiveStore's own packages from the registry (its peers resolve as npm resolves them for any app).
+      const install = await run("npm", ["install", join(dir, tarball), "@livestore/livestore@0.4.0", "@livestore/adapter-node@0.4.0", "@opentelemetry/api@1.9.0", ...NPM_FLAGS], { cwd: app, timeoutMs: 480_000 });
+      expect(install.code, install.err).toBe(0);
+      await writeFile(join(app, "app.mjs"), await readFile(fileURLToPath(new URL("./fixtures/livestore-consumer.mjs", import.meta.url)), "utf8"));
+      const env = { R2_WORKER_URL: worker.url, SERVER_BYPASS_TOKEN: worker.bindings.SERVER_BYPASS_TOKEN! };
+      const json = (r: Run) => JSON.parse(r.out.split("\n").find((l) => l.startsWith("{"))!) as { todos: [string, boolean][]; paths?: string[]; kept?: boolean[] };
+      const b = await run("node", ["app.mjs", "backup", join(dir, "data")], { cwd: app, env });
+      expect(b.code, b.err).toBe(0);
+      const backedUp = json(b);
+      expect(backedUp.paths).toEqual(["todos/eventlog@6.db", expect.stringMatching(/^todos\/state\d+@6\.db$/)]);
+      const r = await run("node", ["app.mjs", "restore", join(dir, "restored")], { cwd: app, env });
+      expect(r.code, r.err).toBe(0);
+      const restored = json(r);
+      expect(restored.kept).toEqual([true]);
+      expect(restored.todos).toHaveLength(40);
+      expect(restored.todos).toEqual(backedUp.todos);
+    } finally {
+      await worker.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
+});
