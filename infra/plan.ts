@@ -11,7 +11,8 @@ export interface PlannedResource {
   name: string;
   custom: boolean;
   parent: string | undefined;
-  options: { protect?: boolean; retainOnDelete?: boolean; deleteBeforeReplace?: boolean; additionalSecretOutputs?: string[] };
+  /** `dependsOn` as the names of the resources waited for: the order `up` creates and updates them in. */
+  options: { protect?: boolean; retainOnDelete?: boolean; deleteBeforeReplace?: boolean; additionalSecretOutputs?: string[]; dependsOn?: string[] };
   inputs: Record<string, unknown>;
 }
 
@@ -112,6 +113,7 @@ export async function planStack(stack: string, options: { config?: StackFileConf
       if (o.retainOnDelete !== undefined) opts.retainOnDelete = o.retainOnDelete;
       if (o.deleteBeforeReplace !== undefined) opts.deleteBeforeReplace = o.deleteBeforeReplace;
       if (o.additionalSecretOutputs !== undefined) opts.additionalSecretOutputs = o.additionalSecretOutputs;
+      if (Array.isArray(o.dependsOn) && o.dependsOn.length > 0) opts.dependsOn = (o.dependsOn as unknown as { __name?: string }[]).map((d) => d.__name ?? "?");
       constructed.push({ type: args.type, name: args.name, parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined, options: opts });
       return undefined;
     });

@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { JOB_ENV } from "../../core/index.ts";
 import type { RenderConfig } from "../config.ts";
 import { physicalName } from "../naming.ts";
-import { RenderCronJob, RenderServiceEnvVars } from "../render/provider.ts";
+import { previousKey, RenderCronJob, RenderRotationCleanup, RenderServiceEnvVars } from "../render/provider.ts";
 
 /** What the job needs to publish metrics (from the monitoring component), when monitoring is on. */
 export interface MetricsCredentials {
@@ -62,6 +62,18 @@ export class Schedule extends pulumi.ComponentResource {
       buildCommand: BUILD_COMMAND,
       autoDeploy: "yes" as const,
     };
+    // Order of a rotation (docs/disaster-recovery.md, section 3): the app service first, deployed and live,
+    // accepting the old agent token beside the new one; then the cron jobs, deployed; then the old token goes.
+    const agentEnv = new RenderServiceEnvVars(
+      `${name}-agent-env`,
+      {
+        serviceId: r.appServiceId,
+        envVars: { [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, [JOB_ENV.agentToken]: args.agentToken, ...metricsEnv, ...notifyEnv },
+        keepPrevious: [JOB_ENV.agentToken],
+      },
+      { parent: this },
+    );
+    const afterAgent = { parent: this, dependsOn: [agentEnv] };
     const backup = new RenderCronJob(
       `${name}-backup`,
       {
@@ -71,7 +83,7 @@ export class Schedule extends pulumi.ComponentResource {
         startCommand: backupCommand(r.agentUrl),
         envVars: pulumi.all({ [JOB_ENV.agentToken]: args.agentToken }),
       },
-      { parent: this },
+      afterAgent,
     );
     const drill = new RenderCronJob(
       `${name}-restore-drill`,
@@ -82,15 +94,12 @@ export class Schedule extends pulumi.ComponentResource {
         startCommand: DRILL_COMMAND,
         envVars: pulumi.all({ [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, ...metricsEnv, ...notifyEnv }),
       },
-      { parent: this },
+      afterAgent,
     );
-    new RenderServiceEnvVars(
-      `${name}-agent-env`,
-      {
-        serviceId: r.appServiceId,
-        envVars: { [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, [JOB_ENV.agentToken]: args.agentToken, ...metricsEnv, ...notifyEnv },
-      },
-      { parent: this },
+    new RenderRotationCleanup(
+      `${name}-agent-rotation`,
+      { serviceId: r.appServiceId, keys: [previousKey(JOB_ENV.agentToken)], generation: args.agentToken },
+      { parent: this, dependsOn: [backup, drill] },
     );
     this.backupJobId = backup.id;
     this.drillJobId = drill.id;

@@ -21,6 +21,7 @@ const T = {
   password: "random:index/randomPassword:RandomPassword",
   cronJob: "pulumi-nodejs:dynamic/render:CronJob",
   envVars: "pulumi-nodejs:dynamic/render:ServiceEnvVars",
+  rotation: "pulumi-nodejs:dynamic/render:RotationCleanup",
   policy: "aws:iam/userPolicy:UserPolicy",
   alarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
   dashboard: "aws:cloudwatch/dashboard:Dashboard",
@@ -169,8 +170,8 @@ describe("secrets", () => {
     }
     expect(await pulumi.isSecret(monitoring.accessKeyId)).toBe(false);
     const jobs = [...((schedule as unknown as { __childResources: Set<pulumi.Resource> }).__childResources ?? [])];
-    expect(jobs).toHaveLength(3);
-    for (const job of jobs) {
+    expect(jobs).toHaveLength(4);
+    for (const job of jobs.filter((j) => "envVars" in j)) {
       const envVars = (job as unknown as { envVars: pulumi.Output<Record<string, string>> }).envVars;
       expect(await pulumi.isSecret(envVars)).toBe(true);
       const keys = await new Promise<string[]>((resolve) => envVars.apply((v) => resolve(Object.keys(v))));
@@ -194,6 +195,16 @@ describe("render and monitoring", () => {
     expect(Object.keys(input(agent, "envVars")).sort()).toEqual([JOB_ENV.awsAccessKeyId, JOB_ENV.awsRegion, JOB_ENV.awsSecretAccessKey, JOB_ENV.agentToken, JOB_ENV.metricsNamespace, JOB_ENV.workerUrl, JOB_ENV.serverToken].sort());
     expect(typeof backup.inputs.__provider).toBe("string");
     expect(dev.outputs.backupCronJobId?.value).toBe("crn-mock-schedule-backup");
+  });
+
+  it("orders a rotation: the app service's variables first, then the cron jobs, then the old agent token goes", () => {
+    const agent = one(dev, T.envVars);
+    expect(agent.inputs.keepPrevious).toEqual([JOB_ENV.agentToken]);
+    for (const job of of(dev, T.cronJob)) expect(job.options.dependsOn, job.name).toEqual(["schedule-agent-env"]);
+    const cleanup = one(dev, T.rotation);
+    expect(cleanup.inputs).toMatchObject({ serviceId: "srv-d0example0000000000", keys: [`${JOB_ENV.agentToken}_PREVIOUS`] });
+    expect(isSecretInput(cleanup.inputs.generation)).toBe(true);
+    expect(cleanup.options.dependsOn).toEqual(["schedule-backup", "schedule-restore-drill"]);
   });
 
   it("lets the metrics user put metrics in its namespace and nothing else", () => {
