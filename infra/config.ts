@@ -51,7 +51,7 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   str("renderRepo", "Git repository the cron jobs build (this repository), https URL without branch. Required when renderEnabled.", "https://github.com/you/r2-sqlite-backup"),
   str("renderBranch", "Branch the cron jobs build.", "main", "main"),
   str("renderAppServiceId", "Id (`srv-...`) of the existing Render service that owns the database disk and runs the agent. Required when renderEnabled.", "srv-xxxxxxxxxxxxxxxxxxxx"),
-  str("agentUrl", "The agent's URL on Render's private network, e.g. http://my-app:8787. Required when renderEnabled.", "http://my-app:8787"),
+  str("agentUrl", "The agent's URL on Render's private network, e.g. http://my-app:8788; the app runs `r2backup agent --listen 0.0.0.0:8788`. Required when renderEnabled.", "http://my-app:8788"),
   str("backupSchedule", "Cron schedule (UTC) of the backup cron job.", "0 */6 * * *", "0 */6 * * *"),
   str("drillSchedule", "Cron schedule (UTC) of the monthly restore drill.", "0 4 1 * *", "0 4 1 * *"),
   bool("monitoringEnabled", "Create the CloudWatch alarms, SNS topic, metrics user and dashboard (needs AWS credentials). Previews never do.", false),
@@ -128,6 +128,24 @@ export function withFallback(reader: ConfigReader, fallback: Record<string, stri
     },
     isSecret: (key) => reader.isSecret(key),
   };
+}
+
+/** Ports Render reserves on its private network (10000 is the public web port): the agent must use another. */
+export const RENDER_RESERVED_PORTS = [10000, 18012, 18013, 19099] as const;
+
+/**
+ * Why the cron job could not reach an agent at this URL, or undefined. The cron job runs on another
+ * machine: it reaches the app only by its private-network host name, over plain http, on a port the agent
+ * listens on with `--listen 0.0.0.0:<port>` (the agent's default 127.0.0.1 is unreachable from there).
+ */
+export function agentUrlProblem(agentUrl: string): string | undefined {
+  if (!URL.canParse(agentUrl)) return "must be a URL like http://my-app:8788";
+  const url = new URL(agentUrl);
+  if (url.protocol !== "http:") return "must be http:// (Render's private network is not TLS; the agent serves plain http)";
+  if (/^(localhost|127\.[0-9.]+|\[::1\]|0\.0\.0\.0)$/.test(url.hostname)) return "must name the app service on Render's private network (http://<service-host>:8788), not this machine: the cron job runs elsewhere";
+  if (url.port === "") return "must carry the agent's port, e.g. http://my-app:8788 (the app runs `r2backup agent --listen 0.0.0.0:8788`)";
+  if ((RENDER_RESERVED_PORTS as readonly number[]).includes(Number(url.port))) return `must not use port ${url.port}: Render reserves ${RENDER_RESERVED_PORTS.join(", ")} on the private network`;
+  return undefined;
 }
 
 /** The exact command that sets a key on a stack. */
@@ -281,7 +299,10 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     if (render.ownerId !== "" && !/^(tea|usr)-[a-z0-9]+$/.test(render.ownerId)) problems.push(`renderOwnerId must look like tea-... or usr-..., got '${render.ownerId}'`);
     if (render.appServiceId !== "" && !/^srv-[a-z0-9]+$/.test(render.appServiceId)) problems.push(`renderAppServiceId must look like srv-..., got '${render.appServiceId}'`);
     if (render.repo !== "" && !/^https:\/\/\S+$/.test(render.repo)) problems.push(`renderRepo must be an https URL, got '${render.repo}'`);
-    if (render.agentUrl !== "" && !URL.canParse(render.agentUrl)) problems.push(`agentUrl must be a URL like http://my-app:8787, got '${render.agentUrl}'`);
+    if (render.agentUrl !== "") {
+      const problem = agentUrlProblem(render.agentUrl);
+      if (problem) problems.push(`agentUrl ${problem}, got '${render.agentUrl}'`);
+    }
     cron("backupSchedule", render.backupSchedule);
     cron("drillSchedule", render.drillSchedule);
   }

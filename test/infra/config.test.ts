@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_RETENTION, METRICS } from "../../core/index.ts";
 import { alarmSpecs } from "../../infra/components/monitoring.ts";
-import { CONFIG_KEYS, configSetCommand, loadStackConfig, withFallback, type ConfigReader } from "../../infra/config.ts";
+import { agentUrlProblem, CONFIG_KEYS, configSetCommand, loadStackConfig, withFallback, type ConfigReader } from "../../infra/config.ts";
+import { parseListen } from "../../job/commands/agent.ts";
 import { isPreviewStack, MAX_NAME_LENGTH, physicalName } from "../../infra/naming.ts";
 import { mergedStackConfig, projectValues, readProjectDeclarations, readStackFile } from "../../infra/stack-files.ts";
 
@@ -20,7 +21,7 @@ const PROD: Record<string, string> = {
   renderOwnerId: "tea-abc123",
   renderRepo: "https://github.com/example/r2-sqlite-backup",
   renderAppServiceId: "srv-abc123",
-  agentUrl: "http://app:8787",
+  agentUrl: "http://app:8788",
 };
 
 function errorOf(fn: () => unknown): string {
@@ -45,7 +46,7 @@ describe("stack config", () => {
   it("names every missing key with the exact `pulumi config set` command, all at once", () => {
     const message = errorOf(() => loadStackConfig("prod", reader({ cloudflareAccountId: PROD.cloudflareAccountId as string })));
     expect(message).toMatch(/^configure stack 'prod': missing r2-sqlite-backup:zoneId/);
-    for (const [key, value] of [["zoneId", "'<zone-id>'"], ["hostname", "backups.example.com"], ["renderOwnerId", "tea-xxxxxxxxxxxxxxxxxxxx"], ["renderRepo", "https://github.com/you/r2-sqlite-backup"], ["renderAppServiceId", "srv-xxxxxxxxxxxxxxxxxxxx"], ["agentUrl", "http://my-app:8787"]]) {
+    for (const [key, value] of [["zoneId", "'<zone-id>'"], ["hostname", "backups.example.com"], ["renderOwnerId", "tea-xxxxxxxxxxxxxxxxxxxx"], ["renderRepo", "https://github.com/you/r2-sqlite-backup"], ["renderAppServiceId", "srv-xxxxxxxxxxxxxxxxxxxx"], ["agentUrl", "http://my-app:8788"]]) {
       expect(message).toContain(`pulumi config set ${P}:${key} ${value} --stack prod`);
     }
     expect(errorOf(() => loadStackConfig("dev", reader({})))).toContain(`pulumi config set ${P}:cloudflareAccountId '<account-id>' --stack dev`);
@@ -184,5 +185,33 @@ describe("alarms", () => {
     expect(noSuccess?.treatMissingData).toBe("breaching");
     expect(failed).toMatchObject({ threshold: 0, comparisonOperator: "GreaterThanThreshold" });
     expect(drill).toMatchObject({ threshold: 35 * 24, comparisonOperator: "GreaterThanThreshold" });
+  });
+});
+
+describe("the agent's address: documented, configured and listened on alike", () => {
+  it("refuses an agentUrl the cron job could not reach, saying why", () => {
+    expect(agentUrlProblem("http://my-app:8788")).toBeUndefined();
+    expect(agentUrlProblem("http://127.0.0.1:8788")).toMatch(/not this machine/);
+    expect(agentUrlProblem("http://localhost:8788")).toMatch(/not this machine/);
+    expect(agentUrlProblem("https://my-app:8788")).toMatch(/must be http:\/\//);
+    expect(agentUrlProblem("http://my-app")).toMatch(/must carry the agent's port/);
+    expect(agentUrlProblem("http://my-app:10000")).toMatch(/Render reserves 10000/);
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, agentUrl: "http://127.0.0.1:8788" })))).toMatch(/agentUrl must name the app service/);
+  });
+
+  it("README's Deploy section starts the agent on all interfaces, on the port of the agentUrl it sets, which is the agent's default port", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const deploy = readme.slice(readme.indexOf("## Deploy"), readme.indexOf("## Disaster recovery"));
+    const listen = /agent --listen (\S+)/.exec(deploy)?.[1];
+    const url = /config set r2-sqlite-backup:agentUrl (\S+)/.exec(deploy)?.[1];
+    expect(listen && url).toBeTruthy();
+    const { host, port } = parseListen(listen!);
+    expect(host).toBe("0.0.0.0");
+    expect(Number(new URL(url!).port)).toBe(port);
+    expect(agentUrlProblem(url!)).toBeUndefined();
+    // The agent's default listen port (without --listen) is the documented one.
+    const agentSource = readFileSync(new URL("../../job/commands/agent.ts", import.meta.url), "utf8");
+    expect(parseListen(/values\.listen \?\? "([^"]+)"/.exec(agentSource)![1]!).port).toBe(port);
+    for (const stack of ["dev"]) expect(agentUrlProblem(readStackFile(stack)!.values[`${P}:agentUrl`]!), stack).toBeUndefined();
   });
 });

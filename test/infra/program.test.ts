@@ -158,7 +158,7 @@ describe("secrets", () => {
     const monitoring = new Monitoring("m", { stack: "unit", namespace: "NS", region: "us-east-1", alarmEmails: [] });
     const schedule = new Schedule("s", {
       stack: "unit",
-      render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", appServiceId: "srv-1", agentUrl: "http://app:8787", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
+      render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", appServiceId: "srv-1", agentUrl: "http://app:8788", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
       workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken!, webhookUrl: pulumi.secret("https://hooks.example.com/x"),
       metrics: { namespace: "NS", region: "us-east-1", accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey },
     });
@@ -184,7 +184,7 @@ describe("secrets", () => {
 describe("render and monitoring", () => {
   it("creates the backup job (every 6 hours, runs trigger), the monthly drill (runs verify) and the agent's variables", () => {
     const backup = one(dev, T.cronJob, "schedule-backup");
-    expect(backup.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backup", schedule: "0 */6 * * *", ownerId: "tea-d0example0000000000", region: "oregon", runtime: "node", buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://example-app:8787" });
+    expect(backup.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backup", schedule: "0 */6 * * *", ownerId: "tea-d0example0000000000", region: "oregon", runtime: "node", buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://example-app:8788" });
     expect(Object.keys(input(backup, "envVars"))).toEqual([JOB_ENV.agentToken]);
     expect(backup.options).toMatchObject({ deleteBeforeReplace: true, additionalSecretOutputs: ["envVars"] });
     const drill = one(dev, T.cronJob, "schedule-restore-drill");

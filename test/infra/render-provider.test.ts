@@ -164,7 +164,7 @@ const inputs: CronJobInputs = {
   rootDir: "",
   schedule: "0 */6 * * *",
   buildCommand: "npm ci",
-  startCommand: "npm run backup -- trigger --agent-url http://app:8787",
+  startCommand: "npm run backup -- trigger --agent-url http://app:8788",
   autoDeploy: "yes",
   envVars: { BACKUP_AGENT_TOKEN: "agent-token-value" },
 };
@@ -223,7 +223,7 @@ describe("Render cron job provider", () => {
         schedule: "0 */6 * * *",
         plan: "starter",
         region: "oregon",
-        envSpecificDetails: { buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://app:8787" },
+        envSpecificDetails: { buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://app:8788" },
       },
     });
     expect(result.id).toBe("crn-1");
