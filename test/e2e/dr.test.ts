@@ -689,3 +689,35 @@ describe("the Automation API driver (dr/stack.ts) against a stand-in pulumi CLI"
     expect(restorer.calls).toEqual([]);
   });
 });
+
+describe("the post-deploy smoke check (dr/smoke.ts) against the bundled Worker", () => {
+  let worker: LocalWorker;
+  beforeAll(async () => {
+    worker = await startLocalWorker();
+  });
+  afterAll(async () => {
+    await worker.stop();
+  });
+
+  it("passes on a deployed Worker: health, a refused anonymous request, a write and read of a backups/state/ key", async () => {
+    const { smokeCheck, SMOKE_KEY } = await import("../../dr/smoke.ts");
+    const steps = await smokeCheck(worker.url, worker.bindings.SERVER_BYPASS_TOKEN!, { marker: '{"run":"42"}' });
+    expect(steps.map((s) => [s.step, s.ok])).toEqual([["health", true], ["refuses without a token", true], ["write", true], ["read back", true]]);
+    const stored = await (await worker.mf.getR2Bucket("BACKUP_BUCKET")).get(SMOKE_KEY);
+    expect(await stored?.text()).toBe('{"run":"42"}');
+    // Run twice (every deploy does): the key is overwritable.
+    expect((await smokeCheck(worker.url, worker.bindings.SERVER_BYPASS_TOKEN!)).every((s) => s.ok)).toBe(true);
+  });
+
+  it("fails the deploy on a wrong token, and on a Worker that never answers, naming the step", async () => {
+    const { main, smokeCheck } = await import("../../dr/smoke.ts");
+    const wrong = await smokeCheck(worker.url, "not-the-token");
+    expect(wrong.at(-1)).toMatchObject({ step: "write", ok: false });
+    expect(wrong.at(-1)?.detail).toMatch(/answered 401/);
+    const closed = await smokeCheck("http://127.0.0.1:9", "t", { healthTimeoutMs: 300 });
+    expect(closed).toEqual([expect.objectContaining({ step: "health", ok: false })]);
+    expect(await main(["--worker-url", worker.url], { SERVER_BYPASS_TOKEN: "not-the-token" })).toBe(1);
+    expect(await main(["--worker-url", worker.url], { SERVER_BYPASS_TOKEN: worker.bindings.SERVER_BYPASS_TOKEN })).toBe(0);
+    expect(await main([], {})).toBe(2);
+  });
+});
