@@ -42,8 +42,8 @@ export function workerBindings(args: ApiArgs): cloudflare.types.input.WorkersScr
 
 /**
  * The backup API: the Worker bundled from `worker/`, deployed as an ES module with its bindings, reachable
- * on a route of the configured zone (or, for preview stacks, on workers.dev only), and a cron trigger
- * that runs its freshness check.
+ * on a route of the configured zone (or, for preview stacks, on workers.dev only), and, outside previews,
+ * a cron trigger that runs its freshness check.
  */
 export class Api extends pulumi.ComponentResource {
   readonly scriptName: pulumi.Output<string>;
@@ -84,11 +84,15 @@ export class Api extends pulumi.ComponentResource {
       );
       this.url = pulumi.output(`https://${args.hostname}`);
     }
-    new cloudflare.WorkersCronTrigger(
-      `${name}-freshness-check`,
-      { accountId: args.accountId, scriptName: this.script.scriptName, schedules: [{ cron: args.freshnessCheckSchedule }] },
-      { parent: this },
-    );
+    // Cron triggers are counted per account (Workers Free: 5), and a preview has no backups to watch:
+    // only non-preview stacks run the freshness check.
+    if (!args.preview) {
+      new cloudflare.WorkersCronTrigger(
+        `${name}-freshness-check`,
+        { accountId: args.accountId, scriptName: this.script.scriptName, schedules: [{ cron: args.freshnessCheckSchedule }] },
+        { parent: this },
+      );
+    }
     this.registerOutputs({ scriptName: this.scriptName, url: this.url });
   }
 }

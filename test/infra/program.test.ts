@@ -245,6 +245,9 @@ describe("stacks", () => {
     for (const r of preview.resources) expect(r.options.retainOnDelete ?? false, r.name).toBe(false);
     expect(of(preview, T.lock)).toHaveLength(0);
     expect(of(preview, T.route)).toHaveLength(0);
+    // Cron triggers are limited per account (Workers Free: 5): previews take none.
+    expect(of(preview, T.cron)).toHaveLength(0);
+    expect(of(dev, T.cron)).toHaveLength(1);
     expect(of(preview, T.cronJob)).toHaveLength(0);
     expect(of(preview, T.envVars)).toHaveLength(0);
     expect(preview.resources.some((r) => r.type.startsWith("aws:"))).toBe(false);
