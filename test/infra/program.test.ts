@@ -61,11 +61,26 @@ beforeAll(async () => {
 }, 60_000);
 
 describe("storage", () => {
-  it("derives the lifecycle and lock rules of every bucket from the policy in core/, in seconds", () => {
+  it("gives every bucket the lifecycle and lock rules of the default policy, in the provider's field names and seconds", () => {
+    // Written out, not computed from core/: the program is checked against the provider's API, not itself.
+    const DAY = 86_400;
+    const expire = (id: string, prefix: string, days: number) => ({ id, enabled: true, conditions: { prefix }, deleteObjectsTransition: { condition: { type: "Age", maxAge: days * DAY } } });
+    const lifecycle = [
+      expire("expire-full", "backups/full/", 30),
+      expire("expire-incremental", "backups/incremental/", 30),
+      { id: "daily-to-infrequent-access", enabled: true, conditions: { prefix: "backups/daily/" }, storageClassTransitions: [{ storageClass: "InfrequentAccess", condition: { type: "Age", maxAge: 90 * DAY } }] },
+      expire("expire-daily", "backups/daily/", 365),
+      expire("expire-drills", "backups/drills/", 365),
+      { id: "abort-incomplete-multipart", enabled: true, conditions: { prefix: "" }, abortMultipartUploadsTransition: { condition: { type: "Age", maxAge: 1 * DAY } } },
+    ];
+    const lock = (id: string, prefix: string) => ({ id, enabled: true, prefix, condition: { type: "Age", maxAgeSeconds: 7 * DAY } });
+    const locks = [lock("lock-full", "backups/full/"), lock("lock-incremental", "backups/incremental/"), lock("lock-daily", "backups/daily/"), lock("lock-drills", "backups/drills/")];
     for (const plan of [dev, prod]) {
-      for (const r of of(plan, T.lifecycle)) expect(input(r, "rules")).toEqual(lifecycleRules(DEFAULT_RETENTION));
-      for (const r of of(plan, T.lock)) expect(input(r, "rules")).toEqual(lockRules(DEFAULT_RETENTION));
+      for (const r of of(plan, T.lifecycle)) expect(input(r, "rules")).toEqual(lifecycle);
+      for (const r of of(plan, T.lock)) expect(input(r, "rules")).toEqual(locks);
     }
+    expect(lifecycleRules(DEFAULT_RETENTION).length).toBe(lifecycle.length);
+    expect(lockRules(DEFAULT_RETENTION).length).toBe(locks.length);
     expect(of(dev, T.lifecycle)).toHaveLength(2);
     expect(of(dev, T.lock)).toHaveLength(2);
     expect(input(one(dev, T.lock, "storage-primary-lock"), "rules")[0].condition.maxAgeSeconds).toBe(7 * 86_400);
@@ -221,6 +236,56 @@ describe("render and monitoring", () => {
     expect(dev.outputs.dashboardUrl?.value).toMatch(/^https:\/\/us-east-1\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=us-east-1#dashboards\/dashboard\/r2-sqlite-backup-dev-backups$/);
     expect(of(prod, T.alarm)).toHaveLength(0);
   });
+});
+
+describe("inputs checked against the providers' own input types", () => {
+  /** `cloudflare:index/r2BucketLifecycle:R2BucketLifecycle` → `cloudflare.R2BucketLifecycleArgs` (and aws, random likewise). */
+  const argsType = (type: string): string | undefined => {
+    const m = /^(cloudflare|aws|random):([^/]+)\/[^:]+:(\w+)$/.exec(type);
+    if (m) return m[2] === "index" ? `${m[1]}.${m[3]}Args` : `${m[1]}.${m[2]}.${m[3]}Args`;
+    // Provider resources are left out: the SDK sends their config as strings (`"true"`), not as typed.
+    return undefined;
+  };
+
+  /**
+   * Type-checks every recorded input object as an object literal of its resource's Args type, so TypeScript's
+   * excess-property check reaches every nested field. Returns the diagnostics, one line each.
+   */
+  async function typeCheck(resources: { type: string; inputs: Record<string, unknown> }[]): Promise<string[]> {
+    const ts = (await import("typescript")).default;
+    const { mkdirSync, rmSync, writeFileSync } = await import("node:fs");
+    const dir = `${ROOT}node_modules/.cache/provider-inputs`;
+    mkdirSync(dir, { recursive: true });
+    const file = `${dir}/check-${process.pid}-${Date.now()}.ts`;
+    const lines = ['import * as cloudflare from "@pulumi/cloudflare";', 'import * as aws from "@pulumi/aws";', 'import * as random from "@pulumi/random";'];
+    resources.forEach((r, i) => lines.push(`export const r${i}: ${argsType(r.type)} = ${JSON.stringify(unwrapSecrets(r.inputs))};`));
+    writeFileSync(file, lines.join("\n"));
+    const program = ts.createProgram([file], { noEmit: true, strict: true, skipLibCheck: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, types: [] });
+    const diagnostics = ts.getPreEmitDiagnostics(program);
+    rmSync(file, { force: true });
+    return diagnostics.map((d) => `${d.file ? d.file.getLineAndCharacterOfPosition(d.start ?? 0).line - 3 : "?"}: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`);
+  }
+
+  const checked = () => [dev, preview, prod].flatMap((p) => p.resources).filter((r) => r.custom && argsType(r.type) !== undefined);
+
+  it("every Cloudflare, AWS and random resource's inputs type-check as that resource's Args, nested fields included", async () => {
+    const resources = checked();
+    expect(new Set(resources.map((r) => r.type.split(":")[0]))).toEqual(new Set(["cloudflare", "aws", "random"]));
+    expect(await typeCheck(resources)).toEqual([]);
+  }, 120_000);
+
+  it("fails on a misspelled nested lifecycle or lock field (the test above can fail)", async () => {
+    const lifecycle = of(dev, T.lifecycle)[0]!;
+    const lock = of(dev, T.lock)[0]!;
+    const rules = input(lifecycle, "rules") as Record<string, unknown>[];
+    const misspelled = [
+      { type: lifecycle.type, inputs: { ...lifecycle.inputs, rules: rules.map((r) => (r.deleteObjectsTransition ? { ...r, deleteObjectTransition: r.deleteObjectsTransition, deleteObjectsTransition: undefined } : r)) } },
+      { type: lock.type, inputs: { ...lock.inputs, rules: (input(lock, "rules") as { condition: { maxAgeSeconds: number } }[]).map((r) => ({ ...r, condition: { type: "Age", maxAge: r.condition.maxAgeSeconds } })) } },
+    ];
+    const errors = await typeCheck(misspelled);
+    expect(errors.some((e) => /^0: .*deleteObjectTransition.* does not exist in type 'Input<R2BucketLifecycleRule>'/.test(e)), errors.join("\n")).toBe(true);
+    expect(errors.some((e) => /^1: .*maxAge.* does not exist in type 'Input<R2BucketLockRuleCondition>'/.test(e)), errors.join("\n")).toBe(true);
+  }, 120_000);
 });
 
 describe("stacks", () => {
