@@ -83,7 +83,7 @@ export async function planStack(stack: string, options: { config?: StackFileConf
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
 
   const registered = new Map<string, PlannedResource>();
-  const constructed: { type: string; name: string; parent: string | undefined; options: PlannedResource["options"] }[] = [];
+  const constructed: { type: string; name: string; parent: string | undefined; options: PlannedResource["options"]; dependsOn: unknown }[] = [];
   await pulumi.runtime.setMocks(
     {
       newResource(args: pulumi.runtime.MockResourceArgs) {
@@ -113,8 +113,7 @@ export async function planStack(stack: string, options: { config?: StackFileConf
       if (o.retainOnDelete !== undefined) opts.retainOnDelete = o.retainOnDelete;
       if (o.deleteBeforeReplace !== undefined) opts.deleteBeforeReplace = o.deleteBeforeReplace;
       if (o.additionalSecretOutputs !== undefined) opts.additionalSecretOutputs = o.additionalSecretOutputs;
-      if (Array.isArray(o.dependsOn) && o.dependsOn.length > 0) opts.dependsOn = (o.dependsOn as unknown as { __name?: string }[]).map((d) => d.__name ?? "?");
-      constructed.push({ type: args.type, name: args.name, parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined, options: opts });
+      constructed.push({ type: args.type, name: args.name, parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined, options: opts, dependsOn: o.dependsOn });
       return undefined;
     });
     try {
@@ -134,7 +133,11 @@ export async function planStack(stack: string, options: { config?: StackFileConf
   for (const c of constructed) {
     const r = registered.get(`${c.type}::${c.name}`);
     if (r === undefined) throw new InfraError("plan", "resource", `${c.type}::${c.name}`, "was constructed but never registered");
-    resources.push({ ...r, parent: c.parent, options: c.options });
+    // `dependsOn` may be a promise (the alarms wait for resources made after them): settled by now.
+    const raw = pulumi.Output.isInstance(c.dependsOn) ? await new Promise((resolve) => (c.dependsOn as pulumi.Output<unknown>).apply(resolve)) : await Promise.resolve(c.dependsOn);
+    const deps = [raw].flat().filter((d): d is { __name?: string } => typeof d === "object" && d !== null);
+    const options = deps.length > 0 ? { ...c.options, dependsOn: deps.map((d) => d.__name ?? "?") } : c.options;
+    resources.push({ ...r, parent: c.parent, options });
   }
 
   const outputs: Plan["outputs"] = {};

@@ -80,23 +80,33 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
     ...(config.cloudflare.hostname ? { hostname: config.cloudflare.hostname } : {}),
     ...(config.cloudflare.workersDevSubdomain ? { workersDevSubdomain: config.cloudflare.workersDevSubdomain } : {}),
   });
+  // The alarms wait for the schedule's first runs, and the schedule needs monitoring's metrics key: the
+  // alarms get a promise of those runs, settled below once the schedule exists (with none, without Render).
+  let armAlarms: (after: pulumi.Resource[]) => void = () => {};
+  const alarmsAfter = new Promise<pulumi.Resource[]>((resolve) => (armAlarms = resolve));
   const monitoring = config.monitoring
-    ? new Monitoring("monitoring", { stack, namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, alarmEmails: config.monitoring.alarmEmails })
+    ? new Monitoring("monitoring", { stack, namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, alarmEmails: config.monitoring.alarmEmails, alarmsAfter })
     : undefined;
-  const schedule = config.render
-    ? new Schedule("schedule", {
-        stack,
-        render: config.render,
-        workerUrl: api.url,
-        serverToken: tokens.serverToken,
-        // Defined: the agent token is made exactly when there are Render jobs.
-        agentToken: tokens.agentToken as pulumi.Output<string>,
-        ...(config.secrets.alertWebhookUrl ? { webhookUrl: config.secrets.alertWebhookUrl } : {}),
-        ...(monitoring && config.monitoring
-          ? { metrics: { namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey } }
-          : {}),
-      })
-    : undefined;
+  let schedule: Schedule | undefined;
+  try {
+    schedule = config.render
+      ? new Schedule("schedule", {
+          stack,
+          render: config.render,
+          workerUrl: api.url,
+          serverToken: tokens.serverToken,
+          // Defined: the agent token is made exactly when there are Render jobs.
+          agentToken: tokens.agentToken as pulumi.Output<string>,
+          ...(config.secrets.alertWebhookUrl ? { webhookUrl: config.secrets.alertWebhookUrl } : {}),
+          ...(monitoring && config.monitoring
+            ? { metrics: { namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey } }
+            : {}),
+        })
+      : undefined;
+  } finally {
+    // Settled even when the schedule throws, so no alarm waits forever.
+    armAlarms(schedule?.firstRuns ?? []);
+  }
   return {
     preview: config.preview,
     bucketName: storage.bucketName,

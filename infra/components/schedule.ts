@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { JOB_ENV } from "../../core/index.ts";
 import type { RenderConfig } from "../config.ts";
 import { physicalName } from "../naming.ts";
-import { previousKey, RenderCronJob, RenderRotationCleanup, RenderServiceEnvVars } from "../render/provider.ts";
+import { previousKey, RenderCronJob, RenderCronJobRun, RenderRotationCleanup, RenderServiceEnvVars } from "../render/provider.ts";
 
 /** What the job needs to publish metrics (from the monitoring component), when monitoring is on. */
 export interface MetricsCredentials {
@@ -38,6 +38,8 @@ export const DRILL_COMMAND = "npm run backup -- verify";
 export class Schedule extends pulumi.ComponentResource {
   readonly backupJobId: pulumi.Output<string>;
   readonly drillJobId: pulumi.Output<string>;
+  /** The first backup and drill runs: what the alarms wait for. */
+  readonly firstRuns: pulumi.Resource[];
 
   constructor(name: string, args: ScheduleArgs, opts?: pulumi.ComponentResourceOptions) {
     super("r2-sqlite-backup:schedule:Schedule", name, {}, opts);
@@ -96,11 +98,16 @@ export class Schedule extends pulumi.ComponentResource {
       },
       afterAgent,
     );
-    new RenderRotationCleanup(
+    const cleanup = new RenderRotationCleanup(
       `${name}-agent-rotation`,
       { serviceId: r.appServiceId, keys: [previousKey(JOB_ENV.agentToken)], generation: args.agentToken },
       { parent: this, dependsOn: [backup, drill] },
     );
+    // A new stack takes its first backup, then its first drill (which restores it), within `up`: the
+    // alarms, created after these, start on a stack that has both (docs/design.md, Monitoring).
+    const firstBackup = new RenderCronJobRun(`${name}-first-backup`, { serviceId: backup.id, purpose: "the first backup" }, { parent: this, dependsOn: [cleanup] });
+    const firstDrill = new RenderCronJobRun(`${name}-first-restore-drill`, { serviceId: drill.id, purpose: "the first restore drill" }, { parent: this, dependsOn: [firstBackup] });
+    this.firstRuns = [firstBackup, firstDrill];
     this.backupJobId = backup.id;
     this.drillJobId = drill.id;
     this.registerOutputs({ backupJobId: this.backupJobId, drillJobId: this.drillJobId });

@@ -445,6 +445,61 @@ export const rotationCleanupProvider: pulumi.dynamic.ResourceProvider = {
   async delete(): Promise<void> {},
 };
 
+/** Inputs of a first run of a cron job: the job, and what the run is for (named in errors). */
+export interface CronJobRunInputs {
+  serviceId: string;
+  purpose: string;
+}
+
+/**
+ * Triggers one run of a cron job (`POST /cron-jobs/{id}/runs`) and waits for its `cron_job_run_ended`
+ * event (Render has no GET for a run), polling every RENDER_POLL_MS for at most RENDER_RUN_TIMEOUT_SECONDS
+ * (default 3600). Throws unless the run ended `successful`.
+ */
+export async function runCronJobOnce(serviceId: string, purpose: string): Promise<string> {
+  const started = await renderRequest("POST", `/cron-jobs/${encodeURIComponent(serviceId)}/runs`);
+  if (started.status === 404) throw new Error(`run render cron job '${serviceId}' (${purpose}): 404 not found`);
+  const runId = started.json?.id;
+  if (!runId) throw new Error(`run render cron job '${serviceId}' (${purpose}): the API answered ${started.status} without a run id`);
+  const pollMs = Number(process.env.RENDER_POLL_MS || 5000);
+  const deadline = Date.now() + Number(process.env.RENDER_RUN_TIMEOUT_SECONDS || 3600) * 1000;
+  const since = new Date(Date.now() - 60_000).toISOString();
+  for (;;) {
+    const events = await renderList(`/services/${encodeURIComponent(serviceId)}/events?type=cron_job_run_ended&startTime=${encodeURIComponent(since)}`, "event");
+    const ended = events.find((e) => e?.details?.cronJobRunId === runId);
+    if (ended) {
+      const status = String(ended.details.status ?? "unknown");
+      if (status === "successful") return String(runId);
+      throw new Error(`run render cron job '${serviceId}' (${purpose}): run '${runId}' ended '${status}' (see its logs in the Render dashboard; fix it and run pulumi up again, which runs it again)`);
+    }
+    if (Date.now() > deadline) throw new Error(`run render cron job '${serviceId}' (${purpose}): run '${runId}' has not ended (raise RENDER_RUN_TIMEOUT_SECONDS, or check it in the Render dashboard)`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+/**
+ * The first run of a cron job, as part of the `up` that creates it: the first backup and the first drill
+ * then exist before the alarms that watch them (which a new stack would otherwise trip at once). It runs on
+ * create only (a new job); updates and deletes do nothing, so a later `up` never cancels a run in flight
+ * (a manual run cancels the active one).
+ */
+export const cronJobRunProvider: pulumi.dynamic.ResourceProvider = {
+  async diff(_id: string, olds: any, news: any): Promise<pulumi.dynamic.DiffResult> {
+    const replaces = olds?.serviceId !== news?.serviceId ? ["serviceId"] : [];
+    return { changes: replaces.length > 0 || olds?.purpose !== news?.purpose, replaces };
+  },
+  async create(inputs: any): Promise<pulumi.dynamic.CreateResult> {
+    const serviceId = String(inputs?.serviceId ?? "");
+    const purpose = String(inputs?.purpose ?? "first run");
+    const runId = await runCronJobOnce(serviceId, purpose);
+    return { id: runId, outs: { serviceId, purpose, runId } };
+  },
+  async update(_id: string, olds: any, news: any): Promise<pulumi.dynamic.UpdateResult> {
+    return { outs: { serviceId: String(news?.serviceId ?? ""), purpose: String(news?.purpose ?? ""), runId: String(olds?.runId ?? "") } };
+  },
+  async delete(): Promise<void> {},
+};
+
 /** Arguments of a `RenderCronJob` (every field may be an Output). */
 export type CronJobArgs = { [K in keyof CronJobInputs]: pulumi.Input<CronJobInputs[K]> };
 
@@ -481,5 +536,14 @@ export class RenderServiceEnvVars extends pulumi.dynamic.Resource {
 export class RenderRotationCleanup extends pulumi.dynamic.Resource {
   constructor(name: string, args: { serviceId: pulumi.Input<string>; keys: string[]; generation: pulumi.Input<string> }, opts: pulumi.CustomResourceOptions = {}) {
     super(rotationCleanupProvider, name, { ...args, generation: pulumi.secret(args.generation) }, { ...opts, additionalSecretOutputs: ["generation"] }, "render", "RotationCleanup");
+  }
+}
+
+/** The first run of a cron job (`pulumi-nodejs:dynamic/render:CronJobRun`): see `cronJobRunProvider`. */
+export class RenderCronJobRun extends pulumi.dynamic.Resource {
+  declare readonly runId: pulumi.Output<string>;
+
+  constructor(name: string, args: { serviceId: pulumi.Input<string>; purpose: string }, opts: pulumi.CustomResourceOptions = {}) {
+    super(cronJobRunProvider, name, { ...args, runId: undefined }, opts, "render", "CronJobRun");
   }
 }

@@ -22,6 +22,7 @@ const T = {
   cronJob: "pulumi-nodejs:dynamic/render:CronJob",
   envVars: "pulumi-nodejs:dynamic/render:ServiceEnvVars",
   rotation: "pulumi-nodejs:dynamic/render:RotationCleanup",
+  run: "pulumi-nodejs:dynamic/render:CronJobRun",
   policy: "aws:iam/userPolicy:UserPolicy",
   alarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
   dashboard: "aws:cloudwatch/dashboard:Dashboard",
@@ -185,7 +186,7 @@ describe("secrets", () => {
     }
     expect(await pulumi.isSecret(monitoring.accessKeyId)).toBe(false);
     const jobs = [...((schedule as unknown as { __childResources: Set<pulumi.Resource> }).__childResources ?? [])];
-    expect(jobs).toHaveLength(4);
+    expect(jobs).toHaveLength(6);
     for (const job of jobs.filter((j) => "envVars" in j)) {
       const envVars = (job as unknown as { envVars: pulumi.Output<Record<string, string>> }).envVars;
       expect(await pulumi.isSecret(envVars)).toBe(true);
@@ -222,17 +223,28 @@ describe("render and monitoring", () => {
     expect(cleanup.options.dependsOn).toEqual(["schedule-backup", "schedule-restore-drill"]);
   });
 
+  it("runs the first backup, then the first drill, within `up`, and creates the alarms only after both", () => {
+    const [firstBackup, firstDrill] = [one(dev, T.run, "schedule-first-backup"), one(dev, T.run, "schedule-first-restore-drill")];
+    expect(firstBackup.inputs).toMatchObject({ serviceId: "crn-mock-schedule-backup", purpose: "the first backup" });
+    expect(firstBackup.options.dependsOn).toEqual(["schedule-agent-rotation"]);
+    expect(firstDrill.inputs).toMatchObject({ serviceId: "crn-mock-schedule-restore-drill" });
+    expect(firstDrill.options.dependsOn).toEqual(["schedule-first-backup"]);
+    for (const alarm of of(dev, T.alarm)) expect(alarm.options.dependsOn, alarm.name).toEqual(["schedule-first-backup", "schedule-first-restore-drill"]);
+    // Without Render (prod here) nothing runs, and the alarms wait for nothing.
+    expect(of(prod, T.run)).toHaveLength(0);
+  });
+
   it("lets the metrics user put metrics in its namespace and nothing else", () => {
     const policy = JSON.parse(input(one(dev, T.policy), "policy"));
     expect(policy.Statement).toEqual([{ Effect: "Allow", Action: ["cloudwatch:PutMetricData"], Resource: "*", Condition: { StringEquals: { "cloudwatch:namespace": "R2SqliteBackup" } } }]);
   });
 
-  it("creates the three alarms on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
+  it("creates the four alarms on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
     const alarms = of(dev, T.alarm);
-    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale"]);
+    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale", "r2-sqlite-backup-dev-restore-drill-failed"]);
     for (const a of alarms) expect(input(a, "alarmActions")).toEqual(["arn:aws:sns:us-east-1:123456789012:r2-sqlite-backup-dev-alarms"]);
     expect(JSON.parse(input(one(dev, T.dashboard), "dashboardBody")).widgets.length).toBeGreaterThanOrEqual(4);
-    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(3);
+    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(4);
     expect(dev.outputs.dashboardUrl?.value).toMatch(/^https:\/\/us-east-1\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=us-east-1#dashboards\/dashboard\/r2-sqlite-backup-dev-backups$/);
     expect(of(prod, T.alarm)).toHaveLength(0);
   });

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   cronJobProvider,
+  cronJobRunProvider,
   resetAsRetryAfter,
   retryDelayMs,
   rotationCleanupProvider,
@@ -44,6 +45,9 @@ class FakeRender {
   /** The env vars each service runs with: those of its last live deploy (Render applies variables only on a deploy). */
   live = new Map<string, Record<string, string>>();
   failDeploys = false;
+  pendingRuns: { serviceId: string; runId: string }[] = [];
+  events: any[] = [];
+  runOutcome = "successful";
 
   constructor() {
     this.server = createServer((req, res) => void this.handle(req).then(([status, body, headers]) => {
@@ -82,6 +86,13 @@ class FakeRender {
     }
     const parts = url.pathname.replace(/^\/v1\//, "").split("/").map(decodeURIComponent);
     const [root, id, sub, key] = parts;
+    if (root === "cron-jobs" && sub === "runs" && req.method === "POST") {
+      if (!this.services.has(id as string)) return [404, { message: "service not found" }];
+      const run = { id: `run-${this.next++}`, status: "pending" };
+      // Ends after the first events poll, with the outcome the test chose; another job's run ends too.
+      this.pendingRuns.push({ serviceId: id as string, runId: run.id });
+      return [200, run];
+    }
     if (root !== "services") return [404, { message: "not found" }];
     if (id === undefined) {
       if (req.method === "GET") {
@@ -129,6 +140,13 @@ class FakeRender {
         return [200, { key, value: body.value }];
       }
       if (req.method === "DELETE") return env.delete(key) ? [204, undefined] : [404, { message: "env var not found" }];
+    }
+    if (sub === "events" && req.method === "GET") {
+      // A run is still going at the first poll after it started, and has ended (as the test chose) by the next.
+      const visible = this.events.filter((e) => e.serviceId === service.id && e.type === url.searchParams.get("type"));
+      for (const r of this.pendingRuns.filter((p) => p.serviceId === service.id)) this.events.push({ id: `evt-${this.next++}`, serviceId: service.id, type: "cron_job_run_ended", timestamp: new Date().toISOString(), details: { cronJobRunId: r.runId, status: this.runOutcome } });
+      this.pendingRuns = this.pendingRuns.filter((p) => p.serviceId !== service.id);
+      return [200, this.page(visible, url.searchParams, (event, cursor) => ({ cursor, event }))];
     }
     if (sub === "deploys" && req.method === "POST") {
       const deploy = { id: `dep-${this.next++}`, serviceId: service.id, status: "build_in_progress", polls: 0, env: Object.fromEntries(env) };
@@ -196,6 +214,9 @@ beforeEach(() => {
   fake.deploys.clear();
   fake.live.clear();
   fake.failDeploys = false;
+  fake.pendingRuns = [];
+  fake.events = [];
+  fake.runOutcome = "successful";
 });
 afterEach(() => {
   for (const [name, value] of [["RENDER_API_KEY", saved.key], ["RENDER_API_URL", saved.url], ["RENDER_MAX_ATTEMPTS", saved.attempts], ["RENDER_POLL_MS", saved.poll]] as const) {
@@ -472,9 +493,34 @@ describe("a token rotation, as `pulumi up` orders it (app service, cron jobs, cl
   });
 });
 
+describe("the first run of a cron job (the deploy's first backup and drill)", () => {
+  it("triggers one run and waits for its cron_job_run_ended event", async () => {
+    fake.addService({ id: "crn-other", type: "cron_job", name: "other" });
+    const { id } = await cronJobProvider.create!(withProvider(inputs));
+    fake.requests = [];
+    const result = await cronJobRunProvider.create!(withProvider({ serviceId: id, purpose: "the first backup" }));
+    expect(result.outs).toMatchObject({ serviceId: id, runId: result.id });
+    expect(fake.calls("POST", "/cron-jobs")).toHaveLength(1);
+    expect(fake.calls("POST", `/cron-jobs/${id}/runs`)).toHaveLength(1);
+    const polls = fake.calls("GET", `/services/${id}/events`);
+    expect(polls.length).toBeGreaterThanOrEqual(2);
+    expect(polls[0]?.query.get("type")).toBe("cron_job_run_ended");
+  });
+
+  it("fails `up` when the run fails, naming the job and what the run was for; later updates never run it again", async () => {
+    const { id } = await cronJobProvider.create!(withProvider(inputs));
+    fake.runOutcome = "unsuccessful";
+    await expect(cronJobRunProvider.create!(withProvider({ serviceId: id, purpose: "the first backup" }))).rejects.toThrow(new RegExp(`run render cron job '${id}' \\(the first backup\\): run 'run-\\d+' ended 'unsuccessful'`));
+    fake.requests = [];
+    await cronJobRunProvider.update!("run-1", withProvider({ serviceId: id, purpose: "a", runId: "run-1" }), withProvider({ serviceId: id, purpose: "b" }));
+    expect(fake.requests).toHaveLength(0);
+    expect(await cronJobRunProvider.diff!("run-1", { serviceId: id, purpose: "a" }, { serviceId: "crn-new", purpose: "a" })).toMatchObject({ replaces: ["serviceId"] });
+  });
+});
+
 describe("serialized provider", () => {
   it("holds no API key, and works on its own (as the engine runs it) against the fake", async () => {
-    for (const provider of [cronJobProvider, serviceEnvVarsProvider, rotationCleanupProvider]) {
+    for (const provider of [cronJobProvider, serviceEnvVarsProvider, rotationCleanupProvider, cronJobRunProvider]) {
       const sf = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
       expect(sf.text).not.toContain(KEY);
       expect(sf.text).not.toContain("rnd_");
