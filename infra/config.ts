@@ -261,7 +261,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     dailyDays: integer("retentionDailyDays"),
     drillDays: integer("retentionDrillDays"),
     abortMultipartDays: integer("retentionAbortMultipartDays"),
-    // DESIGN.md, Retention: preview stacks get no lock, so they can be destroyed.
+    // docs/design.md, Retention: preview stacks get no lock, so they can be destroyed.
     lockDays: preview ? 0 : integer("lockDays"),
   };
   try {

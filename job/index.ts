@@ -1,6 +1,6 @@
 /**
  * The job as a library: an app server takes backups in-process (`backup({ store, databases: [{ db }] })`,
- * the LiveStore case of DESIGN.md fact 7) or mounts the agent's handler on its own server.
+ * the LiveStore case of docs/design.md fact 7) or mounts the agent's handler on its own server.
  */
 export { backup, chooseKind, databasesInDir, findPrevious, readCatalog, readManifest, resolveSources, sourceNameFor, LATEST_KEY } from "./backup.ts";
 export type { BackupKind, BackupOptions, BackupResult, DatabaseInput } from "./backup.ts";

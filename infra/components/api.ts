@@ -25,7 +25,7 @@ export interface ApiArgs {
   workersDevSubdomain?: string;
 }
 
-/** The Worker's bindings (DESIGN.md, "Worker API"), names from `core/`. Secrets are `secret_text`. */
+/** The Worker's bindings (docs/design.md, "Worker API"), names from `core/`. Secrets are `secret_text`. */
 export function workerBindings(args: ApiArgs): cloudflare.types.input.WorkersScriptBinding[] {
   const jurisdiction = args.jurisdiction === "default" ? {} : { jurisdiction: args.jurisdiction };
   const bindings: cloudflare.types.input.WorkersScriptBinding[] = [

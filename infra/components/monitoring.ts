@@ -18,7 +18,7 @@ export interface MonitoringArgs {
 const HOUR = 3600;
 const DAY = 86_400;
 
-/** The alarms of DESIGN.md, "Monitoring", as data (tested without Pulumi). */
+/** The alarms of docs/design.md, "Monitoring", as data (tested without Pulumi). */
 export function alarmSpecs(namespace: string): (aws.cloudwatch.MetricAlarmArgs & { role: string })[] {
   return [
     {

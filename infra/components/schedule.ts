@@ -18,7 +18,7 @@ export interface ScheduleArgs {
   workerUrl: pulumi.Input<string>;
   serverToken: pulumi.Output<string>;
   agentToken: pulumi.Output<string>;
-  /** Completion and failure notices of the job (DESIGN.md, Monitoring); the Worker's alert webhook. */
+  /** Completion and failure notices of the job (docs/design.md, Monitoring); the Worker's alert webhook. */
   webhookUrl?: pulumi.Output<string>;
   metrics?: MetricsCredentials;
 }
@@ -31,7 +31,7 @@ export function backupCommand(agentUrl: string): string {
 export const DRILL_COMMAND = "npm run backup -- verify";
 
 /**
- * The Render side (DESIGN.md fact 1): the backup cron job only triggers the agent inside the app service
+ * The Render side (docs/design.md fact 1): the backup cron job only triggers the agent inside the app service
  * that owns the disk; the monthly drill restores into a temporary file through the Worker. The agent's
  * variables are set on the existing app service, key by key.
  */

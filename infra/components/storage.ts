@@ -9,7 +9,7 @@ export interface StorageArgs {
   /** Location hint; undefined lets Cloudflare choose. Used only when the bucket is created. */
   location?: string;
   jurisdiction: string;
-  /** When set: a second bucket there, with the same rules (R2 does not replicate, DESIGN.md fact 4). */
+  /** When set: a second bucket there, with the same rules (R2 does not replicate, docs/design.md fact 4). */
   replicaLocation?: string;
   retention: RetentionPolicy;
   /** Preview stacks: buckets can be destroyed. Otherwise protected and retained on delete. */

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 
 /*
- * Render has no Pulumi provider (DESIGN.md fact 6): these dynamic providers drive its REST API with undici.
+ * Render has no Pulumi provider (docs/design.md fact 6): these dynamic providers drive its REST API with undici.
  *
  * Serialization rules (the provider object is serialized into the stack state as code):
  * - nothing here may capture a top-level import: undici is required inside each call, through

@@ -7,7 +7,7 @@ import type { BackupEvent } from "../log.ts";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupOptionsFromFlags } from "./run.ts";
 
 /**
- * `r2backup agent`: an authenticated HTTP trigger inside the service that owns the disk (DESIGN.md fact 1).
+ * `r2backup agent`: an authenticated HTTP trigger inside the service that owns the disk (docs/design.md fact 1).
  * `POST /backup` (token `BACKUP_AGENT_TOKEN`, its own, never the Worker's) runs one backup and streams its
  * progress as NDJSON, ending with `{"type":"result","ok":...}`; a second POST while one runs gets 409.
  * `GET /health` needs no token. An app server can mount `createAgentHandler` itself (the LiveStore case).

@@ -323,3 +323,16 @@ describe("the agent's address: documented, configured and listened on alike", ()
     for (const stack of ["dev"]) expect(agentUrlProblem(readStackFile(stack)!.values[`${P}:agentUrl`]!), stack).toBeUndefined();
   });
 });
+
+describe("the design document", () => {
+  it("is in the repository as docs/design.md, and every file that cites a design file cites it", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const root = new URL("../../", import.meta.url);
+    const design = readFileSync(new URL("docs/design.md", root), "utf8");
+    for (const section of ["## Storage layout", "## Facts that change the sketch", "## Monitoring", "## Deploying"]) expect(design).toContain(section);
+    const files = execFileSync("git", ["ls-files"], { cwd: root, encoding: "utf8" }).split("\n").filter((f) => /\.(ts|js|md|ya?ml)$/.test(f));
+    const citing = files.filter((f) => f !== "docs/design.md" && readFileSync(new URL(f, root), "utf8").includes("DESIGN" + ".md"));
+    expect(citing).toEqual([]);
+    expect(files.filter((f) => readFileSync(new URL(f, root), "utf8").includes("docs/design.md")).length).toBeGreaterThanOrEqual(30);
+  });
+});
