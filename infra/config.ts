@@ -25,9 +25,9 @@ const bool = (key: string, description: string, def: boolean): ConfigKeySpec => 
 
 export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   str("cloudflareAccountId", "Cloudflare account id (32 hex characters) that owns the R2 buckets and the Worker. Required.", "<account-id>"),
-  str("zoneId", "Cloudflare zone id of `hostname`, for the Worker route. Required on every stack but previews (`pr-<n>`).", "<zone-id>"),
-  str("hostname", "Hostname the Worker answers on (route `<hostname>/api/*`; needs a proxied DNS record). Required on every stack but previews.", "backups.example.com"),
-  str("workersDevSubdomain", "The account's workers.dev subdomain (`<sub>.workers.dev`); preview stacks are served there. Required on previews.", "<subdomain>"),
+  str("zoneId", "Cloudflare zone id of `hostname`, for the Worker's custom domain. Required on every stack but previews (`pr-<n>`).", "<zone-id>"),
+  str("hostname", "Hostname the Worker answers on, as a Workers custom domain (Cloudflare creates its DNS record and certificate; the name must have no other DNS record). Required on every stack but previews.", "backups.example.com"),
+  str("workersDevSubdomain", "The account's workers.dev subdomain (`<sub>.workers.dev`), where preview stacks are served; empty = looked up from the account at deploy time.", "<subdomain>"),
   str("bucketLocation", "R2 location hint of the bucket (apac, eeur, enam, weur, wnam, oc); empty lets Cloudflare choose. Used only at creation.", "weur"),
   str("bucketJurisdiction", "R2 jurisdiction of the buckets (default, eu, fedramp).", "eu", "default"),
   str("replicaLocation", "Location hint of an optional second bucket for geographic redundancy (R2 does not replicate); empty = none.", "enam"),
@@ -233,7 +233,9 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   hex32("cloudflareAccountId", accountId);
   const cloudflare: StackConfig["cloudflare"] = { accountId };
   if (preview) {
-    cloudflare.workersDevSubdomain = required("workersDevSubdomain");
+    // Looked up from the account at deploy time when not set (infra/workers-subdomain.ts).
+    const sub = text("workersDevSubdomain");
+    if (sub !== undefined) cloudflare.workersDevSubdomain = sub;
   } else {
     cloudflare.zoneId = required("zoneId");
     hex32("zoneId", cloudflare.zoneId);

@@ -54,6 +54,8 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
     return extra;
   }
   if (type === "random:index/randomPassword:RandomPassword") return { result: `mock-${name}` };
+  // Looked up from the account when deployed; the plan shows where it goes.
+  if (type === "pulumi-nodejs:dynamic/cloudflare:WorkersSubdomain") return { subdomain: "looked-up-subdomain" };
   if (type.startsWith("pulumi-nodejs:dynamic/render:CronJob")) return { serviceId: `crn-mock-${name}`, slug: name, dashboardUrl: `https://dashboard.render.com/cron/crn-mock-${name}` };
   return {};
 }

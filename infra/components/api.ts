@@ -2,7 +2,9 @@ import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import { BINDINGS } from "../../core/index.ts";
 import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, WORKER_MAIN_MODULE, type WorkerBundle } from "../../worker/bundle.ts";
+import { EmptyBucketOnDestroy } from "../empty-bucket.ts";
 import { physicalName } from "../naming.ts";
+import { WorkersSubdomain } from "../workers-subdomain.ts";
 
 export interface ApiArgs {
   accountId: string;
@@ -18,10 +20,10 @@ export interface ApiArgs {
   alertWebhookUrl?: pulumi.Output<string>;
   maxBackupAgeHours: number;
   freshnessCheckSchedule: string;
-  /** Non-preview stacks: a route `<hostname>/api/*` on this zone. */
+  /** Non-preview stacks: the Worker's custom domain `<hostname>` on this zone. */
   zoneId?: string;
   hostname?: string;
-  /** Preview stacks: served on `<script>.<subdomain>.workers.dev`. */
+  /** Preview stacks: served on `<script>.<subdomain>.workers.dev`; looked up from the account when not given. */
   workersDevSubdomain?: string;
 }
 
@@ -42,7 +44,7 @@ export function workerBindings(args: ApiArgs): cloudflare.types.input.WorkersScr
 
 /**
  * The backup API: the Worker bundled from `worker/`, deployed as an ES module with its bindings, reachable
- * on a route of the configured zone (or, for preview stacks, on workers.dev only), and, outside previews,
+ * on its custom domain in the configured zone (or, for preview stacks, on workers.dev only), and, outside previews,
  * a cron trigger that runs its freshness check.
  */
 export class Api extends pulumi.ComponentResource {
@@ -69,20 +71,29 @@ export class Api extends pulumi.ComponentResource {
     );
     this.scriptName = this.script.scriptName;
     // workers.dev only for previews: production is reachable on its own route alone.
-    new cloudflare.WorkersScriptSubdomain(
+    const workersDev = new cloudflare.WorkersScriptSubdomain(
       `${name}-workers-dev`,
       { accountId: args.accountId, scriptName: this.script.scriptName, enabled: args.preview, previewsEnabled: false },
       { parent: this },
     );
     if (args.preview) {
-      this.url = pulumi.output(`https://${scriptName}.${args.workersDevSubdomain}.workers.dev`);
+      const subdomain = args.workersDevSubdomain ?? new WorkersSubdomain(`${name}-workers-dev-subdomain`, { accountId: args.accountId }, { parent: this }).subdomain;
+      this.url = pulumi.interpolate`https://${scriptName}.${subdomain}.workers.dev`;
+      // R2 deletes only empty buckets: `destroy` empties a preview's bucket through its Worker first.
+      new EmptyBucketOnDestroy(
+        `${name}-empty-bucket-on-destroy`,
+        { workerUrl: this.url, adminToken: args.adminToken, bucketName: args.bucketName },
+        { parent: this, dependsOn: [this.script, workersDev] },
+      );
     } else {
-      new cloudflare.WorkersRoute(
-        `${name}-route`,
-        { zoneId: args.zoneId as string, pattern: `${args.hostname}/api/*`, script: this.script.scriptName },
+      // A Workers custom domain (as SST's Cloudflare components do): Cloudflare creates the DNS record and
+      // the certificate, where a route would need both made by hand.
+      const domain = new cloudflare.WorkersCustomDomain(
+        `${name}-domain`,
+        { accountId: args.accountId, zoneId: args.zoneId as string, hostname: args.hostname as string, service: this.script.scriptName },
         { parent: this },
       );
-      this.url = pulumi.output(`https://${args.hostname}`);
+      this.url = pulumi.interpolate`https://${domain.hostname}`;
     }
     // Cron triggers are counted per account (Workers Free: 5), and a preview has no backups to watch:
     // only non-preview stacks run the freshness check.

@@ -17,6 +17,7 @@ const T = {
   script: "cloudflare:index/workersScript:WorkersScript",
   subdomain: "cloudflare:index/workersScriptSubdomain:WorkersScriptSubdomain",
   route: "cloudflare:index/workersRoute:WorkersRoute",
+  domain: "cloudflare:index/workersCustomDomain:WorkersCustomDomain",
   cron: "cloudflare:index/workersCronTrigger:WorkersCronTrigger",
   password: "random:index/randomPassword:RandomPassword",
   cronJob: "pulumi-nodejs:dynamic/render:CronJob",
@@ -132,8 +133,9 @@ describe("worker", () => {
     expect(r2("default").every((b) => b.jurisdiction === undefined)).toBe(true);
   });
 
-  it("routes <hostname>/api/* on the zone, keeps workers.dev off, and schedules the freshness check", () => {
-    expect(one(prod, T.route).inputs).toEqual({ zoneId: "fedcba9876543210fedcba9876543210", pattern: "backups.example.com/api/*", script: "r2-sqlite-backup-prod-api" });
+  it("serves <hostname> as a Workers custom domain on the zone (DNS and certificate by Cloudflare), keeps workers.dev off, and schedules the freshness check", () => {
+    expect(one(prod, T.domain).inputs).toEqual({ accountId: "0123456789abcdef0123456789abcdef", zoneId: "fedcba9876543210fedcba9876543210", hostname: "backups.example.com", service: "r2-sqlite-backup-prod-api" });
+    expect(of(prod, T.route)).toHaveLength(0);
     expect(one(prod, T.subdomain).inputs).toMatchObject({ enabled: false, scriptName: "r2-sqlite-backup-prod-api" });
     expect(one(prod, T.cron).inputs).toMatchObject({ scriptName: "r2-sqlite-backup-prod-api", schedules: [{ cron: "*/30 * * * *" }] });
     expect(prod.outputs.workerUrl?.value).toBe("https://backups.example.com");
@@ -322,6 +324,13 @@ describe("stacks", () => {
     for (const r of preview.resources) expect(r.options.retainOnDelete ?? false, r.name).toBe(false);
     expect(of(preview, T.lock)).toHaveLength(0);
     expect(of(preview, T.route)).toHaveLength(0);
+    // R2 deletes only empty buckets: destroy empties the preview's bucket through its Worker first.
+    const emptier = one(preview, "pulumi-nodejs:dynamic/r2:EmptyBucketOnDestroy");
+    expect(emptier.options.dependsOn).toEqual(["api-worker", "api-workers-dev"]);
+    expect(input(emptier, "bucketName")).toBe("r2-sqlite-backup-pr-42-backups");
+    expect(input(emptier, "workerUrl")).toBe("https://r2-sqlite-backup-pr-42-api.example.workers.dev");
+    expect(isSecretInput(emptier.inputs.adminToken)).toBe(true);
+    expect(of(dev, "pulumi-nodejs:dynamic/r2:EmptyBucketOnDestroy")).toHaveLength(0);
     // Cron triggers are limited per account (Workers Free: 5): previews take none.
     expect(of(preview, T.cron)).toHaveLength(0);
     expect(of(dev, T.cron)).toHaveLength(1);
@@ -331,6 +340,18 @@ describe("stacks", () => {
     expect(one(preview, T.subdomain).inputs).toMatchObject({ enabled: true });
     expect(preview.outputs.workerUrl?.value).toBe("https://r2-sqlite-backup-pr-42-api.example.workers.dev");
     expect(preview.outputs.bucketName?.value).toBe("r2-sqlite-backup-pr-42-backups");
+  });
+
+  it("looks the workers.dev subdomain up from the account when a preview's config does not give it", async () => {
+    const { Api } = await import("../../infra/components/api.ts");
+    const types: string[] = [];
+    await pulumi.runtime.setMocks({ newResource: (a) => (types.push(a.type), { id: `${a.name}-id`, state: { ...a.inputs, ...(a.type.endsWith(":WorkersSubdomain") ? { subdomain: "acme" } : {}) } }), call: (a) => a.inputs }, P, "pr-9", false);
+    const secret = pulumi.secret("t");
+    const api = new Api("a", { accountId: "0".repeat(32), stack: "pr-9", preview: true, bundle: { code: "export default {}", sha256: "x" }, bucketName: "b", jurisdiction: "default", serverToken: secret, adminToken: secret, maxBackupAgeHours: 7, freshnessCheckSchedule: "*/30 * * * *" });
+    expect(await new Promise((resolve) => api.url.apply(resolve))).toBe("https://r2-sqlite-backup-pr-9-api.acme.workers.dev");
+    expect(types).toContain("pulumi-nodejs:dynamic/cloudflare:WorkersSubdomain");
+    // Given in config (dev's, inherited by pr-42), nothing is looked up.
+    expect(of(preview, "pulumi-nodejs:dynamic/cloudflare:WorkersSubdomain")).toHaveLength(0);
   });
 
   it("fails a stack with missing config with the exact commands to run (and no stray error)", async () => {

@@ -536,3 +536,37 @@ describe("serialized provider", () => {
     expect(fake.calls("POST", "/services")).toHaveLength(1);
   });
 });
+
+describe("the workers.dev subdomain lookup (a local stand-in for api.cloudflare.com)", () => {
+  it("reads GET /accounts/{id}/workers/subdomain with the provider's token, and says what to do when there is none", async () => {
+    const { workersSubdomainProvider } = await import("../../infra/workers-subdomain.ts");
+    const seen: { path: string; auth: string | undefined }[] = [];
+    let answer: [number, unknown] = [200, { success: true, result: { subdomain: "acme" } }];
+    const cf = createServer((req, res) => {
+      seen.push({ path: req.url ?? "", auth: req.headers.authorization });
+      res.writeHead(answer[0], { "content-type": "application/json" });
+      res.end(JSON.stringify(answer[1]));
+    });
+    await new Promise<void>((resolve) => cf.listen(0, "127.0.0.1", resolve));
+    const saved = { token: process.env.CLOUDFLARE_API_TOKEN, url: process.env.CLOUDFLARE_API_URL };
+    process.env.CLOUDFLARE_API_TOKEN = "cf-token";
+    process.env.CLOUDFLARE_API_URL = `http://127.0.0.1:${(cf.address() as AddressInfo).port}/client/v4`;
+    try {
+      const created = await workersSubdomainProvider.create!({ accountId: "acc1", __provider: "x" });
+      expect(created.outs).toEqual({ accountId: "acc1", subdomain: "acme" });
+      expect(seen).toEqual([{ path: "/client/v4/accounts/acc1/workers/subdomain", auth: "Bearer cf-token" }]);
+      answer = [404, { success: false, errors: [{ code: 10007, message: "not found" }] }];
+      await expect(workersSubdomainProvider.read!("acc1", { accountId: "acc1" })).rejects.toThrow(/account 'acc1': the account has no workers.dev subdomain yet/);
+      answer = [403, { success: false, errors: [{ code: 10000, message: "Authentication error" }] }];
+      await expect(workersSubdomainProvider.create!({ accountId: "acc1" })).rejects.toThrow(/403 Authentication error \(the token needs Workers Scripts Read/);
+      const sf = await pulumi.runtime.serializeFunction(() => workersSubdomainProvider, { allowSecrets: true });
+      expect(sf.text).not.toContain("cf-token");
+    } finally {
+      for (const [k, v] of [["CLOUDFLARE_API_TOKEN", saved.token], ["CLOUDFLARE_API_URL", saved.url]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await new Promise((resolve) => cf.close(resolve));
+    }
+  });
+});
