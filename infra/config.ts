@@ -40,6 +40,9 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   int("retentionAbortMultipartDays", "Days after which an incomplete multipart upload is aborted.", DEFAULT_RETENTION.abortMultipartDays),
   int("maxBackupAgeHours", "The Worker's freshness check alerts when the newest complete full backup is older than this.", 7),
   str("freshnessCheckSchedule", "Cron schedule (UTC) of the Worker's freshness check.", "*/30 * * * *", "*/30 * * * *"),
+  bool("workerVersions", "Deploy the Worker as Worker + WorkerVersion + WorkersDeployment (gradual rollout and rollback by config) instead of one WorkersScript. For new stacks: switching an existing stack replaces its Worker.", false),
+  str("workerStableVersionId", "With workerVersions: the version that keeps the rest of the traffic during a rollout (or all of it at workerRolloutPercent 0, a rollback); empty = none.", "<version-id>"),
+  int("workerRolloutPercent", "With workerVersions and a workerStableVersionId: the share of traffic (0-100) the version this `up` uploads gets.", 100),
   str("alertWebhookUrl", "Secret. Webhook the Worker posts to when backups are stale; empty = no webhook.", "https://hooks.example.com/...", "", true),
   str("serverToken", "Secret. The job's token (SERVER_BYPASS_TOKEN): write and read, never delete. Generated when empty.", "<token>", "", true),
   str("adminToken", "Secret. The admin token (ADMIN_TOKEN), the only one that may delete. Generated when empty.", "<token>", "", true),
@@ -72,7 +75,7 @@ export interface StackConfig {
   preview: boolean;
   cloudflare: { accountId: string; zoneId?: string; hostname?: string; workersDevSubdomain?: string };
   storage: { location?: string; jurisdiction: string; replicaLocation?: string; retention: RetentionPolicy };
-  worker: { maxBackupAgeHours: number; freshnessCheckSchedule: string };
+  worker: { maxBackupAgeHours: number; freshnessCheckSchedule: string; versions?: { stableVersionId?: string; rolloutPercent: number } };
   /** Undefined when not configured: the program generates tokens, and binds no webhook. */
   secrets: { serverToken?: pulumi.Output<string>; adminToken?: pulumi.Output<string>; agentToken?: pulumi.Output<string>; alertWebhookUrl?: pulumi.Output<string> };
   render?: RenderConfig;
@@ -277,6 +280,17 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const freshnessCheckSchedule = withDefault("freshnessCheckSchedule");
   cron("freshnessCheckSchedule", freshnessCheckSchedule);
 
+  const worker: StackConfig["worker"] = { maxBackupAgeHours, freshnessCheckSchedule };
+  const rolloutPercent = integer("workerRolloutPercent");
+  const stableVersionId = text("workerStableVersionId");
+  if (rolloutPercent < 0 || rolloutPercent > 100) problems.push(`workerRolloutPercent must be 0 to 100, got ${rolloutPercent}`);
+  if (boolean("workerVersions")) {
+    if (rolloutPercent < 100 && stableVersionId === undefined) problems.push(`workerRolloutPercent ${rolloutPercent} needs workerStableVersionId (the version that keeps the rest of the traffic)`);
+    worker.versions = { rolloutPercent, ...(stableVersionId !== undefined ? { stableVersionId } : {}) };
+  } else if (stableVersionId !== undefined || rolloutPercent !== 100) {
+    problems.push("workerStableVersionId and workerRolloutPercent need workerVersions: true");
+  }
+
   const secrets: StackConfig["secrets"] = {};
   for (const key of ["serverToken", "adminToken", "agentToken", "alertWebhookUrl"] as const) {
     const value = secret(key);
@@ -329,7 +343,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const storage: StackConfig["storage"] = { jurisdiction, retention };
   if (location !== undefined) storage.location = location;
   if (replicaLocation !== undefined) storage.replicaLocation = replicaLocation;
-  const config: StackConfig = { project: PROJECT, stack, preview, cloudflare, storage, worker: { maxBackupAgeHours, freshnessCheckSchedule }, secrets };
+  const config: StackConfig = { project: PROJECT, stack, preview, cloudflare, storage, worker, secrets };
   if (render) config.render = render;
   if (monitoring) config.monitoring = monitoring;
   return config;

@@ -17,6 +17,8 @@ export interface StackOutputs {
   replicaBucketName: pulumi.Output<string> | null;
   workerScriptName: pulumi.Output<string>;
   workerUrl: pulumi.Output<string>;
+  /** With `workerVersions`: the version this `up` deployed (a rollback's `workerStableVersionId`). */
+  workerVersionId: pulumi.Output<string> | null;
   backupCronJobId: pulumi.Output<string> | null;
   drillCronJobId: pulumi.Output<string> | null;
   alarmArns: pulumi.Output<Record<string, string>> | null;
@@ -76,6 +78,7 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
     ...(config.secrets.alertWebhookUrl ? { alertWebhookUrl: config.secrets.alertWebhookUrl } : {}),
     maxBackupAgeHours: config.worker.maxBackupAgeHours,
     freshnessCheckSchedule: config.worker.freshnessCheckSchedule,
+    ...(config.worker.versions ? { versions: config.worker.versions } : {}),
     ...(config.cloudflare.zoneId ? { zoneId: config.cloudflare.zoneId } : {}),
     ...(config.cloudflare.hostname ? { hostname: config.cloudflare.hostname } : {}),
     ...(config.cloudflare.workersDevSubdomain ? { workersDevSubdomain: config.cloudflare.workersDevSubdomain } : {}),
@@ -113,6 +116,7 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
     replicaBucketName: storage.replicaBucketName ?? null,
     workerScriptName: api.scriptName,
     workerUrl: api.url,
+    workerVersionId: api.versionId ?? null,
     backupCronJobId: schedule?.backupJobId ?? null,
     drillCronJobId: schedule?.drillJobId ?? null,
     alarmArns: monitoring?.alarmArns ?? null,

@@ -53,6 +53,8 @@ const PROD_SECRETS = [`${P}:serverToken`, `${P}:adminToken`, `${P}:alertWebhookU
 let dev: Plan;
 let preview: Plan;
 let prod: Plan;
+/** prod, deployed as versions with a 10 % rollout beside a stable version. */
+let versioned: Plan;
 let bundleCode: string;
 
 beforeAll(async () => {
@@ -60,6 +62,7 @@ beforeAll(async () => {
   dev = await planStack("dev");
   preview = await planStack("pr-42");
   prod = await planStack("prod", { config: { values: PROD_VALUES, secretKeys: PROD_SECRETS } });
+  versioned = await planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:workerVersions`]: "true", [`${P}:workerStableVersionId`]: "ver-stable", [`${P}:workerRolloutPercent`]: "10" }, secretKeys: PROD_SECRETS } });
 }, 60_000);
 
 describe("storage", () => {
@@ -149,6 +152,37 @@ describe("worker", () => {
   });
 });
 
+describe("versioned Worker deployments (workerVersions)", () => {
+  it("upload a WorkerVersion of the same bundle and bindings, and a WorkersDeployment that splits traffic with the stable version", () => {
+    expect(of(versioned, T.script)).toHaveLength(0);
+    const worker = one(versioned, "cloudflare:index/worker:Worker");
+    expect(worker.inputs).toMatchObject({ name: "r2-sqlite-backup-prod-api", subdomain: { enabled: false, previewsEnabled: false } });
+    const version = one(versioned, "cloudflare:index/workerVersion:WorkerVersion");
+    expect(input(version, "workerId")).toBe("api-worker-id");
+    expect(version.inputs).toMatchObject({ mainModule: WORKER_MAIN_MODULE, compatibilityDate: COMPATIBILITY_DATE, compatibilityFlags: COMPATIBILITY_FLAGS });
+    expect(Buffer.from(input(version, "modules")[0].contentBase64, "base64").toString()).toBe(bundleCode);
+    expect(input(version, "bindings")).toEqual(input(one(prod, T.script), "bindings"));
+    expect(isSecretInput(version.inputs.bindings)).toBe(true);
+    const deployment = one(versioned, "cloudflare:index/workersDeployment:WorkersDeployment");
+    expect(deployment.inputs).toMatchObject({ scriptName: "r2-sqlite-backup-prod-api", strategy: "percentage" });
+    expect(input(deployment, "versions")).toEqual([{ versionId: "api-version-id", percentage: 10 }, { versionId: "ver-stable", percentage: 90 }]);
+    // The domain and the cron trigger follow the deployment, and the version id is an output (for the next rollback).
+    expect(one(versioned, T.domain).options.dependsOn).toEqual(["api-worker", "api-deployment"]);
+    expect(versioned.outputs.workerVersionId?.value).toBe("api-version-id");
+    expect(prod.outputs.workerVersionId?.value).toBeNull();
+  });
+
+  it("roll back at 0 % (all traffic to the stable version), deploy fully at 100 %, and refuse a split without a stable version", async () => {
+    const { deploymentVersions } = await import("../../infra/components/api.ts");
+    expect(deploymentVersions("new", { stableVersionId: "old", rolloutPercent: 0 })).toEqual([{ versionId: "old", percentage: 100 }]);
+    expect(deploymentVersions("new", { stableVersionId: "old", rolloutPercent: 100 })).toEqual([{ versionId: "new", percentage: 100 }]);
+    expect(deploymentVersions("new", { rolloutPercent: 100 })).toEqual([{ versionId: "new", percentage: 100 }]);
+    const values = { ...PROD_VALUES, [`${P}:workerVersions`]: "true", [`${P}:workerRolloutPercent`]: "10" };
+    await expect(planStack("prod", { config: { values, secretKeys: PROD_SECRETS } })).rejects.toThrow(/workerRolloutPercent 10 needs workerStableVersionId/);
+    await expect(planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:workerStableVersionId`]: "x" }, secretKeys: PROD_SECRETS } })).rejects.toThrow(/need workerVersions: true/);
+  });
+});
+
 describe("secrets", () => {
   it("reach every resource as secret inputs and never appear in the plan's output", () => {
     expect(isSecretInput(one(prod, T.script).inputs.bindings)).toBe(true);
@@ -182,7 +216,7 @@ describe("secrets", () => {
     });
     for (const [what, output] of [
       ["serverToken (generated)", tokens.serverToken], ["adminToken (configured)", tokens.adminToken], ["agentToken", tokens.agentToken!],
-      ["worker bindings", api.script.bindings], ["metrics secret key", monitoring.secretAccessKey],
+      ["worker bindings", api.script!.bindings], ["metrics secret key", monitoring.secretAccessKey],
     ] as const) {
       expect(await pulumi.isSecret(output as pulumi.Output<unknown>), what).toBe(true);
     }
@@ -280,7 +314,7 @@ describe("inputs checked against the providers' own input types", () => {
     return diagnostics.map((d) => `${d.file ? d.file.getLineAndCharacterOfPosition(d.start ?? 0).line - 3 : "?"}: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`);
   }
 
-  const checked = () => [dev, preview, prod].flatMap((p) => p.resources).filter((r) => r.custom && argsType(r.type) !== undefined);
+  const checked = () => [dev, preview, prod, versioned].flatMap((p) => p.resources).filter((r) => r.custom && argsType(r.type) !== undefined);
 
   it("every Cloudflare, AWS and random resource's inputs type-check as that resource's Args, nested fields included", async () => {
     const resources = checked();
