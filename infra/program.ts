@@ -97,6 +97,7 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
           stack,
           render: config.render,
           workerUrl: api.url,
+          workerLive: api.live,
           serverToken: tokens.serverToken,
           // Defined: the agent token is made exactly when there are Render jobs.
           agentToken: tokens.agentToken as pulumi.Output<string>,

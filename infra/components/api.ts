@@ -56,6 +56,8 @@ export class Api extends pulumi.ComponentResource {
   readonly script: cloudflare.WorkersScript | undefined;
   /** With `versions`: the version this `up` uploaded (`pulumi stack output workerVersionId`). */
   readonly versionId: pulumi.Output<string> | undefined;
+  /** What serves requests once `up` is done: whatever must wait for the Worker's new bindings waits for these. */
+  readonly live: pulumi.Resource[];
 
   constructor(name: string, args: ApiArgs, opts?: pulumi.ComponentResourceOptions) {
     super("r2-sqlite-backup:api:Api", name, {}, opts);
@@ -93,6 +95,7 @@ export class Api extends pulumi.ComponentResource {
       );
       live = [this.script, workersDev];
     }
+    this.live = live;
     if (args.preview) {
       const subdomain = args.workersDevSubdomain ?? new WorkersSubdomain(`${name}-workers-dev-subdomain`, { accountId: args.accountId }, { parent: this }).subdomain;
       this.url = pulumi.interpolate`https://${scriptName}.${subdomain}.workers.dev`;

@@ -21,6 +21,8 @@ export interface ScheduleArgs {
   /** Completion and failure notices of the job (docs/design.md, Monitoring); the Worker's alert webhook. */
   webhookUrl?: pulumi.Output<string>;
   metrics?: MetricsCredentials;
+  /** The Worker's live resources: the app gets a rotated SERVER_BYPASS_TOKEN only once the Worker has it. */
+  workerLive?: pulumi.Resource[];
 }
 
 /** The commands the cron jobs run (the repository's own CLI, built by `npm ci`). */
@@ -73,7 +75,7 @@ export class Schedule extends pulumi.ComponentResource {
         envVars: { [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, [JOB_ENV.agentToken]: args.agentToken, ...metricsEnv, ...notifyEnv },
         keepPrevious: [JOB_ENV.agentToken],
       },
-      { parent: this },
+      { parent: this, dependsOn: args.workerLive ?? [] },
     );
     const afterAgent = { parent: this, dependsOn: [agentEnv] };
     const backup = new RenderCronJob(

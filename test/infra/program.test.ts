@@ -252,6 +252,8 @@ describe("render and monitoring", () => {
   it("orders a rotation: the app service's variables first, then the cron jobs, then the old agent token goes", () => {
     const agent = one(dev, T.envVars);
     expect(agent.inputs.keepPrevious).toEqual([JOB_ENV.agentToken]);
+    // A rotated SERVER_BYPASS_TOKEN reaches the app only once the Worker accepts it.
+    expect(agent.options.dependsOn).toEqual(["api-worker", "api-workers-dev"]);
     for (const job of of(dev, T.cronJob)) expect(job.options.dependsOn, job.name).toEqual(["schedule-agent-env"]);
     const cleanup = one(dev, T.rotation);
     expect(cleanup.inputs).toMatchObject({ serviceId: "srv-d0example0000000000", keys: [`${JOB_ENV.agentToken}_PREVIOUS`] });
