@@ -435,6 +435,8 @@ describe("npm run plan", () => {
     const plan = JSON.parse(r.stdout);
     expect(plan).toMatchObject({ stack: "pr-42", preview: true, stackFile: false });
     expect(JSON.stringify(plan)).not.toContain("-dev-");
+    // No account-limited resource on a preview: no cron trigger (Workers Free: 5 per account).
+    expect(plan.resources.filter((x: { type: string }) => x.type === T.cron)).toEqual([]);
     const bad = run("--nope");
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain("usage: npm run plan");
