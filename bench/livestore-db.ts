@@ -5,7 +5,7 @@ import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 
 /**
- * A fast generator of LiveStore's layout (DESIGN.md fact 7): the event log file (`eventlog` keyed by
+ * A fast generator of LiveStore's layout (docs/design.md fact 7): the event log file (`eventlog` keyed by
  * (seqNumGlobal, seqNumClient), the sync status table) and, optionally, the state file an app derives from it
  * (`documents` with markdown bodies, `conversations` with their messages, LiveStore's system tables with one
  * session-changeset row per materialized event). The real app is test/livestore/app.ts. Used by `npm start`, the e2e test and

@@ -47,7 +47,7 @@ import { compressFile, compressStream, type Digest } from "./stream.ts";
 import { StreamUpload, partSizeFor, uploadFile } from "./upload.ts";
 
 /**
- * The backup engine (DESIGN.md, "Job"): snapshot and check each database, compress and hash while
+ * The backup engine (docs/design.md, "Job"): snapshot and check each database, compress and hash while
  * uploading, write `metadata.json` LAST, promote the day's first full backup to `daily/`, then move the
  * `latest` pointer. A run that fails before its manifest leaves no manifest, so nothing lists it as
  * restorable. Used by `r2backup run`, the agent, and an app server in-process.
@@ -307,7 +307,7 @@ async function snapshotOne(input: DatabaseInput & { source: string }, path: stri
     }
     try {
       let info = await checkSnapshot(path, changeTables, { ...(pages !== undefined ? { pagesCopied: pages } : {}), ...(integrity ? { integrity } : {}) });
-      // LiveStore's SQLite takes no file locks (DESIGN.md fact 7): a copy of its file can interleave with a
+      // LiveStore's SQLite takes no file locks (docs/design.md fact 7): a copy of its file can interleave with a
       // write. integrity_check (not quick_check) sees a row whose index entries are missing, so it is retaken.
       if (info.inspection.livestore && input.path && !input.snapshot && !input.db && integrity !== "full") info = await checkSnapshot(path, changeTables, { integrity: "full" });
       return info;

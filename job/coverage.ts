@@ -159,7 +159,7 @@ export interface DerivedDecision {
 
 /**
  * Decides, from the full backup's record of the state DB and the chain's last event-log watermark, whether the
- * restored state DB matches the restored event log (DESIGN.md fact 8: LiveStore rebuilds a missing state DB
+ * restored state DB matches the restored event log (docs/design.md fact 8: LiveStore rebuilds a missing state DB
  * from the event log, but boots silently on a stale one). Restore confirms a kept one against the file itself.
  */
 export function decideDerived(state: DatabaseInfo, eventlogTo: Watermark | undefined): DerivedDecision {

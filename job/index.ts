@@ -1,7 +1,7 @@
 /**
  * The package's public API (`import { backup } from "r2-sqlite-backup"`; the `exports` map lets nothing
  * else in). An app server takes backups in-process (`backup({ store, databases: [{ db }] })`, the LiveStore
- * case of DESIGN.md fact 7), mounts the agent's handler on its own server, restores, or runs the drill.
+ * case of docs/design.md fact 7), mounts the agent's handler on its own server, restores, or runs the drill.
  * Everything here is covered by semver (CHANGELOG.md); the modules behind it are not.
  */
 export { backup, databasesInDir } from "./backup.ts";

@@ -4,7 +4,7 @@ import { JobError } from "./errors.ts";
 
 /**
  * Backing up a running LiveStore 0.4 store from inside the app (`@livestore/adapter-node`). Its SQLite runs
- * in LiveStore's leader (wa-sqlite) with no file locks and no fsync (DESIGN.md fact 7), so another process
+ * in LiveStore's leader (wa-sqlite) with no file locks and no fsync (docs/design.md fact 7), so another process
  * copying the files can catch a write half-done. The leader itself serializes each database between
  * transactions (`leaderThread.export` for the state DB, `getEventlogData` for the event log): those bytes are
  * consistent. The two are taken one after the other; `backup()` compares their heads and takes both again

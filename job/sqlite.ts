@@ -7,7 +7,7 @@ import { JobError } from "./errors.ts";
 
 /**
  * The SQLite adapter of the job: check that a file is SQLite without creating it, snapshot a live
- * database in one step (DESIGN.md fact 5), and check the copy before anything is uploaded.
+ * database in one step (docs/design.md fact 5), and check the copy before anything is uploaded.
  */
 
 const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");

@@ -48,7 +48,7 @@ export function allTodos(store: TodoStore): Todo[] {
 }
 
 /**
- * Waits until LiveStore's leader has persisted every event the session committed (DESIGN.md fact 9:
+ * Waits until LiveStore's leader has persisted every event the session committed (docs/design.md fact 9:
  * `shutdownPromise()` does not wait for it), so the files on disk hold what the app showed.
  */
 export async function waitPersisted(store: TodoStore, timeoutMs = 30_000): Promise<void> {

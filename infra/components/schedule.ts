@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { JOB_ENV } from "../../core/index.ts";
 import type { RenderConfig } from "../config.ts";
 import { physicalName } from "../naming.ts";
-import { RenderCronJob, RenderServiceEnvVars } from "../render/provider.ts";
+import { previousKey, RenderCronJob, RenderCronJobRun, RenderRotationCleanup, RenderServiceEnvVars } from "../render/provider.ts";
 
 /** What the job needs to publish metrics (from the monitoring component), when monitoring is on. */
 export interface MetricsCredentials {
@@ -18,9 +18,11 @@ export interface ScheduleArgs {
   workerUrl: pulumi.Input<string>;
   serverToken: pulumi.Output<string>;
   agentToken: pulumi.Output<string>;
-  /** Completion and failure notices of the job (DESIGN.md, Monitoring); the Worker's alert webhook. */
+  /** Completion and failure notices of the job (docs/design.md, Monitoring); the Worker's alert webhook. */
   webhookUrl?: pulumi.Output<string>;
   metrics?: MetricsCredentials;
+  /** The Worker's live resources: the app gets a rotated SERVER_BYPASS_TOKEN only once the Worker has it. */
+  workerLive?: pulumi.Resource[];
 }
 
 /**
@@ -39,13 +41,15 @@ export function backupCommand(agentUrl: string): string {
 export const DRILL_COMMAND = `${BIN} verify`;
 
 /**
- * The Render side (DESIGN.md fact 1): the backup cron job only triggers the agent inside the app service
+ * The Render side (docs/design.md fact 1): the backup cron job only triggers the agent inside the app service
  * that owns the disk; the monthly drill restores into a temporary file through the Worker. The agent's
  * variables are set on the existing app service, key by key.
  */
 export class Schedule extends pulumi.ComponentResource {
   readonly backupJobId: pulumi.Output<string>;
   readonly drillJobId: pulumi.Output<string>;
+  /** The first backup and drill runs: what the alarms wait for. */
+  readonly firstRuns: pulumi.Resource[];
 
   constructor(name: string, args: ScheduleArgs, opts?: pulumi.ComponentResourceOptions) {
     super("r2-sqlite-backup:schedule:Schedule", name, {}, opts);
@@ -70,6 +74,18 @@ export class Schedule extends pulumi.ComponentResource {
       buildCommand: buildCommand(r.package),
       autoDeploy: "yes" as const,
     };
+    // Order of a rotation (docs/disaster-recovery.md, section 3): the app service first, deployed and live,
+    // accepting the old agent token beside the new one; then the cron jobs, deployed; then the old token goes.
+    const agentEnv = new RenderServiceEnvVars(
+      `${name}-agent-env`,
+      {
+        serviceId: r.appServiceId,
+        envVars: { [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, [JOB_ENV.agentToken]: args.agentToken, ...metricsEnv, ...notifyEnv },
+        keepPrevious: [JOB_ENV.agentToken],
+      },
+      { parent: this, dependsOn: args.workerLive ?? [] },
+    );
+    const afterAgent = { parent: this, dependsOn: [agentEnv] };
     const backup = new RenderCronJob(
       `${name}-backup`,
       {
@@ -79,7 +95,7 @@ export class Schedule extends pulumi.ComponentResource {
         startCommand: backupCommand(r.agentUrl),
         envVars: pulumi.all({ [JOB_ENV.agentToken]: args.agentToken }),
       },
-      { parent: this },
+      afterAgent,
     );
     const drill = new RenderCronJob(
       `${name}-restore-drill`,
@@ -90,16 +106,18 @@ export class Schedule extends pulumi.ComponentResource {
         startCommand: DRILL_COMMAND,
         envVars: pulumi.all({ [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, ...metricsEnv, ...notifyEnv }),
       },
-      { parent: this },
+      afterAgent,
     );
-    new RenderServiceEnvVars(
-      `${name}-agent-env`,
-      {
-        serviceId: r.appServiceId,
-        envVars: { [JOB_ENV.workerUrl]: args.workerUrl, [JOB_ENV.serverToken]: args.serverToken, [JOB_ENV.agentToken]: args.agentToken, ...metricsEnv, ...notifyEnv },
-      },
-      { parent: this },
+    const cleanup = new RenderRotationCleanup(
+      `${name}-agent-rotation`,
+      { serviceId: r.appServiceId, keys: [previousKey(JOB_ENV.agentToken)], generation: args.agentToken },
+      { parent: this, dependsOn: [backup, drill] },
     );
+    // A new stack takes its first backup, then its first drill (which restores it), within `up`: the
+    // alarms, created after these, start on a stack that has both (docs/design.md, Monitoring).
+    const firstBackup = new RenderCronJobRun(`${name}-first-backup`, { serviceId: backup.id, purpose: "the first backup" }, { parent: this, dependsOn: [cleanup] });
+    const firstDrill = new RenderCronJobRun(`${name}-first-restore-drill`, { serviceId: drill.id, purpose: "the first restore drill" }, { parent: this, dependsOn: [firstBackup] });
+    this.firstRuns = [firstBackup, firstDrill];
     this.backupJobId = backup.id;
     this.drillJobId = drill.id;
     this.registerOutputs({ backupJobId: this.backupJobId, drillJobId: this.drillJobId });

@@ -7,7 +7,7 @@ import type { BackupEvent } from "../log.ts";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupOptionsFromFlags } from "./run.ts";
 
 /**
- * `r2backup agent`: an authenticated HTTP trigger inside the service that owns the disk (DESIGN.md fact 1).
+ * `r2backup agent`: an authenticated HTTP trigger inside the service that owns the disk (docs/design.md fact 1).
  * `POST /backup` (token `BACKUP_AGENT_TOKEN`, its own, never the Worker's) runs one backup and streams its
  * progress as NDJSON, ending with `{"type":"result","ok":...}`; a second POST while one runs gets 409.
  * `GET /health` needs no token. An app server can mount `createAgentHandler` itself (the LiveStore case).
@@ -49,7 +49,7 @@ async function readBody(req: IncomingMessage, max = 64 * 1024): Promise<string> 
 }
 
 /** The agent's request handler: one backup at a time, progress streamed as NDJSON. */
-export function createAgentHandler(options: { token: string; run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult> }): RequestListener & { running(): boolean } {
+export function createAgentHandler(options: { token: string; previousToken?: string; run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult> }): RequestListener & { running(): boolean } {
   if (!options.token) throw new JobError("usage", "start agent: no token", { hint: "set BACKUP_AGENT_TOKEN (a secret only the agent and the trigger know)" });
   let running = false;
   const handler = (async (req: IncomingMessage, res: ServerResponse) => {
@@ -58,7 +58,10 @@ export function createAgentHandler(options: { token: string; run: (kind: BackupK
       if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return sendJson(res, 200, { ok: true, running });
       if (path !== "/backup") return sendJson(res, 404, { error: "not_found", message: `request '${path}': not found (POST /backup, GET /health)` });
       if (req.method !== "POST") return sendJson(res, 405, { error: "method_not_allowed", message: "POST /backup" });
-      if (!tokenMatches(bearer(req), options.token)) return sendJson(res, 401, { error: "unauthorized", message: "POST /backup: missing or wrong agent token (BACKUP_AGENT_TOKEN)" });
+      // During a rotation (BACKUP_AGENT_TOKEN_PREVIOUS set) the old token is accepted too, so a cron job not
+      // yet redeployed keeps working; the deploy removes the old one once every trigger has the new one.
+      const given = bearer(req);
+      if (!tokenMatches(given, options.token) && !(options.previousToken && tokenMatches(given, options.previousToken))) return sendJson(res, 401, { error: "unauthorized", message: "POST /backup: missing or wrong agent token (BACKUP_AGENT_TOKEN)" });
       if (running) return sendJson(res, 409, { error: "busy", message: "POST /backup: a backup is already running" });
       running = true;
       try {
@@ -127,7 +130,7 @@ export async function listen(server: Server, host: string, port: number): Promis
 
 export const agentCommand: Command = {
   summary: "serve POST /backup (token BACKUP_AGENT_TOKEN) inside the service that owns the database",
-  usage: `r2backup agent --listen <host:port> --db <path> [backup options]\n\n  --listen <host:port>  where to listen (e.g. 0.0.0.0:8788 on Render's private network)\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it)\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,
+  usage: `r2backup agent --listen <host:port> --db <path> [backup options]\n\n  --listen <host:port>  where to listen (e.g. 0.0.0.0:8788 on Render's private network)\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it); during a rotation BACKUP_AGENT_TOKEN_PREVIOUS too\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,
   async run(args, ctx) {
     const { values } = parseFlags(args, { ...BACKUP_OPTIONS, ...WORKER_OPTIONS, ...COMMON_OPTIONS, listen: { type: "string" } }, "agent");
     if (values.help) {
@@ -138,8 +141,10 @@ export const agentCommand: Command = {
     if (!token) throw new JobError("usage", "start agent: BACKUP_AGENT_TOKEN is not set", { hint: "set BACKUP_AGENT_TOKEN to a long random secret shared with the trigger" });
     const { host, port } = parseListen(values.listen ?? "127.0.0.1:8788");
     const base = await backupOptionsFromFlags(values, ctx);
+    const previousToken = ctx.env.BACKUP_AGENT_TOKEN_PREVIOUS || undefined;
     const handler = createAgentHandler({
       token,
+      ...(previousToken ? { previousToken } : {}),
       run: (kind, onEvent) =>
         backup({
           ...base,

@@ -6,7 +6,7 @@ import { JobError } from "../errors.ts";
 import { isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
 
-/** `r2backup run`: one backup now, where the database file is (DESIGN.md fact 1). */
+/** `r2backup run`: one backup now, where the database file is (docs/design.md fact 1). */
 
 export const BACKUP_OPTIONS = {
   db: { type: "string", multiple: true },

@@ -15,7 +15,7 @@ import { loadPlan, olderCandidate, type LoadedPlan } from "./plan.ts";
 import { checkTarget, discardTemp, existingAt, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
 
 /**
- * Restore and the restore drill (DESIGN.md, "Job"): plan the newest complete full backup at or before a
+ * Restore and the restore drill (docs/design.md, "Job"): plan the newest complete full backup at or before a
  * time plus its incremental chain, stream each object into a temporary file beside the target while
  * checking its sha256, re-apply the changes, run `PRAGMA integrity_check` and the watermark check, and
  * only then replace the target atomically. Any failure leaves the target byte for byte as it was.
@@ -55,7 +55,7 @@ export interface RestoreOptions {
   force?: boolean;
   /** Plan and check the targets, download nothing, change nothing. */
   dryRun?: boolean;
-  /** `integrity_check` (default, as DESIGN.md asks) or the faster `quick_check`. */
+  /** `integrity_check` (default, as docs/design.md asks) or the faster `quick_check`. */
   check?: "integrity" | "quick";
   /** Interruptions survived per object, each resumed with `Range` (default 5). */
   resumes?: number;
