@@ -67,7 +67,7 @@ describe("a bucket written by 0.1.0", () => {
     const second = await restore({ store: t.bucket.store, to: latest });
     expect(second).toMatchObject({ restoresTo: "20261201T070000Z", chain: [{ kind: "incremental", id: "20261201T070000Z" }], integrity: "ok", rows: { "app/eventlog": 5 } });
     expect(dumpDatabase(latest).rows.eventlog).toHaveLength(17);
-    // An incremental carries the event log (DESIGN.md fact 8: the state tables are derived from it).
+    // An incremental carries the event log (docs/design.md fact 8: the state tables are derived from it).
     expect(contentDigest(latest, "eventlog")).toBe(LATEST_EVENTLOG_DIGEST);
   });
 });
