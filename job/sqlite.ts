@@ -62,7 +62,7 @@ function openImmutable(path: string): DatabaseSync {
 }
 
 /**
- * True for a LiveStore file (DESIGN.md fact 7) in rollback-journal mode: its writer takes no file locks, so a
+ * True for a LiveStore file (docs/design.md fact 7) in rollback-journal mode: its writer takes no file locks, so a
  * normal connection may find the writer's `-journal` "hot" and roll the app's transaction back into the live
  * file (seen here as "disk I/O error" when the writer deleted the journal first). Such a file is only ever
  * read through an immutable connection; the copy may be torn, so it is checked with integrity_check and
