@@ -537,6 +537,21 @@ describe("end to end with the real Worker (Miniflare, local R2) and the real res
     }
   });
 
+  it("--data-dir restores the app's data directory (each database at its path under it)", async () => {
+    const dataDir = join(dir, "data");
+    await mkdir(dataDir);
+    const report = await runDisasterRecovery(options({ token, to: dataDir, dataDir: true }), realDeps());
+    expect(report.error).toBeUndefined();
+    expect(report.restore).toMatchObject({ restoresTo: backupId, targets: [{ source: "app", path: join(dataDir, "app.db") }] });
+    const db = new DatabaseSync(join(dataDir, "app.db"), { readOnly: true });
+    try {
+      expect(db.prepare("SELECT count(*) AS n FROM notes").get()).toEqual({ n: 250 });
+    } finally {
+      db.close();
+    }
+    expect(await main(["--stack", "prod", "--to", "x.db", "--data-dir", dataDir], realDeps(), { stdout: () => {}, stderr: () => {}, env: {} })).toBe(DR_EXIT.usage);
+  });
+
   it("--dry-run asks the real engine for its plan and writes nothing", async () => {
     const report = await runDisasterRecovery(options({ token, dryRun: true }), realDeps());
     expect(report.exitCode).toBe(0);
