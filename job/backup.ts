@@ -34,7 +34,7 @@ import {
   type Watermark,
 } from "../core/index.ts";
 import { exportChanges, type ChangeSource } from "./changes.ts";
-import { CoverageError, coverageOf, uncoveredReason } from "./coverage.ts";
+import { CoverageError, coverageOf, sameHead, uncoveredReason } from "./coverage.ts";
 import { documentsTar } from "./documents.ts";
 import { JobError, isNoSpace } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
@@ -336,7 +336,6 @@ function dirKey(input: DatabaseInput): string | undefined {
   return undefined;
 }
 
-const sameHead = (a: readonly number[] | null | undefined, b: readonly number[] | null | undefined) => (a ?? null) === null ? (b ?? null) === null : !!b && a![0] === b[0] && a![1] === b[1];
 
 /**
  * Snapshots and checks every database of a full backup. A LiveStore state DB is paired with the event log in

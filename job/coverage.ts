@@ -23,6 +23,13 @@ export const LIVESTORE = {
 
 export type LiveStoreHead = [number, number] | null;
 
+/** Two heads are the same event (or both "no event"). */
+export function sameHead(a: LiveStoreHead | undefined, b: LiveStoreHead | undefined): boolean {
+  const x = a ?? null;
+  const y = b ?? null;
+  return x === null || y === null ? x === y : x[0] === y[0] && x[1] === y[1];
+}
+
 export interface DatabaseInspection {
   /** The configured change tables that exist here with every key column. */
   changeTables: ChangeTable[];
@@ -172,8 +179,7 @@ export function decideDerived(state: DatabaseInfo, eventlogTo: Watermark | undef
   if (eventlogTo === undefined) return { ...base, keep: false, reason: `the chain records no watermark for ${base.derivedFrom}'s event log` };
   if (eventlogTo.columns[0] !== "seqNumGlobal" || eventlogTo.columns[1] !== "seqNumClient") return { ...base, keep: false, reason: `the event log is keyed by (${eventlogTo.columns.join(", ")}), not LiveStore's sequence numbers` };
   if (stateHead === null && eventlogHead !== null) return { ...base, keep: false, reason: `the state DB records no materialized event and the event log reaches ${show(eventlogHead)}` };
-  const same = stateHead === null ? eventlogHead === null : eventlogHead !== null && stateHead[0] === eventlogHead[0] && stateHead[1] === eventlogHead[1];
-  if (!same) return { ...base, keep: false, reason: `it materialized up to ${show(stateHead)} and the restored event log reaches ${show(eventlogHead)}` };
+  if (!sameHead(stateHead, eventlogHead)) return { ...base, keep: false, reason: `it materialized up to ${show(stateHead)} and the restored event log reaches ${show(eventlogHead)}` };
   return { ...base, keep: true, reason: `it materialized exactly up to the restored event log's ${show(eventlogHead)}` };
 }
 

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { DOCUMENTS_FILE, METRICS, NEVER_DRILLED_AGE_HOURS, assertSourceName, fileKey, formatBackupKey, formatTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
-import { LIVESTORE, decideDerived, stateHeadOf, type DerivedDecision } from "../coverage.ts";
+import { LIVESTORE, decideDerived, sameHead, stateHeadOf, type DerivedDecision } from "../coverage.ts";
 import { lastGoodDrillAgeHours } from "../drills.ts";
 import { JobError } from "../errors.ts";
 import type { MetricDatum, MetricsSink } from "../notify.ts";
@@ -328,8 +328,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         if (decision) {
           // The manifest said it matches; the file must say so too, or it is left out like a stale one.
           const head = stateHeadOf(db);
-          const same = head === null ? decision.stateHead === null : decision.stateHead !== null && head[0] === decision.stateHead[0] && head[1] === decision.stateHead[1];
-          if (!same) Object.assign(decision, { keep: false, reason: `the file materialized up to ${JSON.stringify(head)}, not the ${JSON.stringify(decision.stateHead)} its manifest records` });
+          if (!sameHead(head, decision.stateHead)) Object.assign(decision, { keep: false, reason: `the file materialized up to ${JSON.stringify(head)}, not the ${JSON.stringify(decision.stateHead)} its manifest records` });
         }
       } catch (e) {
         await awaitFileChecks(); // a checksum mismatch, when there is one, is the clearer diagnosis
