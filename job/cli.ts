@@ -1,6 +1,7 @@
 import { commands } from "./commands/index.ts";
 import { loggerFor, type Io } from "./config.ts";
 import { EXIT, JobError, exitCodeOf } from "./errors.ts";
+import { addSecretsFromEnv, redactingWriter } from "./log.ts";
 
 /**
  * The `r2backup` CLI: `main(argv)` dispatches to a command of `commands/index.ts` and returns the exit code;
@@ -45,10 +46,13 @@ export function helpText(): string {
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
+  const env = io?.env ?? process.env;
+  // Every secret of the environment is masked in everything the CLI writes, whatever echoed it.
+  addSecretsFromEnv(env);
   const full: Io = {
-    stdout: io?.stdout ?? process.stdout,
-    stderr: io?.stderr ?? process.stderr,
-    env: io?.env ?? process.env,
+    stdout: redactingWriter(io?.stdout ?? process.stdout),
+    stderr: redactingWriter(io?.stderr ?? process.stderr),
+    env,
     ...(io?.signal ? { signal: io.signal } : {}),
   };
   const logger = loggerFor(full);

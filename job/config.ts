@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { JobError } from "./errors.ts";
-import { createLogger, type Logger, type Writer } from "./log.ts";
+import { addSecret, createLogger, type Logger, type Writer } from "./log.ts";
 import { HttpStore } from "./store/http-store.ts";
 
 /**
@@ -73,6 +73,7 @@ export function storeFromFlags(values: { "worker-url"?: string; token?: string; 
   const token = values.token ?? env.SERVER_BYPASS_TOKEN;
   if (!url) throw new JobError("usage", "configure worker url: none given", { hint: "set R2_WORKER_URL or pass --worker-url https://<your worker>" });
   if (!token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN (the Worker's job token)" });
+  addSecret(token);
   return new HttpStore({
     url,
     token,

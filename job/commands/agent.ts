@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import { backup, type BackupKind, type BackupResult } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, type Command } from "../config.ts";
 import { EXIT, JobError, exitCodeOf } from "../errors.ts";
-import type { BackupEvent } from "../log.ts";
+import { addSecret, redact, type BackupEvent } from "../log.ts";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupOptionsFromFlags } from "./run.ts";
 
 /**
@@ -51,6 +51,7 @@ async function readBody(req: IncomingMessage, max = 64 * 1024): Promise<string> 
 /** The agent's request handler: one backup at a time, progress streamed as NDJSON. */
 export function createAgentHandler(options: { token: string; run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult> }): RequestListener & { running(): boolean } {
   if (!options.token) throw new JobError("usage", "start agent: no token", { hint: "set BACKUP_AGENT_TOKEN (a secret only the agent and the trigger know)" });
+  addSecret(options.token);
   let running = false;
   const handler = (async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? "/", "http://agent").pathname;
@@ -73,7 +74,8 @@ export function createAgentHandler(options: { token: string; run: (kind: BackupK
         }
         res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
         const line = (value: unknown) => {
-          if (!res.destroyed) res.write(`${JSON.stringify(value)}\n`);
+          // The stream leaves the process: whatever a Worker or proxy echoed, no secret goes with it.
+          if (!res.destroyed) res.write(`${redact(JSON.stringify(value))}\n`);
         };
         let last = 0;
         let result: AgentResult;

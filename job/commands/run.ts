@@ -3,7 +3,7 @@ import type { ChangeTable } from "../../core/index.ts";
 import { backup, databasesInDir, type BackupOptions, type BackupResult, type DatabaseInput } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command, type CommandContext } from "../config.ts";
 import { JobError } from "../errors.ts";
-import { isFailureEvent, type BackupEvent } from "../log.ts";
+import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
 
 /** `r2backup run`: one backup now, where the database file is (DESIGN.md fact 1). */
@@ -78,6 +78,7 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
   if (partMiB !== undefined && partMiB > 95) throw new JobError("usage", `parse flag '--part-mib': ${partMiB} is over 95 (the Worker's request limit)`);
   const metrics = metricsFromEnv(env);
   const webhookUrl = values["webhook-url"] ?? env.BACKUP_WEBHOOK_URL;
+  addUrlSecrets(webhookUrl);
   const tmpDir = values["tmp-dir"] ?? env.BACKUP_TMP_DIR;
   const appName = values["app-name"] ?? env.APP_NAME;
   const docs = values.documents || values["documents-query"]

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { COMMON_OPTIONS, intFlag, parseFlags, type Command } from "../config.ts";
 import { EXIT, JobError } from "../errors.ts";
-import { isFailureEvent, type BackupEvent } from "../log.ts";
+import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import type { AgentResult } from "./agent.ts";
 
 /**
@@ -99,6 +99,7 @@ export const triggerCommand: Command = {
     } catch {
       throw new JobError("usage", `trigger backup: '${agentUrl}' is not a URL`);
     }
+    addUrlSecrets(agentUrl);
     const token = ctx.env.BACKUP_AGENT_TOKEN;
     if (!token) throw new JobError("usage", "trigger backup: BACKUP_AGENT_TOKEN is not set", { hint: "set it to the agent's token" });
     let failure: BackupEvent | undefined;

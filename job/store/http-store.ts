@@ -5,6 +5,7 @@ import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
+import { addSecret, addUrlSecrets, displayUrl } from "../log.ts";
 import type { BackupStore, GetResult, ListPage, PutOptions, StoredObject } from "./types.ts";
 
 /** An HTTP answer the store could not turn into a result: carries the status for callers that branch on it. */
@@ -63,11 +64,17 @@ export class HttpStore implements BackupStore {
   readonly #onRetry: HttpStoreOptions["onRetry"];
 
   constructor(options: HttpStoreOptions) {
+    addSecret(options.token);
+    addUrlSecrets(options.url);
     let base: URL;
     try {
       base = new URL(options.url);
     } catch {
       throw new JobError("usage", `configure worker url '${options.url}': not a URL`, { hint: "set R2_WORKER_URL or --worker-url to e.g. https://backups.example.com" });
+    }
+    if (base.username || base.password) {
+      // fetch refuses such URLs, and the Worker authenticates by token only.
+      throw new JobError("usage", `configure worker url '${displayUrl(base)}': the URL carries credentials (user:password@)`, { hint: "remove them from R2_WORKER_URL; the Worker's token goes in SERVER_BYPASS_TOKEN" });
     }
     if (!options.token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN or --token" });
     this.url = base.href.replace(/\/$/, "");
