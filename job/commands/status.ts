@@ -1,4 +1,4 @@
-import { summarizeStatus } from "../../core/index.ts";
+import { PREFIXES, catalogFromKeys, summarizeStatus } from "../../core/index.ts";
 import { readCatalog } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command } from "../config.ts";
 
@@ -18,8 +18,9 @@ export const statusCommand: Command = {
     }
     const store = storeFromFlags(values, ctx.env, ctx.logger);
     const catalog = await readCatalog(store);
-    const drills = await store.listAll("backups/drills/");
-    const withDrills = { ...catalog, drills: drills.map((o) => o.key.slice("backups/drills/".length).replace(/\.json$/, "")).sort() };
+    // core parses drill keys (passed `<ts>.json`, failed `<ts>.failed.json`); a failed one is a warning.
+    const { drills, failedDrills } = catalogFromKeys((await store.listAll(PREFIXES.drills)).map((o) => o.key));
+    const withDrills = { ...catalog, drills, failedDrills };
     const status = summarizeStatus(withDrills, new Date(), intFlag(values["max-age-hours"] ?? ctx.env.MAX_BACKUP_AGE_HOURS, "max-age-hours", 7, 1));
     if (values.json) ctx.io.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
     else {

@@ -288,4 +288,20 @@ describe("list and status", () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ healthy: true, full: { id: r.id } });
     expect(parseManifest((await download(t.bucket.store, r.manifestKey)).toString()).id).toBe(r.id);
   });
+
+  it("status reads failed drills: healthy with a warning naming the failed drill, never a parse error", async () => {
+    const db = join(t.dir, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp") });
+    await t.bucket.store.put("backups/drills/20260101T000000Z.json", "{}");
+    await t.bucket.store.put("backups/drills/20260102T000000Z.failed.json", "{}");
+    const status = await cli(["status", "--json"]);
+    expect(status.code, status.stderr).toBe(0);
+    const body = JSON.parse(status.stdout) as { drill: { id: string }; warnings: string[] };
+    expect(body.drill.id).toBe("20260101T000000Z");
+    expect(body.warnings.join()).toMatch(/20260102T000000Z failed/);
+    const text = await cli(["status"]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/warning: the last restore drill 20260102T000000Z failed/);
+  });
 });
