@@ -1,3 +1,6 @@
+import { mkdir, mkdtemp, rmdir, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { JobError } from "./errors.ts";
 import { addSecret, createLogger, type Logger, type Writer } from "./log.ts";
@@ -46,7 +49,8 @@ export const COMMON_OPTIONS = {
 export const WORKER_USAGE = `Worker:
   --worker-url <url>    the backup Worker (env R2_WORKER_URL)
   --token <token>       its token (env SERVER_BYPASS_TOKEN; prefer the env: flags show in ps)
-  --retries <n>         attempts per request on network errors and 5xx (default 5)
+  --retries <n>         retries per request after the first attempt, on network errors, 5xx and
+                        answers cut off mid-body (env R2BACKUP_RETRIES; default 4)
   --backoff-ms <ms>     first retry delay, doubled each time (default 250)
   --timeout-ms <ms>     per-request timeout (default 300000)`;
 
@@ -77,7 +81,8 @@ export function storeFromFlags(values: { "worker-url"?: string; token?: string; 
   return new HttpStore({
     url,
     token,
-    attempts: intFlag(values.retries ?? env.R2BACKUP_RETRIES, "retries", 5, 1),
+    // --retries counts retries, as trigger's does: --retries 0 is one attempt.
+    attempts: intFlag(values.retries ?? env.R2BACKUP_RETRIES, "retries", 4, 0) + 1,
     backoffMs: intFlag(values["backoff-ms"] ?? env.R2BACKUP_BACKOFF_MS, "backoff-ms", 250),
     timeoutMs: intFlag(values["timeout-ms"], "timeout-ms", 300_000, 1),
     ...(logger ? { onRetry: (r) => logger.warn(`retrying ${r.operation} (attempt ${r.attempt} failed: ${r.reason})`, { delayMs: r.delayMs }) } : {}),
@@ -87,4 +92,40 @@ export function storeFromFlags(values: { "worker-url"?: string; token?: string; 
 /** The logger of a CLI run: JSON lines unless stderr is a terminal. */
 export function loggerFor(io: Io): Logger {
   return createLogger(io.stderr);
+}
+
+/**
+ * Makes sure the temporary directory exists and can be written, before any work: a clear usage error
+ * (exit 2) instead of a stack trace later. Missing levels are created one at a time: Node's recursive
+ * mkdir never returns under /proc (it retries without end).
+ */
+export async function prepareTmpDir(dir: string | undefined): Promise<void> {
+  const abs = resolve(dir ?? tmpdir());
+  const fail = (reason: string) =>
+    new JobError("usage", `prepare temporary directory '${abs}': ${reason}`, { hint: "pass --tmp-dir <a writable directory> or set BACKUP_TMP_DIR" });
+  const missing: string[] = [];
+  for (let at = abs; ; ) {
+    const st = await stat(at).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return undefined;
+      throw fail(`cannot inspect '${at}' (${e.code ?? e.message})`);
+    });
+    if (st) {
+      if (!st.isDirectory()) throw fail(`'${at}' is not a directory`);
+      break;
+    }
+    missing.unshift(at);
+    const parent = dirname(at);
+    if (parent === at) break;
+    at = parent;
+  }
+  for (const level of missing) {
+    await mkdir(level).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw fail(`cannot create '${level}' (${e.code ?? e.message})`);
+    });
+  }
+  try {
+    await rmdir(await mkdtemp(join(abs, ".r2backup-probe-")));
+  } catch (e) {
+    throw fail(`it cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
 }

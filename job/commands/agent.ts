@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import { backup, type BackupKind, type BackupResult } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, type Command } from "../config.ts";
-import { EXIT, JobError, exitCodeOf } from "../errors.ts";
+import { EXIT, JobError, toJobError } from "../errors.ts";
 import { addSecret, redact, type BackupEvent } from "../log.ts";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupOptionsFromFlags } from "./run.ts";
 
@@ -146,7 +146,8 @@ export function createAgentHandler(options: { token: string; requestTimeoutMs?: 
           });
           result = { type: "result", ok: true, kind: r.kind, id: r.id, manifestKey: r.manifestKey, manifest: r.manifest, warnings: r.warnings, durationMs: r.durationMs, storedBytes: r.storedBytes };
         } catch (e) {
-          result = { type: "result", ok: false, error: { kind: e instanceof JobError ? e.kind : "failed", message: (e as Error).message, exitCode: exitCodeOf(e) } };
+          const error = toJobError(e, "run");
+          result = { type: "result", ok: false, error: { kind: error.kind, message: error.kind === "failed" ? (e as Error).message : error.message, exitCode: error.exitCode } };
         }
         line(result);
         res.end();

@@ -1,7 +1,7 @@
 import type { ParseArgsOptionsConfig } from "node:util";
 import type { ChangeTable } from "../../core/index.ts";
 import { backup, databasesInDir, type BackupOptions, type BackupResult, type DatabaseInput } from "../backup.ts";
-import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command, type CommandContext } from "../config.ts";
+import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, prepareTmpDir, storeFromFlags, type Command, type CommandContext } from "../config.ts";
 import { JobError } from "../errors.ts";
 import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
@@ -80,6 +80,7 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
   const webhookUrl = values["webhook-url"] ?? env.BACKUP_WEBHOOK_URL;
   addUrlSecrets(webhookUrl);
   const tmpDir = values["tmp-dir"] ?? env.BACKUP_TMP_DIR;
+  await prepareTmpDir(tmpDir);
   const appName = values["app-name"] ?? env.APP_NAME;
   const docs = values.documents || values["documents-query"]
     ? { ...(values.documents ? { dir: values.documents } : {}), ...(values["documents-query"] ? { query: values["documents-query"] } : {}), ...(values["documents-source"] ? { querySource: values["documents-source"] } : {}) }

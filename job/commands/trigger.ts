@@ -85,9 +85,9 @@ export async function triggerBackup(options: { agentUrl: string; token: string; 
 
 export const triggerCommand: Command = {
   summary: "ask an agent to take a backup, stream its progress, exit 0 only when it completed",
-  usage: `r2backup trigger --agent-url <url> [--kind full|incremental|auto] [--json]\n\n  --agent-url <url>     the agent (env BACKUP_AGENT_URL), e.g. http://app:8788\n  --kind                passed to the agent (default auto)\n  --attempts <n>        connection attempts (default 3)\n  Token: BACKUP_AGENT_TOKEN\n  --json                print the result line as JSON on stdout`,
+  usage: `r2backup trigger --agent-url <url> [--kind full|incremental|auto] [--json]\n\n  --agent-url <url>     the agent (env BACKUP_AGENT_URL), e.g. http://app:8788\n  --kind                passed to the agent (default auto)\n  --retries <n>         connection retries after the first attempt (default 2)\n  Token: BACKUP_AGENT_TOKEN\n  --json                print the result line as JSON on stdout`,
   async run(args, ctx) {
-    const { values } = parseFlags(args, { ...COMMON_OPTIONS, "agent-url": { type: "string" }, kind: { type: "string" }, attempts: { type: "string" } }, "trigger");
+    const { values } = parseFlags(args, { ...COMMON_OPTIONS, "agent-url": { type: "string" }, kind: { type: "string" }, retries: { type: "string" } }, "trigger");
     if (values.help) {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
@@ -107,7 +107,7 @@ export const triggerCommand: Command = {
       agentUrl,
       token,
       kind: values.kind ?? "auto",
-      attempts: intFlag(values.attempts, "attempts", 3, 1),
+      attempts: intFlag(values.retries, "retries", 2, 0) + 1,
       onEvent: (e) => {
         // The result line below says it, with the exit code; kept in case the stream breaks before it.
         if (isFailureEvent(e)) failure = e;

@@ -1,4 +1,4 @@
-import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, storeFromFlags, type Command } from "../config.ts";
+import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, prepareTmpDir, storeFromFlags, type Command } from "../config.ts";
 import { EXIT, exitCodeOf } from "../errors.ts";
 import { metricsFromEnv } from "../notify.ts";
 import { verify } from "../restore/index.ts";
@@ -33,6 +33,7 @@ restore, ...), or 1 when the record could not be written.`,
     const store = storeFromFlags(values, ctx.env, ctx.logger);
     const metrics = metricsFromEnv(ctx.env);
     const tmpDir = values["tmp-dir"] ?? ctx.env.BACKUP_TMP_DIR;
+    await prepareTmpDir(tmpDir);
     const result = await verify({
       store,
       at: parseAtFlag(values.at),

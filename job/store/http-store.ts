@@ -76,6 +76,9 @@ export class HttpStore implements BackupStore {
       // fetch refuses such URLs, and the Worker authenticates by token only.
       throw new JobError("usage", `configure worker url '${displayUrl(base)}': the URL carries credentials (user:password@)`, { hint: "remove them from R2_WORKER_URL; the Worker's token goes in SERVER_BYPASS_TOKEN" });
     }
+    if (/\/api\/?$/.test(base.pathname)) {
+      throw new JobError("usage", `configure worker url '${base.href}': the URL ends with the API path`, { hint: `drop '/api': R2_WORKER_URL=${base.origin}${base.pathname.replace(/\/api\/?$/, "")}` });
+    }
     if (!options.token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN or --token" });
     this.url = base.href.replace(/\/$/, "");
     this.#token = options.token;

@@ -227,7 +227,7 @@ describe("clear failures with distinct exit codes", () => {
     writeLiveStoreDb(db, { events: 3 });
     const proxy = await startFaultProxy(t.bucket.url, (req) => (req.method === "PUT" ? "500" : "pass"));
     try {
-      const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "2", "--backoff-ms", "5"], { R2_WORKER_URL: proxy.url });
+      const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "1", "--backoff-ms", "5"], { R2_WORKER_URL: proxy.url });
       expect(r.code).not.toBe(EXIT.ok);
       expect(r.stderr.match(/"exitCode"/g)).toHaveLength(1);
       expect(r.stderr).toMatch(/full backup \d{8}T\d{6}Z did not complete: without its manifest, nothing under that id is listed or restored/);
@@ -237,10 +237,10 @@ describe("clear failures with distinct exit codes", () => {
     expect((await verifyAllComplete(t.bucket.store)).full).toEqual([]);
   });
 
-  it("exit 5 for an unreachable Worker after the retries", async () => {
+  it("exit 5 for an unreachable Worker after the retries (--retries 2: three attempts)", async () => {
     const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
-    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "3", "--backoff-ms", "5"], { R2_WORKER_URL: "http://127.0.0.1:9" });
+    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "2", "--backoff-ms", "5"], { R2_WORKER_URL: "http://127.0.0.1:9" });
     expect(r.code).toBe(EXIT.unreachable);
     expect(r.stderr).toMatch(/failed 3 times/);
   });
@@ -262,7 +262,7 @@ describe("clear failures with distinct exit codes", () => {
     expect((await cli(["run", "--bogus"])).code).toBe(EXIT.usage);
     const help = await cli(["--help"]);
     expect(help.code).toBe(0);
-    for (const word of ["run", "list", "status", "agent", "trigger", "Exit codes", " 6  the temporary disk is full"]) expect(help.stdout).toContain(word);
+    for (const word of ["run", "list", "status", "agent", "trigger", "Exit codes", " 6  a disk is full: the temporary disk (--tmp-dir), or the target's for restore"]) expect(help.stdout).toContain(word);
   });
 });
 

@@ -69,7 +69,7 @@ describe("secrets in output", () => {
     for (const args of [["list"], ["list", "--json"], ["status"], ["restore", "--to", join(dir, "r.db")]]) {
       const stdout = collector();
       const stderr = collector();
-      const code = await main([...args, "--retries", "1"], { stdout, stderr, env: { R2_WORKER_URL: echo.url, SERVER_BYPASS_TOKEN: WORKER_TOKEN } });
+      const code = await main([...args, "--retries", "0"], { stdout, stderr, env: { R2_WORKER_URL: echo.url, SERVER_BYPASS_TOKEN: WORKER_TOKEN } });
       expect(code, stderr.text()).not.toBe(EXIT.ok);
       // The echo did reach the output, masked.
       expect(stderr.text()).toMatch(/bad_token: token \[redacted\] is not valid here/);
@@ -79,7 +79,7 @@ describe("secrets in output", () => {
 
   it("a token given by flag is masked too", async () => {
     const stderr = collector();
-    await main(["list", "--worker-url", echo.url, "--token", "flagtoken-SECRET-7f3a9c-2", "--retries", "1"], { stdout: collector(), stderr, env: {} });
+    await main(["list", "--worker-url", echo.url, "--token", "flagtoken-SECRET-7f3a9c-2", "--retries", "0"], { stdout: collector(), stderr, env: {} });
     expect(stderr.text()).toMatch(/\[redacted\]/);
     expect(leaks(stderr.text())).toEqual([]);
   });
@@ -98,7 +98,7 @@ describe("secrets in output", () => {
     const hook = await startRawReceiver();
     const db = join(dir, "eventlog@6.db");
     writeLiveStoreDb(db, { events: 10 });
-    const agent = runCli(["agent", "--listen", "127.0.0.1:0", "--db", db, "--tmp-dir", join(dir, "tmp"), "--retries", "1"], {
+    const agent = runCli(["agent", "--listen", "127.0.0.1:0", "--db", db, "--tmp-dir", join(dir, "tmp"), "--retries", "0"], {
       R2_WORKER_URL: echo.url,
       SERVER_BYPASS_TOKEN: WORKER_TOKEN,
       BACKUP_AGENT_TOKEN: AGENT_TOKEN,
@@ -122,7 +122,7 @@ describe("secrets in output", () => {
 
       const stdout = collector();
       const stderr = collector();
-      const code = await main(["trigger", "--agent-url", agentUrl, "--json", "--attempts", "1"], { stdout, stderr, env: { BACKUP_AGENT_TOKEN: AGENT_TOKEN } });
+      const code = await main(["trigger", "--agent-url", agentUrl, "--json", "--retries", "0"], { stdout, stderr, env: { BACKUP_AGENT_TOKEN: AGENT_TOKEN } });
       expect(code).not.toBe(EXIT.ok);
       expect(stdout.text()).toMatch(/"ok":false/);
       expect(leaks(stdout.text() + stderr.text()), stdout.text()).toEqual([]);
