@@ -20,6 +20,7 @@ const EXIT_HELP: Record<keyof typeof EXIT, string> = {
   integrity: "a checksum or integrity check failed",
   notFound: "no backup matches (e.g. an incremental without a full backup)",
   targetExists: "the restore target exists (use --force)",
+  interrupted: "stopped by SIGINT (130) or SIGTERM (143)",
 };
 
 /** The top-level help: commands and exit codes. */

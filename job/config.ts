@@ -15,7 +15,7 @@ export interface Io {
   stdout: Writer;
   stderr: Writer;
   env: Record<string, string | undefined>;
-  /** Aborted on SIGINT/SIGTERM by the bin file; long-running commands (agent) stop on it. */
+  /** Aborted on SIGINT/SIGTERM by the bin file: the store stops every request on it, the agent its server. */
   signal?: AbortSignal;
 }
 
@@ -72,7 +72,7 @@ export function intFlag(value: string | undefined, name: string, fallback: numbe
 }
 
 /** The Worker store from flags, then environment. Never logs the token. */
-export function storeFromFlags(values: { "worker-url"?: string; token?: string; retries?: string; "backoff-ms"?: string; "timeout-ms"?: string }, env: Record<string, string | undefined>, logger?: Logger): HttpStore {
+export function storeFromFlags(values: { "worker-url"?: string; token?: string; retries?: string; "backoff-ms"?: string; "timeout-ms"?: string }, env: Record<string, string | undefined>, logger?: Logger, signal?: AbortSignal): HttpStore {
   const url = values["worker-url"] ?? env.R2_WORKER_URL;
   const token = values.token ?? env.SERVER_BYPASS_TOKEN;
   if (!url) throw new JobError("usage", "configure worker url: none given", { hint: "set R2_WORKER_URL or pass --worker-url https://<your worker>" });
@@ -85,6 +85,7 @@ export function storeFromFlags(values: { "worker-url"?: string; token?: string; 
     attempts: intFlag(values.retries ?? env.R2BACKUP_RETRIES, "retries", 4, 0) + 1,
     backoffMs: intFlag(values["backoff-ms"] ?? env.R2BACKUP_BACKOFF_MS, "backoff-ms", 250),
     timeoutMs: intFlag(values["timeout-ms"], "timeout-ms", 300_000, 1),
+    ...(signal ? { signal } : {}),
     ...(logger ? { onRetry: (r) => logger.warn(`retrying ${r.operation} (attempt ${r.attempt} failed: ${r.reason})`, { delayMs: r.delayMs }) } : {}),
   });
 }

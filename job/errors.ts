@@ -24,6 +24,8 @@ export const EXIT = {
   notFound: 9,
   /** The restore target exists and --force was not given. */
   targetExists: 10,
+  /** Stopped by SIGINT (130; the process exits 143 for SIGTERM): temporary files removed, nothing complete-looking left. */
+  interrupted: 130,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -74,6 +76,7 @@ const NOT_WRITABLE: Record<string, string> = { EROFS: "the filesystem is read-on
  */
 export function toJobError(error: unknown, command: string): JobError {
   if (error instanceof JobError) return error;
+  if (isAbort(error)) return new JobError("interrupted", `${command}: stopped by a signal`, { hint: "nothing complete-looking was left; run it again", cause: error });
   const e = error as NodeJS.ErrnoException | undefined;
   const reason = e?.message ?? String(error);
   if (isNoSpace(error)) {
@@ -86,4 +89,10 @@ export function toJobError(error: unknown, command: string): JobError {
     return new JobError("usage", `${command}: write '${e.path}': ${why}`, { hint, cause: error });
   }
   return new JobError("failed", e?.stack ?? reason, { cause: error });
+}
+
+/** True for an AbortSignal's rejection (SIGINT/SIGTERM reach the job through one). */
+export function isAbort(error: unknown): boolean {
+  const name = (error as { name?: unknown } | undefined)?.name;
+  return name === "AbortError" || (error as { code?: unknown } | undefined)?.code === "ABORT_ERR";
 }

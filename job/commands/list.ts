@@ -26,7 +26,7 @@ export const listCommand: Command = {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
-    const store = storeFromFlags(values, ctx.env, ctx.logger);
+    const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const objects = { full: await store.listAll(PREFIXES.full), incremental: await store.listAll(PREFIXES.incremental), daily: await store.listAll(PREFIXES.daily) };
     const catalog = catalogFromKeys([...objects.full, ...objects.incremental, ...objects.daily].map((o) => o.key));
     const sets = [

@@ -96,7 +96,7 @@ older --at), 9 no backup matches the time or the chain has a gap, 10 the target 
       return 0;
     }
     if (!values.to) throw new JobError("usage", "parse flags of 'restore': --to <path> is required", { hint: "e.g. r2backup restore --to ./restored.db --at latest" });
-    const store = storeFromFlags(values, ctx.env, ctx.logger);
+    const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const result = await restore({
       store,
       to: values.to,

@@ -86,7 +86,7 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
     ? { ...(values.documents ? { dir: values.documents } : {}), ...(values["documents-query"] ? { query: values["documents-query"] } : {}), ...(values["documents-source"] ? { querySource: values["documents-source"] } : {}) }
     : undefined;
   return {
-    store: storeFromFlags(values, env, ctx.logger),
+    store: storeFromFlags(values, env, ctx.logger, ctx.io.signal),
     databases,
     kind,
     integrity,

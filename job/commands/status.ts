@@ -16,7 +16,7 @@ export const statusCommand: Command = {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
-    const store = storeFromFlags(values, ctx.env, ctx.logger);
+    const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const catalog = await readCatalog(store);
     // core parses drill keys (passed `<ts>.json`, failed `<ts>.failed.json`); a failed one is a warning.
     const { drills, failedDrills } = catalogFromKeys((await store.listAll(PREFIXES.drills)).map((o) => o.key));

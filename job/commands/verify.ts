@@ -30,7 +30,7 @@ restore, ...), or 1 when the record could not be written.`,
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
-    const store = storeFromFlags(values, ctx.env, ctx.logger);
+    const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const metrics = metricsFromEnv(ctx.env);
     const tmpDir = values["tmp-dir"] ?? ctx.env.BACKUP_TMP_DIR;
     await prepareTmpDir(tmpDir);

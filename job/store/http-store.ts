@@ -28,6 +28,8 @@ export interface HttpStoreOptions {
   backoffMs?: number;
   /** Per-request timeout in ms (default 300,000: a 95 MiB part on a slow link). */
   timeoutMs?: number;
+  /** Stops every request, and the waits between them, when aborted (SIGINT/SIGTERM): a JobError `interrupted`. */
+  signal?: AbortSignal;
   /** Called before each retry (for logs and tests). */
   onRetry?: (info: { operation: string; attempt: number; delayMs: number; reason: string }) => void;
 }
@@ -62,6 +64,7 @@ export class HttpStore implements BackupStore {
   readonly #backoffMs: number;
   readonly #timeoutMs: number;
   readonly #onRetry: HttpStoreOptions["onRetry"];
+  readonly #signal: AbortSignal | undefined;
 
   constructor(options: HttpStoreOptions) {
     addSecret(options.token);
@@ -86,6 +89,11 @@ export class HttpStore implements BackupStore {
     this.#backoffMs = options.backoffMs ?? 250;
     this.#timeoutMs = options.timeoutMs ?? 300_000;
     this.#onRetry = options.onRetry;
+    this.#signal = options.signal;
+  }
+
+  #interrupted(operation: string, id: string, cause?: unknown): JobError {
+    return new JobError("interrupted", `${operation} '${id}': stopped by a signal`, { hint: "nothing complete-looking was left; run it again", cause });
   }
 
   /** One request with retries. `expect` lists statuses returned to the caller instead of thrown. */
@@ -103,15 +111,18 @@ export class HttpStore implements BackupStore {
     const { expect = [], ...rest } = init;
     let lastReason = "";
     for (let attempt = 1; ; attempt++) {
+      if (this.#signal?.aborted) throw this.#interrupted(operation, id);
       let res: Response | undefined;
       let retryAfterMs: number | undefined;
+      const timeout = AbortSignal.timeout(this.#timeoutMs);
       try {
         res = await send(`${this.url}${path}`, {
           ...rest,
           headers: { authorization: `Bearer ${this.#token}`, ...(rest.headers as Record<string, string> | undefined) },
-          signal: AbortSignal.timeout(this.#timeoutMs),
+          signal: this.#signal ? AbortSignal.any([timeout, this.#signal]) : timeout,
         });
       } catch (e) {
+        if (this.#signal?.aborted) throw this.#interrupted(operation, id, e);
         lastReason = describeNetworkError(e);
       }
       if (res) {
@@ -120,6 +131,7 @@ export class HttpStore implements BackupStore {
             return await read(res);
           } catch (e) {
             if (e instanceof JobError) throw e;
+            if (this.#signal?.aborted) throw this.#interrupted(operation, id, e);
             lastReason = `the answer broke off (${describeNetworkError(e)})`;
             res = undefined;
           }
@@ -145,7 +157,9 @@ export class HttpStore implements BackupStore {
       const backoff = Math.min(5000, this.#backoffMs * 2 ** (attempt - 1));
       const delayMs = Math.min(60_000, retryAfterMs ?? Math.round(backoff / 2 + Math.random() * (backoff / 2)));
       this.#onRetry?.({ operation, attempt, delayMs, reason: lastReason });
-      await sleep(delayMs);
+      await sleep(delayMs, undefined, this.#signal ? { signal: this.#signal } : {}).catch((e: unknown) => {
+        throw this.#interrupted(operation, id, e);
+      });
     }
   }
 
