@@ -2,7 +2,7 @@ import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, prepareTmpDir
 import { EXIT, exitCodeOf } from "../errors.ts";
 import { metricsFromEnv } from "../notify.ts";
 import { verify } from "../restore/index.ts";
-import { parseAtFlag, parseCheckFlag, progressTo } from "./restore.ts";
+import { parseAtFlag, parseIntegrityFlag, progressTo } from "./restore.ts";
 
 /**
  * `r2backup verify`: the restore drill (DESIGN.md, "Job"). Restores the backup at `--at` into a temporary
@@ -16,7 +16,7 @@ export const verifyCommand: Command = {
   --at <time>           latest (default), a backup timestamp or an ISO time with a zone
   --tmp-dir <dir>       where the drill restores (env BACKUP_TMP_DIR; default the OS temp dir); needs
                         room for every database of the backup
-  --check integrity|quick  PRAGMA integrity_check (default) or quick_check
+  --integrity full|quick  PRAGMA integrity_check (default) or quick_check
 ${WORKER_USAGE}
   --json                print the drill record as JSON
 Metrics: with CLOUDWATCH_NAMESPACE (+ AWS_REGION and credentials) puts RestoreDrillAgeHours (0 after a good
@@ -25,7 +25,7 @@ drill, else the age of the last good one), RestoreDrillFailed and RestoreDrillDu
 Exit codes: 0 the drill passed and was recorded; otherwise the restore's code (8 integrity, 9 nothing to
 restore, ...), or 1 when the record could not be written.`,
   async run(args, ctx) {
-    const { values } = parseFlags(args, { ...WORKER_OPTIONS, ...COMMON_OPTIONS, at: { type: "string" }, "tmp-dir": { type: "string" }, check: { type: "string" } }, "verify");
+    const { values } = parseFlags(args, { ...WORKER_OPTIONS, ...COMMON_OPTIONS, at: { type: "string" }, "tmp-dir": { type: "string" }, integrity: { type: "string" } }, "verify");
     if (values.help) {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
@@ -37,7 +37,7 @@ restore, ...), or 1 when the record could not be written.`,
     const result = await verify({
       store,
       at: parseAtFlag(values.at),
-      check: parseCheckFlag(values.check),
+      check: parseIntegrityFlag(values.integrity),
       ...(tmpDir ? { tmpDir } : {}),
       ...(metrics ? { metrics } : {}),
       onProgress: progressTo(ctx),
