@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import { backup, type BackupKind, type BackupResult } from "../backup.ts";
-import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, type Command } from "../config.ts";
+import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, usageOf, type Command } from "../config.ts";
 import { EXIT, JobError, toJobError } from "../errors.ts";
 import { addSecret, redact, type BackupEvent } from "../log.ts";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupOptionsFromFlags } from "./run.ts";
@@ -187,18 +187,24 @@ export async function listen(server: Server, host: string, port: number): Promis
   return `http://${host.includes(":") ? `[${host}]` : host}:${actual}`;
 }
 
+const AGENT_OPTIONS = { listen: { type: "string" } } as const;
+/** Loopback unless told otherwise: the agent is reachable only where it is meant to be. */
+const DEFAULT_LISTEN = "127.0.0.1:8788";
+
 export const agentCommand: Command = {
   summary: "serve POST /backup (token BACKUP_AGENT_TOKEN) inside the service that owns the database",
-  usage: `r2backup agent --listen <host:port> --db <path> [backup options]\n\n  --listen <host:port>  where to listen (e.g. 0.0.0.0:8788 on Render's private network)\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it)\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,
+  usage: `r2backup agent --listen <host:port> --db <path> [backup options]\n\n${usageOf(AGENT_OPTIONS, {
+    listen: { arg: "<host:port>", text: "where to listen (e.g. 0.0.0.0:8788 on Render's private network)", fallback: DEFAULT_LISTEN },
+  })}\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it)\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,
   async run(args, ctx) {
-    const { values } = parseFlags(args, { ...BACKUP_OPTIONS, ...WORKER_OPTIONS, ...COMMON_OPTIONS, listen: { type: "string" } }, "agent");
+    const { values } = parseFlags(args, { ...BACKUP_OPTIONS, ...WORKER_OPTIONS, ...COMMON_OPTIONS, ...AGENT_OPTIONS }, "agent");
     if (values.help) {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
     const token = ctx.env.BACKUP_AGENT_TOKEN ?? "";
     if (!token) throw new JobError("usage", "start agent: BACKUP_AGENT_TOKEN is not set", { hint: "set BACKUP_AGENT_TOKEN to a long random secret shared with the trigger" });
-    const { host, port } = parseListen(values.listen ?? "127.0.0.1:8788");
+    const { host, port } = parseListen(values.listen ?? DEFAULT_LISTEN);
     const base = await backupOptionsFromFlags(values, ctx);
     const handler = createAgentHandler({
       token,
@@ -212,7 +218,9 @@ export const agentCommand: Command = {
           },
         }),
     });
-    const server = createServer(handler);
+    // Node's own limits on a request's arrival (60 s headers, 300 s whole request) are far longer than the
+    // agent needs; the handler reads the body within 10 s, these bound the headers and the socket.
+    const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, handler);
     const url = await listen(server, host, port);
     ctx.logger.info(`agent listening on ${url}`, { url });
     ctx.io.stdout.write(`agent listening on ${url}\n`);

@@ -85,7 +85,7 @@ ${usageOf(RESTORE_OPTIONS, {
   "documents-to": { arg: "<dir>", text: "also extract the backup's documents.tar.zst here (a missing or empty directory, or any with --force; moved into place only after the restore succeeded)" },
 })}
 ${WORKER_USAGE}
-  --json                print the result as JSON
+  --json                    print the result as JSON
 
 Exit codes: 0 restored, 8 a checksum or integrity check failed (the object is named, with the next
 older --at), 9 no backup matches the time or the chain has a gap, 10 the target exists (use --force).`,
