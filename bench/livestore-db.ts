@@ -5,12 +5,13 @@ import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 
 /**
- * A database shaped like LiveStore's (DESIGN.md fact 7): the append-only `eventlog` keyed by
- * (seqNumGlobal, seqNumClient), the sync status table, and the state an app derives from it: `documents`
- * with markdown bodies and `conversations` with their messages. Used by `npm start`, the e2e test and
+ * A fast generator of LiveStore's layout (docs/design.md fact 7): the event log file (`eventlog` keyed by
+ * (seqNumGlobal, seqNumClient), the sync status table) and, optionally, the state file an app derives from it
+ * (`documents` with markdown bodies, `conversations` with their messages, LiveStore's system tables with one
+ * session-changeset row per materialized event). The real app is test/livestore/app.ts. Used by `npm start`, the e2e test and
  * `npm run bench`, so all three back up the same shape. Deterministic for a given seed.
  */
-export const LIVESTORE_SCHEMA = `
+export const EVENTLOG_SCHEMA = `
   PRAGMA journal_mode = WAL;
   CREATE TABLE IF NOT EXISTS eventlog (
     seqNumGlobal INTEGER NOT NULL, seqNumClient INTEGER NOT NULL, seqNumRebaseGeneration INTEGER NOT NULL DEFAULT 0,
@@ -21,6 +22,15 @@ export const LIVESTORE_SCHEMA = `
   );
   CREATE INDEX IF NOT EXISTS idx_eventlog_seqNumGlobal ON eventlog (seqNumGlobal);
   CREATE TABLE IF NOT EXISTS __livestore_sync_status (head INTEGER PRIMARY KEY, backendId TEXT NULL);
+`;
+
+/** The state DB (`state<schemaHash>@6.db`): LiveStore's three system tables and the app's tables derived from the events. */
+export const STATE_SCHEMA = `
+  PRAGMA journal_mode = WAL;
+  CREATE TABLE IF NOT EXISTS __livestore_schema (tableName TEXT PRIMARY KEY, schemaHash INTEGER NOT NULL, updatedAt TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS __livestore_schema_event_defs (eventName TEXT PRIMARY KEY, schemaHash INTEGER NOT NULL, updatedAt TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS __livestore_session_changeset (seqNumGlobal INTEGER, seqNumClient INTEGER, seqNumRebaseGeneration INTEGER, changeset BLOB, debug TEXT);
+  CREATE INDEX IF NOT EXISTS idx_session_changeset_id ON __livestore_session_changeset (seqNumGlobal, seqNumClient);
   CREATE TABLE IF NOT EXISTS documents (id TEXT PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, updatedAt TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, createdAt TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, conversationId TEXT NOT NULL REFERENCES conversations(id), role TEXT NOT NULL, content TEXT NOT NULL, createdAt TEXT NOT NULL);
@@ -75,23 +85,27 @@ export interface DemoWriteResult {
  * rows, continuing the log's sequence numbers. Opens its own connection, so it is also the
  * "other process writing" of the tests when run in a child.
  */
-export function appendDemoEvents(path: string, events: number, seed = 1): DemoWriteResult {
+export function appendDemoEvents(path: string, events: number, seed = 1, statePath?: string): DemoWriteResult {
   const db = new DatabaseSync(path);
+  const state = statePath ? new DatabaseSync(statePath) : undefined;
   try {
-    db.exec(LIVESTORE_SCHEMA);
+    db.exec(EVENTLOG_SCHEMA);
+    state?.exec(STATE_SCHEMA);
     const rand = prng(seed);
     const head = Number((db.prepare("SELECT COALESCE(MAX(seqNumGlobal), 0) AS h FROM eventlog").get() as { h: number }).h);
     const insertEvent = db.prepare(
       "INSERT INTO eventlog (seqNumGlobal, seqNumClient, seqNumRebaseGeneration, parentSeqNumGlobal, parentSeqNumClient, parentSeqNumRebaseGeneration, name, argsJson, clientId, sessionId, schemaHash, syncMetadataJson) VALUES (?, 0, 0, ?, 0, 0, ?, ?, ?, ?, 1234567, '{}')",
     );
-    const upsertDoc = db.prepare("INSERT INTO documents (id, title, body, updatedAt) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET title = excluded.title, body = excluded.body, updatedAt = excluded.updatedAt");
-    const insertConv = db.prepare("INSERT OR IGNORE INTO conversations (id, title, createdAt) VALUES (?, ?, ?)");
-    const insertMsg = db.prepare("INSERT INTO messages (id, conversationId, role, content, createdAt) VALUES (?, ?, ?, ?, ?)");
-    const setHead = db.prepare("INSERT INTO __livestore_sync_status (head, backendId) VALUES (?, 'demo') ON CONFLICT(head) DO NOTHING");
+    db.prepare("INSERT INTO __livestore_sync_status (head, backendId) SELECT 0, NULL WHERE NOT EXISTS (SELECT 1 FROM __livestore_sync_status)").run();
+    const upsertDoc = state?.prepare("INSERT INTO documents (id, title, body, updatedAt) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET title = excluded.title, body = excluded.body, updatedAt = excluded.updatedAt");
+    const insertConv = state?.prepare("INSERT OR IGNORE INTO conversations (id, title, createdAt) VALUES (?, ?, ?)");
+    const insertMsg = state?.prepare("INSERT INTO messages (id, conversationId, role, content, createdAt) VALUES (?, ?, ?, ?, ?)");
+    const changeset = state?.prepare("INSERT INTO __livestore_session_changeset (seqNumGlobal, seqNumClient, seqNumRebaseGeneration, changeset, debug) VALUES (?, 0, 0, NULL, NULL)");
     let documents = 0;
     for (let done = 0; done < events; ) {
       const batch = Math.min(1000, events - done);
       db.exec("BEGIN");
+      state?.exec("BEGIN");
       for (let i = 0; i < batch; i++) {
         const seq = head + done + i + 1;
         const at = new Date(Date.UTC(2026, 0, 1) + seq * 1000).toISOString();
@@ -100,23 +114,26 @@ export function appendDemoEvents(path: string, events: number, seed = 1): DemoWr
           const id = `doc-${Math.floor(rand() * Math.max(10, seq / 20))}`;
           const title = sentence(rand, 4).slice(0, -1);
           const body = markdownBody(rand, title, 800 + Math.floor(rand() * 2400));
-          upsertDoc.run(id, title, body, at);
+          upsertDoc?.run(id, title, body, at);
           insertEvent.run(seq, seq - 1, "documentSaved-v1", JSON.stringify({ id, title, body }), "client-a", "session-1");
           documents++;
         } else {
           const conversationId = `conv-${Math.floor(seq / 50)}`;
           const content = sentence(rand, 20 + Math.floor(rand() * 60));
-          insertConv.run(conversationId, sentence(rand, 3), at);
-          insertMsg.run(`msg-${seq}`, conversationId, rand() < 0.5 ? "user" : "assistant", content, at);
+          insertConv?.run(conversationId, sentence(rand, 3), at);
+          insertMsg?.run(`msg-${seq}`, conversationId, rand() < 0.5 ? "user" : "assistant", content, at);
           insertEvent.run(seq, seq - 1, "messageAdded-v1", JSON.stringify({ id: `msg-${seq}`, conversationId, content }), "client-b", "session-2");
         }
+        changeset?.run(seq);
       }
       done += batch;
-      setHead.run(head + done);
+      // The state commits first: LiveStore's leader materializes, then appends to the event log.
+      state?.exec("COMMIT");
       db.exec("COMMIT");
     }
     return { head: head + events, events, documents };
   } finally {
+    state?.close();
     db.close();
   }
 }
@@ -130,7 +147,7 @@ export function createDemoDatabase(path: string, targetBytes: number, seed = 1):
   let round = 0;
   for (;;) {
     const db = new DatabaseSync(path);
-    db.exec(LIVESTORE_SCHEMA);
+    db.exec(EVENTLOG_SCHEMA);
     const { page_count: pages } = db.prepare("PRAGMA page_count").get() as { page_count: number };
     const { page_size: pageSize } = db.prepare("PRAGMA page_size").get() as { page_size: number };
     db.exec("PRAGMA wal_checkpoint(TRUNCATE)");

@@ -2,7 +2,7 @@ import { ContractError, describeValue } from "./errors.ts";
 import { validateObjectKey } from "./keys.ts";
 
 /**
- * The Worker API (DESIGN.md, "Worker API"): paths, headers, limits and the JSON shapes the Worker answers
+ * The Worker API (docs/design.md, "Worker API"): paths, headers, limits and the JSON shapes the Worker answers
  * and the job reads. The Worker and the job's HTTP store both import these; neither spells a path itself.
  */
 export const API_PREFIX = "/api";
@@ -31,7 +31,7 @@ export const BINDINGS = {
   alertWebhookUrl: "ALERT_WEBHOOK_URL",
 } as const;
 
-/** Workers accept request bodies of at most 100 MB on Free/Pro (DESIGN.md fact 2). */
+/** Workers accept request bodies of at most 100 MB on Free/Pro (docs/design.md fact 2). */
 export const MAX_REQUEST_BYTES = 100_000_000;
 /** The largest single `PUT`; above it the client must use multipart. */
 export const MAX_SINGLE_PUT_BYTES = MAX_REQUEST_BYTES;
@@ -41,7 +41,7 @@ export const MAX_FORM_UPLOAD_BYTES = 10 * 1024 * 1024;
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
 export const MAX_PART_BYTES = 95 * 1024 * 1024;
 export const MAX_PARTS = 10_000;
-/** R2 fails multipart uploads with more than 2-3 parts in flight (DESIGN.md fact 2). */
+/** R2 fails multipart uploads with more than 2-3 parts in flight (docs/design.md fact 2). */
 export const MAX_PARTS_IN_FLIGHT = 2;
 export const DEFAULT_PART_BYTES = 16 * 1024 * 1024;
 

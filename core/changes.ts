@@ -22,7 +22,7 @@ export interface ChangeTable {
   columns: string[];
 }
 
-/** LiveStore's append-only event log (DESIGN.md fact 7): keyed by the global then the client sequence number. */
+/** LiveStore's append-only event log (docs/design.md fact 7): keyed by the global then the client sequence number. */
 export const DEFAULT_CHANGE_TABLES: readonly ChangeTable[] = Object.freeze([{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"] }]);
 
 function bytesToBase64(bytes: Uint8Array): string {

@@ -2,7 +2,7 @@ import { ContractError, describeValue } from "./errors.ts";
 import { dayOfTimestamp, parseDay, parseTimestamp, type BackupDay, type BackupTimestamp } from "./time.ts";
 
 /**
- * The storage layout of DESIGN.md, owned here and nowhere else:
+ * The storage layout of docs/design.md, owned here and nowhere else:
  * ```
  * backups/full/<ts>/<source>.db.zst | documents.tar.zst | metadata.json
  * backups/incremental/<ts>/changes.ndjson.zst | metadata.json
@@ -191,7 +191,7 @@ function assertKeyLength(key: string): void {
 }
 
 /**
- * The Worker's key rule (DESIGN.md, Worker API): `backups/(full|incremental|daily|drills|state)/...`, no `..`,
+ * The Worker's key rule (docs/design.md, Worker API): `backups/(full|incremental|daily|drills|state)/...`, no `..`,
  * no empty segment, no control characters, at most 512 bytes. Looser than `parseBackupKey` on purpose: the
  * Worker is storage, and only the job needs to understand a key's structure.
  */

@@ -3,6 +3,13 @@ import { ContractError } from "./errors.ts";
 import { CHANGES_FILE, DOCUMENTS_FILE, MANIFEST_FILE, databaseFile, formatBackupKey, type BackupSetKind } from "./keys.ts";
 import { dayOfTimestamp, isTimestamp } from "./time.ts";
 
+/** A path under a data directory as manifests record it: '/'-separated segments of core's source charset, at most 8 deep. */
+export function isRelativeDataPath(path: unknown): path is string {
+  if (typeof path !== "string" || path.length === 0 || path.length > 512) return false;
+  const segments = path.split("/");
+  return segments.length <= 8 && segments.every((s) => /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(s) && s !== "." && !s.includes(".."));
+}
+
 /**
  * The manifest (`metadata.json`) of a backup set: what was stored, how to check it, and where it sits in
  * the incremental chain. It is written LAST; a set without one is incomplete and never restored.
@@ -12,6 +19,7 @@ export const MANIFEST_FORMAT = "r2-sqlite-backup/manifest@1";
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters (sha256)");
 const timestamp = z.string().refine(isTimestamp, "expected a UTC YYYYMMDDTHHMMSSZ timestamp");
 const count = z.number().int().nonnegative();
+const relativePath = z.string().refine(isRelativeDataPath, "expected a relative path of safe segments ('a/b.db'), no '..' or leading '/'");
 
 /** One stored object of the set. `size`/`sha256` are of the bytes as stored (compressed). */
 export const fileEntrySchema = z.object({
@@ -37,6 +45,26 @@ export const databaseInfoSchema = z.object({
   integrity: z.literal("ok"),
   /** Row count per table at the snapshot. */
   tables: z.record(z.string(), count),
+  /**
+   * Where the file sat under the data directory it was taken from (`<storeId>/eventlog@6.db`), '/'-separated;
+   * `restore --data-dir` puts it back there. Absent for a database given by path alone.
+   */
+  path: relativePath.optional(),
+  /**
+   * How incrementals carry this database's changes (see job/coverage.ts): `rows` (its change tables, while every
+   * other table stays as the full backup has it), `derived` (a LiveStore state DB, rebuilt from `derivedFrom`'s
+   * event log), or `none` (every backup of it is a full one). Absent in manifests before 0.2: `rows`.
+   */
+  coverage: z.enum(["rows", "derived", "none"]).optional(),
+  /** For `derived`: the source whose event log this database is materialized from. */
+  derivedFrom: z.string().min(1).optional(),
+  /** For `rows`: sha256 over every table that is not a change table, as the snapshot holds them. */
+  otherTablesSha256: sha256.optional(),
+  /**
+   * LiveStore's own record of what the file holds: for an event log its newest event, for a state DB the
+   * newest event it materialized (`__livestore_session_changeset`), as (seqNumGlobal, seqNumClient); null: none.
+   */
+  livestore: z.object({ role: z.enum(["eventlog", "state"]), head: z.tuple([z.number().int(), z.number().int()]).nullable() }).optional(),
 });
 
 /**
@@ -48,6 +76,8 @@ export const watermarkSchema = z.object({
   table: z.string().min(1),
   columns: z.array(z.string().min(1)).min(1),
   value: z.array(z.union([z.number(), z.string()])).nullable(),
+  /** Rows at or below `value`: an incremental checks it again, so a delete or a late insert below it is seen. */
+  count: count.optional(),
 });
 
 export const manifestSchema = z.object({
@@ -110,6 +140,17 @@ function checkInvariants(m: Manifest): string[] {
     if (f.role === "documents" && f.name !== DOCUMENTS_FILE) problems.push(`documents file must be '${DOCUMENTS_FILE}'`);
     if (f.role === "changes" && f.name !== CHANGES_FILE) problems.push(`changes file must be '${CHANGES_FILE}'`);
     if (m.kind === "incremental" && f.role !== "changes") problems.push(`an incremental holds only '${CHANGES_FILE}', not '${f.name}'`);
+  }
+  const paths = new Set<string>();
+  for (const d of m.databases) {
+    if (d.path !== undefined) {
+      if (paths.has(d.path)) problems.push(`two databases have the path '${d.path}'`);
+      paths.add(d.path);
+    }
+    if ((d.coverage === "derived") !== (d.derivedFrom !== undefined)) problems.push(`database '${d.source}': coverage 'derived' and derivedFrom go together`);
+    if (d.derivedFrom !== undefined && !m.databases.some((e) => e.source === d.derivedFrom && e.livestore?.role === "eventlog")) {
+      problems.push(`database '${d.source}' is derived from '${d.derivedFrom}', which is not an event log of this backup`);
+    }
   }
   if (Date.parse(m.completedAt) < Date.parse(m.createdAt)) problems.push("completedAt is before createdAt");
   return problems;

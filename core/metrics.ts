@@ -1,5 +1,5 @@
 /**
- * The monitoring contract (DESIGN.md, "Monitoring"): the CloudWatch metrics the job emits and the alarms
+ * The monitoring contract (docs/design.md, "Monitoring"): the CloudWatch metrics the job emits and the alarms
  * in infra watch, and the environment variables through which infra hands the job its configuration.
  * Metrics are published without dimensions, so the alarms match them.
  */
@@ -22,7 +22,7 @@ export const METRICS = {
   restoreDrillDurationSeconds: "RestoreDrillDurationSeconds",
 } as const;
 
-/** The alarm fires when the newest successful restore drill is older than this (DESIGN.md: 35 days). */
+/** The alarm fires when the newest successful restore drill is older than this (docs/design.md: 35 days). */
 export const RESTORE_DRILL_ALARM_HOURS = 35 * 24;
 /** Reported as the drill age when no drill has ever succeeded: just over the alarm's threshold. */
 export const NEVER_DRILLED_AGE_HOURS = RESTORE_DRILL_ALARM_HOURS + 1;

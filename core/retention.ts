@@ -4,7 +4,7 @@ import { PREFIXES } from "./keys.ts";
 
 /**
  * The retention policy, one object: infra derives the R2 lifecycle and lock rules from it, and the job
- * explains it. Ages are in days here and in SECONDS in the rules (the R2 API's unit, DESIGN.md fact 3).
+ * explains it. Ages are in days here and in SECONDS in the rules (the R2 API's unit, docs/design.md fact 3).
  */
 export const retentionPolicySchema = z
   .object({
@@ -28,7 +28,7 @@ export type RetentionPolicy = z.infer<typeof retentionPolicySchema>;
 
 export const DAY_SECONDS = 86_400;
 
-/** The policy of DESIGN.md, "Retention". */
+/** The policy of docs/design.md, "Retention". */
 export const DEFAULT_RETENTION: RetentionPolicy = Object.freeze({
   fullDays: 30,
   incrementalDays: 30,

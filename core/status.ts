@@ -5,7 +5,7 @@ import { parseDay, parseTimestamp } from "./time.ts";
 /**
  * The health of a bucket as `GET /api/status` and `r2backup status` report it: the newest complete full,
  * incremental, daily and drill with their ages, and `healthy` when the newest complete full backup is at
- * most `maxBackupAgeHours` old (the dead-man's switch of DESIGN.md). `drill` is the newest PASSED drill; a
+ * most `maxBackupAgeHours` old (the dead-man's switch of docs/design.md). `drill` is the newest PASSED drill; a
  * newer failed one is a warning.
  */
 export function summarizeStatus(catalog: Catalog, now: Date, maxBackupAgeHours: number): ApiStatus {

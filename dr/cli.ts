@@ -16,7 +16,7 @@ import { automationStacks } from "./stack.ts";
 /** The repository root: the Pulumi project (Pulumi.yaml, main infra/index.ts). */
 export const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 
-export const USAGE = `Usage: npm run dr -- --stack <name> --to <path> [options]
+export const USAGE = `Usage: npm run dr -- --stack <name> --to <path> | --data-dir <dir> [options]
 
 Rebuilds after a disaster: brings up (or refreshes) the Pulumi stack from this repository with the
 Automation API, waits for its Worker to answer GET /api/health, restores the newest complete backup (or
@@ -25,7 +25,9 @@ and the restore replaces the target atomically or not at all.
 
 Options:
   --stack <name>        Pulumi stack to bring up, e.g. prod (or org/prod). Required.
-  --to <path>           Database file to restore to (a directory for a backup of several databases). Required.
+  --to <path>           Database file to restore to (a directory for a backup of several databases).
+  --data-dir <dir>      Or: the app's data directory (LiveStore's baseDirectory); each database goes back to
+                        its path under it, and a LiveStore state DB only when it matches the event log.
   --at <time>           Restore the backup at this time: latest (default), 20260131T060000Z, or an ISO
                         time with a zone (2026-01-31T06:00:00Z).
   --force               Replace an existing target (after the backup has been checked).
@@ -74,6 +76,7 @@ export async function main(argv: string[], deps?: Partial<RecoveryDeps>, io: Cli
       options: {
         stack: { type: "string" },
         to: { type: "string" },
+        "data-dir": { type: "string" },
         at: { type: "string" },
         "dry-run": { type: "boolean" },
         force: { type: "boolean" },
@@ -96,7 +99,8 @@ export async function main(argv: string[], deps?: Partial<RecoveryDeps>, io: Cli
     return DR_EXIT.usage;
   };
   if (!values.stack) return usage("missing --stack <name> (the Pulumi stack to bring up, e.g. --stack prod)");
-  if (!values.to) return usage("missing --to <path> (where to restore the database, e.g. --to /data/app.db)");
+  if (values.to && values["data-dir"]) return usage("give --to or --data-dir, not both");
+  if (!values.to && !values["data-dir"]) return usage("missing --to <path> (where to restore the database, e.g. --to /data/app.db) or --data-dir <dir> (the app's data directory)");
   let at: Date | "latest" = "latest";
   if (values.at !== undefined) {
     try {
@@ -116,7 +120,8 @@ export async function main(argv: string[], deps?: Partial<RecoveryDeps>, io: Cli
   const report = await runDisasterRecovery(
     {
       stack: values.stack,
-      to: values.to,
+      to: (values.to ?? values["data-dir"])!,
+      ...(values["data-dir"] ? { dataDir: true } : {}),
       at,
       dryRun: !!values["dry-run"],
       force: !!values.force,

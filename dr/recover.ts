@@ -25,6 +25,8 @@ export interface RecoveryOptions {
   stack: string;
   /** Database file (or directory) to restore to. */
   to: string;
+  /** `to` is the app's data directory (LiveStore's baseDirectory): `restore --data-dir`. */
+  dataDir?: boolean;
   /** Point in time (default: the newest complete backup). */
   at?: Date | "latest";
   /** Show the plan only: create nothing, deploy nothing, restore nothing. */
@@ -368,6 +370,7 @@ async function runRestore(
       workerUrl: args.workerUrl,
       token: args.token,
       to: resolve(options.to),
+      ...(options.dataDir ? { dataDir: true } : {}),
       at: options.at ?? "latest",
       force: !!options.force,
       dryRun: args.dryRun,

@@ -11,6 +11,8 @@ export interface RestoreRequest {
   token: string;
   /** Database file (or directory, for a backup of several databases) to restore to. */
   to: string;
+  /** `to` is the app's data directory: each database goes back to its recorded path under it (restore --data-dir). */
+  dataDir?: boolean;
   /** The point in time: a Date, or the newest complete backup. */
   at: Date | "latest";
   /** Replace an existing target. */
@@ -53,7 +55,7 @@ export function jobRestorer(): Restorer {
       let lastPhase = "";
       return engine.restore({
         store,
-        to: request.to,
+        ...(request.dataDir ? { dataDir: request.to } : { to: request.to }),
         at: request.at,
         force: request.force,
         dryRun: request.dryRun,

@@ -2,6 +2,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
 import { InfraError } from "./errors.ts";
 import { isPreviewStack, PROJECT } from "./naming.ts";
+import ownPackage from "../package.json" with { type: "json" };
+
+/** This program's own package, the default of `renderPackage`: the cron jobs run the job of the same release. */
+export const OWN_PACKAGE_SPEC = `${ownPackage.name}@${ownPackage.version}`;
 
 /**
  * The stack configuration: every key the program reads, declared once here (and, with the same types,
@@ -25,9 +29,9 @@ const bool = (key: string, description: string, def: boolean): ConfigKeySpec => 
 
 export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   str("cloudflareAccountId", "Cloudflare account id (32 hex characters) that owns the R2 buckets and the Worker. Required.", "<account-id>"),
-  str("zoneId", "Cloudflare zone id of `hostname`, for the Worker route. Required on every stack but previews (`pr-<n>`).", "<zone-id>"),
-  str("hostname", "Hostname the Worker answers on (route `<hostname>/api/*`; needs a proxied DNS record). Required on every stack but previews.", "backups.example.com"),
-  str("workersDevSubdomain", "The account's workers.dev subdomain (`<sub>.workers.dev`); preview stacks are served there. Required on previews.", "<subdomain>"),
+  str("zoneId", "Cloudflare zone id of `hostname`, for the Worker's custom domain. Required on every stack but previews (`pr-<n>`).", "<zone-id>"),
+  str("hostname", "Hostname the Worker answers on, as a Workers custom domain (Cloudflare creates its DNS record and certificate; the name must have no other DNS record). Required on every stack but previews.", "backups.example.com"),
+  str("workersDevSubdomain", "The account's workers.dev subdomain (`<sub>.workers.dev`), where preview stacks are served; empty = looked up from the account at deploy time.", "<subdomain>"),
   str("bucketLocation", "R2 location hint of the bucket (apac, eeur, enam, weur, wnam, oc); empty lets Cloudflare choose. Used only at creation.", "weur"),
   str("bucketJurisdiction", "R2 jurisdiction of the buckets (default, eu, fedramp).", "eu", "default"),
   str("replicaLocation", "Location hint of an optional second bucket for geographic redundancy (R2 does not replicate); empty = none.", "enam"),
@@ -40,6 +44,9 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   int("retentionAbortMultipartDays", "Days after which an incomplete multipart upload is aborted.", DEFAULT_RETENTION.abortMultipartDays),
   int("maxBackupAgeHours", "The Worker's freshness check alerts when the newest complete full backup is older than this.", 7),
   str("freshnessCheckSchedule", "Cron schedule (UTC) of the Worker's freshness check.", "*/30 * * * *", "*/30 * * * *"),
+  bool("workerVersions", "Deploy the Worker as Worker + WorkerVersion + WorkersDeployment (gradual rollout and rollback by config) instead of one WorkersScript. For new stacks: switching an existing stack replaces its Worker.", false),
+  str("workerStableVersionId", "With workerVersions: the version that keeps the rest of the traffic during a rollout (or all of it at workerRolloutPercent 0, a rollback); empty = none.", "<version-id>"),
+  int("workerRolloutPercent", "With workerVersions and a workerStableVersionId: the share of traffic (0-100) the version this `up` uploads gets.", 100),
   str("alertWebhookUrl", "Secret. Webhook the Worker posts to when backups are stale; empty = no webhook.", "https://hooks.example.com/...", "", true),
   str("serverToken", "Secret. The job's token (SERVER_BYPASS_TOKEN): write and read, never delete. Generated when empty.", "<token>", "", true),
   str("adminToken", "Secret. The admin token (ADMIN_TOKEN), the only one that may delete. Generated when empty.", "<token>", "", true),
@@ -48,10 +55,11 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   str("renderOwnerId", "Render workspace (owner) id, `tea-...` or `usr-...` (GET /v1/owners). Required when renderEnabled.", "tea-xxxxxxxxxxxxxxxxxxxx"),
   str("renderRegion", "Render region of the cron jobs; must be the app service's, for the private network (frankfurt, ohio, oregon, singapore, virginia).", "oregon", "oregon"),
   str("renderPlan", "Render plan of the cron jobs (starter, standard, pro, pro_plus, pro_max, pro_ultra).", "starter", "starter"),
-  str("renderRepo", "Git repository the cron jobs build (this repository), https URL without branch. Required when renderEnabled.", "https://github.com/you/r2-sqlite-backup"),
+  str("renderRepo", "Git repository Render attaches the cron jobs to (this repository), https URL without branch; they run only the installed `renderPackage`. Required when renderEnabled.", "https://github.com/you/r2-sqlite-backup"),
+  str("renderPackage", "What the cron jobs `npm install` as an app would, a registry version (`r2-sqlite-backup@0.1.0`) or the https URL of a tarball made by `npm pack`. Empty = this program's own name@version.", "https://example.com/r2-sqlite-backup-0.1.0.tgz"),
   str("renderBranch", "Branch the cron jobs build.", "main", "main"),
   str("renderAppServiceId", "Id (`srv-...`) of the existing Render service that owns the database disk and runs the agent. Required when renderEnabled.", "srv-xxxxxxxxxxxxxxxxxxxx"),
-  str("agentUrl", "The agent's URL on Render's private network, e.g. http://my-app:8787. Required when renderEnabled.", "http://my-app:8787"),
+  str("agentUrl", "The agent's URL on Render's private network, e.g. http://my-app:8788; the app runs `r2backup agent --listen 0.0.0.0:8788`. Required when renderEnabled.", "http://my-app:8788"),
   str("backupSchedule", "Cron schedule (UTC) of the backup cron job.", "0 */6 * * *", "0 */6 * * *"),
   str("drillSchedule", "Cron schedule (UTC) of the monthly restore drill.", "0 4 1 * *", "0 4 1 * *"),
   bool("monitoringEnabled", "Create the CloudWatch alarms, SNS topic, metrics user and dashboard (needs AWS credentials). Previews never do.", false),
@@ -72,7 +80,7 @@ export interface StackConfig {
   preview: boolean;
   cloudflare: { accountId: string; zoneId?: string; hostname?: string; workersDevSubdomain?: string };
   storage: { location?: string; jurisdiction: string; replicaLocation?: string; retention: RetentionPolicy };
-  worker: { maxBackupAgeHours: number; freshnessCheckSchedule: string };
+  worker: { maxBackupAgeHours: number; freshnessCheckSchedule: string; versions?: { stableVersionId?: string; rolloutPercent: number } };
   /** Undefined when not configured: the program generates tokens, and binds no webhook. */
   secrets: { serverToken?: pulumi.Output<string>; adminToken?: pulumi.Output<string>; agentToken?: pulumi.Output<string>; alertWebhookUrl?: pulumi.Output<string> };
   render?: RenderConfig;
@@ -85,6 +93,8 @@ export interface RenderConfig {
   plan: string;
   repo: string;
   branch: string;
+  /** The npm spec of the package the cron jobs install (`renderPackage`, or this program's name@version). */
+  package: string;
   appServiceId: string;
   agentUrl: string;
   backupSchedule: string;
@@ -128,6 +138,24 @@ export function withFallback(reader: ConfigReader, fallback: Record<string, stri
     },
     isSecret: (key) => reader.isSecret(key),
   };
+}
+
+/** Ports Render reserves on its private network (10000 is the public web port): the agent must use another. */
+export const RENDER_RESERVED_PORTS = [10000, 18012, 18013, 19099] as const;
+
+/**
+ * Why the cron job could not reach an agent at this URL, or undefined. The cron job runs on another
+ * machine: it reaches the app only by its private-network host name, over plain http, on a port the agent
+ * listens on with `--listen 0.0.0.0:<port>` (the agent's default 127.0.0.1 is unreachable from there).
+ */
+export function agentUrlProblem(agentUrl: string): string | undefined {
+  if (!URL.canParse(agentUrl)) return "must be a URL like http://my-app:8788";
+  const url = new URL(agentUrl);
+  if (url.protocol !== "http:") return "must be http:// (Render's private network is not TLS; the agent serves plain http)";
+  if (/^(localhost|127\.[0-9.]+|\[::1\]|0\.0\.0\.0)$/.test(url.hostname)) return "must name the app service on Render's private network (http://<service-host>:8788), not this machine: the cron job runs elsewhere";
+  if (url.port === "") return "must carry the agent's port, e.g. http://my-app:8788 (the app runs `r2backup agent --listen 0.0.0.0:8788`)";
+  if ((RENDER_RESERVED_PORTS as readonly number[]).includes(Number(url.port))) return `must not use port ${url.port}: Render reserves ${RENDER_RESERVED_PORTS.join(", ")} on the private network`;
+  return undefined;
 }
 
 /** The exact command that sets a key on a stack. */
@@ -215,7 +243,9 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   hex32("cloudflareAccountId", accountId);
   const cloudflare: StackConfig["cloudflare"] = { accountId };
   if (preview) {
-    cloudflare.workersDevSubdomain = required("workersDevSubdomain");
+    // Looked up from the account at deploy time when not set (infra/workers-subdomain.ts).
+    const sub = text("workersDevSubdomain");
+    if (sub !== undefined) cloudflare.workersDevSubdomain = sub;
   } else {
     cloudflare.zoneId = required("zoneId");
     hex32("zoneId", cloudflare.zoneId);
@@ -243,7 +273,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     dailyDays: integer("retentionDailyDays"),
     drillDays: integer("retentionDrillDays"),
     abortMultipartDays: integer("retentionAbortMultipartDays"),
-    // DESIGN.md, Retention: preview stacks get no lock, so they can be destroyed.
+    // docs/design.md, Retention: preview stacks get no lock, so they can be destroyed.
     lockDays: preview ? 0 : integer("lockDays"),
   };
   try {
@@ -256,6 +286,17 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   if (maxBackupAgeHours < 1) problems.push(`maxBackupAgeHours must be at least 1, got ${maxBackupAgeHours}`);
   const freshnessCheckSchedule = withDefault("freshnessCheckSchedule");
   cron("freshnessCheckSchedule", freshnessCheckSchedule);
+
+  const worker: StackConfig["worker"] = { maxBackupAgeHours, freshnessCheckSchedule };
+  const rolloutPercent = integer("workerRolloutPercent");
+  const stableVersionId = text("workerStableVersionId");
+  if (rolloutPercent < 0 || rolloutPercent > 100) problems.push(`workerRolloutPercent must be 0 to 100, got ${rolloutPercent}`);
+  if (boolean("workerVersions")) {
+    if (rolloutPercent < 100 && stableVersionId === undefined) problems.push(`workerRolloutPercent ${rolloutPercent} needs workerStableVersionId (the version that keeps the rest of the traffic)`);
+    worker.versions = { rolloutPercent, ...(stableVersionId !== undefined ? { stableVersionId } : {}) };
+  } else if (stableVersionId !== undefined || rolloutPercent !== 100) {
+    problems.push("workerStableVersionId and workerRolloutPercent need workerVersions: true");
+  }
 
   const secrets: StackConfig["secrets"] = {};
   for (const key of ["serverToken", "adminToken", "agentToken", "alertWebhookUrl"] as const) {
@@ -271,6 +312,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
       plan: withDefault("renderPlan"),
       repo: required("renderRepo"),
       branch: withDefault("renderBranch"),
+      package: withDefault("renderPackage") || OWN_PACKAGE_SPEC,
       appServiceId: required("renderAppServiceId"),
       agentUrl: required("agentUrl"),
       backupSchedule: withDefault("backupSchedule"),
@@ -281,7 +323,12 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     if (render.ownerId !== "" && !/^(tea|usr)-[a-z0-9]+$/.test(render.ownerId)) problems.push(`renderOwnerId must look like tea-... or usr-..., got '${render.ownerId}'`);
     if (render.appServiceId !== "" && !/^srv-[a-z0-9]+$/.test(render.appServiceId)) problems.push(`renderAppServiceId must look like srv-..., got '${render.appServiceId}'`);
     if (render.repo !== "" && !/^https:\/\/\S+$/.test(render.repo)) problems.push(`renderRepo must be an https URL, got '${render.repo}'`);
-    if (render.agentUrl !== "" && !URL.canParse(render.agentUrl)) problems.push(`agentUrl must be a URL like http://my-app:8787, got '${render.agentUrl}'`);
+    // The spec goes into a shell command (npm install <spec>): one word, no quotes.
+    if (!/^[^\s'"`$\\;|&<>()]+$/.test(render.package)) problems.push(`renderPackage must be one npm spec (name@version or an https tarball URL) without spaces, quotes or shell characters, got '${render.package}'`);
+    if (render.agentUrl !== "") {
+      const problem = agentUrlProblem(render.agentUrl);
+      if (problem) problems.push(`agentUrl ${problem}, got '${render.agentUrl}'`);
+    }
     cron("backupSchedule", render.backupSchedule);
     cron("drillSchedule", render.drillSchedule);
   }
@@ -306,7 +353,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const storage: StackConfig["storage"] = { jurisdiction, retention };
   if (location !== undefined) storage.location = location;
   if (replicaLocation !== undefined) storage.replicaLocation = replicaLocation;
-  const config: StackConfig = { project: PROJECT, stack, preview, cloudflare, storage, worker: { maxBackupAgeHours, freshnessCheckSchedule }, secrets };
+  const config: StackConfig = { project: PROJECT, stack, preview, cloudflare, storage, worker, secrets };
   if (render) config.render = render;
   if (monitoring) config.monitoring = monitoring;
   return config;

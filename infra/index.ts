@@ -8,6 +8,7 @@ export const bucketName = outputs.bucketName;
 export const replicaBucketName = outputs.replicaBucketName;
 export const workerScriptName = outputs.workerScriptName;
 export const workerUrl = outputs.workerUrl;
+export const workerVersionId = outputs.workerVersionId;
 export const backupCronJobId = outputs.backupCronJobId;
 export const drillCronJobId = outputs.drillCronJobId;
 export const alarmArns = outputs.alarmArns;

@@ -11,7 +11,8 @@ export interface PlannedResource {
   name: string;
   custom: boolean;
   parent: string | undefined;
-  options: { protect?: boolean; retainOnDelete?: boolean; deleteBeforeReplace?: boolean; additionalSecretOutputs?: string[] };
+  /** `dependsOn` as the names of the resources waited for: the order `up` creates and updates them in. */
+  options: { protect?: boolean; retainOnDelete?: boolean; deleteBeforeReplace?: boolean; additionalSecretOutputs?: string[]; dependsOn?: string[] };
   inputs: Record<string, unknown>;
 }
 
@@ -53,6 +54,8 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
     return extra;
   }
   if (type === "random:index/randomPassword:RandomPassword") return { result: `mock-${name}` };
+  // Looked up from the account when deployed; the plan shows where it goes.
+  if (type === "pulumi-nodejs:dynamic/cloudflare:WorkersSubdomain") return { subdomain: "looked-up-subdomain" };
   if (type.startsWith("pulumi-nodejs:dynamic/render:CronJob")) return { serviceId: `crn-mock-${name}`, slug: name, dashboardUrl: `https://dashboard.render.com/cron/crn-mock-${name}` };
   return {};
 }
@@ -82,7 +85,7 @@ export async function planStack(stack: string, options: { config?: StackFileConf
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
 
   const registered = new Map<string, PlannedResource>();
-  const constructed: { type: string; name: string; parent: string | undefined; options: PlannedResource["options"] }[] = [];
+  const constructed: { type: string; name: string; parent: string | undefined; options: PlannedResource["options"]; dependsOn: unknown }[] = [];
   await pulumi.runtime.setMocks(
     {
       newResource(args: pulumi.runtime.MockResourceArgs) {
@@ -112,7 +115,7 @@ export async function planStack(stack: string, options: { config?: StackFileConf
       if (o.retainOnDelete !== undefined) opts.retainOnDelete = o.retainOnDelete;
       if (o.deleteBeforeReplace !== undefined) opts.deleteBeforeReplace = o.deleteBeforeReplace;
       if (o.additionalSecretOutputs !== undefined) opts.additionalSecretOutputs = o.additionalSecretOutputs;
-      constructed.push({ type: args.type, name: args.name, parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined, options: opts });
+      constructed.push({ type: args.type, name: args.name, parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined, options: opts, dependsOn: o.dependsOn });
       return undefined;
     });
     try {
@@ -132,7 +135,11 @@ export async function planStack(stack: string, options: { config?: StackFileConf
   for (const c of constructed) {
     const r = registered.get(`${c.type}::${c.name}`);
     if (r === undefined) throw new InfraError("plan", "resource", `${c.type}::${c.name}`, "was constructed but never registered");
-    resources.push({ ...r, parent: c.parent, options: c.options });
+    // `dependsOn` may be a promise (the alarms wait for resources made after them): settled by now.
+    const raw = pulumi.Output.isInstance(c.dependsOn) ? await new Promise((resolve) => (c.dependsOn as pulumi.Output<unknown>).apply(resolve)) : await Promise.resolve(c.dependsOn);
+    const deps = [raw].flat().filter((d): d is { __name?: string } => typeof d === "object" && d !== null);
+    const options = deps.length > 0 ? { ...c.options, dependsOn: deps.map((d) => d.__name ?? "?") } : c.options;
+    resources.push({ ...r, parent: c.parent, options });
   }
 
   const outputs: Plan["outputs"] = {};

@@ -17,6 +17,8 @@ export interface StackOutputs {
   replicaBucketName: pulumi.Output<string> | null;
   workerScriptName: pulumi.Output<string>;
   workerUrl: pulumi.Output<string>;
+  /** With `workerVersions`: the version this `up` deployed (a rollback's `workerStableVersionId`). */
+  workerVersionId: pulumi.Output<string> | null;
   backupCronJobId: pulumi.Output<string> | null;
   drillCronJobId: pulumi.Output<string> | null;
   alarmArns: pulumi.Output<Record<string, string>> | null;
@@ -76,33 +78,46 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
     ...(config.secrets.alertWebhookUrl ? { alertWebhookUrl: config.secrets.alertWebhookUrl } : {}),
     maxBackupAgeHours: config.worker.maxBackupAgeHours,
     freshnessCheckSchedule: config.worker.freshnessCheckSchedule,
+    ...(config.worker.versions ? { versions: config.worker.versions } : {}),
     ...(config.cloudflare.zoneId ? { zoneId: config.cloudflare.zoneId } : {}),
     ...(config.cloudflare.hostname ? { hostname: config.cloudflare.hostname } : {}),
     ...(config.cloudflare.workersDevSubdomain ? { workersDevSubdomain: config.cloudflare.workersDevSubdomain } : {}),
   });
+  // The alarms wait for the schedule's first runs, and the schedule needs monitoring's metrics key: the
+  // alarms get a promise of those runs, settled below once the schedule exists (with none, without Render).
+  let armAlarms: (after: pulumi.Resource[]) => void = () => {};
+  const alarmsAfter = new Promise<pulumi.Resource[]>((resolve) => (armAlarms = resolve));
   const monitoring = config.monitoring
-    ? new Monitoring("monitoring", { stack, namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, alarmEmails: config.monitoring.alarmEmails })
+    ? new Monitoring("monitoring", { stack, namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, alarmEmails: config.monitoring.alarmEmails, alarmsAfter })
     : undefined;
-  const schedule = config.render
-    ? new Schedule("schedule", {
-        stack,
-        render: config.render,
-        workerUrl: api.url,
-        serverToken: tokens.serverToken,
-        // Defined: the agent token is made exactly when there are Render jobs.
-        agentToken: tokens.agentToken as pulumi.Output<string>,
-        ...(config.secrets.alertWebhookUrl ? { webhookUrl: config.secrets.alertWebhookUrl } : {}),
-        ...(monitoring && config.monitoring
-          ? { metrics: { namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey } }
-          : {}),
-      })
-    : undefined;
+  let schedule: Schedule | undefined;
+  try {
+    schedule = config.render
+      ? new Schedule("schedule", {
+          stack,
+          render: config.render,
+          workerUrl: api.url,
+          workerLive: api.live,
+          serverToken: tokens.serverToken,
+          // Defined: the agent token is made exactly when there are Render jobs.
+          agentToken: tokens.agentToken as pulumi.Output<string>,
+          ...(config.secrets.alertWebhookUrl ? { webhookUrl: config.secrets.alertWebhookUrl } : {}),
+          ...(monitoring && config.monitoring
+            ? { metrics: { namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey } }
+            : {}),
+        })
+      : undefined;
+  } finally {
+    // Settled even when the schedule throws, so no alarm waits forever.
+    armAlarms(schedule?.firstRuns ?? []);
+  }
   return {
     preview: config.preview,
     bucketName: storage.bucketName,
     replicaBucketName: storage.replicaBucketName ?? null,
     workerScriptName: api.scriptName,
     workerUrl: api.url,
+    workerVersionId: api.versionId ?? null,
     backupCronJobId: schedule?.backupJobId ?? null,
     drillCronJobId: schedule?.drillJobId ?? null,
     alarmArns: monitoring?.alarmArns ?? null,

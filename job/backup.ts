@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm, unlink } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, unlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { basename, join, relative, resolve, sep } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -34,19 +34,20 @@ import {
   type Watermark,
 } from "../core/index.ts";
 import { exportChanges, type ChangeSource } from "./changes.ts";
+import { CoverageError, coverageOf, sameHead, uncoveredReason } from "./coverage.ts";
 import { documentsTar } from "./documents.ts";
 import { JobError, isNoSpace } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import type { BackupEvent } from "./log.ts";
 import { lastGoodDrillAgeHours } from "./drills.ts";
 import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
-import { assertSqliteFile, checkSnapshot, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
+import { assertSqliteFile, checkSnapshot, isUnlockedLiveStoreFile, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
 import type { BackupStore } from "./store/types.ts";
 import { compressFile, compressStream, type Digest } from "./stream.ts";
 import { StreamUpload, partSizeFor, uploadFile } from "./upload.ts";
 
 /**
- * The backup engine (DESIGN.md, "Job"): snapshot and check each database, compress and hash while
+ * The backup engine (docs/design.md, "Job"): snapshot and check each database, compress and hash while
  * uploading, write `metadata.json` LAST, promote the day's first full backup to `daily/`, then move the
  * `latest` pointer. A run that fails before its manifest leaves no manifest, so nothing lists it as
  * restorable. Used by `r2backup run`, the agent, and an app server in-process.
@@ -61,6 +62,11 @@ export interface DatabaseInput {
   db?: DatabaseSync;
   /** Writes a consistent SQLite copy to `destPath` (e.g. the app's own backup call). Checked like any other. */
   snapshot?: (destPath: string) => Promise<void>;
+  /**
+   * Its path under the app's data directory ('/'-separated, e.g. `todo/eventlog@6.db`), recorded in the manifest
+   * so `restore --data-dir` puts it back there. Set by `--data-dir` and by `liveStoreDatabases()`.
+   */
+  relativePath?: string;
 }
 
 export type BackupKind = "full" | "incremental" | "auto";
@@ -144,7 +150,7 @@ export async function databasesInDir(dir: string): Promise<DatabaseInput[]> {
     .map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join("/"))
     .sort();
   if (files.length === 0) throw new JobError("database", `read data directory '${dir}': no *.db file under it`, { hint: "check --data-dir" });
-  return files.map((f) => ({ path: join(dir, f), source: sourceNameFor(f) }));
+  return files.map((f) => ({ path: join(dir, f), source: sourceNameFor(f), relativePath: f }));
 }
 
 /** Gives every database a valid, unique source name. */
@@ -254,6 +260,122 @@ interface Stored extends Digest {
   contentType: string;
 }
 
+interface Snap {
+  input: DatabaseInput & { source: string };
+  path: string;
+  info: SnapshotInfo;
+  relativePath?: string;
+  /** For a LiveStore state DB: the source of the event log beside it. */
+  derivedFrom?: string;
+}
+
+/** Attempts at a copy that fails its check or tears a LiveStore pair, before the run fails or warns. */
+const SNAPSHOT_ATTEMPTS = 4;
+
+/** What shows a lock-free writer at work on a file: its size, its mtime, and a rollback journal beside it. */
+async function writerTrace(path: string): Promise<string> {
+  const st = await stat(path, { bigint: true }).catch(() => undefined);
+  const journal = await stat(`${path}-journal`).then(() => "journal", () => "");
+  return `${st?.size}:${st?.mtimeNs}:${journal}`;
+}
+
+async function snapshotOne(input: DatabaseInput & { source: string }, path: string, changeTables: readonly ChangeTable[], integrity: IntegrityLevel | undefined, warn?: (message: string) => void): Promise<SnapshotInfo> {
+  const lockFree = input.path !== undefined && !input.snapshot && !input.db && (await isUnlockedLiveStoreFile(input.path).catch(() => false));
+  for (let attempt = 1; ; attempt++) {
+    await unlink(path).catch(() => {});
+    let pages: number | undefined;
+    const before = lockFree ? await writerTrace(input.path!) : "";
+    try {
+      pages = await snapshotOnce(input, path);
+      // A lock-free writer that wrote during the copy (or was mid-transaction) may have torn it: take it again.
+      // After the last attempt a copy that passes integrity_check is kept, with a warning.
+      if (lockFree) {
+        const after = await writerTrace(input.path!);
+        if (before !== after || after.endsWith("journal")) {
+          if (attempt < SNAPSHOT_ATTEMPTS) {
+            await sleep(50 * attempt);
+            continue;
+          }
+          warn?.(`${input.source}: the app wrote to '${input.path}' during every copy; keeping one that passes integrity_check (stop the app, or back it up in-process, for a copy at a quiet moment)`);
+        }
+      }
+    } catch (e) {
+      const error = classify(e, `snapshot database '${input.source}'`);
+      if (!lockFree || attempt >= SNAPSHOT_ATTEMPTS || (error instanceof JobError && error.kind !== "database")) throw error;
+      await sleep(50 * attempt);
+      continue;
+    }
+    try {
+      let info = await checkSnapshot(path, changeTables, { ...(pages !== undefined ? { pagesCopied: pages } : {}), ...(integrity ? { integrity } : {}) });
+      // LiveStore's SQLite takes no file locks (docs/design.md fact 7): a copy of its file can interleave with a
+      // write. integrity_check (not quick_check) sees a row whose index entries are missing, so it is retaken.
+      if (info.inspection.livestore && input.path && !input.snapshot && !input.db && integrity !== "full") info = await checkSnapshot(path, changeTables, { integrity: "full" });
+      return info;
+    } catch (e) {
+      if (!(e instanceof JobError && e.kind === "integrity") || attempt >= SNAPSHOT_ATTEMPTS) throw e;
+      await sleep(50 * attempt);
+    }
+  }
+}
+
+/** A copy read while a lock-free writer writes can fail to read at all ("malformed"): taken again like a torn one. */
+async function snapshotOnce(input: DatabaseInput & { source: string }, path: string): Promise<number | undefined> {
+  if (input.snapshot) {
+    await input.snapshot(path);
+    return undefined;
+  }
+  if (input.db) return snapshotDatabase(input.db, path);
+  if (input.path) return snapshotDatabase(input.path, path);
+  throw new JobError("usage", `back up '${input.source}': give a path, an open database or a snapshot function`);
+}
+
+/** The directory a database sits in, for pairing a LiveStore state DB with its event log. */
+function dirKey(input: DatabaseInput): string | undefined {
+  if (input.relativePath !== undefined) return `rel:${input.relativePath.split("/").slice(0, -1).join("/")}`;
+  if (input.path) return `abs:${resolve(input.path, "..")}`;
+  return undefined;
+}
+
+
+/**
+ * Snapshots and checks every database of a full backup. A LiveStore state DB is paired with the event log in
+ * its directory; when their heads differ (copied at different moments) both are taken again, and if they still
+ * differ the pair is uploaded as it is: restore then leaves the state out and LiveStore rebuilds it.
+ */
+async function snapshotAll(
+  databases: readonly (DatabaseInput & { source: string })[],
+  workDir: string,
+  changeTables: readonly ChangeTable[],
+  integrity: IntegrityLevel | undefined,
+  log: (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void,
+): Promise<Snap[]> {
+  const snaps: Snap[] = [];
+  for (const input of databases) {
+    const path = join(workDir, `${input.source}.db`);
+    log("info", `snapshot ${input.source}`, { source: input.source });
+    const info = await snapshotOne(input, path, changeTables, integrity, (m) => log("warn", m, { source: input.source }));
+    snaps.push({ input, path, info, ...(input.relativePath !== undefined ? { relativePath: input.relativePath } : {}) });
+  }
+  for (const state of snaps.filter((s) => s.info.inspection.livestore?.role === "state")) {
+    const key = dirKey(state.input);
+    const log_ = key === undefined ? undefined : snaps.find((s) => s !== state && s.info.inspection.livestore?.role === "eventlog" && dirKey(s.input) === key);
+    if (!log_) continue;
+    state.derivedFrom = log_.input.source;
+    for (let attempt = 1; !sameHead(state.info.inspection.livestore!.head, log_.info.inspection.livestore!.head); attempt++) {
+      const heads = `state at ${JSON.stringify(state.info.inspection.livestore!.head)}, event log at ${JSON.stringify(log_.info.inspection.livestore!.head)}`;
+      if (attempt >= SNAPSHOT_ATTEMPTS) {
+        log("warn", `${state.input.source}: its copy does not match ${log_.input.source} (${heads}); a restore leaves it out and LiveStore rebuilds it from the event log`, { source: state.input.source });
+        break;
+      }
+      log("info", `${state.input.source} and ${log_.input.source} were copied at different moments (${heads}); taking both again`, { source: state.input.source, attempt });
+      await sleep(20 * attempt);
+      log_.info = await snapshotOne(log_.input, log_.path, changeTables, integrity);
+      state.info = await snapshotOne(state.input, state.path, changeTables, integrity);
+    }
+  }
+  return snaps;
+}
+
 /**
  * Takes one backup. Resolves with the manifest once the set is complete; throws a JobError otherwise
  * (after aborting uploads and deleting temp files), leaving no manifest for the failed set.
@@ -278,15 +400,27 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const changeTables = options.changeTables ?? DEFAULT_CHANGE_TABLES;
     const store = options.store;
 
+    // One set: the kind is decided from the bucket and, for an incremental, from what it can carry. When
+    // `auto` finds during the export that an incremental cannot carry a change, it takes a full backup instead.
+    const takeSet = async (forceFull: string | undefined) => {
     const catalog = await readCatalog(store);
-    const decided = chooseKind(options.kind ?? "auto", catalog, now(), options.fullEveryHours);
-    const kind = decided.kind;
-    kindForReport = kind;
+    let decided = forceFull ? { kind: "full" as const, reason: forceFull } : chooseKind(options.kind ?? "auto", catalog, now(), options.fullEveryHours);
     let previous: Manifest | undefined;
-    if (kind === "incremental") {
+    let baseFull: Manifest | undefined;
+    if (decided.kind === "incremental") {
       previous = await findPrevious(store, catalog);
       if (!previous) throw new JobError("notFound", "take incremental backup: the bucket holds no complete full backup to continue", { hint: "run a full backup first: r2backup run --kind full" });
+      baseFull = previous.kind === "full" ? previous : await readManifest(store, "full", previous.base);
+      const blocked = uncoveredReason(baseFull.databases, databases.map((d) => d.source));
+      if (blocked) {
+        if (options.kind !== "auto" && options.kind !== undefined) throw blocked;
+        decided = { kind: "full", reason: blocked.message.replace(/ \(take a full backup.*$/, "") };
+        previous = undefined;
+        baseFull = undefined;
+      }
     }
+    const kind = decided.kind;
+    kindForReport = kind;
 
     // Keys are write-once and string order is time order: a new set must sort after every existing one.
     let date = now();
@@ -305,6 +439,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     log("info", `starting ${kind} backup ${id}`, { kind, id, reason: decided.reason, databases: databases.map((d) => d.source) });
 
     await mkdir(tmpDir, { recursive: true });
+    if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
     workDir = await mkdtemp(join(tmpDir, `r2backup-work-${process.pid}-`));
     const timings: Record<string, number> = {};
     const files: FileEntry[] = [];
@@ -346,26 +481,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     if (kind === "full") {
       // Snapshot every database first (close together in time), check each, then upload.
       let t = Date.now();
-      const snaps: { input: (typeof databases)[number]; path: string; info?: SnapshotInfo; pages?: number }[] = [];
-      for (const input of databases) {
-        const path = join(workDir, `${input.source}.db`);
-        log("info", `snapshot ${input.source}`, { source: input.source });
-        let pages: number | undefined;
-        try {
-          if (input.snapshot) await input.snapshot(path);
-          else if (input.db) pages = await snapshotDatabase(input.db, path);
-          else if (input.path) pages = await snapshotDatabase(input.path, path);
-          else throw new JobError("usage", `back up '${input.source}': give a path, an open database or a snapshot function`);
-        } catch (e) {
-          throw classify(e, `snapshot database '${input.source}'`);
-        }
-        snaps.push({ input, path, ...(pages !== undefined ? { pages } : {}) });
-      }
-      timings.snapshot = Date.now() - t;
-      t = Date.now();
+      const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log);
+      // Each copy is checked right after it is taken (and retaken when it fails): one phase.
+      timings.snapshotAndCheck = Date.now() - t;
       for (const s of snaps) {
-        s.info = await checkSnapshot(s.path, changeTables, { ...(s.pages !== undefined ? { pagesCopied: s.pages } : {}), ...(options.integrity ? { integrity: options.integrity } : {}) });
         sqliteVersion ||= s.info.sqliteVersion;
+        for (const r of s.info.inspection.rejected) log("warn", `${s.input.source}: '${r.table}' is not a change table: ${r.reason}; every backup of it is a full one`, { source: s.input.source, table: r.table });
+        const coverage = s.derivedFrom ? "derived" : coverageOf(s.info.inspection);
         dbInfos.push({
           source: s.input.source,
           ...(s.input.path ? { fileName: basename(s.input.path) } : {}),
@@ -373,14 +495,18 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           pageCount: s.info.pageCount,
           integrity: "ok",
           tables: s.info.tables,
+          ...(s.relativePath ? { path: s.relativePath } : {}),
+          coverage,
+          ...(s.derivedFrom ? { derivedFrom: s.derivedFrom } : {}),
+          ...(coverage === "rows" ? { otherTablesSha256: s.info.inspection.otherTablesSha256 } : {}),
+          ...(s.info.inspection.livestore ? { livestore: s.info.inspection.livestore } : {}),
         });
         for (const w of s.info.watermarks) to.push({ source: s.input.source, ...w });
       }
-      timings.check = Date.now() - t;
       t = Date.now();
       for (const s of snaps) {
         const name = databaseFile(s.input.source);
-        const size = s.info!.sizeBytes;
+        const size = s.info.sizeBytes;
         const d = await put(name, { file: s.path }, size, "application/zstd", size);
         files.push({ name, role: "database", source: s.input.source, contentType: "application/vnd.sqlite3", compression: "zstd", size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 });
         log("info", `uploaded ${name}`, { bytes: d.uncompressedSize, stored: d.size });
@@ -407,14 +533,17 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       const from = previous!.to;
       const sources: ChangeSource[] = [];
       for (const input of databases) {
-        if (input.db) sources.push({ source: input.source, db: input.db });
-        else if (input.path) sources.push({ source: input.source, db: input.path });
-        else if (input.snapshot) {
-          // No live handle: export from a fresh snapshot, which is just as consistent.
+        const base = baseFull!.databases.find((d) => d.source === input.source)!;
+        // A LiveStore state DB is derived from its event log: the incremental carries the log, restore rebuilds it.
+        if (base.coverage === "derived") continue;
+        if (input.db) sources.push({ source: input.source, db: input.db, base });
+        else if (input.path && !input.snapshot && !(await isUnlockedLiveStoreFile(input.path))) sources.push({ source: input.source, db: input.path, base });
+        else {
+          // No live handle (a snapshot function, or a LiveStore file no connection may lock): export from a
+          // fresh checked copy, which is just as consistent.
           const path = join(workDir, `${input.source}.db`);
-          await input.snapshot(path);
-          await checkSnapshot(path, changeTables, options.integrity ? { integrity: options.integrity } : {});
-          sources.push({ source: input.source, db: path });
+          await snapshotOne(input, path, changeTables, options.integrity);
+          sources.push({ source: input.source, db: path, base });
         }
       }
       const exported = exportChanges(sources, changeTables, from);
@@ -458,6 +587,18 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     // LAST: from here on the set is complete and restorable.
     await store.put(mKey, text, { sha256: createHash("sha256").update(text).digest("hex"), contentType: "application/json" });
     log("info", `${kind} backup ${id} complete`, { manifest: mKey });
+    return { kind, id, manifest, mKey, files, stored, promotion };
+    };
+
+    let set: Awaited<ReturnType<typeof takeSet>>;
+    try {
+      set = await takeSet(undefined);
+    } catch (e) {
+      if (!(e instanceof CoverageError) || (options.kind !== "auto" && options.kind !== undefined)) throw e;
+      log("warn", `${e.message.replace(/ \(take a full backup.*$/, "")}: taking a full backup instead`, { source: e.source });
+      set = await takeSet(`an incremental cannot carry '${e.source}'`);
+    }
+    const { kind, id, manifest, mKey, files, stored, promotion } = set;
 
     const warnings: string[] = [];
     let promoted: BackupResult["promoted"] = null;

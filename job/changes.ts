@@ -1,5 +1,6 @@
 import { DatabaseSync } from "node:sqlite";
-import { encodeChangeLine, type ChangeTable, type Row, type Watermark } from "../core/index.ts";
+import { encodeChangeLine, type ChangeTable, type DatabaseInfo, type Row, type Watermark } from "../core/index.ts";
+import { assertStillCovered, inspectDatabase } from "./coverage.ts";
 import { JobError } from "./errors.ts";
 import { assertSqliteFile, keyValue, quoteIdent } from "./sqlite.ts";
 
@@ -12,6 +13,8 @@ export interface ChangeSource {
   source: string;
   /** A database path (opened here) or the app's open connection (the in-process case). */
   db: string | DatabaseSync;
+  /** The database as the base full backup recorded it: the export first checks it is still covered. */
+  base?: DatabaseInfo;
 }
 
 export interface ChangeExportResult {
@@ -52,9 +55,9 @@ export function exportChanges(sources: readonly ChangeSource[], tables: readonly
     try {
       db.exec("BEGIN");
       open = true;
-      const present = new Set((db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
-      for (const t of tables) {
-        if (!present.has(t.table)) continue;
+      const inspection = inspectDatabase(db, tables);
+      if (src.base) assertStillCovered(db, src.source, src.base, inspection, from);
+      for (const t of inspection.changeTables) {
         const prev = from.find((w) => w.source === src.source && w.table === t.table);
         if (prev && prev.columns.join(",") !== t.columns.join(",")) {
           throw new JobError("usage", `export changes of '${src.source}/${t.table}': the previous backup keyed it by (${prev.columns.join(", ")}), now (${t.columns.join(", ")})`, {
@@ -80,7 +83,8 @@ export function exportChanges(sources: readonly ChangeSource[], tables: readonly
         }
         if (buffer) yield buffer;
         out.changes[`${src.source}/${t.table}`] = count;
-        out.to.push({ source: src.source, table: t.table, columns: [...t.columns], value: last });
+        const total = prev?.count !== undefined ? prev.count + count : countAtOrBelow(db, t, last);
+        out.to.push({ source: src.source, table: t.table, columns: [...t.columns], value: last, count: total });
       }
       db.exec("COMMIT");
       open = false;
@@ -89,4 +93,10 @@ export function exportChanges(sources: readonly ChangeSource[], tables: readonly
     }
   }
   return { lines: generate(), result: () => out };
+}
+
+function countAtOrBelow(db: DatabaseSync, t: ChangeTable, key: (number | string)[] | null): number {
+  if (key === null) return 0;
+  const stmt = db.prepare(`SELECT count(*) AS n FROM ${quoteIdent(t.table)} WHERE (${t.columns.map(quoteIdent).join(", ")}) <= (${key.map(() => "?").join(", ")})`);
+  return Number((stmt.get(...key) as { n: number | bigint }).n);
 }

@@ -40,7 +40,7 @@ const MASK = "[redacted]";
 /** Shorter values are not masked: they would blot out ordinary words (a token is far longer). */
 const MIN_SECRET_LENGTH = 4;
 /** Environment variables whose values are secrets. */
-const SECRET_ENV = ["SERVER_BYPASS_TOKEN", "ADMIN_TOKEN", "BACKUP_AGENT_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+const SECRET_ENV = ["SERVER_BYPASS_TOKEN", "ADMIN_TOKEN", "BACKUP_AGENT_TOKEN", "BACKUP_AGENT_TOKEN_PREVIOUS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
 /** Environment variables holding URLs whose credentials (user:password@) are secrets. */
 const URL_ENV = ["R2_WORKER_URL", "BACKUP_AGENT_URL", "BACKUP_WEBHOOK_URL", "ALERT_WEBHOOK_URL"];
 

@@ -4,7 +4,7 @@ import { METRICS } from "../core/index.ts";
 import { redact } from "./log.ts";
 
 /**
- * Where the job reports a finished backup (DESIGN.md, "Monitoring"): CloudWatch metrics when a namespace is
+ * Where the job reports a finished backup (docs/design.md, "Monitoring"): CloudWatch metrics when a namespace is
  * configured, and a webhook on success and failure. Both are best effort: a monitoring outage never turns a
  * good backup into a failed one (the failure is logged instead).
  */

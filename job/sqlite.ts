@@ -1,11 +1,13 @@
 import { open, stat } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
 import { backup as sqliteBackup, DatabaseSync } from "node:sqlite";
 import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
+import { LIVESTORE, inspectDatabase, type DatabaseInspection } from "./coverage.ts";
 import { JobError } from "./errors.ts";
 
 /**
  * The SQLite adapter of the job: check that a file is SQLite without creating it, snapshot a live
- * database in one step (DESIGN.md fact 5), and check the copy before anything is uploaded.
+ * database in one step (docs/design.md fact 5), and check the copy before anything is uploaded.
  */
 
 const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
@@ -43,12 +45,50 @@ export async function assertSqliteFile(path: string): Promise<void> {
 export interface SnapshotInfo extends Omit<DatabaseInfo, "source" | "fileName"> {
   sizeBytes: number;
   sqliteVersion: string;
-  /** Per change table present in the snapshot: its largest key (the full backup's `to`). */
+  /** Per change table present in the snapshot: its largest key and row count (the full backup's `to`). */
   watermarks: Omit<Watermark, "source">[];
+  /** What decides how incrementals cover it (job/coverage.ts). */
+  inspection: DatabaseInspection;
 }
 
 /** How much checking the copy gets: `quick` (one sequential pass) or `full` (`integrity_check`). */
 export type IntegrityLevel = "quick" | "full";
+
+/** An immutable, read-only connection: SQLite takes no lock, reads no journal, and never writes the file. */
+function openImmutable(path: string): DatabaseSync {
+  const url = pathToFileURL(path);
+  url.searchParams.set("immutable", "1");
+  return new DatabaseSync(url, { readOnly: true });
+}
+
+/**
+ * True for a LiveStore file (docs/design.md fact 7) in rollback-journal mode: its writer takes no file locks, so a
+ * normal connection may find the writer's `-journal` "hot" and roll the app's transaction back into the live
+ * file (seen here as "disk I/O error" when the writer deleted the journal first). Such a file is only ever
+ * read through an immutable connection; the copy may be torn, so it is checked with integrity_check and
+ * taken again. Read from the header and the schema without any lock.
+ */
+export async function isUnlockedLiveStoreFile(path: string): Promise<boolean> {
+  const handle = await open(path, "r");
+  let header: Buffer;
+  try {
+    header = Buffer.alloc(20);
+    await handle.read(header, 0, 20, 0);
+  } finally {
+    await handle.close();
+  }
+  if (header[18] === 2) return false; // WAL: its writers use the -shm locks
+  let db: DatabaseSync | undefined;
+  try {
+    db = openImmutable(path);
+    const tables = new Set((db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
+    return LIVESTORE.stateTables.every((t) => tables.has(t)) || (tables.has(LIVESTORE.eventlogTable) && tables.has(LIVESTORE.syncStatusTable));
+  } catch {
+    return false; // a copy being written can be unreadable for a moment; the normal path reports real problems
+  } finally {
+    db?.close();
+  }
+}
 
 /**
  * Copies a live database into `destPath` in one step with SQLite's backup API. With an already open
@@ -61,7 +101,7 @@ export async function snapshotDatabase(source: string | DatabaseSync, destPath: 
   if (typeof source === "string") {
     await assertSqliteFile(source);
     try {
-      db = new DatabaseSync(source, { timeout: 30_000 });
+      db = (await isUnlockedLiveStoreFile(source)) ? openImmutable(source) : new DatabaseSync(source, { timeout: 30_000 });
     } catch (e) {
       throw new JobError("database", `open database '${source}': ${(e as Error).message}`, { cause: e });
     }
@@ -114,13 +154,13 @@ export async function checkSnapshot(path: string, changeTables: readonly ChangeT
     for (const { name } of names) {
       tables[name] = Number((db.prepare(`SELECT count(*) AS n FROM ${quoteIdent(name)}`).get() as { n: number }).n);
     }
+    const inspection = inspectDatabase(db, changeTables);
     const watermarks: Omit<Watermark, "source">[] = [];
-    for (const t of changeTables) {
-      if (!(t.table in tables)) continue;
-      watermarks.push({ table: t.table, columns: [...t.columns], value: maxKey(db, t) });
+    for (const t of inspection.changeTables) {
+      watermarks.push({ table: t.table, columns: [...t.columns], value: maxKey(db, t), count: tables[t.table] ?? 0 });
     }
     const sqliteVersion = String((db.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
-    return { pageSize, pageCount, integrity: "ok", tables, sizeBytes: size, sqliteVersion, watermarks };
+    return { pageSize, pageCount, integrity: "ok", tables, sizeBytes: size, sqliteVersion, watermarks, inspection };
   } catch (e) {
     // SQLite's own complaints about the copy ("database disk image is malformed") are integrity failures too.
     if (e instanceof JobError) throw e;

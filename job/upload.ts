@@ -6,7 +6,7 @@ import type { BackupStore, StoredObject } from "./store/types.ts";
 /**
  * Uploads a stream whose final size is not known in advance (compressed output): bytes are buffered up to
  * one part; a stream that ends before filling one part goes up as a single PUT with `X-Content-SHA256`,
- * anything longer as an R2 multipart upload of equal parts with at most 2 in flight (DESIGN.md fact 2).
+ * anything longer as an R2 multipart upload of equal parts with at most 2 in flight (docs/design.md fact 2).
  * Memory is bounded by (MAX_PARTS_IN_FLIGHT + 1) part buffers, reused.
  */
 export class StreamUpload {

@@ -6,17 +6,19 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createZstdDecompress } from "node:zlib";
 import tar from "tar-stream";
-import { appendDemoEvents, createDemoDatabase } from "../bench/livestore-db.ts";
+import { allTodos, closeTodoStore, doWork, openTodoStore, waitPersisted } from "../examples/livestore/todo-app.ts";
 import { DOCUMENTS_FILE, catalogFromKeys, fileKey, parseTimestamp } from "../core/index.ts";
-import { backup, type BackupResult } from "../job/backup.ts";
+import { backup, sourceNameFor, type BackupOptions, type BackupResult, type DatabaseInput } from "../job/backup.ts";
+import { liveStoreDatabases, liveStoreFiles } from "../job/livestore.ts";
 import { restore, type RestoreResult } from "../job/restore/index.ts";
 import { HttpStore } from "../job/store/http-store.ts";
 import { DEV_TOKENS, startLocalWorker } from "../worker/local.ts";
 
 /**
  * The local end-to-end demo behind `npm start`: the bundled Worker in Miniflare with a local R2 kept
- * under `.mf-data/`, a LiveStore-shaped database, a full backup, writes, two incrementals, a restore of
- * the latest point and of the point in between, each checked against the source as it was then.
+ * under `.mf-data/`, the real LiveStore 0.4 todo app (examples/livestore/todo-app.ts) backed up in-process:
+ * a full backup, app actions, two incrementals, then `restore --data-dir` at latest, in between and at the
+ * full backup, each booted in LiveStore and checked against the todos the app showed at that point.
  */
 export interface DemoOptions {
   /** Working folder for the demo database and the restored copies (default `.local/`). */
@@ -25,7 +27,7 @@ export interface DemoOptions {
   persistDir?: string;
   /** Back up this database instead of the generated demo (full backup, restore, check). */
   db?: string;
-  /** Events in the generated database (default 5,000, about 7 MiB). */
+  /** App actions before the full backup (default 600; each increment adds a tenth). */
   events?: number;
   /** Progress lines. */
   log?: (line: string) => void;
@@ -73,13 +75,6 @@ export function tableDigests(path: string, only?: readonly string[]): Record<str
   }
 }
 
-function compare(name: string, expected: Record<string, string>, actual: Record<string, string>): DemoCheck {
-  const diff = Object.keys({ ...expected, ...actual }).filter((t) => expected[t] !== actual[t]);
-  return diff.length === 0
-    ? { name, ok: true, detail: `${Object.keys(expected).length} table(s) identical (${Object.keys(expected).join(", ")})` }
-    : { name, ok: false, detail: `differs in ${diff.join(", ")}` };
-}
-
 function summarizeBackup(r: BackupResult) {
   return {
     kind: r.kind,
@@ -112,9 +107,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     const backups: DemoSummary["backups"] = [];
     const restores: DemoSummary["restores"] = [];
     const restored: string[] = [];
-    const run = async (kind: "full" | "incremental", db: string, documents?: { query: string }) => {
-      const source = basename(db).replace(/\.(db|sqlite3?)$/, "") || "app";
-      const r = await backup({ store, databases: [{ path: db, source }], kind, tmpDir, app: { name: "demo", version: "1" }, ...(documents ? { documents } : {}) });
+    const run = async (kind: "full" | "incremental", databases: DatabaseInput[], documents?: BackupOptions["documents"]) => {
+      const r = await backup({ store, databases, kind, tmpDir, app: { name: "demo", version: "1" }, ...(documents ? { documents } : {}) });
       backups.push(summarizeBackup(r));
       log(`${kind} backup ${r.id}: ${r.manifest.files.map((f) => f.name).join(", ")} and metadata.json, ${r.storedBytes} bytes stored${r.promoted ? `, promoted to daily/${r.promoted.day}` : ""}`);
       return r;
@@ -131,7 +125,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     let database: string;
     if (options.db) {
       database = resolve(options.db);
-      const full = await run("full", database);
+      const full = await run("full", [{ path: database, source: basename(database).replace(/\.(db|sqlite3?)$/, "") || "app" }]);
       const to = await restoreTo(`${basename(database)}.restored`, "latest");
       const counts = (p: string) => {
         const db = new DatabaseSync(p, { readOnly: true });
@@ -147,36 +141,53 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
       const same = JSON.stringify(Object.entries(expected).sort()) === JSON.stringify(Object.entries(actual).sort());
       checks.push({ name: "restored copy has the snapshot's row counts", ok: same, detail: same ? `${Object.keys(actual).length} table(s)` : `expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}` });
     } else {
-      const demoDir = join(dataDir, "demo");
-      await mkdir(demoDir, { recursive: true });
-      database = join(demoDir, "app.db");
-      for (const suffix of ["", "-wal", "-shm"]) await rm(`${database}${suffix}`, { force: true });
-      const events = options.events ?? 5000;
-      log(`creating a LiveStore-shaped demo database with ${events} events at ${database}`);
-      createDemoDatabase(database, 0);
-      appendDemoEvents(database, events, Date.now() % 100_000);
-      const atFull = tableDigests(database);
-      const full = await run("full", database, { query: "SELECT id, body FROM documents ORDER BY id" });
-      checks.push(await checkDocuments(store, full, database));
-      appendDemoEvents(database, Math.ceil(events / 10), 7);
-      const atInc1 = tableDigests(database, ["eventlog"]);
-      const inc1 = await run("incremental", database);
-      appendDemoEvents(database, Math.ceil(events / 10), 8);
-      const atInc2 = tableDigests(database, ["eventlog"]);
-      await run("incremental", database);
+      // The real LiveStore 0.4 app, backed up in-process (liveStoreDatabases: the leader's own consistent copies).
+      const appDir = join(dataDir, "app");
+      await rm(appDir, { recursive: true, force: true });
+      database = appDir;
+      const actions = options.events ?? 600;
+      log(`starting the LiveStore todo app (examples/livestore/todo-app.ts) on ${appDir}`);
+      const app = await openTodoStore(appDir);
+      const tag = Date.now().toString(36);
+      const step = async (n: number, name: string) => {
+        doWork(app, n, `${tag}${name}`);
+        await waitPersisted(app);
+        return allTodos(app);
+      };
+      const takeLive = (kind: "full" | "incremental", documents?: BackupOptions["documents"]) => run(kind, liveStoreDatabases(app), documents);
+      const atFull = await step(actions, "a");
+      const state = liveStoreFiles(app).state;
+      const full = await takeLive("full", { query: "SELECT id, '# ' || text || CASE completed WHEN 1 THEN ' (done)' ELSE '' END FROM todos ORDER BY id", querySource: sourceNameFor(state) });
+      checks.push(await checkDocuments(store, full, atFull.length));
+      const atInc1 = await step(Math.ceil(actions / 10), "b");
+      const inc1 = await takeLive("incremental");
+      const atInc2 = await step(Math.ceil(actions / 10), "c");
+      await takeLive("incremental");
+      await step(Math.ceil(actions / 20), "d"); // committed after the last backup: in no restore
+      await closeTodoStore(app);
 
-      const latest = await restoreTo("latest.db", "latest");
-      const between = await restoreTo(`at-${inc1.id}.db`, parseTimestamp(inc1.id));
-      const derived = Object.keys(atFull).filter((t) => t !== "eventlog");
-      checks.push(compare("latest restore: eventlog equals the source after the last incremental", atInc2, tableDigests(latest, ["eventlog"])));
-      checks.push(compare(`point-in-time restore at ${inc1.id}: eventlog equals the source at that incremental`, atInc1, tableDigests(between, ["eventlog"])));
-      const fullOnly = Object.fromEntries(derived.map((t) => [t, atFull[t]!]));
-      checks.push(compare("restored state tables equal the full backup's (incrementals carry the eventlog)", fullOnly, tableDigests(latest, derived)));
-      for (const p of [latest, between]) {
-        const db = new DatabaseSync(p, { readOnly: true });
-        const ic = (db.prepare("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check;
-        db.close();
-        checks.push({ name: `integrity_check of ${basename(p)}`, ok: ic === "ok", detail: ic });
+      const points = [
+        { name: "latest", at: "latest" as const, expected: atInc2, what: "after the last incremental" },
+        { name: `at-${inc1.id}`, at: parseTimestamp(inc1.id), expected: atInc1, what: `at incremental ${inc1.id}` },
+        { name: `at-${full.id}`, at: parseTimestamp(full.id), expected: atFull, what: `at full backup ${full.id}` },
+      ];
+      for (const p of points) {
+        const dir = join(restoreDir, p.name);
+        await rm(dir, { recursive: true, force: true });
+        const r = await restore({ store, dataDir: dir, at: p.at });
+        restores.push(summarizeRestore(r, dir));
+        restored.push(dir);
+        const stateNote = r.derived.map((d) => (d.keep ? "state DB kept: it matches the event log" : "state DB left out: LiveStore rebuilt it from the event log")).join("; ");
+        log(`restored ${r.at} (reaches ${r.restoresTo}, ${r.chain.length} incremental(s)) to ${dir}: ${stateNote}`);
+        const booted = await openTodoStore(dir);
+        const shown = allTodos(booted);
+        await booted.shutdownPromise();
+        const same = JSON.stringify(shown) === JSON.stringify(p.expected);
+        checks.push({
+          name: `LiveStore booted on restored/${p.name} shows the todos the app showed ${p.what}`,
+          ok: same,
+          detail: same ? `${shown.length} todos, ${shown.filter((t) => t.completed).length} completed (${stateNote})` : `expected ${p.expected.length} todos, LiveStore shows ${shown.length}`,
+        });
       }
     }
 
@@ -205,9 +216,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   }
 }
 
-/** Downloads the full backup's documents.tar.zst and checks it holds one markdown file per document row. */
-async function checkDocuments(store: HttpStore, full: BackupResult, database: string): Promise<DemoCheck> {
-  const name = "documents.tar.zst holds every document as markdown";
+/** Downloads the full backup's documents.tar.zst and checks it holds one markdown file per todo the app showed. */
+async function checkDocuments(store: HttpStore, full: BackupResult, expected: number): Promise<DemoCheck> {
+  const name = "documents.tar.zst holds every todo as markdown";
   const got = await store.get(fileKey("full", full.id, DOCUMENTS_FILE));
   if (!got) return { name, ok: false, detail: "not in the bucket" };
   const extract = tar.extract();
@@ -217,8 +228,5 @@ async function checkDocuments(store: HttpStore, full: BackupResult, database: st
     stream.on("end", next).resume();
   });
   await pipeline(Readable.fromWeb(got.body as import("node:stream/web").ReadableStream<Uint8Array>), createZstdDecompress(), extract);
-  const db = new DatabaseSync(database, { readOnly: true });
-  const rows = Number((db.prepare("SELECT COUNT(*) AS n FROM documents").get() as { n: number }).n);
-  db.close();
-  return { name, ok: files === rows, detail: `${files} markdown file(s) for ${rows} document row(s), ${got.size} bytes stored` };
+  return { name, ok: files === expected && files > 0, detail: `${files} markdown file(s) for ${expected} todo(s), ${got.size} bytes stored` };
 }

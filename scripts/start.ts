@@ -9,7 +9,7 @@ import { runDemo, type DemoSummary } from "./demo.ts";
 const USAGE = `usage: npm start [-- --db <path>] [--events <n>] [--json]
 
   --db <path>    back up (and restore a copy of) your own SQLite database instead of the demo
-  --events <n>   events in the generated demo database (default 5000)
+  --events <n>   app actions (todo created, completed, deleted) before the full backup (default 600)
   --json         print the summary as JSON
 `;
 

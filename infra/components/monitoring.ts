@@ -8,12 +8,17 @@ export interface MonitoringArgs {
   namespace: string;
   region: string;
   alarmEmails: string[];
+  /**
+   * Resources the alarms are created after (the first backup and drill runs, known only once the schedule
+   * that needs this component's metrics key exists): a new stack's alarms start on data, not on silence.
+   */
+  alarmsAfter?: Promise<pulumi.Resource[]>;
 }
 
 const HOUR = 3600;
 const DAY = 86_400;
 
-/** The alarms of DESIGN.md, "Monitoring", as data (tested without Pulumi). */
+/** The alarms of docs/design.md, "Monitoring", as data (tested without Pulumi). */
 export function alarmSpecs(namespace: string): (aws.cloudwatch.MetricAlarmArgs & { role: string })[] {
   return [
     {
@@ -48,12 +53,27 @@ export function alarmSpecs(namespace: string): (aws.cloudwatch.MetricAlarmArgs &
       alarmDescription: "No successful restore drill for 35 days.",
       namespace,
       metricName: METRICS.restoreDrillAgeHours,
-      statistic: "Maximum",
+      // Minimum: the freshest age reported that day. A backup that ran before the day's drill reports the
+      // older age (or, on a new stack, "never drilled"); the drill itself then reports 0 and wins.
+      statistic: "Minimum",
       period: DAY,
       evaluationPeriods: 1,
       threshold: RESTORE_DRILL_ALARM_HOURS,
       comparisonOperator: "GreaterThanThreshold",
       // Missing data means no backup ran, which the first alarm reports.
+      treatMissingData: "notBreaching",
+    },
+    {
+      role: "restore-drill-failed",
+      alarmDescription: "A restore drill failed: the newest backup did not restore and check (see backups/drills/).",
+      namespace,
+      metricName: METRICS.restoreDrillFailed,
+      statistic: "Maximum",
+      // A day: the drill runs monthly, so the alarm stays up long enough to be seen.
+      period: DAY,
+      evaluationPeriods: 1,
+      threshold: 0,
+      comparisonOperator: "GreaterThanThreshold",
       treatMissingData: "notBreaching",
     },
   ];
@@ -109,7 +129,7 @@ export class Monitoring extends pulumi.ComponentResource {
       const alarm = new aws.cloudwatch.MetricAlarm(
         `${name}-${role}`,
         { ...spec, name: physicalName(args.stack, role), alarmActions: [topic.arn], okActions: [topic.arn] },
-        child,
+        { ...child, ...(args.alarmsAfter ? { dependsOn: args.alarmsAfter } : {}) },
       );
       arns[role] = alarm.arn;
     }
@@ -131,7 +151,7 @@ export class Monitoring extends pulumi.ComponentResource {
             widget("Backups", [metric(METRICS.backupSucceeded, "Sum"), metric(METRICS.backupFailed, "Sum")], 0, 0),
             widget("Backup duration (s)", [metric(METRICS.backupDurationSeconds, "Maximum")], 12, 0),
             widget("Bytes", [metric(METRICS.backupBytes, "Sum"), metric(METRICS.storedBytes, "Maximum")], 0, 6),
-            widget("Restore drill age (h)", [metric(METRICS.restoreDrillAgeHours, "Maximum")], 12, 6),
+            widget("Restore drill age (h), drill failures", [metric(METRICS.restoreDrillAgeHours, "Minimum"), metric(METRICS.restoreDrillFailed, "Maximum")], 12, 6),
             { type: "alarm", x: 0, y: 12, width: 24, height: 3, properties: { title: "Alarms", alarms: Object.values(arns) } },
           ],
         }),

@@ -11,7 +11,7 @@ export interface TokensArgs {
 }
 
 /**
- * The three tokens of DESIGN.md: the job's (write and read), the admin's (deletes) and the agent's
+ * The three tokens of docs/design.md: the job's (write and read), the admin's (deletes) and the agent's
  * (the cron job's trigger). Each stays a secret Output end to end, whether configured or generated.
  */
 export class Tokens extends pulumi.ComponentResource {

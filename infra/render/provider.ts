@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 
 /*
- * Render has no Pulumi provider (DESIGN.md fact 6): these dynamic providers drive its REST API with undici.
+ * Render has no Pulumi provider (docs/design.md fact 6): these dynamic providers drive its REST API with undici.
  *
  * Serialization rules (the provider object is serialized into the stack state as code):
  * - nothing here may capture a top-level import: undici is required inside each call, through
@@ -41,6 +41,16 @@ export interface CronJobOutputs extends CronJobInputs {
 export interface ServiceEnvVarsInputs {
   serviceId: string;
   envVars: EnvVars;
+  /**
+   * Keys whose old value stays valid while it is rotated: on a change, the old value is set as
+   * `<KEY>_PREVIOUS` (the agent accepts both) until a `RenderRotationCleanup` removes it.
+   */
+  keepPrevious: string[];
+}
+
+/** The variable that holds a rotated key's old value during the switch. */
+export function previousKey(key: string): string {
+  return `${key}_PREVIOUS`;
 }
 
 /** Fields whose change Render cannot PATCH (absent from `servicePATCH`): a change means delete and create. */
@@ -80,7 +90,9 @@ export async function renderRequest(method: string, path: string, body?: unknown
     const text: string = await res.body.text();
     const retryable = res.statusCode === 429 || (idempotent && [502, 503, 504].includes(res.statusCode));
     if (retryable && attempt < maxAttempts) {
-      await new Promise((resolve) => setTimeout(resolve, retryDelayMs(res.headers["retry-after"], attempt)));
+      // Render's 429 names when its window resets (Ratelimit-Reset); Retry-After, when present, wins.
+      const retryAfter = res.headers["retry-after"] ?? (res.statusCode === 429 ? resetAsRetryAfter(res.headers["ratelimit-reset"]) : undefined);
+      await new Promise((resolve) => setTimeout(resolve, retryDelayMs(retryAfter, attempt)));
       continue;
     }
     let json: any;
@@ -98,6 +110,18 @@ export async function renderRequest(method: string, path: string, body?: unknown
       : "";
     throw new Error(`${method} render ${path}: ${res.statusCode} ${message}${hint}`);
   }
+}
+
+/**
+ * `Ratelimit-Reset` as a Retry-After value: delta-seconds (the IETF RateLimit header draft, which Render's
+ * `Ratelimit-*` headers follow), or, for a value that can only be an epoch time, the seconds until it.
+ */
+export function resetAsRetryAfter(reset: string | string[] | undefined): string | undefined {
+  const header = Array.isArray(reset) ? reset[0] : reset;
+  if (header === undefined || header.trim() === "") return undefined;
+  const n = Number(header);
+  if (!Number.isFinite(n) || n < 0) return undefined;
+  return String(n > 1_000_000_000 ? Math.max(0, n - Date.now() / 1000) : n);
 }
 
 /** Milliseconds to wait before retry `attempt`: Retry-After (seconds or an HTTP date) when given, else backoff with jitter; at most 60 s. */
@@ -130,6 +154,40 @@ export async function renderList(path: string, field: string): Promise<any[]> {
     if (!next || next === cursor) return items;
     cursor = next;
   }
+}
+
+/** Deploy statuses after which nothing more happens (Render's `deployStatus`). */
+const DEPLOY_FAILED = ["build_failed", "update_failed", "canceled", "pre_deploy_failed", "deactivated"];
+
+/**
+ * Waits until a deploy is live: env vars reach a service only through a deploy, and a cron run or an agent
+ * started before it still holds the old values. Polls `GET /services/{id}/deploys/{deployId}` every
+ * RENDER_POLL_MS (default 5 s) for at most RENDER_DEPLOY_TIMEOUT_SECONDS (default 1800).
+ */
+export async function waitForDeploy(serviceId: string, deployId: string, what: string): Promise<void> {
+  const pollMs = Number(process.env.RENDER_POLL_MS || 5000);
+  const deadline = Date.now() + Number(process.env.RENDER_DEPLOY_TIMEOUT_SECONDS || 1800) * 1000;
+  for (;;) {
+    const res = await renderRequest("GET", `/services/${encodeURIComponent(serviceId)}/deploys/${encodeURIComponent(deployId)}`);
+    const status = String(res.json?.status ?? (res.status === 404 ? "missing" : "unknown"));
+    if (status === "live") return;
+    if (DEPLOY_FAILED.includes(status) || status === "missing") {
+      throw new Error(`deploy render service '${serviceId}' (${what}): deploy '${deployId}' ended '${status}' (see the service's Events in the Render dashboard, fix it, and run pulumi up again)`);
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`deploy render service '${serviceId}' (${what}): deploy '${deployId}' is still '${status}' (raise RENDER_DEPLOY_TIMEOUT_SECONDS or wait for it, then run pulumi up again)`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+/** Starts a deploy of a service (`POST /services/{id}/deploys`) and waits until it is live. */
+export async function deployService(serviceId: string, what: string): Promise<void> {
+  const res = await renderRequest("POST", `/services/${encodeURIComponent(serviceId)}/deploys`, { clearCache: "do_not_clear" });
+  if (res.status === 404) throw new Error(`deploy render service '${serviceId}' (${what}): 404 service not found`);
+  const deployId = res.json?.id;
+  if (!deployId) throw new Error(`deploy render service '${serviceId}' (${what}): the API answered ${res.status} without a deploy id`);
+  await waitForDeploy(serviceId, String(deployId), what);
 }
 
 /** `{ k: v }` to Render's `[{ key, value }]`, in key order. */
@@ -193,7 +251,8 @@ async function updateCronJob(id: string, i: CronJobInputs, envChanged: boolean):
   const patched = await renderRequest("PATCH", `/services/${encodeURIComponent(id)}`, cronJobPatchBody(i));
   if (patched.status === 404) throw new Error(`update render cron job '${id}': 404 not found (run \`pulumi refresh\` to forget it, then \`pulumi up\`)`);
   if (envChanged) await renderRequest("PUT", `/services/${encodeURIComponent(id)}/env-vars`, envVarList(i.envVars));
-  await renderRequest("POST", `/services/${encodeURIComponent(id)}/deploys`, { clearCache: "do_not_clear" });
+  // Live before `up` goes on: a run started on the old build would still send the old token.
+  await deployService(id, `cron job '${i.name}'`);
   return patched.json;
 }
 
@@ -226,6 +285,8 @@ export const cronJobProvider: pulumi.dynamic.ResourceProvider = {
     const created = await renderRequest("POST", "/services", cronJobCreateBody(i));
     const service = created.json?.service;
     if (!service?.id) throw new Error(`create render cron job '${i.name}': the API answered ${created.status} without a service id`);
+    // Creating starts the first deploy; a run triggered before it is live has nothing to run.
+    if (created.json?.deployId) await waitForDeploy(service.id, String(created.json.deployId), `cron job '${i.name}'`);
     return { id: service.id, outs: cronJobOutputs(i, service) };
   },
 
@@ -271,7 +332,7 @@ export const cronJobProvider: pulumi.dynamic.ResourceProvider = {
 };
 
 function envVarsInputs(raw: any): ServiceEnvVarsInputs {
-  return { serviceId: String(raw?.serviceId ?? ""), envVars: { ...(raw?.envVars ?? {}) } };
+  return { serviceId: String(raw?.serviceId ?? ""), envVars: { ...(raw?.envVars ?? {}) }, keepPrevious: Array.isArray(raw?.keepPrevious) ? raw.keepPrevious.map(String) : [] };
 }
 
 /** Sets one env var of a service (`PUT /services/{id}/env-vars/{key}`), never touching the others. */
@@ -283,30 +344,43 @@ async function setEnvVar(serviceId: string, key: string, value: string): Promise
 /**
  * Env vars on a service this stack does not own (the app that runs the agent). Keys are set and deleted
  * one at a time: `PUT /services/{id}/env-vars` would replace, and so delete, every other variable of the app.
+ * A change is deployed, and `up` waits until the deploy is live: Render applies variables only on a deploy,
+ * and the cron job must not send a new token to an agent still running with the old one.
  */
 export const serviceEnvVarsProvider: pulumi.dynamic.ResourceProvider = {
   async diff(_id: string, olds: any, news: any): Promise<pulumi.dynamic.DiffResult> {
     const o = envVarsInputs(olds);
     const n = envVarsInputs(news);
     const replaces = o.serviceId !== n.serviceId || n.serviceId === UNKNOWN ? ["serviceId"] : [];
-    return { changes: replaces.length > 0 || !sameValue(envVarList(o.envVars), envVarList(n.envVars)), replaces };
+    const changed = !sameValue(envVarList(o.envVars), envVarList(n.envVars)) || !sameValue(o.keepPrevious, n.keepPrevious);
+    return { changes: replaces.length > 0 || changed, replaces };
   },
 
   async create(inputs: any): Promise<pulumi.dynamic.CreateResult> {
     const n = envVarsInputs(inputs);
     for (const { key, value } of envVarList(n.envVars)) await setEnvVar(n.serviceId, key, value);
+    await deployService(n.serviceId, "the agent's variables");
     return { id: `${n.serviceId}/env-vars`, outs: n };
   },
 
   async update(_id: string, olds: any, news: any): Promise<pulumi.dynamic.UpdateResult> {
     const o = envVarsInputs(olds);
     const n = envVarsInputs(news);
+    let changed = false;
     for (const { key, value } of envVarList(n.envVars)) {
-      if (o.envVars[key] !== value) await setEnvVar(n.serviceId, key, value);
+      const old = o.envVars[key];
+      if (old === value) continue;
+      if (old !== undefined && n.keepPrevious.includes(key)) await setEnvVar(n.serviceId, previousKey(key), old);
+      await setEnvVar(n.serviceId, key, value);
+      changed = true;
     }
     for (const key of Object.keys(o.envVars)) {
-      if (!(key in n.envVars)) await renderRequest("DELETE", `/services/${encodeURIComponent(n.serviceId)}/env-vars/${encodeURIComponent(key)}`);
+      if (!(key in n.envVars)) {
+        await renderRequest("DELETE", `/services/${encodeURIComponent(n.serviceId)}/env-vars/${encodeURIComponent(key)}`);
+        changed = true;
+      }
     }
+    if (changed) await deployService(n.serviceId, "the agent's variables");
     return { outs: n };
   },
 
@@ -322,8 +396,108 @@ export const serviceEnvVarsProvider: pulumi.dynamic.ResourceProvider = {
     const present = await renderList(`/services/${encodeURIComponent(o.serviceId)}/env-vars`, "envVar");
     const envVars: EnvVars = {};
     for (const v of present) if (v && v.key in o.envVars) envVars[v.key] = String(v.value ?? "");
-    return { id, props: { serviceId: o.serviceId, envVars } };
+    return { id, props: { serviceId: o.serviceId, envVars, keepPrevious: o.keepPrevious } };
   },
+};
+
+/** Inputs of the end of a rotation: the `<KEY>_PREVIOUS` variables to remove, and what they follow. */
+export interface RotationCleanupInputs {
+  serviceId: string;
+  keys: string[];
+  /** The rotated values (secret): a change means a rotation happened and its old values must go. */
+  generation: string;
+}
+
+function cleanupInputs(raw: any): RotationCleanupInputs {
+  return { serviceId: String(raw?.serviceId ?? ""), keys: Array.isArray(raw?.keys) ? raw.keys.map(String) : [], generation: String(raw?.generation ?? "") };
+}
+
+/** Deletes the `_PREVIOUS` variables (404: none were set) and deploys when one was there. */
+async function removePrevious(i: RotationCleanupInputs): Promise<void> {
+  let removed = false;
+  for (const key of i.keys) {
+    const res = await renderRequest("DELETE", `/services/${encodeURIComponent(i.serviceId)}/env-vars/${encodeURIComponent(key)}`);
+    if (res.status !== 404) removed = true;
+  }
+  if (removed) await deployService(i.serviceId, "end of a token rotation");
+}
+
+/**
+ * The last step of a rotation, run after every consumer has the new value (it depends on the cron jobs):
+ * the old value stops being accepted. Created and updated only; deleting it changes nothing.
+ */
+export const rotationCleanupProvider: pulumi.dynamic.ResourceProvider = {
+  async diff(_id: string, olds: any, news: any): Promise<pulumi.dynamic.DiffResult> {
+    const o = cleanupInputs(olds);
+    const n = cleanupInputs(news);
+    return { changes: !sameValue(o, n) || n.generation === UNKNOWN, replaces: [] };
+  },
+  async create(inputs: any): Promise<pulumi.dynamic.CreateResult> {
+    const n = cleanupInputs(inputs);
+    await removePrevious(n);
+    return { id: `${n.serviceId}/rotation`, outs: n };
+  },
+  async update(_id: string, _olds: any, news: any): Promise<pulumi.dynamic.UpdateResult> {
+    const n = cleanupInputs(news);
+    await removePrevious(n);
+    return { outs: n };
+  },
+  async delete(): Promise<void> {},
+};
+
+/** Inputs of a first run of a cron job: the job, and what the run is for (named in errors). */
+export interface CronJobRunInputs {
+  serviceId: string;
+  purpose: string;
+}
+
+/**
+ * Triggers one run of a cron job (`POST /cron-jobs/{id}/runs`) and waits for its `cron_job_run_ended`
+ * event (Render has no GET for a run), polling every RENDER_POLL_MS for at most RENDER_RUN_TIMEOUT_SECONDS
+ * (default 3600). Throws unless the run ended `successful`.
+ */
+export async function runCronJobOnce(serviceId: string, purpose: string): Promise<string> {
+  const started = await renderRequest("POST", `/cron-jobs/${encodeURIComponent(serviceId)}/runs`);
+  if (started.status === 404) throw new Error(`run render cron job '${serviceId}' (${purpose}): 404 not found`);
+  const runId = started.json?.id;
+  if (!runId) throw new Error(`run render cron job '${serviceId}' (${purpose}): the API answered ${started.status} without a run id`);
+  const pollMs = Number(process.env.RENDER_POLL_MS || 5000);
+  const deadline = Date.now() + Number(process.env.RENDER_RUN_TIMEOUT_SECONDS || 3600) * 1000;
+  const since = new Date(Date.now() - 60_000).toISOString();
+  for (;;) {
+    const events = await renderList(`/services/${encodeURIComponent(serviceId)}/events?type=cron_job_run_ended&startTime=${encodeURIComponent(since)}`, "event");
+    const ended = events.find((e) => e?.details?.cronJobRunId === runId);
+    if (ended) {
+      const status = String(ended.details.status ?? "unknown");
+      if (status === "successful") return String(runId);
+      throw new Error(`run render cron job '${serviceId}' (${purpose}): run '${runId}' ended '${status}' (see its logs in the Render dashboard; fix it and run pulumi up again, which runs it again)`);
+    }
+    if (Date.now() > deadline) throw new Error(`run render cron job '${serviceId}' (${purpose}): run '${runId}' has not ended (raise RENDER_RUN_TIMEOUT_SECONDS, or check it in the Render dashboard)`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+/**
+ * The first run of a cron job, as part of the `up` that creates it: the first backup and the first drill
+ * then exist before the alarms that watch them (which a new stack would otherwise trip at once). It runs on
+ * create only (a new job); updates and deletes do nothing, so a later `up` never cancels a run in flight
+ * (a manual run cancels the active one).
+ */
+export const cronJobRunProvider: pulumi.dynamic.ResourceProvider = {
+  async diff(_id: string, olds: any, news: any): Promise<pulumi.dynamic.DiffResult> {
+    const replaces = olds?.serviceId !== news?.serviceId ? ["serviceId"] : [];
+    return { changes: replaces.length > 0 || olds?.purpose !== news?.purpose, replaces };
+  },
+  async create(inputs: any): Promise<pulumi.dynamic.CreateResult> {
+    const serviceId = String(inputs?.serviceId ?? "");
+    const purpose = String(inputs?.purpose ?? "first run");
+    const runId = await runCronJobOnce(serviceId, purpose);
+    return { id: runId, outs: { serviceId, purpose, runId } };
+  },
+  async update(_id: string, olds: any, news: any): Promise<pulumi.dynamic.UpdateResult> {
+    return { outs: { serviceId: String(news?.serviceId ?? ""), purpose: String(news?.purpose ?? ""), runId: String(olds?.runId ?? "") } };
+  },
+  async delete(): Promise<void> {},
 };
 
 /** Arguments of a `RenderCronJob` (every field may be an Output). */
@@ -353,7 +527,23 @@ export class RenderServiceEnvVars extends pulumi.dynamic.Resource {
   declare readonly serviceId: pulumi.Output<string>;
   declare readonly envVars: pulumi.Output<EnvVars>;
 
-  constructor(name: string, args: { serviceId: pulumi.Input<string>; envVars: pulumi.Input<Record<string, pulumi.Input<string>>> }, opts: pulumi.CustomResourceOptions = {}) {
-    super(serviceEnvVarsProvider, name, { ...args, envVars: pulumi.secret(args.envVars) }, { ...opts, additionalSecretOutputs: ["envVars"] }, "render", "ServiceEnvVars");
+  constructor(name: string, args: { serviceId: pulumi.Input<string>; envVars: pulumi.Input<Record<string, pulumi.Input<string>>>; keepPrevious?: string[] }, opts: pulumi.CustomResourceOptions = {}) {
+    super(serviceEnvVarsProvider, name, { ...args, keepPrevious: args.keepPrevious ?? [], envVars: pulumi.secret(args.envVars) }, { ...opts, additionalSecretOutputs: ["envVars"] }, "render", "ServiceEnvVars");
+  }
+}
+
+/** Ends a rotation on a service (`pulumi-nodejs:dynamic/render:RotationCleanup`): see `rotationCleanupProvider`. */
+export class RenderRotationCleanup extends pulumi.dynamic.Resource {
+  constructor(name: string, args: { serviceId: pulumi.Input<string>; keys: string[]; generation: pulumi.Input<string> }, opts: pulumi.CustomResourceOptions = {}) {
+    super(rotationCleanupProvider, name, { ...args, generation: pulumi.secret(args.generation) }, { ...opts, additionalSecretOutputs: ["generation"] }, "render", "RotationCleanup");
+  }
+}
+
+/** The first run of a cron job (`pulumi-nodejs:dynamic/render:CronJobRun`): see `cronJobRunProvider`. */
+export class RenderCronJobRun extends pulumi.dynamic.Resource {
+  declare readonly runId: pulumi.Output<string>;
+
+  constructor(name: string, args: { serviceId: pulumi.Input<string>; purpose: string }, opts: pulumi.CustomResourceOptions = {}) {
+    super(cronJobRunProvider, name, { ...args, runId: undefined }, opts, "render", "CronJobRun");
   }
 }

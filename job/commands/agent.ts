@@ -7,7 +7,7 @@ import { addSecret, redact, type BackupEvent } from "../log.ts";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupOptionsFromFlags } from "./run.ts";
 
 /**
- * `r2backup agent`: an authenticated HTTP trigger inside the service that owns the disk (DESIGN.md fact 1).
+ * `r2backup agent`: an authenticated HTTP trigger inside the service that owns the disk (docs/design.md fact 1).
  * `POST /backup` (token `BACKUP_AGENT_TOKEN`, its own, never the Worker's) runs one backup and streams its
  * progress as NDJSON, ending with `{"type":"result","ok":...}`; a second POST while one runs gets 409.
  * `GET /health` needs no token. An app server can mount `createAgentHandler` itself (the LiveStore case).
@@ -104,9 +104,10 @@ async function readBackupRequest(req: IncomingMessage, url: URL, timeoutMs: numb
  * The agent's request handler: one backup at a time, progress streamed as NDJSON. The request is
  * authenticated, read and checked (within `requestTimeoutMs`, default 10 s) before the lock is taken.
  */
-export function createAgentHandler(options: { token: string; requestTimeoutMs?: number; run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult> }): RequestListener & { running(): boolean } {
+export function createAgentHandler(options: { token: string; previousToken?: string; requestTimeoutMs?: number; run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult> }): RequestListener & { running(): boolean } {
   if (!options.token) throw new JobError("usage", "start agent: no token", { hint: "set BACKUP_AGENT_TOKEN (a secret only the agent and the trigger know)" });
   addSecret(options.token);
+  addSecret(options.previousToken);
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
   let running = false;
   const handler = (async (req: IncomingMessage, res: ServerResponse) => {
@@ -116,7 +117,10 @@ export function createAgentHandler(options: { token: string; requestTimeoutMs?: 
       if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return sendJson(res, 200, { ok: true, running });
       if (path !== "/backup") return sendJson(res, 404, { error: "not_found", message: `request '${path}': not found (POST /backup, GET /health)` });
       if (req.method !== "POST") return sendJson(res, 405, { error: "method_not_allowed", message: "POST /backup" });
-      if (!tokenMatches(bearer(req), options.token)) return sendJson(res, 401, { error: "unauthorized", message: "POST /backup: missing or wrong agent token (BACKUP_AGENT_TOKEN)" });
+      // During a rotation (BACKUP_AGENT_TOKEN_PREVIOUS set) the old token is accepted too, so a cron job not
+      // yet redeployed keeps working; the deploy removes the old one once every trigger has the new one.
+      const given = bearer(req);
+      if (!tokenMatches(given, options.token) && !(options.previousToken && tokenMatches(given, options.previousToken))) return sendJson(res, 401, { error: "unauthorized", message: "POST /backup: missing or wrong agent token (BACKUP_AGENT_TOKEN)" });
       let kind: BackupKind;
       try {
         kind = await readBackupRequest(req, url, requestTimeoutMs);
@@ -195,7 +199,7 @@ export const agentCommand: Command = {
   summary: "serve POST /backup (token BACKUP_AGENT_TOKEN) inside the service that owns the database",
   usage: `r2backup agent --listen <host:port> --db <path> [backup options]\n\n${usageOf(AGENT_OPTIONS, {
     listen: { arg: "<host:port>", text: "where to listen (e.g. 0.0.0.0:8788 on Render's private network)", fallback: DEFAULT_LISTEN },
-  })}\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it)\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,
+  })}\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it); during a rotation BACKUP_AGENT_TOKEN_PREVIOUS too\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,
   async run(args, ctx) {
     const { values } = parseFlags(args, { ...BACKUP_OPTIONS, ...WORKER_OPTIONS, ...COMMON_OPTIONS, ...AGENT_OPTIONS }, "agent");
     if (values.help) {
@@ -206,8 +210,10 @@ export const agentCommand: Command = {
     if (!token) throw new JobError("usage", "start agent: BACKUP_AGENT_TOKEN is not set", { hint: "set BACKUP_AGENT_TOKEN to a long random secret shared with the trigger" });
     const { host, port } = parseListen(values.listen ?? DEFAULT_LISTEN);
     const base = await backupOptionsFromFlags(values, ctx);
+    const previousToken = ctx.env.BACKUP_AGENT_TOKEN_PREVIOUS || undefined;
     const handler = createAgentHandler({
       token,
+      ...(previousToken ? { previousToken } : {}),
       run: (kind, onEvent) =>
         backup({
           ...base,

@@ -14,6 +14,7 @@ const DEFAULT_RESUMES = 5;
 
 export const RESTORE_OPTIONS = {
   to: { type: "string" },
+  "data-dir": { type: "string" },
   at: { type: "string" },
   source: { type: "string" },
   "dry-run": { type: "boolean" },
@@ -58,6 +59,7 @@ export function summarizeRestore(r: RestoreResult): string {
     `  full         ${r.full.ts}${r.full.kind === "daily" ? ` (daily copy ${r.full.id})` : ""}`,
     ...r.chain.map((c) => `  incremental  ${c.ts}`),
     ...r.targets.map((t) => `  ${t.source} -> ${t.path}  (${mib(t.size)} stored, ${mib(t.uncompressedSize)} restored)${t.existed ? (r.dryRun ? "  EXISTS: needs --force" : "  replaced") : ""}`),
+    ...r.derived.map((d) => `  ${d.source} -> ${d.keep ? "kept" : "LEFT OUT"}: ${d.reason}${d.keep ? "" : `; LiveStore rebuilds it from ${d.derivedFrom} on boot`}`),
     ...(r.documents ? [`  documents -> ${r.documents.path}${r.dryRun ? "" : `  (${r.documents.files} files)`}${r.documents.existed ? (r.dryRun ? "  NOT EMPTY: needs --force" : "  replaced") : ""}`] : []),
     ...r.notes.map((n) => `  note: ${n}`),
   ];
@@ -72,10 +74,11 @@ export function summarizeRestore(r: RestoreResult): string {
 
 export const restoreCommand: Command = {
   summary: "restore a database at a point in time (refuses an existing target without --force)",
-  usage: `r2backup restore --to <path> [--at <time>|latest] [--source <name>] [--dry-run] [--force] [--json]
+  usage: `r2backup restore --to <path> | --data-dir <dir> [--at <time>|latest] [--source <name>] [--dry-run] [--force] [--json]
 
 ${usageOf(RESTORE_OPTIONS, {
   to: { arg: "<path>", text: "the database file to write; when the backup holds several databases and --source is not given, a directory: each goes to <path>/<source>.db" },
+  "data-dir": { arg: "<dir>", text: "or: the app's data directory. Each database goes back to the path it had under the 'run --data-dir' it came from (<dir>/<storeId>/eventlog@6.db), so the app starts on <dir> as it is (LiveStore: baseDirectory). A LiveStore state DB comes back only when it provably matches the restored event log; otherwise it is left out (an old one at its path is removed) and LiveStore rebuilds it on boot" },
   at: { arg: "<time>", text: "latest, a backup timestamp (20260131T060000Z) or an ISO time with a zone (2026-01-31T06:30:00Z): the newest full at or before it, then the incrementals up to it", fallback: "latest" },
   source: { arg: "<name>", text: "restore only this database of the backup" },
   "dry-run": { text: "print the plan and change nothing" },
@@ -95,11 +98,11 @@ older --at), 9 no backup matches the time or the chain has a gap, 10 the target 
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
-    if (!values.to) throw new JobError("usage", "parse flags of 'restore': --to <path> is required", { hint: "e.g. r2backup restore --to ./restored.db --at latest" });
+    if (!values.to === !values["data-dir"]) throw new JobError("usage", "parse flags of 'restore': give --to <path> or --data-dir <dir> (one of them)", { hint: "e.g. r2backup restore --to ./restored.db --at latest, or r2backup restore --data-dir ./data" });
     const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const result = await restore({
       store,
-      to: values.to,
+      ...(values.to ? { to: values.to } : { dataDir: values["data-dir"]! }),
       at: parseAtFlag(values.at),
       ...(values.source ? { source: values.source } : {}),
       force: !!values.force,

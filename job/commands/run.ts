@@ -6,7 +6,7 @@ import { JobError } from "../errors.ts";
 import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
 
-/** `r2backup run`: one backup now, where the database file is (DESIGN.md fact 1). */
+/** `r2backup run`: one backup now, where the database file is (docs/design.md fact 1). */
 
 export const BACKUP_OPTIONS = {
   db: { type: "string", multiple: true },
@@ -31,7 +31,7 @@ export const BACKUP_OPTIONS = {
 /** The default and the bounds of --part-mib: parts are 5 MiB (R2's minimum) to 95 MiB (the Worker's limit). */
 const DEFAULT_PART_MIB = DEFAULT_PART_BYTES / (1024 * 1024);
 const MAX_PART_MIB = 95;
-/** The age of the newest full at which `--kind auto` takes a full backup (DESIGN.md). */
+/** The age of the newest full at which `--kind auto` takes a full backup (docs/design.md). */
 const DEFAULT_FULL_EVERY_HOURS = 6;
 
 export const BACKUP_USAGE = `Backup:

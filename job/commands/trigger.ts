@@ -5,7 +5,7 @@ import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import type { AgentResult } from "./agent.ts";
 
 /**
- * `r2backup trigger`: what the Render cron job runs (DESIGN.md fact 1). It POSTs to the agent over the
+ * `r2backup trigger`: what the Render cron job runs (docs/design.md fact 1). It POSTs to the agent over the
  * private network, relays its NDJSON progress, and exits 0 only when the result line says the backup is
  * complete: 4 on a rejected token, 7 when a backup is already running, 5 when the agent cannot be
  * reached, and the backup's own exit code (1 when unknown) when it failed.

@@ -5,7 +5,7 @@ import { verify } from "../restore/index.ts";
 import { parseAtFlag, parseIntegrityFlag, progressTo } from "./restore.ts";
 
 /**
- * `r2backup verify`: the restore drill (DESIGN.md, "Job"). Restores the backup at `--at` into a temporary
+ * `r2backup verify`: the restore drill (docs/design.md, "Job"). Restores the backup at `--at` into a temporary
  * directory, checks it, records the result as `backups/drills/<ts>.json` (a failed drill too) and puts the
  * drill metrics. Replaces nothing. Exits non-zero when the drill failed or could not be recorded.
  */

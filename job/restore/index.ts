@@ -1,8 +1,9 @@
 import { mkdir, mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { DOCUMENTS_FILE, METRICS, NEVER_DRILLED_AGE_HOURS, assertSourceName, fileKey, formatBackupKey, formatTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
+import { LIVESTORE, decideDerived, sameHead, stateHeadOf, type DerivedDecision } from "../coverage.ts";
 import { lastGoodDrillAgeHours } from "../drills.ts";
 import { JobError } from "../errors.ts";
 import type { MetricDatum, MetricsSink } from "../notify.ts";
@@ -14,7 +15,7 @@ import { loadPlan, olderCandidate, type LoadedPlan } from "./plan.ts";
 import { checkTarget, discardTemp, existingAt, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
 
 /**
- * Restore and the restore drill (DESIGN.md, "Job"): plan the newest complete full backup at or before a
+ * Restore and the restore drill (docs/design.md, "Job"): plan the newest complete full backup at or before a
  * time plus its incremental chain, stream each object into a temporary file beside the target while
  * checking its sha256, re-apply the changes, run `PRAGMA integrity_check` and the watermark check, and
  * only then replace the target atomically. Any failure leaves the target byte for byte as it was.
@@ -38,7 +39,12 @@ export interface RestoreOptions {
    * The database file to restore to. When the backup holds several databases and no `source` is given,
    * a directory: every database is restored to `<to>/<source>.db` (created when missing).
    */
-  to: string;
+  to?: string;
+  /**
+   * Or: the app's data directory. Every database goes back to the path it had under the `run --data-dir` it
+   * was taken from (`<dataDir>/<storeId>/eventlog@6.db`), so the app (LiveStore's `baseDirectory`) starts on it.
+   */
+  dataDir?: string;
   /** The point in time (default "latest"). */
   at?: Date | "latest";
   /** Restore only this database of a backup that holds several. */
@@ -49,7 +55,7 @@ export interface RestoreOptions {
   force?: boolean;
   /** Plan and check the targets, download nothing, change nothing. */
   dryRun?: boolean;
-  /** `integrity_check` (default, as DESIGN.md asks) or the faster `quick_check`. */
+  /** `integrity_check` (default, as docs/design.md asks) or the faster `quick_check`. */
   check?: "integrity" | "quick";
   /** Interruptions survived per object, each resumed with `Range` (default 5). */
   resumes?: number;
@@ -93,6 +99,11 @@ export interface RestoreResult {
   removedStale: string[];
   /** With `documentsTo`: where the documents went and how many files. */
   documents?: { path: string; files: number; existed: boolean };
+  /**
+   * LiveStore state DBs: kept only when they provably match the restored event log; a state DB left out is
+   * absent at its path (an old one there is removed, with --force), so LiveStore rebuilds it on boot.
+   */
+  derived: (DerivedDecision & { path: string })[];
   durationMs: number;
 }
 
@@ -102,30 +113,48 @@ function safeFileName(db: DatabaseInfo): string {
   return `${assertSourceName(db.source)}.db`;
 }
 
-async function resolveTargets(full: Manifest, options: RestoreOptions): Promise<Omit<RestoreTarget, "existed">[]> {
+type PlannedTarget = Omit<RestoreTarget, "existed"> & { info: DatabaseInfo };
+
+async function resolveTargets(full: Manifest, options: RestoreOptions): Promise<PlannedTarget[]> {
   const dbs = full.files
     .filter((f) => f.role === "database")
     .map((f) => ({ file: f, info: full.databases.find((d) => d.source === (f.source ?? sourceOfFile(f.name)))! }));
   const describe = (f: { file: { source?: string } }) => f.file.source!;
+  const target = (d: (typeof dbs)[number], path: string): PlannedTarget => ({ source: d.file.source!, path: resolve(path), size: d.file.size, uncompressedSize: d.file.uncompressedSize, info: d.info });
+  if (options.dataDir !== undefined) {
+    // Each back where it was under the data directory; a database recorded without a path (taken with --db) as <source>.db.
+    const at = (d: (typeof dbs)[number]) => join(options.dataDir!, ...(d.info.path ?? safeFileName(d.info)).split("/"));
+    if (options.source !== undefined) {
+      const one = dbs.find((d) => d.file.source === options.source);
+      if (!one) throw new JobError("notFound", `restore source '${options.source}': backup ${full.id} holds ${dbs.map(describe).join(", ")}`, { hint: "pick one of them with --source" });
+      return [target(one, at(one))];
+    }
+    return dbs.map((d) => target(d, at(d)));
+  }
+  if (options.to === undefined) throw new JobError("usage", "restore: give --to <path> (a database file, or a directory for several) or --data-dir <dir> (the app's data directory)");
   if (options.source !== undefined) {
     const one = dbs.find((d) => d.file.source === options.source);
     if (!one) {
       throw new JobError("notFound", `restore source '${options.source}': backup ${full.id} holds ${dbs.map(describe).join(", ")}`, { hint: "pick one of them with --source" });
     }
-    const path = options.intoDirectory ? join(options.to, safeFileName(one.info)) : options.to;
-    return [{ source: one.file.source!, path: resolve(path), size: one.file.size, uncompressedSize: one.file.uncompressedSize }];
+    return [target(one, options.intoDirectory ? join(options.to, safeFileName(one.info)) : options.to)];
   }
-  if (dbs.length === 1 && !options.intoDirectory) {
-    const one = dbs[0]!;
-    return [{ source: one.file.source!, path: resolve(options.to), size: one.file.size, uncompressedSize: one.file.uncompressedSize }];
-  }
+  if (dbs.length === 1 && !options.intoDirectory) return [target(dbs[0]!, options.to)];
   const st = await stat(options.to).catch(() => undefined);
   if (st && !st.isDirectory()) {
     throw new JobError("usage", `restore to '${options.to}': backup ${full.id} holds ${dbs.length} databases (${dbs.map(describe).join(", ")}) and this is a file`, {
       hint: "give a directory to restore them all, or pick one with --source <name>",
     });
   }
-  return dbs.map((d) => ({ source: d.file.source!, path: resolve(join(options.to, safeFileName(d.info))), size: d.file.size, uncompressedSize: d.file.uncompressedSize }));
+  const to = options.to;
+  return dbs.map((d) => target(d, join(to, safeFileName(d.info))));
+}
+
+/** The chain's last watermark per `<source>/<table>`: the full backup's `to`, advanced by each incremental's. */
+function finalWatermarks(full: Manifest, chain: readonly Manifest[]): Map<string, Watermark> {
+  const out = new Map<string, Watermark>();
+  for (const m of [full, ...chain]) for (const w of m.to) out.set(watermarkId(w), w);
+  return out;
 }
 
 /** Rewraps a failure of one object with the next older restorable time, so the user never gets a silent substitute. */
@@ -163,14 +192,26 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const { plan, full, chain } = loaded;
   const planned = await resolveTargets(full, options);
   if (new Set(planned.map((t) => t.path)).size !== planned.length) {
-    throw new JobError("usage", `restore to '${options.to}': two databases would land on the same file`, { hint: "restore them one at a time with --source" });
+    throw new JobError("usage", `restore to '${options.to ?? options.dataDir}': two databases would land on the same file`, { hint: "restore them one at a time with --source" });
   }
-  if (!options.dryRun && (planned.length > 1 || options.intoDirectory)) await mkdir(resolve(options.to), { recursive: true });
-  const targets: RestoreTarget[] = [];
+  // LiveStore state DBs: decided from the manifests before anything is downloaded (a stale one is not fetched).
+  const marks = finalWatermarks(full, chain);
+  const derived: RestoreResult["derived"] = [];
   for (const t of planned) {
-    // A dry run reports what is there; the real run refuses it before downloading anything.
+    if (t.info.coverage !== "derived" || t.info.derivedFrom === undefined) continue;
+    derived.push({ ...decideDerived(t.info, marks.get(watermarkId({ source: t.info.derivedFrom, table: LIVESTORE.eventlogTable }))), path: t.path });
+  }
+  const leftOut = new Set(derived.filter((d) => !d.keep).map((d) => d.source));
+  if (!options.dryRun) {
+    if (options.dataDir !== undefined) for (const t of planned) await mkdir(dirname(t.path), { recursive: true });
+    else if (planned.length > 1 || options.intoDirectory) await mkdir(resolve(options.to!), { recursive: true });
+  }
+  const targets: RestoreTarget[] = [];
+  for (const { info: _info, ...t } of planned) {
+    // A dry run reports what is there; the real run refuses it before downloading anything. A state DB left
+    // out is checked too: with --force an old one at its path is removed, so the app cannot boot on it.
     const exists = options.dryRun ? (await existingAt(t.path)).length > 0 : (await checkTarget(t.path, !!options.force)).exists;
-    targets.push({ ...t, existed: exists });
+    if (!leftOut.has(t.source)) targets.push({ ...t, existed: exists });
   }
   let documents: { path: string; files: number; existed: boolean; entry: FileEntry } | undefined;
   if (options.documentsTo !== undefined) {
@@ -189,6 +230,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     chain: plan.chain,
     notes: plan.notes,
     targets,
+    derived,
   };
   const documentsResult = () => (documents ? { documents: { path: documents.path, files: documents.files, existed: documents.existed } } : {});
   if (options.dryRun) {
@@ -282,6 +324,12 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       try {
         runCheck(db, check, `${t.source} (restoring to ${t.path})`);
         checkWatermarks(db, t.source, running.values());
+        const decision = derived.find((d) => d.source === t.source);
+        if (decision) {
+          // The manifest said it matches; the file must say so too, or it is left out like a stale one.
+          const head = stateHeadOf(db);
+          if (!sameHead(head, decision.stateHead)) Object.assign(decision, { keep: false, reason: `the file materialized up to ${JSON.stringify(head)}, not the ${JSON.stringify(decision.stateHead)} its manifest records` });
+        }
       } catch (e) {
         await awaitFileChecks(); // a checksum mismatch, when there is one, is the clearer diagnosis
         throw withOlderCandidate(e, loaded, plan.restoresTo);
@@ -309,6 +357,18 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         throw withOlderCandidate(e, loaded, plan.full.ts);
       }
       documents.files = extractor.files();
+    }
+    for (const d of derived) {
+      if (d.keep) continue;
+      // Left out: nothing may sit at its path, or LiveStore would boot on it instead of rebuilding it.
+      const i = targets.findIndex((t) => t.source === d.source);
+      if (i >= 0) targets.splice(i, 1);
+      const temp = temps.get(d.source);
+      if (temp) {
+        await discardTemp(temp);
+        temps.delete(d.source);
+      }
+      for (const f of await existingAt(d.path)) await rm(f, { force: true });
     }
     for (const t of targets) {
       onProgress?.({ phase: "replace", key: t.path });

@@ -54,7 +54,7 @@ function fromHeaders(key: string, res: Response): StoredObject {
 }
 
 /**
- * The job's store over the Worker API (DESIGN.md, "Worker API"): bounded retries with backoff on network
+ * The job's store over the Worker API (docs/design.md, "Worker API"): bounded retries with backoff on network
  * errors, 429 (honouring Retry-After) and 5xx; a 401/403 is never retried and becomes exit code 4.
  */
 export class HttpStore implements BackupStore {

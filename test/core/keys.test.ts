@@ -29,7 +29,7 @@ const keys: fc.Arbitrary<BackupKey> = fc.oneof(
 );
 
 describe("the key layout", () => {
-  it("formats every kind as DESIGN.md lays it out", () => {
+  it("formats every kind as docs/design.md lays it out", () => {
     expect(formatBackupKey({ kind: "full", ts: "20260131T060000Z", file: "eventlog@6.db.zst" })).toBe("backups/full/20260131T060000Z/eventlog@6.db.zst");
     expect(formatBackupKey({ kind: "incremental", ts: "20260131T070000Z", file: "changes.ndjson.zst" })).toBe("backups/incremental/20260131T070000Z/changes.ndjson.zst");
     expect(formatBackupKey({ kind: "daily", day: "2026-01-31", file: "metadata.json" })).toBe("backups/daily/2026-01-31/metadata.json");

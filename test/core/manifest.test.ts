@@ -90,3 +90,31 @@ describe("the manifest", () => {
     expect(() => requireFile(m, "x.db.zst")).toThrow("find file 'x.db.zst': not in full backup 20260131T060000Z (it holds eventlog@6.db.zst, documents.tar.zst)");
   });
 });
+
+describe("the manifest's record of databases (paths, coverage, LiveStore heads)", () => {
+  const state = { source: "todos.state1@6", pageSize: 4096, pageCount: 1, integrity: "ok" as const, tables: {}, path: "todos/state1@6.db", coverage: "derived" as const, derivedFrom: "todos.eventlog@6", livestore: { role: "state" as const, head: [3, 0] as [number, number] } };
+  const log = { source: "todos.eventlog@6", pageSize: 4096, pageCount: 1, integrity: "ok" as const, tables: { eventlog: 3 }, path: "todos/eventlog@6.db", coverage: "rows" as const, otherTablesSha256: hex("e"), livestore: { role: "eventlog" as const, head: [3, 0] as [number, number] } };
+  const file = (source: string) => ({ name: `${source}.db.zst`, role: "database" as const, source, contentType: "application/zstd", compression: "zstd" as const, size: 10, sha256: hex("a"), uncompressedSize: 4096, uncompressedSha256: hex("b") });
+  const manifest = (databases: Manifest["databases"]) => fullManifest({ files: databases.map((d) => file(d.source)), databases, to: [] });
+
+  it("accepts an event log with its derived state DB, and round-trips them", () => {
+    const m = buildManifest(manifest([log, state]));
+    expect(parseManifest(serializeManifest(m)).databases).toEqual([log, state]);
+  });
+
+  it.each([
+    ["a state DB derived from a database that is not an event log", [{ ...log, livestore: undefined }, state], /derived from 'todos.eventlog@6', which is not an event log/],
+    ["coverage 'derived' without derivedFrom", [log, { ...state, derivedFrom: undefined }], /coverage 'derived' and derivedFrom go together/],
+    ["two databases on one path", [log, { ...state, path: "todos/eventlog@6.db" }], /two databases have the path 'todos\/eventlog@6.db'/],
+    ["a path that climbs out of the data directory", [{ ...log, path: "../etc/passwd" }], /path/],
+    ["an absolute path", [{ ...log, path: "/data/todos/eventlog@6.db" }], /path/],
+  ])("rejects %s", (_name, databases, message) => {
+    expect(() => buildManifest(manifest(databases as Manifest["databases"]))).toThrow(message);
+  });
+
+  it("a manifest written before paths and coverage existed still parses (older sets stay restorable)", () => {
+    const old = JSON.parse(serializeManifest(buildManifest(fullManifest())));
+    expect(old.databases[0]).not.toHaveProperty("coverage");
+    expect(parseManifest(old).databases[0]!.path).toBeUndefined();
+  });
+});

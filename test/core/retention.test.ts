@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DAY_SECONDS, DEFAULT_RETENTION, explainRetention, lifecycleRules, lockRules, validateRetentionPolicy } from "../../core/index.ts";
 
 describe("the retention policy", () => {
-  it("derives DESIGN.md's lifecycle rules, in seconds, with InfrequentAccess and never GLACIER", () => {
+  it("derives docs/design.md's lifecycle rules, in seconds, with InfrequentAccess and never GLACIER", () => {
     const rules = lifecycleRules(DEFAULT_RETENTION);
     const byId = Object.fromEntries(rules.map((r) => [r.id, r]));
     expect(byId["expire-full"]).toEqual({ id: "expire-full", enabled: true, conditions: { prefix: "backups/full/" }, deleteObjectsTransition: { condition: { type: "Age", maxAge: 30 * DAY_SECONDS } } });

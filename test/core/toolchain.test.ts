@@ -13,10 +13,18 @@ describe("the toolchain", () => {
     expect(Number(process.versions.node.split(".")[0])).toBe(pinnedMajor);
   });
 
-  it("has what the job needs from Node: node:sqlite's backup() and zstd in node:zlib", async () => {
+  it("has what the job needs from Node: node:sqlite's backup() and isTransaction, and zstd in node:zlib", async () => {
+    // The reason for engines "^22.16.0 || >=24": backup() and isTransaction came in 22.16 and 24.0 (not 23),
+    // zstd in 22.15 and 23.8. test/e2e/package.test.ts runs the installed package on the oldest of them.
     const sqlite = await import("node:sqlite");
     const zlib = await import("node:zlib");
     expect(typeof sqlite.backup).toBe("function");
+    const db = new sqlite.DatabaseSync(":memory:");
+    expect(db.isTransaction).toBe(false);
+    db.exec("BEGIN");
+    expect(db.isTransaction).toBe(true);
+    db.close();
     expect(typeof zlib.createZstdCompress).toBe("function");
+    expect(pkg.engines.node).toBe("^22.16.0 || >=24");
   });
 });

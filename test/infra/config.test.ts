@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_RETENTION, METRICS } from "../../core/index.ts";
+import { DEFAULT_METRICS_NAMESPACE as METRICS_NAMESPACE, DEFAULT_RETENTION, METRICS } from "../../core/index.ts";
 import { alarmSpecs } from "../../infra/components/monitoring.ts";
-import { CONFIG_KEYS, configSetCommand, loadStackConfig, withFallback, type ConfigReader } from "../../infra/config.ts";
+import { agentUrlProblem, CONFIG_KEYS, configSetCommand, loadStackConfig, withFallback, type ConfigReader } from "../../infra/config.ts";
+import { parseListen } from "../../job/commands/agent.ts";
 import { isPreviewStack, MAX_NAME_LENGTH, physicalName } from "../../infra/naming.ts";
 import { mergedStackConfig, projectValues, readProjectDeclarations, readStackFile } from "../../infra/stack-files.ts";
 
@@ -20,7 +21,7 @@ const PROD: Record<string, string> = {
   renderOwnerId: "tea-abc123",
   renderRepo: "https://github.com/example/r2-sqlite-backup",
   renderAppServiceId: "srv-abc123",
-  agentUrl: "http://app:8787",
+  agentUrl: "http://app:8788",
 };
 
 function errorOf(fn: () => unknown): string {
@@ -45,7 +46,7 @@ describe("stack config", () => {
   it("names every missing key with the exact `pulumi config set` command, all at once", () => {
     const message = errorOf(() => loadStackConfig("prod", reader({ cloudflareAccountId: PROD.cloudflareAccountId as string })));
     expect(message).toMatch(/^configure stack 'prod': missing r2-sqlite-backup:zoneId/);
-    for (const [key, value] of [["zoneId", "'<zone-id>'"], ["hostname", "backups.example.com"], ["renderOwnerId", "tea-xxxxxxxxxxxxxxxxxxxx"], ["renderRepo", "https://github.com/you/r2-sqlite-backup"], ["renderAppServiceId", "srv-xxxxxxxxxxxxxxxxxxxx"], ["agentUrl", "http://my-app:8787"]]) {
+    for (const [key, value] of [["zoneId", "'<zone-id>'"], ["hostname", "backups.example.com"], ["renderOwnerId", "tea-xxxxxxxxxxxxxxxxxxxx"], ["renderRepo", "https://github.com/you/r2-sqlite-backup"], ["renderAppServiceId", "srv-xxxxxxxxxxxxxxxxxxxx"], ["agentUrl", "http://my-app:8788"]]) {
       expect(message).toContain(`pulumi config set ${P}:${key} ${value} --stack prod`);
     }
     expect(errorOf(() => loadStackConfig("dev", reader({})))).toContain(`pulumi config set ${P}:cloudflareAccountId '<account-id>' --stack dev`);
@@ -86,7 +87,8 @@ describe("stack config", () => {
     expect(c.render).toBeUndefined();
     expect(c.monitoring).toBeUndefined();
     expect(c.cloudflare).toEqual({ accountId: PROD.cloudflareAccountId, workersDevSubdomain: "acme" });
-    expect(errorOf(() => loadStackConfig("pr-7", reader({ cloudflareAccountId: PROD.cloudflareAccountId as string })))).toContain(`pulumi config set ${P}:workersDevSubdomain '<subdomain>' --stack pr-7`);
+    // Without workersDevSubdomain a preview looks it up from the account at deploy time.
+    expect(loadStackConfig("pr-7", reader({ cloudflareAccountId: PROD.cloudflareAccountId as string })).cloudflare).toEqual({ accountId: PROD.cloudflareAccountId });
   });
 
   it("lets a preview stack inherit the dev stack's non-secret values, never its secrets", () => {
@@ -95,6 +97,14 @@ describe("stack config", () => {
     expect(fallback.get("bucketLocation")).toBe("weur");
     expect(fallback.get("serverToken")).toBeUndefined();
     expect(loadStackConfig("pr-1", fallback).storage.location).toBe("weur");
+  });
+
+  it("has the cron jobs install this program's own release unless renderPackage names another, one shell word", () => {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { name: string; version: string };
+    expect(loadStackConfig("prod", reader(PROD)).render?.package).toBe(`${pkg.name}@${pkg.version}`);
+    const url = "https://github.com/example/r2-sqlite-backup/releases/download/v0.2.0/r2-sqlite-backup-0.2.0.tgz";
+    expect(loadStackConfig("prod", reader({ ...PROD, renderPackage: url })).render?.package).toBe(url);
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, renderPackage: "r2-sqlite-backup@1; curl x | sh" })))).toContain("renderPackage must be one npm spec");
   });
 
   it("quotes example values that a shell would split", () => {
@@ -168,9 +178,9 @@ describe("naming", () => {
 });
 
 describe("alarms", () => {
-  it("are DESIGN.md's three, each within CloudWatch's 7-day window and on a metric the job emits", () => {
+  it("are the design's four, each within CloudWatch's 7-day window and on a metric the job emits", () => {
     const specs = alarmSpecs("NS");
-    expect(specs.map((s) => s.role)).toEqual(["no-successful-backup", "backup-failed", "restore-drill-stale"]);
+    expect(specs.map((s) => s.role)).toEqual(["no-successful-backup", "backup-failed", "restore-drill-stale", "restore-drill-failed"]);
     for (const s of specs) {
       expect(s.namespace).toBe("NS");
       expect(Object.values(METRICS)).toContain(s.metricName);
@@ -184,5 +194,154 @@ describe("alarms", () => {
     expect(noSuccess?.treatMissingData).toBe("breaching");
     expect(failed).toMatchObject({ threshold: 0, comparisonOperator: "GreaterThanThreshold" });
     expect(drill).toMatchObject({ threshold: 35 * 24, comparisonOperator: "GreaterThanThreshold" });
+  });
+});
+
+/**
+ * A model of how CloudWatch evaluates a metric alarm (PutMetricAlarm semantics): the last
+ * `evaluationPeriods` periods up to the one holding `at`, each reduced by `statistic`; missing periods per
+ * `treatMissingData`; ALARM when at least `datapointsToAlarm` (default: all) breach.
+ */
+type Datum = { metric: string; at: number; value: number };
+type AlarmSpec = ReturnType<typeof alarmSpecs>[number];
+function alarmState(spec: AlarmSpec, data: Datum[], at: number): "ALARM" | "OK" | "INSUFFICIENT_DATA" {
+  const period = (spec.period as number) * 1000;
+  const periods = spec.evaluationPeriods as number;
+  const last = Math.floor(at / period) * period;
+  const results: (boolean | undefined)[] = [];
+  for (let k = periods - 1; k >= 0; k--) {
+    const start = last - k * period;
+    const values = data.filter((d) => d.metric === spec.metricName && d.at >= start && d.at < start + period && d.at <= at).map((d) => d.value);
+    if (values.length === 0) {
+      const missing = spec.treatMissingData ?? "missing";
+      results.push(missing === "breaching" ? true : missing === "notBreaching" ? false : undefined);
+      continue;
+    }
+    const stat = { Sum: values.reduce((a, b) => a + b, 0), Maximum: Math.max(...values), Minimum: Math.min(...values), Average: values.reduce((a, b) => a + b, 0) / values.length }[spec.statistic as string];
+    if (stat === undefined) throw new Error(`statistic ${String(spec.statistic)} not modelled`);
+    const t = spec.threshold as number;
+    results.push({ GreaterThanThreshold: stat > t, GreaterThanOrEqualToThreshold: stat >= t, LessThanThreshold: stat < t, LessThanOrEqualToThreshold: stat <= t }[spec.comparisonOperator as string]);
+  }
+  const known = results.filter((r): r is boolean => r !== undefined);
+  if (known.length === 0) return "INSUFFICIENT_DATA";
+  return known.filter(Boolean).length >= ((spec.datapointsToAlarm as number | undefined) ?? periods) ? "ALARM" : "OK";
+}
+
+describe("alarms against a synthetic metric history", () => {
+  const H = 3_600_000;
+  const specs = alarmSpecs(METRICS_NAMESPACE);
+  const spec = (role: string) => specs.find((s) => s.role === role)!;
+  /** `up` at 09:00 UTC: the first backup (never drilled: 841 h), the first drill, then the alarms (09:30). */
+  const deploy = Date.parse("2026-03-02T09:00:00Z");
+  const created = deploy + 0.5 * H;
+  const backupAt = (at: number, drillAt: number | undefined): Datum[] => [
+    { metric: METRICS.backupSucceeded, at, value: 1 },
+    { metric: METRICS.restoreDrillAgeHours, at, value: drillAt === undefined ? 841 : (at - drillAt) / H },
+  ];
+  const drill = (at: number, ok: boolean): Datum[] => [
+    { metric: METRICS.restoreDrillFailed, at, value: ok ? 0 : 1 },
+    ...(ok ? [{ metric: METRICS.restoreDrillAgeHours, at, value: 0 }] : []),
+  ];
+  /** The stack's history: the deploy's first runs, then a backup every 6 hours (00, 06, 12, 18 UTC) until `until`. */
+  function history(until: number, extra: Datum[] = []): Datum[] {
+    const firstDrill = deploy + 0.2 * H;
+    const data = [...backupAt(deploy + 0.1 * H, undefined), ...drill(firstDrill, true), ...extra];
+    for (let t = Date.parse("2026-03-02T12:00:00Z"); t <= until; t += 6 * H) data.push(...backupAt(t, firstDrill));
+    return data;
+  }
+  /** Every alarm in ALARM at some evaluation (each minute) between `from` and `to`. */
+  function firing(data: Datum[], from: number, to: number): Set<string> {
+    const out = new Set<string>();
+    for (let t = from; t <= to; t += 60_000) for (const s of specs) if (alarmState(s, data, t) === "ALARM") out.add(s.role);
+    return out;
+  }
+
+  it("a new stack's first day: nothing in ALARM from the moment the alarms exist", () => {
+    expect(firing(history(deploy + 24 * H), created, deploy + 24 * H)).toEqual(new Set());
+  });
+
+  it("without the deploy's first backup and drill, the same day would alarm (why up runs them first)", () => {
+    const silent = history(deploy + 24 * H).filter((d) => d.at > deploy + H);
+    expect(firing(silent, created, created + H)).toEqual(new Set(["no-successful-backup"]));
+    const neverDrilled = history(deploy + 24 * H).filter((d) => !(d.metric === METRICS.restoreDrillAgeHours && d.value === 0));
+    expect([...firing(neverDrilled, created, deploy + 24 * H)]).toContain("restore-drill-stale");
+  });
+
+  it("a healthy week: nothing in ALARM", () => {
+    const end = deploy + 7 * 24 * H;
+    expect(firing(history(end), created, end)).toEqual(new Set());
+  });
+
+  it("a failed drill: the drill-failed alarm and nothing else, for the rest of that day", () => {
+    const failedAt = Date.parse("2026-03-05T04:00:00Z");
+    const data = history(deploy + 7 * 24 * H, drill(failedAt, false));
+    expect(firing(data, created, failedAt - 60_000)).toEqual(new Set());
+    expect(alarmState(spec("restore-drill-failed"), data, failedAt + 60_000)).toBe("ALARM");
+    expect(firing(data, failedAt, failedAt + 3 * H)).toEqual(new Set(["restore-drill-failed"]));
+    expect(alarmState(spec("restore-drill-failed"), data, Date.parse("2026-03-06T01:00:00Z"))).toBe("OK");
+  });
+
+  it("7 hours without a backup: the no-successful-backup alarm, not before", () => {
+    const lastBackup = Date.parse("2026-03-04T06:00:00Z");
+    const data = history(lastBackup);
+    expect(alarmState(spec("no-successful-backup"), data, lastBackup + 6.5 * H)).toBe("OK");
+    expect(alarmState(spec("no-successful-backup"), data, lastBackup + 7.5 * H)).toBe("ALARM");
+    expect(firing(data, created, lastBackup + 6.5 * H)).toEqual(new Set());
+  });
+
+  it("a failed backup: the backup-failed alarm", () => {
+    const at = Date.parse("2026-03-03T12:00:00Z");
+    const data = history(deploy + 3 * 24 * H, [{ metric: METRICS.backupFailed, at, value: 1 }]);
+    expect(alarmState(spec("backup-failed"), data, at + 60_000)).toBe("ALARM");
+    expect(alarmState(spec("backup-failed"), data, at - 60_000)).not.toBe("ALARM");
+  });
+
+  it("a drill that stops for 35 days: the drill-stale alarm", () => {
+    const firstDrill = deploy + 0.2 * H;
+    const data: Datum[] = [...drill(firstDrill, true)];
+    for (let t = deploy + 3 * H; t <= deploy + 40 * 24 * H; t += 6 * H) data.push(...backupAt(t, firstDrill));
+    expect(alarmState(spec("restore-drill-stale"), data, deploy + 34 * 24 * H)).toBe("OK");
+    expect(alarmState(spec("restore-drill-stale"), data, deploy + 37 * 24 * H)).toBe("ALARM");
+  });
+});
+
+describe("the agent's address: documented, configured and listened on alike", () => {
+  it("refuses an agentUrl the cron job could not reach, saying why", () => {
+    expect(agentUrlProblem("http://my-app:8788")).toBeUndefined();
+    expect(agentUrlProblem("http://127.0.0.1:8788")).toMatch(/not this machine/);
+    expect(agentUrlProblem("http://localhost:8788")).toMatch(/not this machine/);
+    expect(agentUrlProblem("https://my-app:8788")).toMatch(/must be http:\/\//);
+    expect(agentUrlProblem("http://my-app")).toMatch(/must carry the agent's port/);
+    expect(agentUrlProblem("http://my-app:10000")).toMatch(/Render reserves 10000/);
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, agentUrl: "http://127.0.0.1:8788" })))).toMatch(/agentUrl must name the app service/);
+  });
+
+  it("README's Deploy section starts the agent on all interfaces, on the port of the agentUrl it sets, which is the agent's default port", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const deploy = readme.slice(readme.indexOf("## Deploy"), readme.indexOf("## Disaster recovery"));
+    const listen = /agent --listen (\S+)/.exec(deploy)?.[1];
+    const url = /config set r2-sqlite-backup:agentUrl (\S+)/.exec(deploy)?.[1];
+    expect(listen && url).toBeTruthy();
+    const { host, port } = parseListen(listen!);
+    expect(host).toBe("0.0.0.0");
+    expect(Number(new URL(url!).port)).toBe(port);
+    expect(agentUrlProblem(url!)).toBeUndefined();
+    // The agent's default listen port (without --listen) is the documented one.
+    const agentSource = readFileSync(new URL("../../job/commands/agent.ts", import.meta.url), "utf8");
+    expect(parseListen(/DEFAULT_LISTEN = "([^"]+)"/.exec(agentSource)![1]!).port).toBe(port);
+    for (const stack of ["dev"]) expect(agentUrlProblem(readStackFile(stack)!.values[`${P}:agentUrl`]!), stack).toBeUndefined();
+  });
+});
+
+describe("the design document", () => {
+  it("is in the repository as docs/design.md, and every file that cites a design file cites it", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const root = new URL("../../", import.meta.url);
+    const design = readFileSync(new URL("docs/design.md", root), "utf8");
+    for (const section of ["## Storage layout", "## Facts that change the sketch", "## Monitoring", "## Deploying"]) expect(design).toContain(section);
+    const files = execFileSync("git", ["ls-files"], { cwd: root, encoding: "utf8" }).split("\n").filter((f) => /\.(ts|js|md|ya?ml)$/.test(f));
+    const citing = files.filter((f) => f !== "docs/design.md" && readFileSync(new URL(f, root), "utf8").includes("DESIGN" + ".md"));
+    expect(citing).toEqual([]);
+    expect(files.filter((f) => readFileSync(new URL(f, root), "utf8").includes("docs/design.md")).length).toBeGreaterThanOrEqual(30);
   });
 });

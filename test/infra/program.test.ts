@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BINDINGS, DEFAULT_RETENTION, JOB_ENV, lifecycleRules, lockRules } from "../../core/index.ts";
@@ -9,6 +10,7 @@ import { bundleWorker, COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, WORKER_MAIN_MODU
 
 const P = "r2-sqlite-backup";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const PKG_VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 const T = {
   bucket: "cloudflare:index/r2Bucket:R2Bucket",
@@ -17,10 +19,13 @@ const T = {
   script: "cloudflare:index/workersScript:WorkersScript",
   subdomain: "cloudflare:index/workersScriptSubdomain:WorkersScriptSubdomain",
   route: "cloudflare:index/workersRoute:WorkersRoute",
+  domain: "cloudflare:index/workersCustomDomain:WorkersCustomDomain",
   cron: "cloudflare:index/workersCronTrigger:WorkersCronTrigger",
   password: "random:index/randomPassword:RandomPassword",
   cronJob: "pulumi-nodejs:dynamic/render:CronJob",
   envVars: "pulumi-nodejs:dynamic/render:ServiceEnvVars",
+  rotation: "pulumi-nodejs:dynamic/render:RotationCleanup",
+  run: "pulumi-nodejs:dynamic/render:CronJobRun",
   policy: "aws:iam/userPolicy:UserPolicy",
   alarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
   dashboard: "aws:cloudwatch/dashboard:Dashboard",
@@ -50,6 +55,8 @@ const PROD_SECRETS = [`${P}:serverToken`, `${P}:adminToken`, `${P}:alertWebhookU
 let dev: Plan;
 let preview: Plan;
 let prod: Plan;
+/** prod, deployed as versions with a 10 % rollout beside a stable version. */
+let versioned: Plan;
 let bundleCode: string;
 
 beforeAll(async () => {
@@ -57,14 +64,30 @@ beforeAll(async () => {
   dev = await planStack("dev");
   preview = await planStack("pr-42");
   prod = await planStack("prod", { config: { values: PROD_VALUES, secretKeys: PROD_SECRETS } });
+  versioned = await planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:workerVersions`]: "true", [`${P}:workerStableVersionId`]: "ver-stable", [`${P}:workerRolloutPercent`]: "10" }, secretKeys: PROD_SECRETS } });
 }, 60_000);
 
 describe("storage", () => {
-  it("derives the lifecycle and lock rules of every bucket from the policy in core/, in seconds", () => {
+  it("gives every bucket the lifecycle and lock rules of the default policy, in the provider's field names and seconds", () => {
+    // Written out, not computed from core/: the program is checked against the provider's API, not itself.
+    const DAY = 86_400;
+    const expire = (id: string, prefix: string, days: number) => ({ id, enabled: true, conditions: { prefix }, deleteObjectsTransition: { condition: { type: "Age", maxAge: days * DAY } } });
+    const lifecycle = [
+      expire("expire-full", "backups/full/", 30),
+      expire("expire-incremental", "backups/incremental/", 30),
+      { id: "daily-to-infrequent-access", enabled: true, conditions: { prefix: "backups/daily/" }, storageClassTransitions: [{ storageClass: "InfrequentAccess", condition: { type: "Age", maxAge: 90 * DAY } }] },
+      expire("expire-daily", "backups/daily/", 365),
+      expire("expire-drills", "backups/drills/", 365),
+      { id: "abort-incomplete-multipart", enabled: true, conditions: { prefix: "" }, abortMultipartUploadsTransition: { condition: { type: "Age", maxAge: 1 * DAY } } },
+    ];
+    const lock = (id: string, prefix: string) => ({ id, enabled: true, prefix, condition: { type: "Age", maxAgeSeconds: 7 * DAY } });
+    const locks = [lock("lock-full", "backups/full/"), lock("lock-incremental", "backups/incremental/"), lock("lock-daily", "backups/daily/"), lock("lock-drills", "backups/drills/")];
     for (const plan of [dev, prod]) {
-      for (const r of of(plan, T.lifecycle)) expect(input(r, "rules")).toEqual(lifecycleRules(DEFAULT_RETENTION));
-      for (const r of of(plan, T.lock)) expect(input(r, "rules")).toEqual(lockRules(DEFAULT_RETENTION));
+      for (const r of of(plan, T.lifecycle)) expect(input(r, "rules")).toEqual(lifecycle);
+      for (const r of of(plan, T.lock)) expect(input(r, "rules")).toEqual(locks);
     }
+    expect(lifecycleRules(DEFAULT_RETENTION).length).toBe(lifecycle.length);
+    expect(lockRules(DEFAULT_RETENTION).length).toBe(locks.length);
     expect(of(dev, T.lifecycle)).toHaveLength(2);
     expect(of(dev, T.lock)).toHaveLength(2);
     expect(input(one(dev, T.lock, "storage-primary-lock"), "rules")[0].condition.maxAgeSeconds).toBe(7 * 86_400);
@@ -115,8 +138,9 @@ describe("worker", () => {
     expect(r2("default").every((b) => b.jurisdiction === undefined)).toBe(true);
   });
 
-  it("routes <hostname>/api/* on the zone, keeps workers.dev off, and schedules the freshness check", () => {
-    expect(one(prod, T.route).inputs).toEqual({ zoneId: "fedcba9876543210fedcba9876543210", pattern: "backups.example.com/api/*", script: "r2-sqlite-backup-prod-api" });
+  it("serves <hostname> as a Workers custom domain on the zone (DNS and certificate by Cloudflare), keeps workers.dev off, and schedules the freshness check", () => {
+    expect(one(prod, T.domain).inputs).toEqual({ accountId: "0123456789abcdef0123456789abcdef", zoneId: "fedcba9876543210fedcba9876543210", hostname: "backups.example.com", service: "r2-sqlite-backup-prod-api" });
+    expect(of(prod, T.route)).toHaveLength(0);
     expect(one(prod, T.subdomain).inputs).toMatchObject({ enabled: false, scriptName: "r2-sqlite-backup-prod-api" });
     expect(one(prod, T.cron).inputs).toMatchObject({ scriptName: "r2-sqlite-backup-prod-api", schedules: [{ cron: "*/30 * * * *" }] });
     expect(prod.outputs.workerUrl?.value).toBe("https://backups.example.com");
@@ -127,6 +151,37 @@ describe("worker", () => {
     expect(of(prod, T.password).map((r) => r.name)).toEqual([]);
     expect(of(preview, T.password).map((r) => r.name)).toEqual(["tokens-server", "tokens-admin"]);
     expect(of(dev, T.password).map((r) => r.name)).toEqual(["tokens-server", "tokens-admin", "tokens-agent"]);
+  });
+});
+
+describe("versioned Worker deployments (workerVersions)", () => {
+  it("upload a WorkerVersion of the same bundle and bindings, and a WorkersDeployment that splits traffic with the stable version", () => {
+    expect(of(versioned, T.script)).toHaveLength(0);
+    const worker = one(versioned, "cloudflare:index/worker:Worker");
+    expect(worker.inputs).toMatchObject({ name: "r2-sqlite-backup-prod-api", subdomain: { enabled: false, previewsEnabled: false } });
+    const version = one(versioned, "cloudflare:index/workerVersion:WorkerVersion");
+    expect(input(version, "workerId")).toBe("api-worker-id");
+    expect(version.inputs).toMatchObject({ mainModule: WORKER_MAIN_MODULE, compatibilityDate: COMPATIBILITY_DATE, compatibilityFlags: COMPATIBILITY_FLAGS });
+    expect(Buffer.from(input(version, "modules")[0].contentBase64, "base64").toString()).toBe(bundleCode);
+    expect(input(version, "bindings")).toEqual(input(one(prod, T.script), "bindings"));
+    expect(isSecretInput(version.inputs.bindings)).toBe(true);
+    const deployment = one(versioned, "cloudflare:index/workersDeployment:WorkersDeployment");
+    expect(deployment.inputs).toMatchObject({ scriptName: "r2-sqlite-backup-prod-api", strategy: "percentage" });
+    expect(input(deployment, "versions")).toEqual([{ versionId: "api-version-id", percentage: 10 }, { versionId: "ver-stable", percentage: 90 }]);
+    // The domain and the cron trigger follow the deployment, and the version id is an output (for the next rollback).
+    expect(one(versioned, T.domain).options.dependsOn).toEqual(["api-worker", "api-deployment"]);
+    expect(versioned.outputs.workerVersionId?.value).toBe("api-version-id");
+    expect(prod.outputs.workerVersionId?.value).toBeNull();
+  });
+
+  it("roll back at 0 % (all traffic to the stable version), deploy fully at 100 %, and refuse a split without a stable version", async () => {
+    const { deploymentVersions } = await import("../../infra/components/api.ts");
+    expect(deploymentVersions("new", { stableVersionId: "old", rolloutPercent: 0 })).toEqual([{ versionId: "old", percentage: 100 }]);
+    expect(deploymentVersions("new", { stableVersionId: "old", rolloutPercent: 100 })).toEqual([{ versionId: "new", percentage: 100 }]);
+    expect(deploymentVersions("new", { rolloutPercent: 100 })).toEqual([{ versionId: "new", percentage: 100 }]);
+    const values = { ...PROD_VALUES, [`${P}:workerVersions`]: "true", [`${P}:workerRolloutPercent`]: "10" };
+    await expect(planStack("prod", { config: { values, secretKeys: PROD_SECRETS } })).rejects.toThrow(/workerRolloutPercent 10 needs workerStableVersionId/);
+    await expect(planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:workerStableVersionId`]: "x" }, secretKeys: PROD_SECRETS } })).rejects.toThrow(/need workerVersions: true/);
   });
 });
 
@@ -157,20 +212,20 @@ describe("secrets", () => {
     const monitoring = new Monitoring("m", { stack: "unit", namespace: "NS", region: "us-east-1", alarmEmails: [] });
     const schedule = new Schedule("s", {
       stack: "unit",
-      render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", appServiceId: "srv-1", agentUrl: "http://app:8787", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
+      render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", package: "r2-sqlite-backup@0.1.0", appServiceId: "srv-1", agentUrl: "http://app:8788", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
       workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken!, webhookUrl: pulumi.secret("https://hooks.example.com/x"),
       metrics: { namespace: "NS", region: "us-east-1", accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey },
     });
     for (const [what, output] of [
       ["serverToken (generated)", tokens.serverToken], ["adminToken (configured)", tokens.adminToken], ["agentToken", tokens.agentToken!],
-      ["worker bindings", api.script.bindings], ["metrics secret key", monitoring.secretAccessKey],
+      ["worker bindings", api.script!.bindings], ["metrics secret key", monitoring.secretAccessKey],
     ] as const) {
       expect(await pulumi.isSecret(output as pulumi.Output<unknown>), what).toBe(true);
     }
     expect(await pulumi.isSecret(monitoring.accessKeyId)).toBe(false);
     const jobs = [...((schedule as unknown as { __childResources: Set<pulumi.Resource> }).__childResources ?? [])];
-    expect(jobs).toHaveLength(3);
-    for (const job of jobs) {
+    expect(jobs).toHaveLength(6);
+    for (const job of jobs.filter((j) => "envVars" in j)) {
       const envVars = (job as unknown as { envVars: pulumi.Output<Record<string, string>> }).envVars;
       expect(await pulumi.isSecret(envVars)).toBe(true);
       const keys = await new Promise<string[]>((resolve) => envVars.apply((v) => resolve(Object.keys(v))));
@@ -183,11 +238,11 @@ describe("secrets", () => {
 describe("render and monitoring", () => {
   it("creates the backup job (every 6 hours, runs trigger), the monthly drill (runs verify) and the agent's variables", () => {
     const backup = one(dev, T.cronJob, "schedule-backup");
-    expect(backup.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backup", schedule: "0 */6 * * *", ownerId: "tea-d0example0000000000", region: "oregon", runtime: "node", buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://example-app:8787" });
+    expect(backup.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backup", schedule: "0 */6 * * *", ownerId: "tea-d0example0000000000", region: "oregon", runtime: "node", buildCommand: `npm install --prefix .r2backup --no-save --no-audit --no-fund r2-sqlite-backup@${PKG_VERSION}`, startCommand: ".r2backup/node_modules/.bin/r2backup trigger --agent-url http://example-app:8788" });
     expect(Object.keys(input(backup, "envVars"))).toEqual([JOB_ENV.agentToken]);
     expect(backup.options).toMatchObject({ deleteBeforeReplace: true, additionalSecretOutputs: ["envVars"] });
     const drill = one(dev, T.cronJob, "schedule-restore-drill");
-    expect(drill.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-restore-drill", schedule: "0 4 1 * *", startCommand: "npm run backup -- verify" });
+    expect(drill.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-restore-drill", schedule: "0 4 1 * *", startCommand: ".r2backup/node_modules/.bin/r2backup verify" });
     expect(input(drill, "envVars")).toMatchObject({ [JOB_ENV.workerUrl]: "https://backups-dev.example.com", [JOB_ENV.metricsNamespace]: "R2SqliteBackup" });
     const agent = one(dev, T.envVars);
     expect(agent.inputs.serviceId).toBe("srv-d0example0000000000");
@@ -196,20 +251,93 @@ describe("render and monitoring", () => {
     expect(dev.outputs.backupCronJobId?.value).toBe("crn-mock-schedule-backup");
   });
 
+  it("orders a rotation: the app service's variables first, then the cron jobs, then the old agent token goes", () => {
+    const agent = one(dev, T.envVars);
+    expect(agent.inputs.keepPrevious).toEqual([JOB_ENV.agentToken]);
+    // A rotated SERVER_BYPASS_TOKEN reaches the app only once the Worker accepts it.
+    expect(agent.options.dependsOn).toEqual(["api-worker", "api-workers-dev"]);
+    for (const job of of(dev, T.cronJob)) expect(job.options.dependsOn, job.name).toEqual(["schedule-agent-env"]);
+    const cleanup = one(dev, T.rotation);
+    expect(cleanup.inputs).toMatchObject({ serviceId: "srv-d0example0000000000", keys: [`${JOB_ENV.agentToken}_PREVIOUS`] });
+    expect(isSecretInput(cleanup.inputs.generation)).toBe(true);
+    expect(cleanup.options.dependsOn).toEqual(["schedule-backup", "schedule-restore-drill"]);
+  });
+
+  it("runs the first backup, then the first drill, within `up`, and creates the alarms only after both", () => {
+    const [firstBackup, firstDrill] = [one(dev, T.run, "schedule-first-backup"), one(dev, T.run, "schedule-first-restore-drill")];
+    expect(firstBackup.inputs).toMatchObject({ serviceId: "crn-mock-schedule-backup", purpose: "the first backup" });
+    expect(firstBackup.options.dependsOn).toEqual(["schedule-agent-rotation"]);
+    expect(firstDrill.inputs).toMatchObject({ serviceId: "crn-mock-schedule-restore-drill" });
+    expect(firstDrill.options.dependsOn).toEqual(["schedule-first-backup"]);
+    for (const alarm of of(dev, T.alarm)) expect(alarm.options.dependsOn, alarm.name).toEqual(["schedule-first-backup", "schedule-first-restore-drill"]);
+    // Without Render (prod here) nothing runs, and the alarms wait for nothing.
+    expect(of(prod, T.run)).toHaveLength(0);
+  });
+
   it("lets the metrics user put metrics in its namespace and nothing else", () => {
     const policy = JSON.parse(input(one(dev, T.policy), "policy"));
     expect(policy.Statement).toEqual([{ Effect: "Allow", Action: ["cloudwatch:PutMetricData"], Resource: "*", Condition: { StringEquals: { "cloudwatch:namespace": "R2SqliteBackup" } } }]);
   });
 
-  it("creates the three alarms on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
+  it("creates the four alarms on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
     const alarms = of(dev, T.alarm);
-    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale"]);
+    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale", "r2-sqlite-backup-dev-restore-drill-failed"]);
     for (const a of alarms) expect(input(a, "alarmActions")).toEqual(["arn:aws:sns:us-east-1:123456789012:r2-sqlite-backup-dev-alarms"]);
     expect(JSON.parse(input(one(dev, T.dashboard), "dashboardBody")).widgets.length).toBeGreaterThanOrEqual(4);
-    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(3);
+    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(4);
     expect(dev.outputs.dashboardUrl?.value).toMatch(/^https:\/\/us-east-1\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=us-east-1#dashboards\/dashboard\/r2-sqlite-backup-dev-backups$/);
     expect(of(prod, T.alarm)).toHaveLength(0);
   });
+});
+
+describe("inputs checked against the providers' own input types", () => {
+  /** `cloudflare:index/r2BucketLifecycle:R2BucketLifecycle` → `cloudflare.R2BucketLifecycleArgs` (and aws, random likewise). */
+  const argsType = (type: string): string | undefined => {
+    const m = /^(cloudflare|aws|random):([^/]+)\/[^:]+:(\w+)$/.exec(type);
+    if (m) return m[2] === "index" ? `${m[1]}.${m[3]}Args` : `${m[1]}.${m[2]}.${m[3]}Args`;
+    // Provider resources are left out: the SDK sends their config as strings (`"true"`), not as typed.
+    return undefined;
+  };
+
+  /**
+   * Type-checks every recorded input object as an object literal of its resource's Args type, so TypeScript's
+   * excess-property check reaches every nested field. Returns the diagnostics, one line each.
+   */
+  async function typeCheck(resources: { type: string; inputs: Record<string, unknown> }[]): Promise<string[]> {
+    const ts = (await import("typescript")).default;
+    const { mkdirSync, rmSync, writeFileSync } = await import("node:fs");
+    const dir = `${ROOT}node_modules/.cache/provider-inputs`;
+    mkdirSync(dir, { recursive: true });
+    const file = `${dir}/check-${process.pid}-${Date.now()}.ts`;
+    const lines = ['import * as cloudflare from "@pulumi/cloudflare";', 'import * as aws from "@pulumi/aws";', 'import * as random from "@pulumi/random";'];
+    resources.forEach((r, i) => lines.push(`export const r${i}: ${argsType(r.type)} = ${JSON.stringify(unwrapSecrets(r.inputs))};`));
+    writeFileSync(file, lines.join("\n"));
+    const program = ts.createProgram([file], { noEmit: true, strict: true, skipLibCheck: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, types: [] });
+    const diagnostics = ts.getPreEmitDiagnostics(program);
+    rmSync(file, { force: true });
+    return diagnostics.map((d) => `${d.file ? d.file.getLineAndCharacterOfPosition(d.start ?? 0).line - 3 : "?"}: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`);
+  }
+
+  const checked = () => [dev, preview, prod, versioned].flatMap((p) => p.resources).filter((r) => r.custom && argsType(r.type) !== undefined);
+
+  it("every Cloudflare, AWS and random resource's inputs type-check as that resource's Args, nested fields included", async () => {
+    const resources = checked();
+    expect(new Set(resources.map((r) => r.type.split(":")[0]))).toEqual(new Set(["cloudflare", "aws", "random"]));
+    expect(await typeCheck(resources)).toEqual([]);
+  }, 120_000);
+
+  it("fails on a misspelled nested lifecycle or lock field (the test above can fail)", async () => {
+    const lifecycle = of(dev, T.lifecycle)[0]!;
+    const lock = of(dev, T.lock)[0]!;
+    const rules = input(lifecycle, "rules") as Record<string, unknown>[];
+    const misspelled = [
+      { type: lifecycle.type, inputs: { ...lifecycle.inputs, rules: rules.map((r) => (r.deleteObjectsTransition ? { ...r, deleteObjectTransition: r.deleteObjectsTransition, deleteObjectsTransition: undefined } : r)) } },
+      { type: lock.type, inputs: { ...lock.inputs, rules: (input(lock, "rules") as { condition: { maxAgeSeconds: number } }[]).map((r) => ({ ...r, condition: { type: "Age", maxAge: r.condition.maxAgeSeconds } })) } },
+    ];
+    const errors = await typeCheck(misspelled);
+    expect(errors.some((e) => /^0: .*deleteObjectTransition.* does not exist in type 'Input<R2BucketLifecycleRule>'/.test(e)), errors.join("\n")).toBe(true);
+    expect(errors.some((e) => /^1: .*maxAge.* does not exist in type 'Input<R2BucketLockRuleCondition>'/.test(e)), errors.join("\n")).toBe(true);
+  }, 120_000);
 });
 
 describe("stacks", () => {
@@ -234,12 +362,34 @@ describe("stacks", () => {
     for (const r of preview.resources) expect(r.options.retainOnDelete ?? false, r.name).toBe(false);
     expect(of(preview, T.lock)).toHaveLength(0);
     expect(of(preview, T.route)).toHaveLength(0);
+    // R2 deletes only empty buckets: destroy empties the preview's bucket through its Worker first.
+    const emptier = one(preview, "pulumi-nodejs:dynamic/r2:EmptyBucketOnDestroy");
+    expect(emptier.options.dependsOn).toEqual(["api-worker", "api-workers-dev"]);
+    expect(input(emptier, "bucketName")).toBe("r2-sqlite-backup-pr-42-backups");
+    expect(input(emptier, "workerUrl")).toBe("https://r2-sqlite-backup-pr-42-api.example.workers.dev");
+    expect(isSecretInput(emptier.inputs.adminToken)).toBe(true);
+    expect(of(dev, "pulumi-nodejs:dynamic/r2:EmptyBucketOnDestroy")).toHaveLength(0);
+    // Cron triggers are limited per account (Workers Free: 5): previews take none.
+    expect(of(preview, T.cron)).toHaveLength(0);
+    expect(of(dev, T.cron)).toHaveLength(1);
     expect(of(preview, T.cronJob)).toHaveLength(0);
     expect(of(preview, T.envVars)).toHaveLength(0);
     expect(preview.resources.some((r) => r.type.startsWith("aws:"))).toBe(false);
     expect(one(preview, T.subdomain).inputs).toMatchObject({ enabled: true });
     expect(preview.outputs.workerUrl?.value).toBe("https://r2-sqlite-backup-pr-42-api.example.workers.dev");
     expect(preview.outputs.bucketName?.value).toBe("r2-sqlite-backup-pr-42-backups");
+  });
+
+  it("looks the workers.dev subdomain up from the account when a preview's config does not give it", async () => {
+    const { Api } = await import("../../infra/components/api.ts");
+    const types: string[] = [];
+    await pulumi.runtime.setMocks({ newResource: (a) => (types.push(a.type), { id: `${a.name}-id`, state: { ...a.inputs, ...(a.type.endsWith(":WorkersSubdomain") ? { subdomain: "acme" } : {}) } }), call: (a) => a.inputs }, P, "pr-9", false);
+    const secret = pulumi.secret("t");
+    const api = new Api("a", { accountId: "0".repeat(32), stack: "pr-9", preview: true, bundle: { code: "export default {}", sha256: "x" }, bucketName: "b", jurisdiction: "default", serverToken: secret, adminToken: secret, maxBackupAgeHours: 7, freshnessCheckSchedule: "*/30 * * * *" });
+    expect(await new Promise((resolve) => api.url.apply(resolve))).toBe("https://r2-sqlite-backup-pr-9-api.acme.workers.dev");
+    expect(types).toContain("pulumi-nodejs:dynamic/cloudflare:WorkersSubdomain");
+    // Given in config (dev's, inherited by pr-42), nothing is looked up.
+    expect(of(preview, "pulumi-nodejs:dynamic/cloudflare:WorkersSubdomain")).toHaveLength(0);
   });
 
   it("fails a stack with missing config with the exact commands to run (and no stray error)", async () => {
@@ -287,6 +437,8 @@ describe("npm run plan", () => {
     const plan = JSON.parse(r.stdout);
     expect(plan).toMatchObject({ stack: "pr-42", preview: true, stackFile: false });
     expect(JSON.stringify(plan)).not.toContain("-dev-");
+    // No account-limited resource on a preview: no cron trigger (Workers Free: 5 per account).
+    expect(plan.resources.filter((x: { type: string }) => x.type === T.cron)).toEqual([]);
     const bad = run("--nope");
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain("usage: npm run plan");

@@ -5,10 +5,15 @@ import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   cronJobProvider,
+  cronJobRunProvider,
+  resetAsRetryAfter,
   retryDelayMs,
+  rotationCleanupProvider,
   serviceEnvVarsProvider,
   type CronJobInputs,
 } from "../../infra/render/provider.ts";
+import { createAgentHandler } from "../../job/commands/agent.ts";
+import { triggerBackup } from "../../job/commands/trigger.ts";
 
 const KEY = "rnd_test_0123456789abcdefSECRET";
 
@@ -33,7 +38,16 @@ class FakeRender {
   retryAfter = "0";
   /** Only requests of this method are throttled (undefined: all). */
   throttleMethod: string | undefined;
+  /** Ratelimit-Reset sent with each 429 (undefined: none). */
+  rateLimitReset: string | undefined;
   next = 1;
+  deploys = new Map<string, { id: string; serviceId: string; status: string; polls: number; env: Record<string, string> }>();
+  /** The env vars each service runs with: those of its last live deploy (Render applies variables only on a deploy). */
+  live = new Map<string, Record<string, string>>();
+  failDeploys = false;
+  pendingRuns: { serviceId: string; runId: string }[] = [];
+  events: any[] = [];
+  runOutcome = "successful";
 
   constructor() {
     this.server = createServer((req, res) => void this.handle(req).then(([status, body, headers]) => {
@@ -68,10 +82,17 @@ class FakeRender {
     if (req.headers.authorization !== `Bearer ${KEY}`) return [401, { message: "unauthorized" }];
     if (this.throttle > 0 && (this.throttleMethod === undefined || this.throttleMethod === req.method)) {
       this.throttle--;
-      return [429, { message: "rate limit exceeded" }, { "retry-after": this.retryAfter }];
+      return [429, { message: "rate limit exceeded" }, { ...(this.retryAfter === "" ? {} : { "retry-after": this.retryAfter }), ...(this.rateLimitReset === undefined ? {} : { "ratelimit-reset": this.rateLimitReset }) }];
     }
     const parts = url.pathname.replace(/^\/v1\//, "").split("/").map(decodeURIComponent);
     const [root, id, sub, key] = parts;
+    if (root === "cron-jobs" && sub === "runs" && req.method === "POST") {
+      if (!this.services.has(id as string)) return [404, { message: "service not found" }];
+      const run = { id: `run-${this.next++}`, status: "pending" };
+      // Ends after the first events poll, with the outcome the test chose; another job's run ends too.
+      this.pendingRuns.push({ serviceId: id as string, runId: run.id });
+      return [200, run];
+    }
     if (root !== "services") return [404, { message: "not found" }];
     if (id === undefined) {
       if (req.method === "GET") {
@@ -84,7 +105,9 @@ class FakeRender {
           { id: `crn-${this.next++}`, type: body.type, name: body.name, ownerId: body.ownerId, repo: body.repo, branch: body.branch, rootDir: body.rootDir, autoDeploy: body.autoDeploy, serviceDetails: body.serviceDetails },
           Object.fromEntries((body.envVars ?? []).map((e: any) => [e.key, e.value])),
         );
-        return [201, { service, deployId: `dep-${this.next++}` }];
+        const deployId = `dep-${this.next++}`;
+        this.deploys.set(deployId, { id: deployId, serviceId: service.id, status: "build_in_progress", polls: 0, env: Object.fromEntries(this.envVars.get(service.id) ?? []) });
+        return [201, { service, deployId }];
       }
     }
     const service = this.services.get(id as string);
@@ -118,7 +141,28 @@ class FakeRender {
       }
       if (req.method === "DELETE") return env.delete(key) ? [204, undefined] : [404, { message: "env var not found" }];
     }
-    if (sub === "deploys" && req.method === "POST") return [201, { id: `dep-${this.next++}`, status: "created" }];
+    if (sub === "events" && req.method === "GET") {
+      // A run is still going at the first poll after it started, and has ended (as the test chose) by the next.
+      const visible = this.events.filter((e) => e.serviceId === service.id && e.type === url.searchParams.get("type"));
+      for (const r of this.pendingRuns.filter((p) => p.serviceId === service.id)) this.events.push({ id: `evt-${this.next++}`, serviceId: service.id, type: "cron_job_run_ended", timestamp: new Date().toISOString(), details: { cronJobRunId: r.runId, status: this.runOutcome } });
+      this.pendingRuns = this.pendingRuns.filter((p) => p.serviceId !== service.id);
+      return [200, this.page(visible, url.searchParams, (event, cursor) => ({ cursor, event }))];
+    }
+    if (sub === "deploys" && req.method === "POST") {
+      const deploy = { id: `dep-${this.next++}`, serviceId: service.id, status: "build_in_progress", polls: 0, env: Object.fromEntries(env) };
+      this.deploys.set(deploy.id, deploy);
+      return [201, { id: deploy.id, status: "created" }];
+    }
+    if (sub === "deploys" && key !== undefined && req.method === "GET") {
+      const deploy = this.deploys.get(key);
+      if (!deploy || deploy.serviceId !== service.id) return [404, { message: "deploy not found" }];
+      // Live on the second poll (or failed, when told so): what the service runs changes only then.
+      if (++deploy.polls >= 2 && deploy.status === "build_in_progress") {
+        deploy.status = this.failDeploys ? "build_failed" : "live";
+        if (deploy.status === "live") this.live.set(service.id, deploy.env);
+      }
+      return [200, { id: deploy.id, status: deploy.status }];
+    }
     return [405, { message: "unsupported" }];
   }
 
@@ -138,7 +182,7 @@ const inputs: CronJobInputs = {
   rootDir: "",
   schedule: "0 */6 * * *",
   buildCommand: "npm ci",
-  startCommand: "npm run backup -- trigger --agent-url http://app:8787",
+  startCommand: "npm run backup -- trigger --agent-url http://app:8788",
   autoDeploy: "yes",
   envVars: { BACKUP_AGENT_TOKEN: "agent-token-value" },
 };
@@ -146,7 +190,7 @@ const inputs: CronJobInputs = {
 const withProvider = (i: object) => ({ ...i, __provider: "exports.handler = ...serialized..." });
 
 const fake = new FakeRender();
-const saved = { key: process.env.RENDER_API_KEY, url: process.env.RENDER_API_URL, attempts: process.env.RENDER_MAX_ATTEMPTS };
+const saved = { key: process.env.RENDER_API_KEY, url: process.env.RENDER_API_URL, attempts: process.env.RENDER_MAX_ATTEMPTS, poll: process.env.RENDER_POLL_MS };
 
 beforeAll(async () => {
   await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve));
@@ -158,16 +202,24 @@ beforeEach(() => {
   process.env.RENDER_API_KEY = KEY;
   process.env.RENDER_API_URL = fake.url;
   process.env.RENDER_MAX_ATTEMPTS = "4";
+  process.env.RENDER_POLL_MS = "5";
   fake.requests = [];
   fake.services.clear();
   fake.envVars.clear();
   fake.throttle = 0;
   fake.retryAfter = "0";
   fake.throttleMethod = undefined;
+  fake.rateLimitReset = undefined;
   fake.next = 1;
+  fake.deploys.clear();
+  fake.live.clear();
+  fake.failDeploys = false;
+  fake.pendingRuns = [];
+  fake.events = [];
+  fake.runOutcome = "successful";
 });
 afterEach(() => {
-  for (const [name, value] of [["RENDER_API_KEY", saved.key], ["RENDER_API_URL", saved.url], ["RENDER_MAX_ATTEMPTS", saved.attempts]] as const) {
+  for (const [name, value] of [["RENDER_API_KEY", saved.key], ["RENDER_API_URL", saved.url], ["RENDER_MAX_ATTEMPTS", saved.attempts], ["RENDER_POLL_MS", saved.poll]] as const) {
     if (value === undefined) delete process.env[name];
     else process.env[name] = value;
   }
@@ -192,7 +244,7 @@ describe("Render cron job provider", () => {
         schedule: "0 */6 * * *",
         plan: "starter",
         region: "oregon",
-        envSpecificDetails: { buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://app:8787" },
+        envSpecificDetails: { buildCommand: "npm ci", startCommand: "npm run backup -- trigger --agent-url http://app:8788" },
       },
     });
     expect(result.id).toBe("crn-1");
@@ -219,7 +271,7 @@ describe("Render cron job provider", () => {
     for (let i = 0; i < 230; i++) env[`K${String(i).padStart(3, "0")}`] = `v${i}`;
     fake.addService({ id: "srv-app", type: "web_service", name: "app" }, env);
     const read = await serviceEnvVarsProvider.read!("srv-app/env-vars", { serviceId: "srv-app", envVars: { K000: "x", K229: "y", GONE: "z" } });
-    expect(read.props).toEqual({ serviceId: "srv-app", envVars: { K000: "v0", K229: "v229" } });
+    expect(read.props).toEqual({ serviceId: "srv-app", envVars: { K000: "v0", K229: "v229" }, keepPrevious: [] });
     const pages = fake.calls("GET", "/services/srv-app/env-vars");
     expect(pages.map((p) => p.query.get("cursor") !== null)).toEqual([false, true, true]);
     expect(pages.every((p) => p.query.get("limit") === "100")).toBe(true);
@@ -284,7 +336,8 @@ describe("Render cron job provider", () => {
     const started = Date.now();
     const result = await cronJobProvider.create!(withProvider(inputs));
     expect(result.id).toBe("crn-1");
-    expect(fake.requests.map((r) => r.method)).toEqual(["GET", "POST", "POST", "POST"]);
+    // The lookup, the throttled create, then waiting for the first deploy to be live.
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /v1/services", "POST /v1/services", "POST /v1/services", "POST /v1/services", "GET /v1/services/crn-1/deploys/dep-2", "GET /v1/services/crn-1/deploys/dep-2"]);
     expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
     expect(fake.services.size).toBe(1);
   });
@@ -333,7 +386,15 @@ describe("Render env vars on the existing app service", () => {
     expect(await serviceEnvVarsProvider.diff!("srv-app/env-vars", withProvider(first), withProvider(second))).toEqual({ changes: true, replaces: [] });
     expect(await serviceEnvVarsProvider.diff!("srv-app/env-vars", withProvider(first), withProvider({ ...first, serviceId: "srv-other" }))).toEqual({ changes: true, replaces: ["serviceId"] });
     await serviceEnvVarsProvider.update!("srv-app/env-vars", withProvider(first), withProvider(second));
-    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["PUT /v1/services/srv-app/env-vars/SERVER_BYPASS_TOKEN", "DELETE /v1/services/srv-app/env-vars/BACKUP_AGENT_TOKEN"]);
+    // Then deployed, and `up` waits until it is live: Render applies variables only on a deploy.
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      "PUT /v1/services/srv-app/env-vars/SERVER_BYPASS_TOKEN",
+      "DELETE /v1/services/srv-app/env-vars/BACKUP_AGENT_TOKEN",
+      "POST /v1/services/srv-app/deploys",
+      "GET /v1/services/srv-app/deploys/dep-2",
+      "GET /v1/services/srv-app/deploys/dep-2",
+    ]);
+    expect(fake.live.get("srv-app")).toEqual({ DATABASE_PATH: "/data/app.db", R2_WORKER_URL: "https://b.example.com", SERVER_BYPASS_TOKEN: "t2" });
     await serviceEnvVarsProvider.delete!("srv-app/env-vars", withProvider(second));
     expect(Object.fromEntries(fake.envVars.get("srv-app") ?? [])).toEqual({ DATABASE_PATH: "/data/app.db" });
     // Never the replace-all endpoint, which would delete the app's own variables.
@@ -345,9 +406,121 @@ describe("Render env vars on the existing app service", () => {
   });
 });
 
+describe("a token rotation, as `pulumi up` orders it (app service, cron jobs, cleanup)", () => {
+  /**
+   * The app service as Render runs it: an agent started with the env vars of the service's last LIVE
+   * deploy (not the variables merely set), answering the trigger the cron job runs with its own live env.
+   */
+  async function withApp<T>(fn: (trigger: (cronJobId: string) => Promise<number>) => Promise<T>): Promise<T> {
+    const app = createServer((req, res) => {
+      const env = fake.live.get("srv-app") ?? {};
+      const handler = createAgentHandler({
+        token: env.BACKUP_AGENT_TOKEN ?? "",
+        ...(env.BACKUP_AGENT_TOKEN_PREVIOUS ? { previousToken: env.BACKUP_AGENT_TOKEN_PREVIOUS } : {}),
+        run: async () => ({ kind: "full", id: "20260101T000000Z", manifestKey: "backups/full/20260101T000000Z/metadata.json", manifest: {} as never, warnings: [], durationMs: 1, storedBytes: 1 }) as never,
+      });
+      handler(req, res);
+    });
+    await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));
+    const agentUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+    const trigger = async (cronJobId: string) => {
+      const token = fake.live.get(cronJobId)?.BACKUP_AGENT_TOKEN ?? "";
+      return triggerBackup({ agentUrl, token, attempts: 1 }).then((o) => o.exitCode, (e: { exitCode?: number; kind?: string }) => (e.kind === "auth" ? 4 : 1));
+    };
+    try {
+      return await fn(trigger);
+    } finally {
+      await new Promise((resolve) => app.close(resolve));
+    }
+  }
+
+  it("ends with the app service redeployed and a trigger that succeeds with the new token; the old one is refused", async () => {
+    fake.addService({ id: "srv-app", type: "web_service", name: "app" }, { DATABASE_PATH: "/data/app.db" });
+    fake.live.set("srv-app", { DATABASE_PATH: "/data/app.db" });
+    const env = (token: string) => ({ serviceId: "srv-app", envVars: { R2_WORKER_URL: "https://b.example.com", BACKUP_AGENT_TOKEN: token }, keepPrevious: ["BACKUP_AGENT_TOKEN"] });
+    const job = (token: string) => ({ ...inputs, envVars: { BACKUP_AGENT_TOKEN: token } });
+    const cleanup = (token: string) => ({ serviceId: "srv-app", keys: ["BACKUP_AGENT_TOKEN_PREVIOUS"], generation: token });
+
+    await withApp(async (trigger) => {
+      // The first `up`: app env (deployed), cron job (deployed), cleanup (nothing to remove).
+      await serviceEnvVarsProvider.create!(withProvider(env("old-token")));
+      const { id } = await cronJobProvider.create!(withProvider(job("old-token")));
+      await rotationCleanupProvider.create!(withProvider(cleanup("old-token")));
+      expect(await trigger(id)).toBe(0);
+
+      // `pulumi config set --secret agentToken ... && pulumi up`, step by step in the engine's order.
+      fake.requests = [];
+      await serviceEnvVarsProvider.update!("srv-app/env-vars", withProvider(env("old-token")), withProvider(env("new-token")));
+      expect(fake.live.get("srv-app")).toMatchObject({ BACKUP_AGENT_TOKEN: "new-token", BACKUP_AGENT_TOKEN_PREVIOUS: "old-token" });
+      // The cron job still runs its old deploy: the agent accepts the old token during the switch.
+      expect(fake.live.get(id)?.BACKUP_AGENT_TOKEN).toBe("old-token");
+      expect(await trigger(id)).toBe(0);
+
+      await cronJobProvider.update!(id, withProvider(job("old-token")), withProvider(job("new-token")));
+      expect(fake.live.get(id)?.BACKUP_AGENT_TOKEN).toBe("new-token");
+      expect(await trigger(id)).toBe(0);
+
+      expect((await rotationCleanupProvider.diff!("srv-app/rotation", withProvider(cleanup("old-token")), withProvider(cleanup("new-token")))).changes).toBe(true);
+      await rotationCleanupProvider.update!("srv-app/rotation", withProvider(cleanup("old-token")), withProvider(cleanup("new-token")));
+      expect(fake.live.get("srv-app")).toEqual({ DATABASE_PATH: "/data/app.db", R2_WORKER_URL: "https://b.example.com", BACKUP_AGENT_TOKEN: "new-token" });
+      expect(await trigger(id)).toBe(0);
+
+      // The app service was deployed twice (new token, then without the old one), each waited for.
+      expect(fake.calls("POST", "/services/srv-app/deploys")).toHaveLength(2);
+      // And the old token no longer starts a backup.
+      fake.live.set(id, { BACKUP_AGENT_TOKEN: "old-token" });
+      expect(await trigger(id)).toBe(4);
+    });
+  });
+
+  it("fails `up` when the app service's deploy fails, naming the service, instead of moving on to the cron jobs", async () => {
+    fake.addService({ id: "srv-app", type: "web_service", name: "app" });
+    fake.failDeploys = true;
+    await expect(serviceEnvVarsProvider.create!(withProvider({ serviceId: "srv-app", envVars: { A: "1" }, keepPrevious: [] }))).rejects.toThrow(/deploy render service 'srv-app' \(the agent's variables\): deploy 'dep-1' ended 'build_failed'/);
+  });
+
+  it("waits for Ratelimit-Reset on a 429 without Retry-After", async () => {
+    fake.throttle = 1;
+    fake.retryAfter = "";
+    fake.rateLimitReset = "1";
+    const started = Date.now();
+    await cronJobProvider.create!(withProvider(inputs));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(resetAsRetryAfter("30")).toBe("30");
+    expect(Number(resetAsRetryAfter(String(Math.floor(Date.now() / 1000) + 20)))).toBeGreaterThan(18);
+    expect(resetAsRetryAfter(undefined)).toBeUndefined();
+    expect(resetAsRetryAfter("soon")).toBeUndefined();
+  });
+});
+
+describe("the first run of a cron job (the deploy's first backup and drill)", () => {
+  it("triggers one run and waits for its cron_job_run_ended event", async () => {
+    fake.addService({ id: "crn-other", type: "cron_job", name: "other" });
+    const { id } = await cronJobProvider.create!(withProvider(inputs));
+    fake.requests = [];
+    const result = await cronJobRunProvider.create!(withProvider({ serviceId: id, purpose: "the first backup" }));
+    expect(result.outs).toMatchObject({ serviceId: id, runId: result.id });
+    expect(fake.calls("POST", "/cron-jobs")).toHaveLength(1);
+    expect(fake.calls("POST", `/cron-jobs/${id}/runs`)).toHaveLength(1);
+    const polls = fake.calls("GET", `/services/${id}/events`);
+    expect(polls.length).toBeGreaterThanOrEqual(2);
+    expect(polls[0]?.query.get("type")).toBe("cron_job_run_ended");
+  });
+
+  it("fails `up` when the run fails, naming the job and what the run was for; later updates never run it again", async () => {
+    const { id } = await cronJobProvider.create!(withProvider(inputs));
+    fake.runOutcome = "unsuccessful";
+    await expect(cronJobRunProvider.create!(withProvider({ serviceId: id, purpose: "the first backup" }))).rejects.toThrow(new RegExp(`run render cron job '${id}' \\(the first backup\\): run 'run-\\d+' ended 'unsuccessful'`));
+    fake.requests = [];
+    await cronJobRunProvider.update!("run-1", withProvider({ serviceId: id, purpose: "a", runId: "run-1" }), withProvider({ serviceId: id, purpose: "b" }));
+    expect(fake.requests).toHaveLength(0);
+    expect(await cronJobRunProvider.diff!("run-1", { serviceId: id, purpose: "a" }, { serviceId: "crn-new", purpose: "a" })).toMatchObject({ replaces: ["serviceId"] });
+  });
+});
+
 describe("serialized provider", () => {
   it("holds no API key, and works on its own (as the engine runs it) against the fake", async () => {
-    for (const provider of [cronJobProvider, serviceEnvVarsProvider]) {
+    for (const provider of [cronJobProvider, serviceEnvVarsProvider, rotationCleanupProvider, cronJobRunProvider]) {
       const sf = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
       expect(sf.text).not.toContain(KEY);
       expect(sf.text).not.toContain("rnd_");
@@ -361,5 +534,39 @@ describe("serialized provider", () => {
     const result = await revived.create!(withProvider(inputs));
     expect(result.id).toBe("crn-1");
     expect(fake.calls("POST", "/services")).toHaveLength(1);
+  });
+});
+
+describe("the workers.dev subdomain lookup (a local stand-in for api.cloudflare.com)", () => {
+  it("reads GET /accounts/{id}/workers/subdomain with the provider's token, and says what to do when there is none", async () => {
+    const { workersSubdomainProvider } = await import("../../infra/workers-subdomain.ts");
+    const seen: { path: string; auth: string | undefined }[] = [];
+    let answer: [number, unknown] = [200, { success: true, result: { subdomain: "acme" } }];
+    const cf = createServer((req, res) => {
+      seen.push({ path: req.url ?? "", auth: req.headers.authorization });
+      res.writeHead(answer[0], { "content-type": "application/json" });
+      res.end(JSON.stringify(answer[1]));
+    });
+    await new Promise<void>((resolve) => cf.listen(0, "127.0.0.1", resolve));
+    const saved = { token: process.env.CLOUDFLARE_API_TOKEN, url: process.env.CLOUDFLARE_API_URL };
+    process.env.CLOUDFLARE_API_TOKEN = "cf-token";
+    process.env.CLOUDFLARE_API_URL = `http://127.0.0.1:${(cf.address() as AddressInfo).port}/client/v4`;
+    try {
+      const created = await workersSubdomainProvider.create!({ accountId: "acc1", __provider: "x" });
+      expect(created.outs).toEqual({ accountId: "acc1", subdomain: "acme" });
+      expect(seen).toEqual([{ path: "/client/v4/accounts/acc1/workers/subdomain", auth: "Bearer cf-token" }]);
+      answer = [404, { success: false, errors: [{ code: 10007, message: "not found" }] }];
+      await expect(workersSubdomainProvider.read!("acc1", { accountId: "acc1" })).rejects.toThrow(/account 'acc1': the account has no workers.dev subdomain yet/);
+      answer = [403, { success: false, errors: [{ code: 10000, message: "Authentication error" }] }];
+      await expect(workersSubdomainProvider.create!({ accountId: "acc1" })).rejects.toThrow(/403 Authentication error \(the token needs Workers Scripts Read/);
+      const sf = await pulumi.runtime.serializeFunction(() => workersSubdomainProvider, { allowSecrets: true });
+      expect(sf.text).not.toContain("cf-token");
+    } finally {
+      for (const [k, v] of [["CLOUDFLARE_API_TOKEN", saved.token], ["CLOUDFLARE_API_URL", saved.url]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await new Promise((resolve) => cf.close(resolve));
+    }
   });
 });

@@ -34,7 +34,7 @@ describe("snapshot and check", () => {
     expect(pages).toBe(info.pageCount);
     expect(info.sizeBytes).toBe(info.pageCount * info.pageSize);
     expect(info.tables).toEqual({ eventlog: 1234, documents: 3 });
-    expect(info.watermarks).toEqual([{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [1234, 0] }]);
+    expect(info.watermarks).toEqual([{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [1234, 0], count: 1234 }]);
   });
 
   it("a truncated copy fails the check as an integrity error (exit 8)", async () => {
@@ -78,7 +78,7 @@ describe("change export", () => {
     let text = "";
     for await (const t of ex.lines) text += t;
     expect(decodeChanges(Buffer.from(text)).map((c) => c.row.seqNumGlobal)).toEqual([8, 9, 10]);
-    expect(ex.result()).toEqual({ changes: { "s/eventlog": 3 }, to: [{ source: "s", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [10, 0] }] });
+    expect(ex.result()).toEqual({ changes: { "s/eventlog": 3 }, to: [{ source: "s", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [10, 0], count: 10 }] });
   });
 });
 

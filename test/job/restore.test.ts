@@ -104,7 +104,7 @@ describe("restore latest", () => {
     const to = join(t.dir, "live.db");
     appendDemoEvents(to, 10, 99);
     const live = new DatabaseSync(to);
-    live.exec("PRAGMA wal_autocheckpoint = 0; INSERT INTO documents VALUES ('x', 'x', 'x', 'x')");
+    live.exec("PRAGMA wal_autocheckpoint = 0; INSERT INTO __livestore_sync_status VALUES (99, 'x')");
     live.close(); // closing checkpoints; re-create sidecars to prove they are removed
     await writeFile(`${to}-wal`, "stale wal");
     await writeFile(`${to}-shm`, "stale shm");

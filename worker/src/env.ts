@@ -7,7 +7,7 @@ export interface Env {
   // Bindings
   /** The backup bucket. */
   BACKUP_BUCKET: R2Bucket;
-  /** A second bucket in another location; when bound, the scheduled handler fills it (DESIGN.md fact 4). */
+  /** A second bucket in another location; when bound, the scheduled handler fills it (docs/design.md fact 4). */
   BACKUP_REPLICA_BUCKET?: R2Bucket;
 
   // Secrets

@@ -3,7 +3,7 @@ import { HttpError } from "./errors.ts";
 
 /**
  * The declared body length of a request. Required because R2 streams only bodies of known length and
- * because the request cap (413) must be enforced before a byte is read (DESIGN.md fact 2).
+ * because the request cap (413) must be enforced before a byte is read (docs/design.md fact 2).
  */
 export function requireContentLength(request: Request, max: number, operation: string, hint: string): number {
   const header = request.headers.get("Content-Length");

@@ -2,7 +2,7 @@ import type { Env } from "./env.ts";
 import { handleRequest } from "./routes.ts";
 import { runScheduled } from "./scheduled.ts";
 
-/** The Worker: the API of DESIGN.md on fetch, the freshness check and replica copy on the cron trigger. */
+/** The Worker: the API of docs/design.md on fetch, the freshness check and replica copy on the cron trigger. */
 export default {
   fetch(request, env) {
     return handleRequest(request, env);

@@ -9,7 +9,7 @@ import { contentSha256, countedBody, readLimited, requireContentLength, resolveR
 import { assertWritable, describeObject, listObjects, putObject, r2Call, r2UploadCall, readWindowBytes, resumeUpload, storedSha256, windowedBody } from "./r2.ts";
 import { backupStatus } from "./scheduled.ts";
 
-/** The Worker API of DESIGN.md; every failure leaves through the one error handler as JSON. */
+/** The Worker API of docs/design.md; every failure leaves through the one error handler as JSON. */
 export async function handleRequest(request: Request, env: Env): Promise<Response> {
   try {
     return await route(request, env);
@@ -230,7 +230,7 @@ async function list(url: URL, env: Env): Promise<Response> {
 
 async function formUpload(request: Request, env: Env): Promise<Response> {
   const operation = "upload backup form";
-  // formData() buffers the whole body: refuse big ones before reading a byte (DESIGN.md fact 2).
+  // formData() buffers the whole body: refuse big ones before reading a byte (docs/design.md fact 2).
   requireContentLength(request, MAX_FORM_UPLOAD_BYTES, operation, `use PUT ${PATHS.backups}/<key> or a multipart upload for larger files`);
   const type = request.headers.get("Content-Type") ?? "";
   if (!/^multipart\/form-data/i.test(type)) {
