@@ -76,8 +76,9 @@ describe("signals", () => {
       expect(out.code, out.stderr).toBe(130);
       expect(out.stderr).toMatch(/SIGINT: stopping 'restore'/);
       expect(out.stderr).toMatch(/stopped by a signal/);
-      // It stopped itself (the 2 s guard would have left the temporary file).
-      expect(out.ms).toBeLessThan(1800);
+      // It stopped itself: the 2 s guard would have left the temporary file (checked below); the margin
+      // over 2 s is for a loaded machine's process exit.
+      expect(out.ms).toBeLessThan(3000);
       expect(readdirSync(t.dir).filter((f) => f.includes(".restore-"))).toEqual([]);
       expect(existsSync(to)).toBe(false);
     } finally {
@@ -97,7 +98,7 @@ describe("signals", () => {
       const out = await stop(run, "SIGTERM");
       expect(out.code, out.stderr).toBe(143);
       expect(out.stderr).toMatch(/SIGTERM: stopping 'run'/);
-      expect(out.ms).toBeLessThan(1800);
+      expect(out.ms).toBeLessThan(3000);
       const keys = (await t.bucket.store.listAll("backups/")).map((o) => o.key);
       expect(keys.filter((k) => k.endsWith("metadata.json"))).toEqual([]);
       expect(readdirSync(tmp).filter((f) => f.startsWith("r2backup-work-") || f.endsWith(".lock"))).toEqual([]);
