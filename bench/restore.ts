@@ -26,7 +26,7 @@ export interface BenchRestoreOptions {
   runs?: number;
   /** The restore's check before the rename (default integrity, as `r2backup restore` does). */
   check?: "integrity" | "quick";
-  /** Also measure `--check quick` (default: when `check` is integrity). */
+  /** Also measure `--integrity quick` (default: when `check` is integrity). */
   alsoQuick?: boolean;
 }
 
@@ -66,13 +66,13 @@ export async function benchRestore(options: BenchRestoreOptions): Promise<Record
         baseline.push(m);
       },
       restore: async () => {
-        const m = await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--check", check, "--json"], { env });
+        const m = await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--integrity", check === "integrity" ? "full" : "quick", "--json"], { env });
         assertOk("r2backup restore", m);
         restored.push(m);
       },
       restoreQuick: async () => {
-        const m = await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--check", "quick", "--json"], { env });
-        assertOk("r2backup restore --check quick", m);
+        const m = await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--integrity", "quick", "--json"], { env });
+        assertOk("r2backup restore --integrity quick", m);
         restoredQuick.push(m);
       },
     };
@@ -87,7 +87,7 @@ export async function benchRestore(options: BenchRestoreOptions): Promise<Record
     await clean();
     const baseMs = median(baseline.map((m) => m.ms));
     const row = (ms: Measured[], c: string) => ({
-      command: `r2backup restore --to f --at ${b.id} --check ${c}`,
+      command: `r2backup restore --to f --at ${b.id} --integrity ${c === "integrity" ? "full" : "quick"}`,
       medianMs: Math.round(median(ms.map((m) => m.ms))),
       runsMs: ms.map((m) => Math.round(m.ms)),
       peakRssMiB: round(Math.max(...ms.map((m) => m.peakRssMiB))),

@@ -1,6 +1,7 @@
 import { commands } from "./commands/index.ts";
 import { loggerFor, type Io } from "./config.ts";
-import { EXIT, JobError, exitCodeOf } from "./errors.ts";
+import { EXIT, JobError, toJobError } from "./errors.ts";
+import { addSecretsFromEnv, redactingWriter } from "./log.ts";
 
 /**
  * The `r2backup` CLI: `main(argv)` dispatches to a command of `commands/index.ts` and returns the exit code;
@@ -14,11 +15,12 @@ const EXIT_HELP: Record<keyof typeof EXIT, string> = {
   database: "the database is missing, unreadable or not SQLite",
   auth: "the Worker or the agent rejected the token",
   unreachable: "the Worker or the agent could not be reached, after retries",
-  diskFull: "the temporary disk is full (--tmp-dir)",
+  diskFull: "a disk is full: the temporary disk (--tmp-dir), or the target's for restore",
   busy: "another backup is already running",
   integrity: "a checksum or integrity check failed",
   notFound: "no backup matches (e.g. an incremental without a full backup)",
   targetExists: "the restore target exists (use --force)",
+  interrupted: "stopped by SIGINT (130) or SIGTERM (143)",
 };
 
 /** The top-level help: commands and exit codes. */
@@ -45,10 +47,13 @@ export function helpText(): string {
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
+  const env = io?.env ?? process.env;
+  // Every secret of the environment is masked in everything the CLI writes, whatever echoed it.
+  addSecretsFromEnv(env);
   const full: Io = {
-    stdout: io?.stdout ?? process.stdout,
-    stderr: io?.stderr ?? process.stderr,
-    env: io?.env ?? process.env,
+    stdout: redactingWriter(io?.stdout ?? process.stdout),
+    stderr: redactingWriter(io?.stderr ?? process.stderr),
+    env,
     ...(io?.signal ? { signal: io.signal } : {}),
   };
   const logger = loggerFor(full);
@@ -63,15 +68,15 @@ export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
   }
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
-    full.stderr.write(`r2backup: unknown command '${name}' (commands: ${Object.keys(commands).join(", ")}; see r2backup --help)\n`);
-    return EXIT.usage;
+    const error = new JobError("usage", `run command '${name}': unknown command`, { hint: `commands: ${Object.keys(commands).join(", ")}; see r2backup --help` });
+    logger.error(error.message, { exitCode: error.exitCode, kind: error.kind });
+    return error.exitCode;
   }
   try {
     return await command.run(rest, { io: full, env: full.env, logger });
   } catch (e) {
-    const code = exitCodeOf(e);
-    const message = e instanceof JobError || code !== EXIT.failed ? (e as Error).message : `${(e as Error)?.stack ?? String(e)}`;
-    logger.error(`${name}: ${message}`, { exitCode: code, ...(e instanceof JobError ? { kind: e.kind } : {}) });
-    return code;
+    const error = toJobError(e, name);
+    logger.error(`${name}: ${error.message}`, { exitCode: error.exitCode, kind: error.kind });
+    return error.exitCode;
   }
 }

@@ -1,6 +1,9 @@
+import { mkdir, mkdtemp, rmdir, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { JobError } from "./errors.ts";
-import { createLogger, type Logger, type Writer } from "./log.ts";
+import { addSecret, createLogger, type Logger, type Writer } from "./log.ts";
 import { HttpStore } from "./store/http-store.ts";
 
 /**
@@ -12,7 +15,7 @@ export interface Io {
   stdout: Writer;
   stderr: Writer;
   env: Record<string, string | undefined>;
-  /** Aborted on SIGINT/SIGTERM by the bin file; long-running commands (agent) stop on it. */
+  /** Aborted on SIGINT/SIGTERM by the bin file: the store stops every request on it, the agent its server. */
   signal?: AbortSignal;
 }
 
@@ -43,12 +46,64 @@ export const COMMON_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsOptionsConfig;
 
-export const WORKER_USAGE = `Worker:
-  --worker-url <url>    the backup Worker (env R2_WORKER_URL)
-  --token <token>       its token (env SERVER_BYPASS_TOKEN; prefer the env: flags show in ps)
-  --retries <n>         attempts per request on network errors and 5xx (default 5)
-  --backoff-ms <ms>     first retry delay, doubled each time (default 250)
-  --timeout-ms <ms>     per-request timeout (default 300000)`;
+/** The help of one flag: `--help` is generated from these and the defaults the code itself uses. */
+export interface FlagHelp {
+  /** The argument's placeholder, e.g. `<url>` or `full|quick` (none for a boolean). */
+  arg?: string;
+  text: string;
+  env?: string;
+  fallback?: string | number;
+}
+
+/**
+ * The help lines of a set of flags, in the options' order. Typed so that every flag has its help: a flag
+ * added without one does not compile, and a default is written once, where the code reads it.
+ */
+export function usageOf<T extends ParseArgsOptionsConfig>(options: T, help: { [K in keyof T]: FlagHelp }): string {
+  return Object.keys(options)
+    .map((name) => {
+      const h = help[name as keyof T];
+      const flag = `  --${name}${h.arg ? ` ${h.arg}` : ""}`;
+      const extra = [h.env ? `env ${h.env}` : "", h.fallback !== undefined ? `default ${h.fallback}` : ""].filter(Boolean).join("; ");
+      return wrap(`${h.text}${extra ? ` (${extra})` : ""}`, flag);
+    })
+    .join("\n");
+}
+
+const HELP_INDENT = 28;
+const HELP_WIDTH = 110;
+
+/** A flag and its text, the text wrapped at word boundaries in a column of its own. */
+function wrap(text: string, flag: string): string {
+  const lines: string[] = [];
+  let line = flag.length >= HELP_INDENT ? `${flag}\n${" ".repeat(HELP_INDENT)}` : flag.padEnd(HELP_INDENT);
+  let width = line.length - line.lastIndexOf("\n") - 1;
+  for (const word of text.split(" ")) {
+    if (width > HELP_INDENT && width + 1 + word.length > HELP_WIDTH) {
+      lines.push(line);
+      line = " ".repeat(HELP_INDENT);
+      width = HELP_INDENT;
+    }
+    line += width > HELP_INDENT ? ` ${word}` : word;
+    width += (width > HELP_INDENT ? 1 : 0) + word.length;
+  }
+  lines.push(line);
+  return lines.join("\n");
+}
+
+/** Retries after the first attempt of a request to the Worker (--retries), and the waits between them. */
+export const DEFAULT_RETRIES = 4;
+export const DEFAULT_BACKOFF_MS = 250;
+/** Per-request timeout: a 95 MiB part on a slow link. */
+export const DEFAULT_TIMEOUT_MS = 300_000;
+
+export const WORKER_USAGE = `Worker:\n${usageOf(WORKER_OPTIONS, {
+  "worker-url": { arg: "<url>", text: "the backup Worker", env: "R2_WORKER_URL" },
+  token: { arg: "<token>", text: "its token (prefer the env: flags show in ps)", env: "SERVER_BYPASS_TOKEN" },
+  retries: { arg: "<n>", text: "retries after a request's first attempt, on network errors, 5xx and answers cut off mid-body", env: "R2BACKUP_RETRIES", fallback: DEFAULT_RETRIES },
+  "backoff-ms": { arg: "<ms>", text: "first retry delay, doubled each time", env: "R2BACKUP_BACKOFF_MS", fallback: DEFAULT_BACKOFF_MS },
+  "timeout-ms": { arg: "<ms>", text: "per-request timeout", fallback: DEFAULT_TIMEOUT_MS },
+})}`;
 
 /** parseArgs in strict mode; unknown flags and missing values become usage errors. */
 export function parseFlags<T extends ParseArgsOptionsConfig>(args: string[], options: T, command: string) {
@@ -68,17 +123,20 @@ export function intFlag(value: string | undefined, name: string, fallback: numbe
 }
 
 /** The Worker store from flags, then environment. Never logs the token. */
-export function storeFromFlags(values: { "worker-url"?: string; token?: string; retries?: string; "backoff-ms"?: string; "timeout-ms"?: string }, env: Record<string, string | undefined>, logger?: Logger): HttpStore {
+export function storeFromFlags(values: { "worker-url"?: string; token?: string; retries?: string; "backoff-ms"?: string; "timeout-ms"?: string }, env: Record<string, string | undefined>, logger?: Logger, signal?: AbortSignal): HttpStore {
   const url = values["worker-url"] ?? env.R2_WORKER_URL;
   const token = values.token ?? env.SERVER_BYPASS_TOKEN;
   if (!url) throw new JobError("usage", "configure worker url: none given", { hint: "set R2_WORKER_URL or pass --worker-url https://<your worker>" });
   if (!token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN (the Worker's job token)" });
+  addSecret(token);
   return new HttpStore({
     url,
     token,
-    attempts: intFlag(values.retries ?? env.R2BACKUP_RETRIES, "retries", 5, 1),
-    backoffMs: intFlag(values["backoff-ms"] ?? env.R2BACKUP_BACKOFF_MS, "backoff-ms", 250),
-    timeoutMs: intFlag(values["timeout-ms"], "timeout-ms", 300_000, 1),
+    // --retries counts retries, as trigger's does: --retries 0 is one attempt.
+    attempts: intFlag(values.retries ?? env.R2BACKUP_RETRIES, "retries", DEFAULT_RETRIES, 0) + 1,
+    backoffMs: intFlag(values["backoff-ms"] ?? env.R2BACKUP_BACKOFF_MS, "backoff-ms", DEFAULT_BACKOFF_MS),
+    timeoutMs: intFlag(values["timeout-ms"], "timeout-ms", DEFAULT_TIMEOUT_MS, 1),
+    ...(signal ? { signal } : {}),
     ...(logger ? { onRetry: (r) => logger.warn(`retrying ${r.operation} (attempt ${r.attempt} failed: ${r.reason})`, { delayMs: r.delayMs }) } : {}),
   });
 }
@@ -86,4 +144,40 @@ export function storeFromFlags(values: { "worker-url"?: string; token?: string; 
 /** The logger of a CLI run: JSON lines unless stderr is a terminal. */
 export function loggerFor(io: Io): Logger {
   return createLogger(io.stderr);
+}
+
+/**
+ * Makes sure the temporary directory exists and can be written, before any work: a clear usage error
+ * (exit 2) instead of a stack trace later. Missing levels are created one at a time: Node's recursive
+ * mkdir never returns under /proc (it retries without end).
+ */
+export async function prepareTmpDir(dir: string | undefined): Promise<void> {
+  const abs = resolve(dir ?? tmpdir());
+  const fail = (reason: string) =>
+    new JobError("usage", `prepare temporary directory '${abs}': ${reason}`, { hint: "pass --tmp-dir <a writable directory> or set BACKUP_TMP_DIR" });
+  const missing: string[] = [];
+  for (let at = abs; ; ) {
+    const st = await stat(at).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return undefined;
+      throw fail(`cannot inspect '${at}' (${e.code ?? e.message})`);
+    });
+    if (st) {
+      if (!st.isDirectory()) throw fail(`'${at}' is not a directory`);
+      break;
+    }
+    missing.unshift(at);
+    const parent = dirname(at);
+    if (parent === at) break;
+    at = parent;
+  }
+  for (const level of missing) {
+    await mkdir(level).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw fail(`cannot create '${level}' (${e.code ?? e.message})`);
+    });
+  }
+  try {
+    await rmdir(await mkdtemp(join(abs, ".r2backup-probe-")));
+  } catch (e) {
+    throw fail(`it cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
 }

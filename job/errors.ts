@@ -24,6 +24,8 @@ export const EXIT = {
   notFound: 9,
   /** The restore target exists and --force was not given. */
   targetExists: 10,
+  /** Stopped by SIGINT (130; the process exits 143 for SIGTERM): temporary files removed, nothing complete-looking left. */
+  interrupted: 130,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -52,11 +54,45 @@ export function exitCodeOf(error: unknown): ExitCode {
   return EXIT.failed;
 }
 
-/** True for a full disk (ENOSPC, or EDQUOT) anywhere in the cause chain. */
+/** SQLite's SQLITE_FULL: node:sqlite reports a full disk as `errcode` 13, not as ENOSPC. */
+const SQLITE_FULL = 13;
+
+/** True for a full disk (ENOSPC, EDQUOT, or SQLite's SQLITE_FULL) anywhere in the cause chain. */
 export function isNoSpace(error: unknown): boolean {
   for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {
-    const code = (e as { code?: unknown }).code;
+    const { code, errcode } = e as { code?: unknown; errcode?: unknown };
     if (code === "ENOSPC" || code === "EDQUOT") return true;
+    if (code === "ERR_SQLITE_ERROR" && typeof errcode === "number" && (errcode & 0xff) === SQLITE_FULL) return true;
   }
   return false;
+}
+
+const NOT_WRITABLE: Record<string, string> = { EROFS: "the filesystem is read-only", EACCES: "permission denied", EPERM: "operation not permitted" };
+
+/**
+ * Any failure as a JobError with its exit code and a hint that fits the command: a full disk (6) names the
+ * disk the command writes to (`restore` writes beside its target, the others in --tmp-dir), a path that
+ * cannot be written (2) names the path. Anything else stays `failed` (1) and keeps its stack for the log.
+ */
+export function toJobError(error: unknown, command: string): JobError {
+  if (error instanceof JobError) return error;
+  if (isAbort(error)) return new JobError("interrupted", `${command}: stopped by a signal`, { hint: "nothing complete-looking was left; run it again", cause: error });
+  const e = error as NodeJS.ErrnoException | undefined;
+  const reason = e?.message ?? String(error);
+  if (isNoSpace(error)) {
+    const hint = command === "restore" ? "free space on the target's filesystem: the restore writes its temporary file beside --to" : "free space or point --tmp-dir at a larger disk";
+    return new JobError("diskFull", `${command}: a disk is full (${reason})`, { hint, cause: error });
+  }
+  const why = e?.code ? NOT_WRITABLE[e.code] : undefined;
+  if (why && e?.path) {
+    const hint = command === "restore" ? "restore to a writable path (--to), or run as a user that may write there" : "choose a writable directory (--tmp-dir or BACKUP_TMP_DIR), or run as a user that may write there";
+    return new JobError("usage", `${command}: write '${e.path}': ${why}`, { hint, cause: error });
+  }
+  return new JobError("failed", e?.stack ?? reason, { cause: error });
+}
+
+/** True for an AbortSignal's rejection (SIGINT/SIGTERM reach the job through one). */
+export function isAbort(error: unknown): boolean {
+  const name = (error as { name?: unknown } | undefined)?.name;
+  return name === "AbortError" || (error as { code?: unknown } | undefined)?.code === "ABORT_ERR";
 }

@@ -110,7 +110,7 @@ export async function postWebhook(url: string, payload: WebhookPayload, options:
       const res = await fetch(url, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ ...payload, ...(payload.error ? { error: { ...payload.error, message: redact(payload.error.message) } } : {}) }),
+        body: redact(JSON.stringify(payload)),
         signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
       });
       await res.body?.cancel();
@@ -122,5 +122,5 @@ export async function postWebhook(url: string, payload: WebhookPayload, options:
     }
     if (i < attempts) await sleep(500 * i);
   }
-  throw new Error(`notify webhook '${new URL(url).host}': failed (${last})`);
+  throw new Error(`notify webhook '${new URL(url).host}': failed (${redact(last)})`);
 }

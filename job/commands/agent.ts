@@ -1,9 +1,9 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import { backup, type BackupKind, type BackupResult } from "../backup.ts";
-import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, type Command } from "../config.ts";
-import { EXIT, JobError, exitCodeOf } from "../errors.ts";
-import type { BackupEvent } from "../log.ts";
+import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, usageOf, type Command } from "../config.ts";
+import { EXIT, JobError, toJobError } from "../errors.ts";
+import { addSecret, redact, type BackupEvent } from "../log.ts";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupOptionsFromFlags } from "./run.ts";
 
 /**
@@ -39,21 +39,80 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readBody(req: IncomingMessage, max = 64 * 1024): Promise<string> {
-  let text = "";
-  for await (const chunk of req) {
-    text += chunk;
-    if (text.length > max) throw new Error("body too large");
+/** A request the agent refuses before it takes the lock: its status and the API's JSON error. */
+class AgentRequestError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
   }
-  return text;
 }
 
-/** The agent's request handler: one backup at a time, progress streamed as NDJSON. */
-export function createAgentHandler(options: { token: string; previousToken?: string; run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult> }): RequestListener & { running(): boolean } {
+const KINDS = new Set(["full", "incremental", "auto"]);
+const MAX_REQUEST_BODY_BYTES = 64 * 1024;
+
+/**
+ * Reads and checks `POST /backup` within `timeoutMs` and 64 KiB: the kind from `?kind=` or the JSON body
+ * (`{}` or `{"kind": ...}`; both must agree), `auto` when neither says. Done before the lock is taken, so a
+ * slow or malformed client never holds it.
+ */
+async function readBackupRequest(req: IncomingMessage, url: URL, timeoutMs: number): Promise<BackupKind> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new AgentRequestError(408, "request_timeout", `POST /backup: the request body did not arrive within ${timeoutMs} ms`)), timeoutMs);
+  });
+  const read = (async () => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.byteLength;
+      if (size > MAX_REQUEST_BODY_BYTES) throw new AgentRequestError(413, "payload_too_large", `POST /backup: the body is over ${MAX_REQUEST_BODY_BYTES} bytes (expected {"kind": "full" | "incremental" | "auto"})`);
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  })();
+  let text: string;
+  try {
+    text = await Promise.race([read, timeout]);
+  } finally {
+    clearTimeout(timer);
+    read.catch(() => undefined);
+  }
+  const bad = (reason: string) => new AgentRequestError(400, "bad_request", `POST /backup: ${reason}`);
+  let bodyKind: unknown;
+  if (text.trim()) {
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw bad(`the body is not JSON (expected {"kind": "full" | "incremental" | "auto"} or nothing)`);
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) throw bad(`the body is ${body === null ? "null" : Array.isArray(body) ? "an array" : `a ${typeof body}`}, expected an object like {"kind": "full"}`);
+    bodyKind = (body as { kind?: unknown }).kind;
+  }
+  const queryKind = url.searchParams.get("kind") ?? undefined;
+  for (const k of [queryKind, bodyKind]) {
+    if (k !== undefined && !(typeof k === "string" && KINDS.has(k))) throw bad(`kind '${String(k).slice(0, 40)}' is not full, incremental or auto`);
+  }
+  if (queryKind !== undefined && bodyKind !== undefined && queryKind !== bodyKind) throw bad(`?kind=${queryKind} and the body's kind '${String(bodyKind)}' disagree`);
+  return ((queryKind ?? bodyKind) as BackupKind | undefined) ?? "auto";
+}
+
+/**
+ * The agent's request handler: one backup at a time, progress streamed as NDJSON. The request is
+ * authenticated, read and checked (within `requestTimeoutMs`, default 10 s) before the lock is taken.
+ */
+export function createAgentHandler(options: { token: string; previousToken?: string; requestTimeoutMs?: number; run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult> }): RequestListener & { running(): boolean } {
   if (!options.token) throw new JobError("usage", "start agent: no token", { hint: "set BACKUP_AGENT_TOKEN (a secret only the agent and the trigger know)" });
+  addSecret(options.token);
+  addSecret(options.previousToken);
+  const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
   let running = false;
   const handler = (async (req: IncomingMessage, res: ServerResponse) => {
-    const path = new URL(req.url ?? "/", "http://agent").pathname;
+    const url = new URL(req.url ?? "/", "http://agent");
+    const path = url.pathname;
     try {
       if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return sendJson(res, 200, { ok: true, running });
       if (path !== "/backup") return sendJson(res, 404, { error: "not_found", message: `request '${path}': not found (POST /backup, GET /health)` });
@@ -62,21 +121,23 @@ export function createAgentHandler(options: { token: string; previousToken?: str
       // yet redeployed keeps working; the deploy removes the old one once every trigger has the new one.
       const given = bearer(req);
       if (!tokenMatches(given, options.token) && !(options.previousToken && tokenMatches(given, options.previousToken))) return sendJson(res, 401, { error: "unauthorized", message: "POST /backup: missing or wrong agent token (BACKUP_AGENT_TOKEN)" });
+      let kind: BackupKind;
+      try {
+        kind = await readBackupRequest(req, url, requestTimeoutMs);
+      } catch (e) {
+        if (!(e instanceof AgentRequestError)) throw e;
+        // The rest of a refused body is not worth reading: answer, then close the connection.
+        res.setHeader("connection", "close");
+        res.once("finish", () => req.destroy());
+        return sendJson(res, e.status, { error: e.code, message: e.message });
+      }
       if (running) return sendJson(res, 409, { error: "busy", message: "POST /backup: a backup is already running" });
       running = true;
       try {
-        let kind: BackupKind = "auto";
-        const text = await readBody(req);
-        if (text.trim()) {
-          const body = JSON.parse(text) as { kind?: unknown };
-          if (body.kind !== undefined && body.kind !== "full" && body.kind !== "incremental" && body.kind !== "auto") {
-            return sendJson(res, 400, { error: "bad_request", message: `POST /backup: kind '${String(body.kind)}' is not full, incremental or auto` });
-          }
-          kind = (body.kind as BackupKind | undefined) ?? "auto";
-        }
         res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
         const line = (value: unknown) => {
-          if (!res.destroyed) res.write(`${JSON.stringify(value)}\n`);
+          // The stream leaves the process: whatever a Worker or proxy echoed, no secret goes with it.
+          if (!res.destroyed) res.write(`${redact(JSON.stringify(value))}\n`);
         };
         let last = 0;
         let result: AgentResult;
@@ -89,7 +150,8 @@ export function createAgentHandler(options: { token: string; previousToken?: str
           });
           result = { type: "result", ok: true, kind: r.kind, id: r.id, manifestKey: r.manifestKey, manifest: r.manifest, warnings: r.warnings, durationMs: r.durationMs, storedBytes: r.storedBytes };
         } catch (e) {
-          result = { type: "result", ok: false, error: { kind: e instanceof JobError ? e.kind : "failed", message: (e as Error).message, exitCode: exitCodeOf(e) } };
+          const error = toJobError(e, "run");
+          result = { type: "result", ok: false, error: { kind: error.kind, message: error.kind === "failed" ? (e as Error).message : error.message, exitCode: error.exitCode } };
         }
         line(result);
         res.end();
@@ -97,7 +159,8 @@ export function createAgentHandler(options: { token: string; previousToken?: str
         running = false;
       }
     } catch (e) {
-      if (!res.headersSent) sendJson(res, 400, { error: "bad_request", message: (e as Error).message });
+      // Client mistakes were answered above: what is left is the agent's own failure.
+      if (!res.headersSent) sendJson(res, 500, { error: "internal_error", message: redact(`POST /backup: ${(e as Error).message}`) });
       else res.end();
     }
   }) as unknown as RequestListener & { running(): boolean };
@@ -128,18 +191,24 @@ export async function listen(server: Server, host: string, port: number): Promis
   return `http://${host.includes(":") ? `[${host}]` : host}:${actual}`;
 }
 
+const AGENT_OPTIONS = { listen: { type: "string" } } as const;
+/** Loopback unless told otherwise: the agent is reachable only where it is meant to be. */
+const DEFAULT_LISTEN = "127.0.0.1:8788";
+
 export const agentCommand: Command = {
   summary: "serve POST /backup (token BACKUP_AGENT_TOKEN) inside the service that owns the database",
-  usage: `r2backup agent --listen <host:port> --db <path> [backup options]\n\n  --listen <host:port>  where to listen (e.g. 0.0.0.0:8788 on Render's private network)\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it); during a rotation BACKUP_AGENT_TOKEN_PREVIOUS too\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,
+  usage: `r2backup agent --listen <host:port> --db <path> [backup options]\n\n${usageOf(AGENT_OPTIONS, {
+    listen: { arg: "<host:port>", text: "where to listen (e.g. 0.0.0.0:8788 on Render's private network)", fallback: DEFAULT_LISTEN },
+  })}\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it); during a rotation BACKUP_AGENT_TOKEN_PREVIOUS too\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,
   async run(args, ctx) {
-    const { values } = parseFlags(args, { ...BACKUP_OPTIONS, ...WORKER_OPTIONS, ...COMMON_OPTIONS, listen: { type: "string" } }, "agent");
+    const { values } = parseFlags(args, { ...BACKUP_OPTIONS, ...WORKER_OPTIONS, ...COMMON_OPTIONS, ...AGENT_OPTIONS }, "agent");
     if (values.help) {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
     const token = ctx.env.BACKUP_AGENT_TOKEN ?? "";
     if (!token) throw new JobError("usage", "start agent: BACKUP_AGENT_TOKEN is not set", { hint: "set BACKUP_AGENT_TOKEN to a long random secret shared with the trigger" });
-    const { host, port } = parseListen(values.listen ?? "127.0.0.1:8788");
+    const { host, port } = parseListen(values.listen ?? DEFAULT_LISTEN);
     const base = await backupOptionsFromFlags(values, ctx);
     const previousToken = ctx.env.BACKUP_AGENT_TOKEN_PREVIOUS || undefined;
     const handler = createAgentHandler({
@@ -155,7 +224,9 @@ export const agentCommand: Command = {
           },
         }),
     });
-    const server = createServer(handler);
+    // Node's own limits on a request's arrival (60 s headers, 300 s whole request) are far longer than the
+    // agent needs; the handler reads the body within 10 s, these bound the headers and the socket.
+    const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, handler);
     const url = await listen(server, host, port);
     ctx.logger.info(`agent listening on ${url}`, { url });
     ctx.io.stdout.write(`agent listening on ${url}\n`);

@@ -19,14 +19,14 @@ function withSizes(sets: CatalogSet[], objects: StoredObject[], prefix: string):
 
 export const listCommand: Command = {
   summary: "list backup sets (full, incremental, daily) and whether each is complete",
-  usage: `r2backup list [--json]\n\n${WORKER_USAGE}\n  --json                print the sets as JSON`,
+  usage: `r2backup list [--json]\n\n${WORKER_USAGE}\n  --json                    print the sets as JSON`,
   async run(args, ctx) {
     const { values } = parseFlags(args, { ...WORKER_OPTIONS, ...COMMON_OPTIONS }, "list");
     if (values.help) {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
-    const store = storeFromFlags(values, ctx.env, ctx.logger);
+    const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const objects = { full: await store.listAll(PREFIXES.full), incremental: await store.listAll(PREFIXES.incremental), daily: await store.listAll(PREFIXES.daily) };
     const catalog = catalogFromKeys([...objects.full, ...objects.incremental, ...objects.daily].map((o) => o.key));
     const sets = [

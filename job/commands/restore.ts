@@ -1,5 +1,5 @@
 import { ContractError, parsePointInTime } from "../../core/index.ts";
-import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command, type CommandContext } from "../config.ts";
+import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, usageOf, type Command, type CommandContext } from "../config.ts";
 import { JobError } from "../errors.ts";
 import { restore, type RestoreProgress, type RestoreResult } from "../restore/index.ts";
 
@@ -9,6 +9,9 @@ import { restore, type RestoreProgress, type RestoreResult } from "../restore/in
  * failed restore leaves it byte for byte as it was.
  */
 
+/** Interruptions of one object's download resumed with Range before the restore gives up. */
+const DEFAULT_RESUMES = 5;
+
 export const RESTORE_OPTIONS = {
   to: { type: "string" },
   "data-dir": { type: "string" },
@@ -16,7 +19,7 @@ export const RESTORE_OPTIONS = {
   source: { type: "string" },
   "dry-run": { type: "boolean" },
   force: { type: "boolean" },
-  check: { type: "string" },
+  integrity: { type: "string" },
   resumes: { type: "string" },
   "documents-to": { type: "string" },
 } as const;
@@ -32,11 +35,11 @@ export function parseAtFlag(value: string | undefined): Date | "latest" {
   }
 }
 
-/** `--check`: integrity (default) or quick. */
-export function parseCheckFlag(value: string | undefined): "integrity" | "quick" {
-  if (value === undefined || value === "integrity" || value === "full") return "integrity";
+/** `--integrity full|quick` (the name `run` uses too): integrity_check (default) or quick_check. */
+export function parseIntegrityFlag(value: string | undefined): "integrity" | "quick" {
+  if (value === undefined || value === "full") return "integrity";
   if (value === "quick") return "quick";
-  throw new JobError("usage", `parse flag '--check': '${value}' is not integrity or quick`);
+  throw new JobError("usage", `parse flag '--integrity': '${value}' is not full or quick`);
 }
 
 /** Progress events of a restore, as the job's logger shows them. */
@@ -73,26 +76,19 @@ export const restoreCommand: Command = {
   summary: "restore a database at a point in time (refuses an existing target without --force)",
   usage: `r2backup restore --to <path> | --data-dir <dir> [--at <time>|latest] [--source <name>] [--dry-run] [--force] [--json]
 
-  --to <path>           the database file to write. When the backup holds several databases and
-                        --source is not given, a directory: each goes to <path>/<source>.db
-  --data-dir <dir>      or: the app's data directory. Each database goes back to the path it had under
-                        the 'run --data-dir' it came from (<dir>/<storeId>/eventlog@6.db), so the app
-                        starts on <dir> as it is (LiveStore: baseDirectory). A LiveStore state DB comes
-                        back only when it provably matches the restored event log; otherwise it is left
-                        out (an old one at its path is removed) and LiveStore rebuilds it on boot
-  --at <time>           latest (default), a backup timestamp (20260131T060000Z) or an ISO time with a
-                        zone (2026-01-31T06:30:00Z): the newest full at or before it, then the
-                        incrementals up to it
-  --source <name>       restore only this database of the backup
-  --dry-run             print the plan and change nothing
-  --force               replace an existing target (stop every process using it first); its stale
-                        -wal, -shm and -journal are removed
-  --check integrity|quick  PRAGMA integrity_check (default) or quick_check before the replace
-  --resumes <n>         interrupted downloads resumed with Range per object (default 5)
-  --documents-to <dir>  also extract the backup's documents.tar.zst here (a missing or empty directory,
-                        or any with --force; moved into place only after the restore succeeded)
+${usageOf(RESTORE_OPTIONS, {
+  to: { arg: "<path>", text: "the database file to write; when the backup holds several databases and --source is not given, a directory: each goes to <path>/<source>.db" },
+  "data-dir": { arg: "<dir>", text: "or: the app's data directory. Each database goes back to the path it had under the 'run --data-dir' it came from (<dir>/<storeId>/eventlog@6.db), so the app starts on <dir> as it is (LiveStore: baseDirectory). A LiveStore state DB comes back only when it provably matches the restored event log; otherwise it is left out (an old one at its path is removed) and LiveStore rebuilds it on boot" },
+  at: { arg: "<time>", text: "latest, a backup timestamp (20260131T060000Z) or an ISO time with a zone (2026-01-31T06:30:00Z): the newest full at or before it, then the incrementals up to it", fallback: "latest" },
+  source: { arg: "<name>", text: "restore only this database of the backup" },
+  "dry-run": { text: "print the plan and change nothing" },
+  force: { text: "replace an existing target (stop every process using it first); its stale -wal, -shm and -journal are removed" },
+  integrity: { arg: "full|quick", text: "PRAGMA integrity_check or quick_check before the replace (run's flag too)", fallback: "full" },
+  resumes: { arg: "<n>", text: "interrupted downloads resumed with Range per object", fallback: DEFAULT_RESUMES },
+  "documents-to": { arg: "<dir>", text: "also extract the backup's documents.tar.zst here (a missing or empty directory, or any with --force; moved into place only after the restore succeeded)" },
+})}
 ${WORKER_USAGE}
-  --json                print the result as JSON
+  --json                    print the result as JSON
 
 Exit codes: 0 restored, 8 a checksum or integrity check failed (the object is named, with the next
 older --at), 9 no backup matches the time or the chain has a gap, 10 the target exists (use --force).`,
@@ -103,7 +99,7 @@ older --at), 9 no backup matches the time or the chain has a gap, 10 the target 
       return 0;
     }
     if (!values.to === !values["data-dir"]) throw new JobError("usage", "parse flags of 'restore': give --to <path> or --data-dir <dir> (one of them)", { hint: "e.g. r2backup restore --to ./restored.db --at latest, or r2backup restore --data-dir ./data" });
-    const store = storeFromFlags(values, ctx.env, ctx.logger);
+    const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const result = await restore({
       store,
       ...(values.to ? { to: values.to } : { dataDir: values["data-dir"]! }),
@@ -111,8 +107,8 @@ older --at), 9 no backup matches the time or the chain has a gap, 10 the target 
       ...(values.source ? { source: values.source } : {}),
       force: !!values.force,
       dryRun: !!values["dry-run"],
-      check: parseCheckFlag(values.check),
-      resumes: intFlag(values.resumes, "resumes", 5),
+      check: parseIntegrityFlag(values.integrity),
+      resumes: intFlag(values.resumes, "resumes", DEFAULT_RESUMES),
       ...(values["documents-to"] ? { documentsTo: values["documents-to"] } : {}),
       onProgress: progressTo(ctx),
     });

@@ -1,9 +1,9 @@
 import type { ParseArgsOptionsConfig } from "node:util";
-import type { ChangeTable } from "../../core/index.ts";
+import { DEFAULT_PART_BYTES, type ChangeTable } from "../../core/index.ts";
 import { backup, databasesInDir, type BackupOptions, type BackupResult, type DatabaseInput } from "../backup.ts";
-import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command, type CommandContext } from "../config.ts";
+import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, prepareTmpDir, storeFromFlags, usageOf, type Command, type CommandContext } from "../config.ts";
 import { JobError } from "../errors.ts";
-import { isFailureEvent, type BackupEvent } from "../log.ts";
+import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
 
 /** `r2backup run`: one backup now, where the database file is (docs/design.md fact 1). */
@@ -28,24 +28,32 @@ export const BACKUP_OPTIONS = {
   "webhook-url": { type: "string" },
 } as const satisfies ParseArgsOptionsConfig;
 
+/** The default and the bounds of --part-mib: parts are 5 MiB (R2's minimum) to 95 MiB (the Worker's limit). */
+const DEFAULT_PART_MIB = DEFAULT_PART_BYTES / (1024 * 1024);
+const MAX_PART_MIB = 95;
+/** The age of the newest full at which `--kind auto` takes a full backup (docs/design.md). */
+const DEFAULT_FULL_EVERY_HOURS = 6;
+
 export const BACKUP_USAGE = `Backup:
-  --db <path>                 a SQLite database (repeatable); never created when missing
-  --data-dir <dir>            or: every *.db under a data directory (LiveStore keeps several)
-  --source <name>             the name of each --db in the backup, in order (default: its file name)
-  --kind full|incremental|auto  auto (default): full when the newest full is >= 6 h old, else incremental
-  --documents <dir>           archive a folder of markdown documents as documents.tar.zst (full backups)
-  --documents-query <sql>     rows (name, body) of this query on the snapshot, as query/<name>.md
-  --documents-source <name>   the database the query runs on (default: the first)
-  --changes-table t:c1,c2     a table exported by incrementals, keyed by c1,c2 (repeatable;
-                              default eventlog:seqNumGlobal,seqNumClient)
-  --tmp-dir <dir>             snapshots and compressed copies (env BACKUP_TMP_DIR; default the OS temp dir)
-  --lock-file <path>          one run at a time (default <tmp-dir>/r2backup.lock)
-  --integrity quick|full      quick_check (default) or integrity_check on the snapshot
-  --part-mib <n>              multipart part size in MiB (5..95, default 8)
-  --full-every-hours <h>      the age at which auto takes a full backup (default 6)
-  --no-promote                skip the daily copy
-  --app-name, --app-version   recorded in the manifest (env APP_NAME, APP_VERSION)
-  --webhook-url <url>         POST the outcome here (env BACKUP_WEBHOOK_URL)
+${usageOf(BACKUP_OPTIONS, {
+  db: { arg: "<path>", text: "a SQLite database (repeatable); never created when missing" },
+  "data-dir": { arg: "<dir>", text: "or: every *.db under a data directory (LiveStore keeps several)" },
+  source: { arg: "<name>", text: "the name of each --db in the backup, in order", fallback: "its file name" },
+  documents: { arg: "<dir>", text: "archive a folder of markdown documents as documents.tar.zst (full backups)" },
+  "documents-query": { arg: "<sql>", text: "rows (name, body) of this query on the snapshot, as query/<name>.md" },
+  "documents-source": { arg: "<name>", text: "the database the query runs on", fallback: "the first" },
+  kind: { arg: "full|incremental|auto", text: `auto: full when the newest full is >= --full-every-hours old, else incremental`, fallback: "auto" },
+  "changes-table": { arg: "t:c1,c2", text: "a table exported by incrementals, keyed by c1,c2 (repeatable)", fallback: "eventlog:seqNumGlobal,seqNumClient" },
+  "tmp-dir": { arg: "<dir>", text: "snapshots and compressed copies", env: "BACKUP_TMP_DIR", fallback: "the OS temp dir" },
+  "lock-file": { arg: "<path>", text: "one run at a time", fallback: "<tmp-dir>/r2backup.lock" },
+  integrity: { arg: "quick|full", text: "quick_check or integrity_check on the snapshot (restore's flag too)", fallback: "quick" },
+  "part-mib": { arg: "<n>", text: `multipart part size in MiB (5..${MAX_PART_MIB})`, fallback: DEFAULT_PART_MIB },
+  "full-every-hours": { arg: "<h>", text: "the age of the newest full at which auto takes a full backup", fallback: DEFAULT_FULL_EVERY_HOURS },
+  "no-promote": { text: "skip the daily copy" },
+  "app-name": { arg: "<name>", text: "recorded in the manifest", env: "APP_NAME" },
+  "app-version": { arg: "<version>", text: "recorded in the manifest", env: "APP_VERSION" },
+  "webhook-url": { arg: "<url>", text: "POST the outcome here", env: "BACKUP_WEBHOOK_URL" },
+})}
 Metrics: set CLOUDWATCH_NAMESPACE (+ AWS_REGION and AWS credentials) to put CloudWatch metrics.`;
 
 /** Parses `table:col1,col2`. */
@@ -74,17 +82,19 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
   if (kind !== "full" && kind !== "incremental" && kind !== "auto") throw new JobError("usage", `parse flag '--kind': '${kind}' is not full, incremental or auto`);
   const integrity = values.integrity ?? "quick";
   if (integrity !== "quick" && integrity !== "full") throw new JobError("usage", `parse flag '--integrity': '${integrity}' is not quick or full`);
-  const partMiB = values["part-mib"] === undefined ? undefined : intFlag(values["part-mib"], "part-mib", 16, 5);
-  if (partMiB !== undefined && partMiB > 95) throw new JobError("usage", `parse flag '--part-mib': ${partMiB} is over 95 (the Worker's request limit)`);
+  const partMiB = values["part-mib"] === undefined ? undefined : intFlag(values["part-mib"], "part-mib", DEFAULT_PART_MIB, 5);
+  if (partMiB !== undefined && partMiB > MAX_PART_MIB) throw new JobError("usage", `parse flag '--part-mib': ${partMiB} is over 95 (the Worker's request limit)`);
   const metrics = metricsFromEnv(env);
   const webhookUrl = values["webhook-url"] ?? env.BACKUP_WEBHOOK_URL;
+  addUrlSecrets(webhookUrl);
   const tmpDir = values["tmp-dir"] ?? env.BACKUP_TMP_DIR;
+  await prepareTmpDir(tmpDir);
   const appName = values["app-name"] ?? env.APP_NAME;
   const docs = values.documents || values["documents-query"]
     ? { ...(values.documents ? { dir: values.documents } : {}), ...(values["documents-query"] ? { query: values["documents-query"] } : {}), ...(values["documents-source"] ? { querySource: values["documents-source"] } : {}) }
     : undefined;
   return {
-    store: storeFromFlags(values, env, ctx.logger),
+    store: storeFromFlags(values, env, ctx.logger, ctx.io.signal),
     databases,
     kind,
     integrity,
@@ -93,7 +103,7 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
     ...(tmpDir ? { tmpDir } : {}),
     ...(values["lock-file"] ? { lockFile: values["lock-file"] } : {}),
     ...(partMiB ? { partBytes: partMiB * 1024 * 1024 } : {}),
-    ...(values["full-every-hours"] ? { fullEveryHours: intFlag(values["full-every-hours"], "full-every-hours", 6, 1) } : {}),
+    fullEveryHours: intFlag(values["full-every-hours"], "full-every-hours", DEFAULT_FULL_EVERY_HOURS, 1),
     ...(values["no-promote"] ? { promote: false } : {}),
     ...(appName ? { app: { name: appName, version: values["app-version"] ?? env.APP_VERSION ?? "unknown" } } : {}),
     ...(metrics ? { metrics } : {}),
@@ -119,7 +129,7 @@ export function summarize(r: BackupResult): string {
 
 export const runCommand: Command = {
   summary: "take a backup now (full, incremental or auto) and upload it through the Worker",
-  usage: `r2backup run --db <path> [--db <path>...] | --data-dir <dir> [options]\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}\n  --json                print the result (with the manifest) as JSON on stdout`,
+  usage: `r2backup run --db <path> [--db <path>...] | --data-dir <dir> [options]\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}\n  --json                    print the result (with the manifest) as JSON on stdout`,
   async run(args, ctx) {
     const { values } = parseFlags(args, { ...BACKUP_OPTIONS, ...WORKER_OPTIONS, ...COMMON_OPTIONS }, "run");
     if (values.help) {

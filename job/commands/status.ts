@@ -1,26 +1,33 @@
-import { summarizeStatus } from "../../core/index.ts";
+import { PREFIXES, catalogFromKeys, summarizeStatus } from "../../core/index.ts";
 import { readCatalog } from "../backup.ts";
-import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, type Command } from "../config.ts";
+import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, usageOf, type Command } from "../config.ts";
 
 /**
  * `r2backup status`: the newest complete full, incremental, daily and drill with their ages, computed from
  * the bucket listing with core's `summarizeStatus` (the same rule as the Worker's `/api/status`).
  * Exits 0 when healthy, 1 when not, so a cron or a probe can use it.
  */
+const STATUS_OPTIONS = { "max-age-hours": { type: "string" } } as const;
+/** The age at which the newest full backup makes the bucket unhealthy: 6-hourly backups plus an hour. */
+const DEFAULT_MAX_AGE_HOURS = 7;
+
 export const statusCommand: Command = {
   summary: "show the newest backups and their ages; exit 1 when the newest full is too old",
-  usage: `r2backup status [--json] [--max-age-hours <h>]\n\n  --max-age-hours <h>   a full backup older than this is unhealthy (env MAX_BACKUP_AGE_HOURS; default 7)\n${WORKER_USAGE}\n  --json                print the status as JSON`,
+  usage: `r2backup status [--json] [--max-age-hours <h>]\n\n${usageOf(STATUS_OPTIONS, {
+    "max-age-hours": { arg: "<h>", text: "a full backup older than this is unhealthy", env: "MAX_BACKUP_AGE_HOURS", fallback: DEFAULT_MAX_AGE_HOURS },
+  })}\n${WORKER_USAGE}\n  --json                    print the status as JSON`,
   async run(args, ctx) {
-    const { values } = parseFlags(args, { ...WORKER_OPTIONS, ...COMMON_OPTIONS, "max-age-hours": { type: "string" } }, "status");
+    const { values } = parseFlags(args, { ...WORKER_OPTIONS, ...COMMON_OPTIONS, ...STATUS_OPTIONS }, "status");
     if (values.help) {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
-    const store = storeFromFlags(values, ctx.env, ctx.logger);
+    const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const catalog = await readCatalog(store);
-    const drills = await store.listAll("backups/drills/");
-    const withDrills = { ...catalog, drills: drills.map((o) => o.key.slice("backups/drills/".length).replace(/\.json$/, "")).sort() };
-    const status = summarizeStatus(withDrills, new Date(), intFlag(values["max-age-hours"] ?? ctx.env.MAX_BACKUP_AGE_HOURS, "max-age-hours", 7, 1));
+    // core parses drill keys (passed `<ts>.json`, failed `<ts>.failed.json`); a failed one is a warning.
+    const { drills, failedDrills } = catalogFromKeys((await store.listAll(PREFIXES.drills)).map((o) => o.key));
+    const withDrills = { ...catalog, drills, failedDrills };
+    const status = summarizeStatus(withDrills, new Date(), intFlag(values["max-age-hours"] ?? ctx.env.MAX_BACKUP_AGE_HOURS, "max-age-hours", DEFAULT_MAX_AGE_HOURS, 1));
     if (values.json) ctx.io.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
     else {
       const row = (label: string, e: { id: string; ageHours: number } | null) => `  ${label.padEnd(12)}${e ? `${e.id}  (${e.ageHours} h ago)` : "none"}`;

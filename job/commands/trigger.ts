@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { COMMON_OPTIONS, intFlag, parseFlags, type Command } from "../config.ts";
+import { COMMON_OPTIONS, intFlag, parseFlags, usageOf, type Command } from "../config.ts";
 import { EXIT, JobError } from "../errors.ts";
-import { isFailureEvent, type BackupEvent } from "../log.ts";
+import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import type { AgentResult } from "./agent.ts";
 
 /**
@@ -83,11 +83,23 @@ export async function triggerBackup(options: { agentUrl: string; token: string; 
   return { exitCode: result.error.exitCode > 0 ? result.error.exitCode : EXIT.failed, result };
 }
 
+const TRIGGER_OPTIONS = {
+  "agent-url": { type: "string" },
+  kind: { type: "string" },
+  retries: { type: "string" },
+} as const;
+/** Connection retries of the trigger: the agent may be restarting (a deploy) when the schedule fires. */
+const DEFAULT_TRIGGER_RETRIES = 2;
+
 export const triggerCommand: Command = {
   summary: "ask an agent to take a backup, stream its progress, exit 0 only when it completed",
-  usage: `r2backup trigger --agent-url <url> [--kind full|incremental|auto] [--json]\n\n  --agent-url <url>     the agent (env BACKUP_AGENT_URL), e.g. http://app:8788\n  --kind                passed to the agent (default auto)\n  --attempts <n>        connection attempts (default 3)\n  Token: BACKUP_AGENT_TOKEN\n  --json                print the result line as JSON on stdout`,
+  usage: `r2backup trigger --agent-url <url> [--kind full|incremental|auto] [--json]\n\n${usageOf(TRIGGER_OPTIONS, {
+    "agent-url": { arg: "<url>", text: "the agent, e.g. http://app:8788", env: "BACKUP_AGENT_URL" },
+    kind: { arg: "full|incremental|auto", text: "passed to the agent", fallback: "auto" },
+    retries: { arg: "<n>", text: "connection retries after the first attempt", fallback: DEFAULT_TRIGGER_RETRIES },
+  })}\n  Token: BACKUP_AGENT_TOKEN\n  --json                    print the result line as JSON on stdout`,
   async run(args, ctx) {
-    const { values } = parseFlags(args, { ...COMMON_OPTIONS, "agent-url": { type: "string" }, kind: { type: "string" }, attempts: { type: "string" } }, "trigger");
+    const { values } = parseFlags(args, { ...COMMON_OPTIONS, ...TRIGGER_OPTIONS }, "trigger");
     if (values.help) {
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
@@ -99,6 +111,7 @@ export const triggerCommand: Command = {
     } catch {
       throw new JobError("usage", `trigger backup: '${agentUrl}' is not a URL`);
     }
+    addUrlSecrets(agentUrl);
     const token = ctx.env.BACKUP_AGENT_TOKEN;
     if (!token) throw new JobError("usage", "trigger backup: BACKUP_AGENT_TOKEN is not set", { hint: "set it to the agent's token" });
     let failure: BackupEvent | undefined;
@@ -106,7 +119,7 @@ export const triggerCommand: Command = {
       agentUrl,
       token,
       kind: values.kind ?? "auto",
-      attempts: intFlag(values.attempts, "attempts", 3, 1),
+      attempts: intFlag(values.retries, "retries", DEFAULT_TRIGGER_RETRIES, 0) + 1,
       onEvent: (e) => {
         // The result line below says it, with the exit code; kept in case the stream breaks before it.
         if (isFailureEvent(e)) failure = e;

@@ -372,7 +372,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     }
     for (const t of targets) {
       onProgress?.({ phase: "replace", key: t.path });
-      await replaceAtomically(temps.get(t.source)!, t.path);
+      await replaceAtomically(temps.get(t.source)!, t.path, { force: !!options.force });
       temps.delete(t.source);
     }
     if (documents && docsTemp) {

@@ -71,6 +71,9 @@ export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise
 
   const dailies: PlanSet[] = [];
   const manifests = new Map<string, Manifest>();
+  // A daily copy whose manifest is damaged is left out, so it blocks only a restore that needs it: one
+  // whose own full is gone. Such a restore then fails naming the damaged manifest.
+  const damaged: JobError[] = [];
   for (const s of catalog.daily) {
     if (!s.complete) {
       dailies.push({ kind: "daily", id: s.id, complete: false });
@@ -78,7 +81,15 @@ export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise
     }
     // A daily copy can only beat the newest own full when its day is that full's day or later.
     if (s.id < fromDay || s.id > toDay) continue;
-    const m = await readManifest(store, manifestKey("daily", s.id));
+    let m: Manifest;
+    try {
+      m = await readManifest(store, manifestKey("daily", s.id));
+    } catch (e) {
+      if (!(e instanceof JobError && e.kind === "integrity")) throw e;
+      damaged.push(e);
+      dailies.push({ kind: "daily", id: s.id, complete: false });
+      continue;
+    }
     manifests.set(`daily/${s.id}`, m);
     dailies.push({ kind: "daily", id: s.id, complete: true, promotedFrom: m.promotedFrom ?? m.id });
   }
@@ -87,6 +98,7 @@ export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise
   try {
     first = planRestore(at, [...fulls, ...dailies]);
   } catch (e) {
+    if (damaged[0]) throw damaged[0];
     planError(e);
   }
   const incrementals: PlanSet[] = [];

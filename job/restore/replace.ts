@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { access, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { access, link, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { JobError } from "../errors.ts";
 
@@ -107,12 +107,21 @@ export async function fsyncPath(path: string): Promise<void> {
   }
 }
 
+function appeared(target: string, found: string[]): JobError {
+  return new JobError("targetExists", `restore to '${target}': ${found.map((f) => `'${basename(f)}'`).join(", ")} appeared while the restore ran`, {
+    hint: "nothing was changed; another process writes there: stop it, then run again (with --force to replace it)",
+  });
+}
+
 /**
  * Moves a checked temporary database over the target: fsync it, remove the target's stale `-wal`, `-shm`
  * and `-journal` (pairing them with the new file would corrupt it), rename, fsync the directory.
- * The caller has closed every connection to the temporary file.
+ * Without `force` the target is checked again at this moment, atomically: a hard link fails when the name
+ * is taken (rename would replace it), so a target that appeared while the restore ran is left untouched.
+ * Where links are not supported the check and the rename are separate steps. The caller has closed every
+ * connection to the temporary file.
  */
-export async function replaceAtomically(temp: string, target: string): Promise<void> {
+export async function replaceAtomically(temp: string, target: string, options: { force?: boolean } = {}): Promise<void> {
   const abs = resolve(target);
   for (const suffix of SIDECARS) {
     if (await exists(`${temp}${suffix}`)) {
@@ -120,6 +129,20 @@ export async function replaceAtomically(temp: string, target: string): Promise<v
     }
   }
   await fsyncPath(temp);
+  if (!options.force) {
+    const found = await existingAt(abs);
+    if (found.length > 0) throw appeared(target, found);
+    try {
+      await link(temp, abs);
+      await unlink(temp);
+      await fsyncPath(dirname(abs));
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") throw appeared(target, [abs]);
+      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "EMLINK") throw e;
+    }
+  }
   for (const suffix of SIDECARS) await rm(`${abs}${suffix}`, { force: true });
   await rename(temp, abs);
   await fsyncPath(dirname(abs));

@@ -5,6 +5,7 @@ import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
+import { addSecret, addUrlSecrets, displayUrl } from "../log.ts";
 import type { BackupStore, GetResult, ListPage, PutOptions, StoredObject } from "./types.ts";
 
 /** An HTTP answer the store could not turn into a result: carries the status for callers that branch on it. */
@@ -27,6 +28,8 @@ export interface HttpStoreOptions {
   backoffMs?: number;
   /** Per-request timeout in ms (default 300,000: a 95 MiB part on a slow link). */
   timeoutMs?: number;
+  /** Stops every request, and the waits between them, when aborted (SIGINT/SIGTERM): a JobError `interrupted`. */
+  signal?: AbortSignal;
   /** Called before each retry (for logs and tests). */
   onRetry?: (info: { operation: string; attempt: number; delayMs: number; reason: string }) => void;
 }
@@ -61,13 +64,23 @@ export class HttpStore implements BackupStore {
   readonly #backoffMs: number;
   readonly #timeoutMs: number;
   readonly #onRetry: HttpStoreOptions["onRetry"];
+  readonly #signal: AbortSignal | undefined;
 
   constructor(options: HttpStoreOptions) {
+    addSecret(options.token);
+    addUrlSecrets(options.url);
     let base: URL;
     try {
       base = new URL(options.url);
     } catch {
       throw new JobError("usage", `configure worker url '${options.url}': not a URL`, { hint: "set R2_WORKER_URL or --worker-url to e.g. https://backups.example.com" });
+    }
+    if (base.username || base.password) {
+      // fetch refuses such URLs, and the Worker authenticates by token only.
+      throw new JobError("usage", `configure worker url '${displayUrl(base)}': the URL carries credentials (user:password@)`, { hint: "remove them from R2_WORKER_URL; the Worker's token goes in SERVER_BYPASS_TOKEN" });
+    }
+    if (/\/api\/?$/.test(base.pathname)) {
+      throw new JobError("usage", `configure worker url '${base.href}': the URL ends with the API path`, { hint: `drop '/api': R2_WORKER_URL=${base.origin}${base.pathname.replace(/\/api\/?$/, "")}` });
     }
     if (!options.token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN or --token" });
     this.url = base.href.replace(/\/$/, "");
@@ -76,26 +89,55 @@ export class HttpStore implements BackupStore {
     this.#backoffMs = options.backoffMs ?? 250;
     this.#timeoutMs = options.timeoutMs ?? 300_000;
     this.#onRetry = options.onRetry;
+    this.#signal = options.signal;
+  }
+
+  #interrupted(operation: string, id: string, cause?: unknown): JobError {
+    return new JobError("interrupted", `${operation} '${id}': stopped by a signal`, { hint: "nothing complete-looking was left; run it again", cause });
   }
 
   /** One request with retries. `expect` lists statuses returned to the caller instead of thrown. */
   async #request(operation: string, id: string, path: string, init: RequestInit & { expect?: number[] } = {}): Promise<Response> {
+    return this.#exchange(operation, id, path, init, async (res) => res);
+  }
+
+  /**
+   * One exchange with retries, the answer's body included: `read` runs inside the retry loop, so an answer
+   * cut off mid-body (a dropped connection, a proxy's timeout) is retried like a failed request. Only for
+   * requests that may be repeated: idempotent ones, and commits whose outcome the caller checks (a
+   * write-once PUT or a completion that meets its own earlier success).
+   */
+  async #exchange<T>(operation: string, id: string, path: string, init: RequestInit & { expect?: number[] }, read: (res: Response) => Promise<T>): Promise<T> {
     const { expect = [], ...rest } = init;
     let lastReason = "";
     for (let attempt = 1; ; attempt++) {
+      if (this.#signal?.aborted) throw this.#interrupted(operation, id);
       let res: Response | undefined;
       let retryAfterMs: number | undefined;
+      const timeout = AbortSignal.timeout(this.#timeoutMs);
       try {
         res = await send(`${this.url}${path}`, {
           ...rest,
           headers: { authorization: `Bearer ${this.#token}`, ...(rest.headers as Record<string, string> | undefined) },
-          signal: AbortSignal.timeout(this.#timeoutMs),
+          signal: this.#signal ? AbortSignal.any([timeout, this.#signal]) : timeout,
         });
       } catch (e) {
+        if (this.#signal?.aborted) throw this.#interrupted(operation, id, e);
         lastReason = describeNetworkError(e);
       }
       if (res) {
-        if (res.ok || expect.includes(res.status)) return res;
+        if (res.ok || expect.includes(res.status)) {
+          try {
+            return await read(res);
+          } catch (e) {
+            if (e instanceof JobError) throw e;
+            if (this.#signal?.aborted) throw this.#interrupted(operation, id, e);
+            lastReason = `the answer broke off (${describeNetworkError(e)})`;
+            res = undefined;
+          }
+        }
+      }
+      if (res) {
         const body = await readError(res);
         if (res.status === 401 || res.status === 403) {
           throw new HttpStatusError("auth", res.status, `${operation} '${id}': the Worker rejected the token (${res.status} ${body.message})`, "check SERVER_BYPASS_TOKEN (or ADMIN_TOKEN for deletes) against the Worker's secret");
@@ -115,24 +157,28 @@ export class HttpStore implements BackupStore {
       const backoff = Math.min(5000, this.#backoffMs * 2 ** (attempt - 1));
       const delayMs = Math.min(60_000, retryAfterMs ?? Math.round(backoff / 2 + Math.random() * (backoff / 2)));
       this.#onRetry?.({ operation, attempt, delayMs, reason: lastReason });
-      await sleep(delayMs);
+      await sleep(delayMs, undefined, this.#signal ? { signal: this.#signal } : {}).catch((e: unknown) => {
+        throw this.#interrupted(operation, id, e);
+      });
     }
   }
 
   async put(key: string, body: Uint8Array | string, options: PutOptions = {}): Promise<StoredObject> {
     const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
-    const headers: Record<string, string> = { "content-type": options.contentType ?? "application/octet-stream" };
-    if (options.sha256) headers[HEADERS.contentSha256] = options.sha256;
-    const res = await this.#request("upload", key, objectPath(key), { method: "PUT", body: bytes, headers, expect: [409] });
-    if (res.status === 409) {
+    // Always hashed: R2 checks it, and a retried PUT recognises its own earlier success by it.
+    const sha256 = options.sha256 ?? createHash("sha256").update(bytes).digest("hex");
+    const headers: Record<string, string> = { "content-type": options.contentType ?? "application/octet-stream", [HEADERS.contentSha256]: sha256 };
+    const answer = await this.#exchange<{ conflict: ApiError } | { object: StoredObject }>("upload", key, objectPath(key), { method: "PUT", body: bytes, headers, expect: [409] }, async (res) =>
+      res.status === 409 ? { conflict: await readError(res) } : { object: toStored((await res.json()) as ApiObject) },
+    );
+    if ("conflict" in answer) {
       // Write-once keys: a PUT retried after a lost response meets its own earlier success. The same
       // bytes (R2-checked sha256 and size) are that success; anything else is a real conflict.
-      const err = await readError(res);
-      const existing = options.sha256 ? await this.head(key) : undefined;
-      if (existing && existing.size === bytes.byteLength && existing.sha256 === options.sha256) return existing;
-      throw new HttpStatusError("failed", 409, `upload '${key}': already exists (${err.message})`, "backups are write-once; a new backup gets a new timestamp");
+      const existing = await this.head(key);
+      if (existing && existing.size === bytes.byteLength && existing.sha256 === sha256) return existing;
+      throw new HttpStatusError("failed", 409, `upload '${key}': already exists (${answer.conflict.message})`, "backups are write-once; a new backup gets a new timestamp");
     }
-    return toStored((await res.json()) as ApiObject);
+    return answer.object;
   }
 
   async get(key: string, options: { offset?: number; length?: number } = {}): Promise<GetResult | undefined> {
@@ -141,7 +187,9 @@ export class HttpStore implements BackupStore {
       const start = options.offset ?? 0;
       headers.range = options.length === undefined ? `bytes=${start}-` : `bytes=${start}-${start + options.length - 1}`;
     }
-    const res = await this.#request("download", key, objectPath(key), { method: "GET", headers, expect: [404] });
+    // A small JSON object (a manifest, a drill record) is read whole inside the retry loop, so one cut off
+    // mid-body is fetched again; data objects stream, and their readers resume by range.
+    const res = await this.#exchange("download", key, objectPath(key), { method: "GET", headers, expect: [404] }, (r) => (r.status === 404 ? Promise.resolve(r) : bufferSmall(r)));
     if (res.status === 404) {
       await res.body?.cancel();
       return undefined;
@@ -165,8 +213,7 @@ export class HttpStore implements BackupStore {
     if (options.cursor) q.set("cursor", options.cursor);
     if (options.delimiter) q.set("delimiter", options.delimiter);
     if (options.limit) q.set("limit", String(options.limit));
-    const res = await this.#request("list", prefix, `${PATHS.backups}?${q}`, { method: "GET" });
-    const page = (await res.json()) as ApiListing;
+    const page = await this.#exchange("list", prefix, `${PATHS.backups}?${q}`, { method: "GET" }, async (res) => (await res.json()) as ApiListing);
     return { objects: page.objects.map(toStored), prefixes: page.prefixes, truncated: page.truncated, ...(page.cursor ? { cursor: page.cursor } : {}) };
   }
 
@@ -187,31 +234,37 @@ export class HttpStore implements BackupStore {
   }
 
   async createMultipart(key: string, options: { contentType?: string } = {}): Promise<string> {
-    const res = await this.#request("start multipart upload of", key, `${objectPath(key)}?uploads`, {
-      method: "POST",
-      headers: { "content-type": options.contentType ?? "application/octet-stream" },
-    });
-    return ((await res.json()) as ApiMultipartCreated).uploadId;
+    // A retry after a lost answer starts a second upload; the first is aborted by the bucket's lifecycle rule.
+    const created = await this.#exchange(
+      "start multipart upload of",
+      key,
+      `${objectPath(key)}?uploads`,
+      { method: "POST", headers: { "content-type": options.contentType ?? "application/octet-stream" } },
+      async (res) => (await res.json()) as ApiMultipartCreated,
+    );
+    return created.uploadId;
   }
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<{ partNumber: number; etag: string }> {
     const q = new URLSearchParams({ uploadId, partNumber: String(partNumber) });
-    const res = await this.#request(`upload part ${partNumber} of`, key, `${objectPath(key)}?${q}`, { method: "PUT", body });
-    return (await res.json()) as ApiPart;
+    // A part may be sent again: the later upload of a part number replaces the earlier.
+    return this.#exchange(`upload part ${partNumber} of`, key, `${objectPath(key)}?${q}`, { method: "PUT", body }, async (res) => (await res.json()) as ApiPart);
   }
 
   async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<StoredObject> {
     const q = new URLSearchParams({ uploadId });
-    const res = await this.#request("complete multipart upload of", key, `${objectPath(key)}?${q}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ parts }),
-      expect: [404, 409],
-    });
-    if (res.status === 404 || res.status === 409) {
+    const answer = await this.#exchange<{ status: number; err: ApiError } | { object: StoredObject }>(
+      "complete multipart upload of",
+      key,
+      `${objectPath(key)}?${q}`,
+      { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ parts }), expect: [404, 409] },
+      async (res) => (res.status === 404 || res.status === 409 ? { status: res.status, err: await readError(res) } : { object: toStored((await res.json()) as ApiObject) }),
+    );
+    if ("status" in answer) {
       // A retried completion whose first attempt succeeded (its answer lost) finds the upload gone (404) or
       // the key taken (409). The object is ours when its multipart etag is the one these parts produce.
-      const err = await readError(res);
+      const { err } = answer;
+      const res = answer;
       const existing = await this.head(key);
       const expected = multipartEtag(parts);
       // R2's part etags are opaque (not md5s): then the part count in the etag is what can be checked, and
@@ -220,7 +273,7 @@ export class HttpStore implements BackupStore {
       if (existing && ours) return existing;
       throw new HttpStatusError("failed", res.status, `complete multipart upload of '${key}': ${res.status === 404 ? `the upload '${uploadId}' is gone` : `the key exists with other content (${err.message})`}`, "run the backup again");
     }
-    return toStored((await res.json()) as ApiObject);
+    return answer.object;
   }
 
   async abortMultipart(key: string, uploadId: string): Promise<void> {
@@ -237,6 +290,45 @@ export function multipartEtag(parts: { partNumber: number; etag: string }[]): st
   const md5 = createHash("md5");
   for (const e of sorted) md5.update(Buffer.from(e, "hex"));
   return `${md5.digest("hex")}-${sorted.length}`;
+}
+
+/** JSON GET answers up to this size are read whole inside the retry loop (manifests, drill records, pointers). */
+const SMALL_GET_BYTES = 1024 * 1024;
+
+/**
+ * A JSON answer whose body is small, read whole (an error here is retried by the caller's loop); a large one
+ * is handed on as a stream that starts with the bytes already read. The Worker may send JSON without a
+ * length, so the size is found by reading up to the limit.
+ */
+async function bufferSmall(res: Response): Promise<Response> {
+  const declared = res.headers.get("content-length");
+  // Data objects stream to readers that resume them by range (restore/download.ts); JSON is read here.
+  const isJson = /^application\/json\b/i.test(res.headers.get("content-type") ?? "");
+  if (!res.body || !isJson || (declared !== null && Number(declared) > SMALL_GET_BYTES)) return res;
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.byteLength;
+    if (size > SMALL_GET_BYTES) {
+      const body = new ReadableStream<Uint8Array>({
+        pull: async (controller) => {
+          const next = chunks.shift();
+          if (next) return controller.enqueue(next);
+          const { done: end, value: more } = await reader.read();
+          if (end) controller.close();
+          else controller.enqueue(more);
+        },
+        cancel: (reason) => reader.cancel(reason),
+      });
+      return new Response(body, { status: res.status, headers: res.headers });
+    }
+  }
+  if (declared !== null && size !== Number(declared)) throw new Error(`the body ended after ${size} of ${declared} bytes`);
+  return new Response(Buffer.concat(chunks), { status: res.status, headers: res.headers });
 }
 
 /** Bodies from this size on go through node:http, which sends the caller's bytes without a copy. */

@@ -328,7 +328,7 @@ describe("the agent's address: documented, configured and listened on alike", ()
     expect(agentUrlProblem(url!)).toBeUndefined();
     // The agent's default listen port (without --listen) is the documented one.
     const agentSource = readFileSync(new URL("../../job/commands/agent.ts", import.meta.url), "utf8");
-    expect(parseListen(/values\.listen \?\? "([^"]+)"/.exec(agentSource)![1]!).port).toBe(port);
+    expect(parseListen(/DEFAULT_LISTEN = "([^"]+)"/.exec(agentSource)![1]!).port).toBe(port);
     for (const stack of ["dev"]) expect(agentUrlProblem(readStackFile(stack)!.values[`${P}:agentUrl`]!), stack).toBeUndefined();
   });
 });

@@ -24,7 +24,7 @@ const AGENT_TOKEN = "agent-secret-0123456789";
 function trigger(agentUrl: string, token = AGENT_TOKEN, extra: string[] = []) {
   const stdout = collector();
   const stderr = collector();
-  return main(["trigger", "--agent-url", agentUrl, "--attempts", "1", ...extra], { stdout, stderr, env: { BACKUP_AGENT_TOKEN: token } }).then((code) => ({ code, stdout: stdout.text(), stderr: stderr.text() }));
+  return main(["trigger", "--agent-url", agentUrl, "--retries", "0", ...extra], { stdout, stderr, env: { BACKUP_AGENT_TOKEN: token } }).then((code) => ({ code, stdout: stdout.text(), stderr: stderr.text() }));
 }
 
 async function startAgentCli(db: string, extraEnv: Record<string, string> = {}) {

@@ -5,6 +5,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { catalogFromKeys } from "../../core/index.ts";
 import { backup, type BackupResult } from "../../job/backup.ts";
 import { EXIT, JobError } from "../../job/errors.ts";
+import { restore } from "../../job/restore/index.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
 import { addRandomBlob, runCli, startFaultProxy, verifyAllComplete, verifySet, writeLiveStoreDb, type ProxyAction } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
@@ -73,6 +74,33 @@ describe("faults between job and Worker", () => {
     expect([...dropped].filter((k) => k.startsWith("POST")).length).toBe(2); // both completions
     await verifySet(t.bucket.store, "full", r.id);
     await verifySet(t.bucket.store, "daily", r.promoted!.day);
+  });
+
+  it("every JSON answer cut mid-body once (listing, start, part, completion, PUT, manifest) is retried: the backup completes and restores", async () => {
+    const cut = new Set<string>();
+    const kinds = (method: string, url: string) =>
+      method === "GET" && /\/api\/backups\?/.test(url) ? "list"
+      : method === "GET" && url.endsWith("metadata.json") ? "manifest"
+      : method === "POST" && url.endsWith("?uploads") ? "start"
+      : method === "PUT" && url.includes("partNumber=") ? "part"
+      : method === "POST" && url.includes("uploadId=") ? "complete"
+      : method === "PUT" ? "put"
+      : undefined;
+    const truncateFirst = (method: string, url: string): ProxyAction => {
+      const kind = kinds(method, url);
+      if (kind === undefined || cut.has(kind)) return "pass";
+      cut.add(kind);
+      return "truncate";
+    };
+    const r = await withProxy(truncateFirst, (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: PART }));
+    await verifySet(t.bucket.store, "full", r.id);
+    await verifySet(t.bucket.store, "daily", r.promoted!.day);
+    // The restore reads the listing and the manifest through the same cuts.
+    cut.delete("list");
+    cut.delete("manifest");
+    const restored = await withProxy(truncateFirst, (store) => restore({ store, to: join(t.dir, "restored.db") }));
+    expect(restored.full.id).toBe(r.id);
+    expect([...cut].sort()).toEqual(["complete", "list", "manifest", "part", "put", "start"]);
   });
 
   it("a Worker that keeps failing a part ends in exit 5 with no manifest and the upload aborted", async () => {

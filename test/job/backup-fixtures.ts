@@ -134,7 +134,7 @@ export function openBytes(dir: string, name: string, bytes: Buffer): DatabaseSyn
   return new DatabaseSync(path, { readOnly: true });
 }
 
-export type ProxyAction = "pass" | "500" | "drop" | "drop-after-upstream";
+export type ProxyAction = "pass" | "500" | "drop" | "drop-after-upstream" | "truncate";
 
 export interface ProxyRecord {
   method: string;
@@ -154,7 +154,7 @@ export interface FaultProxy {
 /**
  * An HTTP proxy between the job and the Worker that can fail chosen requests: answer 500, drop the
  * connection before forwarding, or forward and then drop the connection (the Worker did the work, the
- * client never hears).
+ * client never hears), or forward and cut the answer mid-body (`truncate`).
  */
 export async function startFaultProxy(upstream: string, decide: (req: IncomingMessage, n: number) => ProxyAction = () => "pass"): Promise<FaultProxy> {
   const target = new URL(upstream);
@@ -182,6 +182,19 @@ export async function startFaultProxy(upstream: string, decide: (req: IncomingMe
     const done = () => active.set(group, active.get(group)! - 1);
     const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
       record.status = upRes.statusCode;
+      if (action === "truncate") {
+        // The Worker did the work; its answer arrives with its headers and half its body, then the
+        // connection drops (a proxy's timeout, a network blip).
+        const chunks: Buffer[] = [];
+        upRes.on("data", (c: Buffer) => chunks.push(c));
+        upRes.on("end", () => {
+          done();
+          const body = Buffer.concat(chunks);
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          res.write(body.subarray(0, Math.floor(body.byteLength / 2)), () => setTimeout(() => req.socket.destroy(), 10));
+        });
+        return;
+      }
       if (action === "drop-after-upstream") {
         upRes.resume();
         upRes.on("end", () => {

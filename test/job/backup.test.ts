@@ -227,7 +227,7 @@ describe("clear failures with distinct exit codes", () => {
     writeLiveStoreDb(db, { events: 3 });
     const proxy = await startFaultProxy(t.bucket.url, (req) => (req.method === "PUT" ? "500" : "pass"));
     try {
-      const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "2", "--backoff-ms", "5"], { R2_WORKER_URL: proxy.url });
+      const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "1", "--backoff-ms", "5"], { R2_WORKER_URL: proxy.url });
       expect(r.code).not.toBe(EXIT.ok);
       expect(r.stderr.match(/"exitCode"/g)).toHaveLength(1);
       expect(r.stderr).toMatch(/full backup \d{8}T\d{6}Z did not complete: without its manifest, nothing under that id is listed or restored/);
@@ -237,10 +237,10 @@ describe("clear failures with distinct exit codes", () => {
     expect((await verifyAllComplete(t.bucket.store)).full).toEqual([]);
   });
 
-  it("exit 5 for an unreachable Worker after the retries", async () => {
+  it("exit 5 for an unreachable Worker after the retries (--retries 2: three attempts)", async () => {
     const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
-    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "3", "--backoff-ms", "5"], { R2_WORKER_URL: "http://127.0.0.1:9" });
+    const r = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", join(t.dir, "tmp"), "--retries", "2", "--backoff-ms", "5"], { R2_WORKER_URL: "http://127.0.0.1:9" });
     expect(r.code).toBe(EXIT.unreachable);
     expect(r.stderr).toMatch(/failed 3 times/);
   });
@@ -262,7 +262,7 @@ describe("clear failures with distinct exit codes", () => {
     expect((await cli(["run", "--bogus"])).code).toBe(EXIT.usage);
     const help = await cli(["--help"]);
     expect(help.code).toBe(0);
-    for (const word of ["run", "list", "status", "agent", "trigger", "Exit codes", " 6  the temporary disk is full"]) expect(help.stdout).toContain(word);
+    for (const word of ["run", "list", "status", "agent", "trigger", "Exit codes", " 6  a disk is full: the temporary disk (--tmp-dir), or the target's for restore"]) expect(help.stdout).toContain(word);
   });
 });
 
@@ -287,5 +287,21 @@ describe("list and status", () => {
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ healthy: true, full: { id: r.id } });
     expect(parseManifest((await download(t.bucket.store, r.manifestKey)).toString()).id).toBe(r.id);
+  });
+
+  it("status reads failed drills: healthy with a warning naming the failed drill, never a parse error", async () => {
+    const db = join(t.dir, "a.db");
+    writeLiveStoreDb(db, { events: 3 });
+    await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp") });
+    await t.bucket.store.put("backups/drills/20260101T000000Z.json", "{}");
+    await t.bucket.store.put("backups/drills/20260102T000000Z.failed.json", "{}");
+    const status = await cli(["status", "--json"]);
+    expect(status.code, status.stderr).toBe(0);
+    const body = JSON.parse(status.stdout) as { drill: { id: string }; warnings: string[] };
+    expect(body.drill.id).toBe("20260101T000000Z");
+    expect(body.warnings.join()).toMatch(/20260102T000000Z failed/);
+    const text = await cli(["status"]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/warning: the last restore drill 20260102T000000Z failed/);
   });
 });

@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -31,4 +32,28 @@ describe("the r2backup bin", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("on a Node outside engines (20, 23) it says which Node it needs and what to do, exit 2, not a SyntaxError", () => {
+    for (const version of ["20.1.0", "22.15.0", "23.11.0"]) {
+      // The running Node, told it is `version` before bin.js loads: the check reads process.versions.
+      const fake = `data:text/javascript,Object.defineProperty(process,'versions',{value:{...process.versions,node:'${version}'}})`;
+      const r = spawnSync(process.execPath, ["--import", fake, BIN.pathname, "--help"], { encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`needs Node.js 22.16+ or 24+ (node:sqlite's backup(), zstd); this is Node ${version} (install Node 24 LTS`);
+      expect(r.stderr).not.toMatch(/SyntaxError/);
+      expect(r.stdout).toBe("");
+    }
+  });
+
+  it.skipIf(!isOldNode("/usr/bin/node"))("the system's Node 20, where there is one, gets the same message", () => {
+    const r = spawnSync("/usr/bin/node", [BIN.pathname, "--help"], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/needs Node\.js 22\.16\+ or 24\+/);
+  });
 });
+
+function isOldNode(path: string): boolean {
+  if (!existsSync(path)) return false;
+  const [major = 0, minor = 0] = spawnSync(path, ["-p", "process.versions.node"], { encoding: "utf8" }).stdout.trim().split(".").map(Number);
+  return !((major === 22 && minor >= 16) || major >= 24);
+}

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { PREFIXES } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
+import { JobError } from "../../job/errors.ts";
 import { restore, verify } from "../../job/restore/index.ts";
 import { useTestBucket } from "./bucket.ts";
 import { dumpDatabase } from "./restore-fixtures.ts";
@@ -74,6 +75,29 @@ describe("backup → restore", () => {
 
     expect(r.full).toEqual({ kind: "daily", id: "2026-01-05", ts: b.id });
     expect(dumpDatabase(to)).toEqual(expected);
+  });
+
+  it("a damaged daily manifest blocks only the restores that need it", async () => {
+    const src = join(t.dir, "app.db");
+    appendDemoEvents(src, 120, 1);
+    const expected = dumpDatabase(src);
+    const b = await take(src, "full", "2026-01-05T06:00:00Z");
+    const dailyManifest = `${PREFIXES.daily}2026-01-05/metadata.json`;
+    await t.bucket.admin.delete(dailyManifest);
+    await t.bucket.store.put(dailyManifest, '{"not": "a manifest"');
+    const to = join(t.dir, "restored.db");
+
+    // The own full is there: the damaged daily copy is not needed.
+    const r = await restore({ store: t.bucket.store, to });
+    expect(r.full).toEqual({ kind: "full", id: b.id, ts: b.id });
+    expect(dumpDatabase(to)).toEqual(expected);
+
+    // Once the own full is gone, the daily copy is needed: the error names its damaged manifest.
+    for (const o of await t.bucket.admin.listAll(`${PREFIXES.full}${b.id}/`)) await t.bucket.admin.delete(o.key);
+    const e = (await restore({ store: t.bucket.store, to: join(t.dir, "other.db") }).catch((err: unknown) => err)) as JobError;
+    expect(e).toBeInstanceOf(JobError);
+    expect(e.kind).toBe("integrity");
+    expect(e.message).toContain(dailyManifest);
   });
 
   it("the drill passes on real backups and is recorded", async () => {

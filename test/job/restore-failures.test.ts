@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -283,5 +284,42 @@ describe("a documents archive", () => {
     expect(e.message).toContain("'../evil.md': not a plain relative path");
     await expectTargetUntouched();
     expect((await readdir(t.dir)).filter((f) => f.includes("evil") || f === "docs")).toEqual([]);
+  });
+});
+
+describe("a target that appears while the restore runs", () => {
+  it("without --force it is left untouched (the replace checks again, atomically) and nothing is left behind", async () => {
+    await uploadFull(t.bucket.store, "20260105T000000Z", [source(100)]);
+    const late = join(t.dir, "late.db");
+    for (const phase of ["download", "replace"] as const) {
+      let written = false;
+      const e = await failure(
+        restore({
+          store: t.bucket.store,
+          to: late,
+          onProgress: (p) => {
+            // Another process creates the file after the start's check.
+            if (p.phase === phase && !written) {
+              written = true;
+              writeFileSync(late, "another process's data");
+            }
+          },
+        }),
+      );
+      expect(written).toBe(true);
+      expect(e.kind).toBe("targetExists");
+      expect(e.message).toMatch(/appeared while the restore ran/);
+      expect(readFileSync(late, "utf8")).toBe("another process's data");
+      expect((await readdir(t.dir)).filter((f) => f.includes(".restore-"))).toEqual([]);
+      rmSync(late);
+    }
+  });
+
+  it("with --force a target that appeared is replaced, as asked", async () => {
+    await uploadFull(t.bucket.store, "20260105T000000Z", [source(100)]);
+    const late = join(t.dir, "late.db");
+    const r = await restore({ store: t.bucket.store, to: late, force: true, onProgress: (p) => p.phase === "replace" && writeFileSync(late, "old") });
+    expect(r.full.id).toBe("20260105T000000Z");
+    expect(readFileSync(late).subarray(0, 15).toString()).toBe("SQLite format 3");
   });
 });

@@ -13,11 +13,109 @@ export function requireContentLength(request: Request, max: number, operation: s
   if (!/^\d{1,16}$/.test(header.trim())) {
     throw new HttpError(400, "bad_request", `${operation}: Content-Length '${header}' is not a whole number of bytes`);
   }
+  if (request.headers.has("Transfer-Encoding")) {
+    // RFC 9112 6.3: both framings at once is how requests are smuggled; refuse rather than pick one.
+    throw new HttpError(400, "bad_request", `${operation}: the request has both Content-Length and Transfer-Encoding; send one`);
+  }
   const length = Number(header.trim());
   if (length > max) {
     throw new HttpError(413, "payload_too_large", `${operation}: the body is ${length} bytes, over the ${max}-byte limit (${hint})`);
   }
   return length;
+}
+
+/**
+ * A request body of declared length, as a stream R2 accepts (a FixedLengthStream's readable half), counted
+ * as it passes: never more than `length` bytes go through, whatever the framing (a chunked body that also
+ * declares a length is cut at its first excess chunk). `failure(error)` turns a failed R2 call into the
+ * client's fault when the body was the cause: too long, too short, or the client hung up (400, not 500).
+ */
+export interface CountedBody {
+  body: ReadableStream<Uint8Array>;
+  /** The HttpError for a failure the body caused, else undefined (a Worker or R2 failure). */
+  failure(error: unknown): HttpError | undefined;
+  /** The SHA-256 of the bytes that went through (lowercase hex), once the body is consumed. */
+  sha256(): Promise<string>;
+}
+
+export function countedBody(request: Request, length: number, operation: string, options: { sha256?: boolean } = {}): CountedBody {
+  if (request.body === null) throw new HttpError(400, "bad_request", `${operation}: the request has no body`);
+  let seen = 0;
+  let failure: HttpError | undefined;
+  const digest = options.sha256 ? new crypto.DigestStream("SHA-256") : undefined;
+  const digestWriter = digest?.getWriter();
+  const reader = request.body.getReader();
+  const fixed = new FixedLengthStream(length);
+  const writer = fixed.writable.getWriter();
+  const fail = async (error: HttpError) => {
+    failure = error;
+    await reader.cancel().catch(() => undefined);
+    await writer.abort(error).catch(() => undefined);
+  };
+  (async () => {
+    for (;;) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch {
+        return fail(new HttpError(400, "incomplete_body", `${operation}: the client stopped sending after ${seen} of ${length} bytes`));
+      }
+      if (next.done) break;
+      seen += next.value.byteLength;
+      if (seen > length) return fail(new HttpError(400, "bad_request", `${operation}: the body is longer than its Content-Length of ${length} bytes`));
+      await digestWriter?.write(next.value);
+      // Resolves once R2 has taken the chunk: memory stays at a chunk or two whatever the client's speed.
+      await writer.write(next.value);
+    }
+    if (seen < length) return fail(new HttpError(400, "incomplete_body", `${operation}: the body ended after ${seen} of its ${length} bytes`));
+    await digestWriter?.close();
+    await writer.close();
+  })().catch(() => undefined);
+  return {
+    body: fixed.readable,
+    failure: (error) => failure ?? (error instanceof HttpError ? error : undefined),
+    async sha256() {
+      if (!digest) throw new Error("countedBody: sha256 was not asked for");
+      return [...new Uint8Array(await digest.digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    },
+  };
+}
+
+/**
+ * Reads a small body whole (a part list, a form) without ever holding more than `max` bytes plus one
+ * chunk: a body over the limit is a 413 however it is framed, and the rest of it is never read.
+ */
+export async function readLimited(request: Request, max: number, operation: string, hint: string): Promise<Uint8Array> {
+  const declared = request.headers.get("Content-Length");
+  if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > max) {
+    throw new HttpError(413, "payload_too_large", `${operation}: the body is ${declared} bytes, over the ${max}-byte limit (${hint})`);
+  }
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > max) {
+        await reader.cancel().catch(() => undefined);
+        throw new HttpError(413, "payload_too_large", `${operation}: the body is over the ${max}-byte limit (${hint})`);
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    throw new HttpError(400, "incomplete_body", `${operation}: the client stopped sending after ${total} bytes`);
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return bytes;
 }
 
 const SHA256_RE = /^[0-9a-fA-F]{64}$/;

@@ -65,6 +65,22 @@ export async function r2Call<T>(operation: string, key: string, call: () => Prom
   }
 }
 
+/**
+ * Completing or aborting an upload: R2 answers an uploadId it does not know for this key (garbage, another
+ * key's, already completed) with its generic code 10001 there, not 10024. The id is the client's, so that
+ * is the client's mistake: 404, not a 500 to be retried.
+ */
+export async function r2UploadCall<T>(operation: string, key: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await r2Call(operation, key, call);
+  } catch (error) {
+    if (!(error instanceof HttpError) && /\(10001\)/.test(error instanceof Error ? error.message : String(error))) {
+      throw new HttpError(404, "upload_not_found", `${operation} '${key}': no such multipart upload for this key (unknown, completed or aborted uploadId)`);
+    }
+    throw error;
+  }
+}
+
 export interface PutOptions {
   /** Lowercase hex SHA-256 that R2 checks the received bytes against. */
   sha256?: string;

@@ -5,8 +5,8 @@ import { ROOT, validateObjectKey } from "../../core/keys.ts";
 import { authenticate, requireAdmin, type Role } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { HttpError, errorResponse, json } from "./errors.ts";
-import { contentSha256, requireContentLength, resolveRange } from "./http.ts";
-import { assertWritable, describeObject, listObjects, putObject, r2Call, readWindowBytes, resumeUpload, storedSha256, windowedBody } from "./r2.ts";
+import { contentSha256, countedBody, readLimited, requireContentLength, resolveRange } from "./http.ts";
+import { assertWritable, describeObject, listObjects, putObject, r2Call, r2UploadCall, readWindowBytes, resumeUpload, storedSha256, windowedBody } from "./r2.ts";
 import { backupStatus } from "./scheduled.ts";
 
 /** The Worker API of docs/design.md; every failure leaves through the one error handler as JSON. */
@@ -118,11 +118,17 @@ async function read(request: Request, env: Env, key: string): Promise<Response> 
 
 async function put(request: Request, env: Env, key: string): Promise<Response> {
   const operation = `write backup key '${key}'`;
-  requireContentLength(request, MAX_SINGLE_PUT_BYTES, operation, "use a multipart upload: POST ?uploads, PUT ?uploadId=&partNumber=, POST ?uploadId=");
+  const length = requireContentLength(request, MAX_SINGLE_PUT_BYTES, operation, "use a multipart upload: POST ?uploads, PUT ?uploadId=&partNumber=, POST ?uploadId=");
   const sha256 = contentSha256(request, operation);
   const contentType = request.headers.get("Content-Type") ?? undefined;
-  const object = await putObject(env.BACKUP_BUCKET, key, request.body, { ...(sha256 ? { sha256 } : {}), ...(contentType ? { contentType } : {}) });
-  return json(describeObject(object), 201);
+  const options = { ...(sha256 ? { sha256 } : {}), ...(contentType ? { contentType } : {}) };
+  if (length === 0) return json(describeObject(await putObject(env.BACKUP_BUCKET, key, null, options)), 201);
+  const counted = countedBody(request, length, operation);
+  try {
+    return json(describeObject(await putObject(env.BACKUP_BUCKET, key, counted.body, options)), 201);
+  } catch (error) {
+    throw counted.failure(error) ?? error;
+  }
 }
 
 async function createUpload(request: Request, env: Env, key: string): Promise<Response> {
@@ -141,10 +147,21 @@ async function uploadPart(request: Request, url: URL, env: Env, key: string, upl
   if (!(partNumber >= 1 && partNumber <= MAX_PARTS)) {
     throw new HttpError(400, "bad_request", `upload part of '${key}': partNumber '${raw}' must be a whole number from 1 to ${MAX_PARTS}`);
   }
-  requireContentLength(request, MAX_PART_BYTES, `upload part ${partNumber} of '${key}'`, `parts are at most ${MAX_PART_BYTES} bytes`);
-  if (request.body === null) throw new HttpError(400, "bad_request", `upload part ${partNumber} of '${key}': the part is empty`);
-  const body = request.body;
-  const part = await r2Call(`upload part ${partNumber} of`, key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).uploadPart(partNumber, body));
+  const operation = `upload part ${partNumber} of '${key}'`;
+  const length = requireContentLength(request, MAX_PART_BYTES, operation, `parts are at most ${MAX_PART_BYTES} bytes`);
+  if (length === 0 || request.body === null) throw new HttpError(400, "bad_request", `${operation}: the part is empty (every part but the last is at least 5 MiB, the last at least 1 byte)`);
+  const sha256 = contentSha256(request, operation);
+  const counted = countedBody(request, length, operation, { sha256: sha256 !== undefined });
+  let part: R2UploadedPart;
+  try {
+    part = await r2Call(`upload part ${partNumber} of`, key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).uploadPart(partNumber, counted.body));
+  } catch (error) {
+    throw counted.failure(error) ?? error;
+  }
+  // R2 checks no hash on parts: the Worker does, and a part that does not match is not handed back.
+  if (sha256 !== undefined && (await counted.sha256()) !== sha256) {
+    throw new HttpError(400, "checksum_mismatch", `${operation}: the body does not match its ${HEADERS.contentSha256}; the part was not accepted, upload it again`);
+  }
   const answer: ApiPart = { partNumber: part.partNumber, etag: part.etag };
   return json(answer);
 }
@@ -154,15 +171,10 @@ const MAX_COMPLETE_BODY_BYTES = 2 * 1024 * 1024;
 
 async function completeUpload(request: Request, env: Env, key: string, uploadId: string): Promise<Response> {
   const operation = `complete multipart upload of '${key}'`;
-  const declared = request.headers.get("Content-Length");
-  if (declared !== null && Number(declared) > MAX_COMPLETE_BODY_BYTES) {
-    throw new HttpError(413, "payload_too_large", `${operation}: the part list is over ${MAX_COMPLETE_BODY_BYTES} bytes`);
-  }
-  const text = await request.text();
-  if (text.length > MAX_COMPLETE_BODY_BYTES) throw new HttpError(413, "payload_too_large", `${operation}: the part list is over ${MAX_COMPLETE_BODY_BYTES} bytes`);
+  const bytes = await readLimited(request, MAX_COMPLETE_BODY_BYTES, operation, `10,000 parts fit in ${MAX_COMPLETE_BODY_BYTES} bytes`);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
     throw new HttpError(400, "bad_request", `${operation}: the body is not JSON; expected {"parts":[{"partNumber":1,"etag":"..."}]}`);
   }
@@ -183,12 +195,12 @@ async function completeUpload(request: Request, env: Env, key: string, uploadId:
   }
   // R2's complete() has no onlyIf: this check narrows the race; the bucket lock closes it in production.
   await assertWritable(env.BACKUP_BUCKET, key);
-  const object = await r2Call("complete multipart upload of", key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).complete(checked));
+  const object = await r2UploadCall("complete multipart upload of", key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).complete(checked));
   return json(describeObject(object), 201);
 }
 
 async function abortUpload(env: Env, key: string, uploadId: string): Promise<Response> {
-  await r2Call("abort multipart upload of", key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).abort());
+  await r2UploadCall("abort multipart upload of", key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).abort());
   return new Response(null, { status: 204 });
 }
 
@@ -224,9 +236,11 @@ async function formUpload(request: Request, env: Env): Promise<Response> {
   if (!/^multipart\/form-data/i.test(type)) {
     throw new HttpError(400, "bad_request", `${operation}: expected Content-Type multipart/form-data with a 'file' field whose filename is the key`);
   }
+  // Read through the byte-counting limit, whatever Content-Length said: formData() alone would buffer it all.
+  const bytes = await readLimited(request, MAX_FORM_UPLOAD_BYTES, operation, `use PUT ${PATHS.backups}/<key> or a multipart upload for larger files`);
   let form: FormData;
   try {
-    form = await request.formData();
+    form = await new Response(bytes, { headers: { "Content-Type": type } }).formData();
   } catch {
     throw new HttpError(400, "bad_request", `${operation}: the body is not a valid multipart form`);
   }
