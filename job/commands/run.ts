@@ -42,7 +42,7 @@ ${usageOf(BACKUP_OPTIONS, {
   documents: { arg: "<dir>", text: "archive a folder of markdown documents as documents.tar.zst (full backups)" },
   "documents-query": { arg: "<sql>", text: "rows (name, body) of this query on the snapshot, as query/<name>.md" },
   "documents-source": { arg: "<name>", text: "the database the query runs on", fallback: "the first" },
-  kind: { arg: "full|incremental|auto", text: `auto: full when the newest full is >= --full-every-hours old, else incremental`, fallback: "auto" },
+  kind: { arg: "full|incremental|auto", text: `auto: full when the newest full is >= --full-every-hours old, or when an incremental cannot carry a database (no change table, other tables changed, rows deleted below the watermark, other databases than the full backup's), else incremental; incremental exits 2 in those cases`, fallback: "auto" },
   "changes-table": { arg: "t:c1,c2", text: "a table exported by incrementals, keyed by c1,c2 (repeatable)", fallback: "eventlog:seqNumGlobal,seqNumClient" },
   "tmp-dir": { arg: "<dir>", text: "snapshots and compressed copies", env: "BACKUP_TMP_DIR", fallback: "the OS temp dir" },
   "lock-file": { arg: "<path>", text: "one run at a time", fallback: "<tmp-dir>/r2backup.lock" },
