@@ -1,10 +1,10 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { BINDINGS, PATHS } from "../core/index.ts";
-import { DEV_TOKENS, startLocalWorker } from "../worker/local.ts";
+import { DEV_TOKENS, startLocalWorker, type FailoverMode } from "../worker/local.ts";
 
 /**
- * `npm run dev [-- --port 8787] [--replica]`: the Worker (the same esbuild bundle that is deployed) in
+ * `npm run dev [-- --port 8787] [--replica] [--failover off|replica|replica-only]`: the Worker (the same esbuild bundle that is deployed) in
  * Miniflare on 127.0.0.1, with a local R2 persisted under `.mf-data/` (git-ignored), until Ctrl-C.
  * Tokens and variables come from the environment when set, else the dev defaults printed at start.
  */
@@ -12,13 +12,17 @@ const { values } = parseArgs({
   options: {
     port: { type: "string", default: process.env.PORT ?? "8787" },
     replica: { type: "boolean", default: false },
+    failover: { type: "string", default: "off" },
     "persist-dir": { type: "string", default: fileURLToPath(new URL("../.mf-data/", import.meta.url)) },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 
 if (values.help) {
-  console.log(`usage: npm run dev -- [--port <n>] [--replica] [--persist-dir <dir>]
+  console.log(`usage: npm run dev -- [--port <n>] [--replica] [--failover off|replica|replica-only] [--persist-dir <dir>]
+
+--failover does locally what the stack config \`failover\` does (docs/disaster-recovery.md section 4):
+replica serves the replica bucket and fills the primary from it; replica-only leaves the primary unbound.
 
 Runs the Worker locally until Ctrl-C. Environment: SERVER_BYPASS_TOKEN, ADMIN_TOKEN, MAX_BACKUP_AGE_HOURS,
 ALERT_WEBHOOK_URL (defaults: the dev tokens printed at start, 7 hours, no webhook).`);
@@ -31,17 +35,24 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 
+const failover = values.failover as FailoverMode;
+if (!["off", "replica", "replica-only"].includes(failover)) {
+  console.error(`npm run dev: --failover '${values.failover}' is not off, replica or replica-only`);
+  process.exit(2);
+}
+
 const env = (name: string) => (process.env[name] ? process.env[name] : undefined);
 const bindings: Record<string, string | undefined> = {
   [BINDINGS.serverToken]: env(BINDINGS.serverToken) ?? DEV_TOKENS[BINDINGS.serverToken],
   [BINDINGS.adminToken]: env(BINDINGS.adminToken) ?? DEV_TOKENS[BINDINGS.adminToken],
   [BINDINGS.maxBackupAgeHours]: env(BINDINGS.maxBackupAgeHours) ?? "7",
   [BINDINGS.alertWebhookUrl]: env(BINDINGS.alertWebhookUrl),
+  [BINDINGS.replicaMaxLagHours]: env(BINDINGS.replicaMaxLagHours),
 };
 
 let worker;
 try {
-  worker = await startLocalWorker({ port, persistDir: values["persist-dir"], bindings, replica: values.replica, triggerHandlers: true });
+  worker = await startLocalWorker({ port, persistDir: values["persist-dir"], bindings, replica: values.replica, failover, triggerHandlers: true });
 } catch (error) {
   console.error(`npm run dev: start the local Worker on port ${port}: ${error instanceof Error ? error.message : String(error)}`);
   console.error("(is another process on that port? try --port 0 for a free one)");
@@ -50,7 +61,7 @@ try {
 
 const server = worker.bindings[BINDINGS.serverToken];
 const admin = worker.bindings[BINDINGS.adminToken];
-console.log(`Worker:        ${worker.url}   (local R2 in ${values["persist-dir"]}${values.replica ? ", replica bucket bound" : ""})
+console.log(`Worker:        ${worker.url}   (local R2 in ${values["persist-dir"]}${failover === "replica" ? ", FAILOVER: the replica bucket serves, the primary is filled from it" : failover === "replica-only" ? ", FAILOVER: the replica bucket serves, the primary is not bound" : values.replica ? ", replica bucket bound" : ""})
 Job token:     ${BINDINGS.serverToken}=${server}
 Admin token:   ${BINDINGS.adminToken}=${admin}
 Try:           curl -s -H 'X-Server-Token: ${server}' ${worker.url}${PATHS.status}
