@@ -1,3 +1,4 @@
+import { rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { BINDINGS, PATHS } from "../core/index.ts";
@@ -13,14 +14,16 @@ const { values } = parseArgs({
     port: { type: "string", default: process.env.PORT ?? "8787" },
     replica: { type: "boolean", default: false },
     failover: { type: "string", default: "off" },
+    "pid-file": { type: "string" },
     "persist-dir": { type: "string", default: fileURLToPath(new URL("../.mf-data/", import.meta.url)) },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 
 if (values.help) {
-  console.log(`usage: npm run dev -- [--port <n>] [--replica] [--failover off|replica|replica-only] [--persist-dir <dir>]
+  console.log(`usage: npm run dev -- [--port <n>] [--replica] [--failover off|replica|replica-only] [--persist-dir <dir>] [--pid-file <path>]
 
+--pid-file writes this process's id there (removed on exit), for scripts that stop it with kill.
 --failover does locally what the stack config \`failover\` does (docs/disaster-recovery.md section 4):
 replica serves the replica bucket and fills the primary from it; replica-only leaves the primary unbound.
 
@@ -59,6 +62,9 @@ try {
   process.exit(1);
 }
 
+const pidFile = values["pid-file"];
+if (pidFile) writeFileSync(pidFile, `${process.pid}\n`);
+
 const server = worker.bindings[BINDINGS.serverToken];
 const admin = worker.bindings[BINDINGS.adminToken];
 console.log(`Worker:        ${worker.url}   (local R2 in ${values["persist-dir"]}${failover === "replica" ? ", FAILOVER: the replica bucket serves, the primary is filled from it" : failover === "replica-only" ? ", FAILOVER: the replica bucket serves, the primary is not bound" : values.replica ? ", replica bucket bound" : ""})
@@ -75,6 +81,7 @@ const stop = async (signal: string) => {
   stopping = true;
   console.log(`\n${signal}: stopping the local Worker`);
   await worker.stop();
+  if (pidFile) rmSync(pidFile, { force: true });
   process.exit(0);
 };
 process.on("SIGINT", () => void stop("SIGINT"));
