@@ -5,6 +5,7 @@ import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, stor
 import { JobError } from "../errors.ts";
 import { isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
+import { workerReplicaLag } from "../replica-lag.ts";
 
 /** `r2backup run`: one backup now, where the database file is (docs/design.md fact 1). */
 
@@ -83,8 +84,9 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
   const docs = values.documents || values["documents-query"]
     ? { ...(values.documents ? { dir: values.documents } : {}), ...(values["documents-query"] ? { query: values["documents-query"] } : {}), ...(values["documents-source"] ? { querySource: values["documents-source"] } : {}) }
     : undefined;
+  const store = storeFromFlags(values, env, ctx.logger);
   return {
-    store: storeFromFlags(values, env, ctx.logger),
+    store,
     databases,
     kind,
     integrity,
@@ -96,7 +98,7 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
     ...(values["full-every-hours"] ? { fullEveryHours: intFlag(values["full-every-hours"], "full-every-hours", 6, 1) } : {}),
     ...(values["no-promote"] ? { promote: false } : {}),
     ...(appName ? { app: { name: appName, version: values["app-version"] ?? env.APP_VERSION ?? "unknown" } } : {}),
-    ...(metrics ? { metrics } : {}),
+    ...(metrics ? { metrics, replicaLag: workerReplicaLag(store.url, (values.token ?? env.SERVER_BYPASS_TOKEN)!) } : {}),
     ...(webhookUrl ? { webhookUrl } : {}),
     onEvent: (e) => ctx.logger.event(e),
   };

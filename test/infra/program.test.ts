@@ -310,12 +310,13 @@ describe("render and monitoring", () => {
     expect(policy.Statement).toEqual([{ Effect: "Allow", Action: ["cloudwatch:PutMetricData"], Resource: "*", Condition: { StringEquals: { "cloudwatch:namespace": "R2SqliteBackup" } } }]);
   });
 
-  it("creates the four alarms on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
+  it("creates the four alarms (and, with a replica as on dev, the replica lag alarm) on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
     const alarms = of(dev, T.alarm);
-    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale", "r2-sqlite-backup-dev-restore-drill-failed"]);
+    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale", "r2-sqlite-backup-dev-restore-drill-failed", "r2-sqlite-backup-dev-replica-lag"]);
+    expect(alarms.at(-1)!.inputs).toMatchObject({ metricName: "ReplicaLagHours", threshold: 12 });
     for (const a of alarms) expect(input(a, "alarmActions")).toEqual(["arn:aws:sns:us-east-1:123456789012:r2-sqlite-backup-dev-alarms"]);
     expect(JSON.parse(input(one(dev, T.dashboard), "dashboardBody")).widgets.length).toBeGreaterThanOrEqual(4);
-    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(4);
+    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(5);
     expect(dev.outputs.dashboardUrl?.value).toMatch(/^https:\/\/us-east-1\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=us-east-1#dashboards\/dashboard\/r2-sqlite-backup-dev-backups$/);
     expect(of(prod, T.alarm)).toHaveLength(0);
   });
