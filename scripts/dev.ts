@@ -28,7 +28,9 @@ if (values.help) {
 replica serves the replica bucket and fills the primary from it; replica-only leaves the primary unbound.
 
 Runs the Worker locally until Ctrl-C. Environment: SERVER_BYPASS_TOKEN, ADMIN_TOKEN, MAX_BACKUP_AGE_HOURS,
-ALERT_WEBHOOK_URL (defaults: the dev tokens printed at start, 7 hours, no webhook).`);
+ALERT_WEBHOOK_URL, REPLICA_MAX_LAG_HOURS, REPLICA_COPY_PART_MIB, REPLICA_COPY_PARTS_PER_RUN,
+REPLICA_COPY_TIME_BUDGET_SECONDS (defaults: the dev tokens printed at start, 7 hours, no webhook, 12 hours,
+64 MiB parts, 64 parts and 600 s per cron run).`);
   process.exit(0);
 }
 
@@ -51,6 +53,10 @@ const bindings: Record<string, string | undefined> = {
   [BINDINGS.maxBackupAgeHours]: env(BINDINGS.maxBackupAgeHours) ?? "7",
   [BINDINGS.alertWebhookUrl]: env(BINDINGS.alertWebhookUrl),
   [BINDINGS.replicaMaxLagHours]: env(BINDINGS.replicaMaxLagHours),
+  // The replica copy's tuning (worker/src/replicate.ts), e.g. small parts to watch a copy resume.
+  REPLICA_COPY_PART_MIB: env("REPLICA_COPY_PART_MIB"),
+  REPLICA_COPY_PARTS_PER_RUN: env("REPLICA_COPY_PARTS_PER_RUN"),
+  REPLICA_COPY_TIME_BUDGET_SECONDS: env("REPLICA_COPY_TIME_BUDGET_SECONDS"),
 };
 
 let worker;
