@@ -174,7 +174,7 @@ export function configSetCommand(key: string, stack: string): string {
 /**
  * Loads and validates a stack's config. Every problem is reported at once, each missing key with the exact
  * `pulumi config set` line that fixes it. Preview stacks (`pr-<n>`) get no lock, no Render jobs, no
- * monitoring and no replica, whatever the config says: they must not touch anything production uses.
+ * monitoring, no replica and no failover, whatever the config says: they must not touch anything production uses.
  */
 export function loadStackConfig(stack: string, reader: ConfigReader = runtimeConfigReader()): StackConfig {
   const preview = isPreviewStack(stack);
@@ -269,7 +269,8 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const replicaLocation = preview ? undefined : text("replicaLocation");
   oneOf("replicaLocation", replicaLocation, R2_LOCATIONS);
   if (replicaLocation !== undefined && replicaLocation === location) problems.push(`replicaLocation must differ from bucketLocation ('${location}'): the replica is for geographic redundancy`);
-  const failover = withDefault("failover") as FailoverMode;
+  // A preview inherits the dev stack's values: a failover of dev must not carry over to it (it has no replica).
+  const failover = preview ? "off" : (withDefault("failover") as FailoverMode);
   oneOf("failover", failover, FAILOVER_MODES);
   if (failover !== "off" && replicaLocation === undefined) problems.push(`failover '${failover}' needs a replica bucket: set replicaLocation (previews have none)`);
   const replicaMaxLagHours = integer("replicaMaxLagHours");

@@ -79,11 +79,12 @@ describe("stack config", () => {
     expect(message).toContain("replicaLocation must differ from bucketLocation");
   });
 
-  it("gives preview stacks no lock, no Render jobs, no monitoring and no replica, whatever the config says", () => {
-    const c = loadStackConfig("pr-42", reader({ ...PROD, workersDevSubdomain: "acme", monitoringEnabled: "true", replicaLocation: "enam", lockDays: "7" }));
+  it("gives preview stacks no lock, no Render jobs, no monitoring, no replica and no failover, whatever the config says", () => {
+    const c = loadStackConfig("pr-42", reader({ ...PROD, workersDevSubdomain: "acme", monitoringEnabled: "true", replicaLocation: "enam", failover: "replica-only", lockDays: "7" }));
     expect(c.preview).toBe(true);
     expect(c.storage.retention.lockDays).toBe(0);
     expect(c.storage.replicaLocation).toBeUndefined();
+    expect(c.storage.failover).toBe("off");
     expect(c.render).toBeUndefined();
     expect(c.monitoring).toBeUndefined();
     expect(c.cloudflare).toEqual({ accountId: PROD.cloudflareAccountId, workersDevSubdomain: "acme" });
