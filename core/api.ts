@@ -29,6 +29,7 @@ export const BINDINGS = {
   adminToken: "ADMIN_TOKEN",
   maxBackupAgeHours: "MAX_BACKUP_AGE_HOURS",
   alertWebhookUrl: "ALERT_WEBHOOK_URL",
+  replicaMaxLagHours: "REPLICA_MAX_LAG_HOURS",
 } as const;
 
 /** Workers accept request bodies of at most 100 MB on Free/Pro (docs/design.md fact 2). */
@@ -137,12 +138,25 @@ export interface ApiStatus {
   incremental: ApiStatusEntry | null;
   daily: ApiStatusEntry | null;
   drill: ApiStatusEntry | null;
-  /** When a replica bucket is bound: complete sets the replica lacks. */
-  replica?: { lag: number; missing: string[] };
+  /** When a replica bucket is bound: complete sets the replica lacks (see `ApiReplicaStatus`). */
+  replica?: ApiReplicaStatus;
   /** What makes the bucket unhealthy (the scheduled check alerts on these). */
   problems: string[];
   /** Worth a look but not an alert from the Worker (a failed drill has its own CloudWatch alarm). */
   warnings: string[];
+}
+
+/**
+ * The replica's lag: how many complete sets `BACKUP_REPLICA_BUCKET` lacks, which, and how old the oldest
+ * of them is. `behind` is true when that age is over `maxLagHours` (the lag alarm of docs/design.md).
+ */
+export interface ApiReplicaStatus {
+  lag: number;
+  missing: string[];
+  /** Hours since the oldest missing set was taken (0 when none is missing). */
+  oldestMissingAgeHours: number;
+  maxLagHours: number;
+  behind: boolean;
 }
 
 export interface ApiStatusEntry {

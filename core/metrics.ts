@@ -20,6 +20,10 @@ export const METRICS = {
   restoreDrillFailed: "RestoreDrillFailed",
   /** Wall time of a restore drill, in seconds. */
   restoreDrillDurationSeconds: "RestoreDrillDurationSeconds",
+  /** With a replica bucket: complete sets the replica lacks, from the Worker's /api/status, after each backup. */
+  replicaLagSets: "ReplicaLagSets",
+  /** With a replica bucket: hours since the oldest set the replica lacks was taken (0 when none); alarmed. */
+  replicaLagHours: "ReplicaLagHours",
 } as const;
 
 /** The alarm fires when the newest successful restore drill is older than this (docs/design.md: 35 days). */

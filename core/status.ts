@@ -1,5 +1,6 @@
-import type { ApiStatus, ApiStatusEntry } from "./api.ts";
-import { newestComplete, type Catalog } from "./catalog.ts";
+import type { ApiReplicaStatus, ApiStatus, ApiStatusEntry } from "./api.ts";
+import { newestComplete, type Catalog, type CatalogSet } from "./catalog.ts";
+import { PREFIXES } from "./keys.ts";
 import { parseDay, parseTimestamp } from "./time.ts";
 
 /**
@@ -38,4 +39,25 @@ export function summarizeStatus(catalog: Catalog, now: Date, maxBackupAgeHours: 
   }
   status.healthy = status.problems.length === 0;
   return status;
+}
+
+/** The replica lag limit when `REPLICA_MAX_LAG_HOURS` is not set: two 6-hourly backups behind. */
+export const DEFAULT_REPLICA_MAX_LAG_HOURS = 12;
+
+/**
+ * The replica's lag from the complete sets it lacks (oldest first): their count, prefixes, and the age of
+ * the oldest, from its id (the time the Worker gave it). `behind` when that age is over `maxLagHours`:
+ * a replica that catches up within the limit never alarms, one that stays behind does.
+ */
+export function summarizeReplica(missing: readonly CatalogSet[], now: Date, maxLagHours: number): ApiReplicaStatus {
+  const taken = missing.map((s) => (s.kind === "daily" ? parseDay(s.id) : parseTimestamp(s.id)).getTime());
+  const oldest = taken.length === 0 ? now.getTime() : Math.min(...taken);
+  const oldestMissingAgeHours = Math.max(0, Math.round(((now.getTime() - oldest) / 3_600_000) * 100) / 100);
+  return {
+    lag: missing.length,
+    missing: missing.map((s) => `${PREFIXES[s.kind]}${s.id}/`),
+    oldestMissingAgeHours,
+    maxLagHours,
+    behind: missing.length > 0 && oldestMissingAgeHours > maxLagHours,
+  };
 }

@@ -35,6 +35,8 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   str("bucketLocation", "R2 location hint of the bucket (apac, eeur, enam, weur, wnam, oc); empty lets Cloudflare choose. Used only at creation.", "weur"),
   str("bucketJurisdiction", "R2 jurisdiction of the buckets (default, eu, fedramp).", "eu", "default"),
   str("replicaLocation", "Location hint of an optional second bucket for geographic redundancy (R2 does not replicate); empty = none.", "enam"),
+  str("failover", "Which bucket the Worker serves: off (the primary; the replica, when configured, is filled from it), replica (the replica serves and the primary, bound as the replica, is filled back from it: the way back after an outage), replica-only (the replica serves, the primary is not bound: its region or bucket is lost). Needs replicaLocation. See docs/disaster-recovery.md section 4.", "replica-only", "off"),
+  int("replicaMaxLagHours", "The Worker's cron check alerts when a complete backup has been missing from the replica for longer than this.", 12),
   int("lockDays", "Bucket lock: days during which nothing under backups/ (except backups/state/) can be deleted or overwritten. 0 = no lock. Previews never get one.", DEFAULT_RETENTION.lockDays),
   int("retentionFullDays", "Days a full backup is kept.", DEFAULT_RETENTION.fullDays),
   int("retentionIncrementalDays", "Days an incremental backup is kept.", DEFAULT_RETENTION.incrementalDays),
@@ -70,6 +72,9 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
 
 export const R2_LOCATIONS = ["apac", "eeur", "enam", "weur", "wnam", "oc"] as const;
 export const R2_JURISDICTIONS = ["default", "eu", "fedramp"] as const;
+/** The `failover` modes (docs/design.md, "Replica and failover"). */
+export const FAILOVER_MODES = ["off", "replica", "replica-only"] as const;
+export type FailoverMode = (typeof FAILOVER_MODES)[number];
 export const RENDER_REGIONS = ["frankfurt", "ohio", "oregon", "singapore", "virginia"] as const;
 export const RENDER_PLANS = ["starter", "standard", "pro", "pro_plus", "pro_max", "pro_ultra"] as const;
 
@@ -79,7 +84,7 @@ export interface StackConfig {
   stack: string;
   preview: boolean;
   cloudflare: { accountId: string; zoneId?: string; hostname?: string; workersDevSubdomain?: string };
-  storage: { location?: string; jurisdiction: string; replicaLocation?: string; retention: RetentionPolicy };
+  storage: { location?: string; jurisdiction: string; replicaLocation?: string; retention: RetentionPolicy; failover: FailoverMode; replicaMaxLagHours: number };
   worker: { maxBackupAgeHours: number; freshnessCheckSchedule: string; versions?: { stableVersionId?: string; rolloutPercent: number } };
   /** Undefined when not configured: the program generates tokens, and binds no webhook. */
   secrets: { serverToken?: pulumi.Output<string>; adminToken?: pulumi.Output<string>; agentToken?: pulumi.Output<string>; alertWebhookUrl?: pulumi.Output<string> };
@@ -169,7 +174,7 @@ export function configSetCommand(key: string, stack: string): string {
 /**
  * Loads and validates a stack's config. Every problem is reported at once, each missing key with the exact
  * `pulumi config set` line that fixes it. Preview stacks (`pr-<n>`) get no lock, no Render jobs, no
- * monitoring and no replica, whatever the config says: they must not touch anything production uses.
+ * monitoring, no replica and no failover, whatever the config says: they must not touch anything production uses.
  */
 export function loadStackConfig(stack: string, reader: ConfigReader = runtimeConfigReader()): StackConfig {
   const preview = isPreviewStack(stack);
@@ -264,6 +269,12 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const replicaLocation = preview ? undefined : text("replicaLocation");
   oneOf("replicaLocation", replicaLocation, R2_LOCATIONS);
   if (replicaLocation !== undefined && replicaLocation === location) problems.push(`replicaLocation must differ from bucketLocation ('${location}'): the replica is for geographic redundancy`);
+  // A preview inherits the dev stack's values: a failover of dev must not carry over to it (it has no replica).
+  const failover = preview ? "off" : (withDefault("failover") as FailoverMode);
+  oneOf("failover", failover, FAILOVER_MODES);
+  if (failover !== "off" && replicaLocation === undefined) problems.push(`failover '${failover}' needs a replica bucket: set replicaLocation (previews have none)`);
+  const replicaMaxLagHours = integer("replicaMaxLagHours");
+  if (replicaMaxLagHours < 1) problems.push(`replicaMaxLagHours must be at least 1, got ${replicaMaxLagHours}`);
 
   let retention: RetentionPolicy = DEFAULT_RETENTION;
   const policy = {
@@ -350,7 +361,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     throw new InfraError("configure", "stack", stack, reasons.join("; "), hint);
   }
 
-  const storage: StackConfig["storage"] = { jurisdiction, retention };
+  const storage: StackConfig["storage"] = { jurisdiction, retention, failover, replicaMaxLagHours };
   if (location !== undefined) storage.location = location;
   if (replicaLocation !== undefined) storage.replicaLocation = replicaLocation;
   const config: StackConfig = { project: PROJECT, stack, preview, cloudflare, storage, worker, secrets };

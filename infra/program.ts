@@ -71,7 +71,8 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
     preview: config.preview,
     bundle,
     bucketName: storage.bucketName,
-    ...(storage.replicaBucketName ? { replicaBucketName: storage.replicaBucketName } : {}),
+    ...(storage.replicaBucketName ? { replicaBucketName: storage.replicaBucketName, replicaMaxLagHours: config.storage.replicaMaxLagHours } : {}),
+    failover: config.storage.failover,
     jurisdiction: config.storage.jurisdiction,
     serverToken: tokens.serverToken,
     adminToken: tokens.adminToken,
@@ -88,7 +89,14 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
   let armAlarms: (after: pulumi.Resource[]) => void = () => {};
   const alarmsAfter = new Promise<pulumi.Resource[]>((resolve) => (armAlarms = resolve));
   const monitoring = config.monitoring
-    ? new Monitoring("monitoring", { stack, namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, alarmEmails: config.monitoring.alarmEmails, alarmsAfter })
+    ? new Monitoring("monitoring", {
+        stack,
+        namespace: config.monitoring.namespace,
+        region: config.monitoring.awsRegion,
+        alarmEmails: config.monitoring.alarmEmails,
+        alarmsAfter,
+        ...(config.storage.replicaLocation !== undefined ? { replicaMaxLagHours: config.storage.replicaMaxLagHours } : {}),
+      })
     : undefined;
   let schedule: Schedule | undefined;
   try {

@@ -94,6 +94,8 @@ export interface BackupOptions {
   now?: () => Date;
   onEvent?: (event: BackupEvent) => void;
   metrics?: MetricsSink;
+  /** With metrics: reads the replica's lag after the run (job/replica-lag.ts), reported as metrics too. */
+  replicaLag?: () => Promise<{ lag: number; oldestMissingAgeHours: number } | undefined>;
   webhookUrl?: string;
 }
 
@@ -661,7 +663,14 @@ async function report(
   if (options.metrics) {
     try {
       const drillAgeHours = (await lastGoodDrillAgeHours(options.store, (options.now ?? (() => new Date()))()).catch(() => undefined)) ?? NEVER_DRILLED_AGE_HOURS;
-      await options.metrics.put(backupMetrics({ ...outcome, drillAgeHours }));
+      let replica: { lag: number; oldestMissingAgeHours: number } | undefined;
+      if (options.replicaLag) {
+        replica = await options.replicaLag().catch((e: unknown) => {
+          log("warn", "read the replica lag failed", { error: (e as Error).message });
+          return undefined;
+        });
+      }
+      await options.metrics.put(backupMetrics({ ...outcome, drillAgeHours, ...(replica ? { replica } : {}) }));
     } catch (e) {
       warnings.push(`put metrics: ${(e as Error).message}`);
       log("warn", "put metrics failed", { error: (e as Error).message });

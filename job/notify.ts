@@ -73,7 +73,7 @@ export function metricsFromEnv(env: Record<string, string | undefined>): Metrics
 }
 
 /** The metrics of one backup run. */
-export function backupMetrics(outcome: { ok: boolean; durationMs: number; uncompressedBytes?: number; storedBytes?: number; drillAgeHours?: number }): MetricDatum[] {
+export function backupMetrics(outcome: { ok: boolean; durationMs: number; uncompressedBytes?: number; storedBytes?: number; drillAgeHours?: number; replica?: { lag: number; oldestMissingAgeHours: number } }): MetricDatum[] {
   // Both counters every run (one of them 0), so "no success for 7 hours" and "any failure" alarms see data.
   const data: MetricDatum[] = [
     { name: METRICS.backupSucceeded, value: outcome.ok ? 1 : 0, unit: "Count" },
@@ -86,6 +86,11 @@ export function backupMetrics(outcome: { ok: boolean; durationMs: number; uncomp
   }
   // The drill runs monthly but alarms look back 7 days at most: every backup reports the drill's age too.
   if (outcome.drillAgeHours !== undefined) data.push({ name: METRICS.restoreDrillAgeHours, value: Math.round(outcome.drillAgeHours * 100) / 100, unit: "Count" });
+  // The replica's lag, as the Worker reported it after this run (with a replica bucket only).
+  if (outcome.replica) {
+    data.push({ name: METRICS.replicaLagSets, value: outcome.replica.lag, unit: "Count" });
+    data.push({ name: METRICS.replicaLagHours, value: outcome.replica.oldestMissingAgeHours, unit: "Count" });
+  }
   return data;
 }
 

@@ -3,6 +3,22 @@ import { resolve } from "node:path";
 import { BINDINGS } from "../core/index.ts";
 import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, bundleWorker } from "./bundle.ts";
 
+/** The `failover` modes (infra/config.ts FAILOVER_MODES; infra is not imported here, it loads Pulumi). */
+export type FailoverMode = "off" | "replica" | "replica-only";
+
+/**
+ * The local buckets' own names (what they are called on disk under the persist folder): the primary and
+ * the replica, whichever binding serves them.
+ */
+export const LOCAL_BUCKETS = { primary: BINDINGS.bucket, replica: BINDINGS.replicaBucket } as const;
+
+/** Binding name to local bucket, per failover mode (the same swap as infra's `servedBuckets`). */
+export function localR2Buckets(replica: boolean, failover: FailoverMode = "off"): Record<string, string> {
+  if (failover === "replica") return { [BINDINGS.bucket]: LOCAL_BUCKETS.replica, [BINDINGS.replicaBucket]: LOCAL_BUCKETS.primary };
+  if (failover === "replica-only") return { [BINDINGS.bucket]: LOCAL_BUCKETS.replica };
+  return replica ? { [BINDINGS.bucket]: LOCAL_BUCKETS.primary, [BINDINGS.replicaBucket]: LOCAL_BUCKETS.replica } : { [BINDINGS.bucket]: LOCAL_BUCKETS.primary };
+}
+
 /**
  * The Worker on this machine: the esbuild bundle of `worker/` (the same bytes that are deployed) in
  * Miniflare, with a real local R2. Used by `npm run dev`, `npm start`, and the worker and job tests.
@@ -23,6 +39,12 @@ export interface LocalWorkerOptions {
   bindings?: Record<string, string | undefined>;
   /** Also bind `BACKUP_REPLICA_BUCKET` (a second local bucket). */
   replica?: boolean;
+  /**
+   * Which local bucket serves, as the stack config `failover` does in the cloud (infra's `servedBuckets`):
+   * "off" (the default), "replica" (the replica serves, the primary is filled from it) or "replica-only"
+   * (the primary is not bound). Anything but "off" implies `replica`.
+   */
+  failover?: FailoverMode;
   /** Lets `GET /cdn-cgi/handler/scheduled` run the cron handler (handy in `npm run dev`). */
   triggerHandlers?: boolean;
 }
@@ -54,7 +76,7 @@ export async function startLocalWorker(options: LocalWorkerOptions = {}): Promis
     compatibilityFlags: COMPATIBILITY_FLAGS,
     host: "127.0.0.1",
     port: options.port ?? 0,
-    r2Buckets: options.replica ? [BINDINGS.bucket, BINDINGS.replicaBucket] : [BINDINGS.bucket],
+    r2Buckets: localR2Buckets(options.replica ?? false, options.failover),
     r2Persist: options.persistDir === undefined ? false : resolve(options.persistDir, "r2"),
     bindings,
     unsafeTriggerHandlers: options.triggerHandlers ?? false,

@@ -2,6 +2,7 @@ import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import { BINDINGS } from "../../core/index.ts";
 import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, WORKER_MAIN_MODULE, type WorkerBundle } from "../../worker/bundle.ts";
+import type { FailoverMode } from "../config.ts";
 import { EmptyBucketOnDestroy } from "../empty-bucket.ts";
 import { physicalName } from "../naming.ts";
 import { WorkersSubdomain } from "../workers-subdomain.ts";
@@ -14,6 +15,10 @@ export interface ApiArgs {
   bundle: WorkerBundle;
   bucketName: pulumi.Input<string>;
   replicaBucketName?: pulumi.Input<string>;
+  /** Which bucket serves (config `failover`; "off" when not given). */
+  failover?: FailoverMode;
+  /** The replica lag alarm's limit (`REPLICA_MAX_LAG_HOURS`), bound when a replica is. */
+  replicaMaxLagHours?: number;
   jurisdiction: string;
   serverToken: pulumi.Output<string>;
   adminToken: pulumi.Output<string>;
@@ -29,16 +34,31 @@ export interface ApiArgs {
   versions?: WorkerVersionsArgs;
 }
 
+/**
+ * Which physical bucket the Worker binds as `BACKUP_BUCKET` (served, written) and which as
+ * `BACKUP_REPLICA_BUCKET` (filled from it by the cron), per `failover` (docs/design.md, "Replica and failover"):
+ * off: primary, replica; replica: replica, primary (the way back: what was written during the failover flows
+ * into the primary); replica-only: the replica alone (the primary's region or bucket is lost).
+ */
+export function servedBuckets<T>(failover: FailoverMode, primary: T, replica: T | undefined): { bucket: T; replicaBucket?: T } {
+  if (failover === "off" || replica === undefined) return replica === undefined ? { bucket: primary } : { bucket: primary, replicaBucket: replica };
+  return failover === "replica" ? { bucket: replica, replicaBucket: primary } : { bucket: replica };
+}
+
 /** The Worker's bindings (docs/design.md, "Worker API"), names from `core/`. Secrets are `secret_text`. */
 export function workerBindings(args: ApiArgs): cloudflare.types.input.WorkersScriptBinding[] {
   const jurisdiction = args.jurisdiction === "default" ? {} : { jurisdiction: args.jurisdiction };
+  const served = servedBuckets(args.failover ?? "off", args.bucketName, args.replicaBucketName);
   const bindings: cloudflare.types.input.WorkersScriptBinding[] = [
-    { type: "r2_bucket", name: BINDINGS.bucket, bucketName: args.bucketName, ...jurisdiction },
+    { type: "r2_bucket", name: BINDINGS.bucket, bucketName: served.bucket, ...jurisdiction },
     { type: "secret_text", name: BINDINGS.serverToken, text: args.serverToken },
     { type: "secret_text", name: BINDINGS.adminToken, text: args.adminToken },
     { type: "plain_text", name: BINDINGS.maxBackupAgeHours, text: String(args.maxBackupAgeHours) },
   ];
-  if (args.replicaBucketName !== undefined) bindings.push({ type: "r2_bucket", name: BINDINGS.replicaBucket, bucketName: args.replicaBucketName, ...jurisdiction });
+  if (served.replicaBucket !== undefined) {
+    bindings.push({ type: "r2_bucket", name: BINDINGS.replicaBucket, bucketName: served.replicaBucket, ...jurisdiction });
+    if (args.replicaMaxLagHours !== undefined) bindings.push({ type: "plain_text", name: BINDINGS.replicaMaxLagHours, text: String(args.replicaMaxLagHours) });
+  }
   // A webhook URL often embeds its own credential (Slack, Discord): bound as a secret, read the same way.
   if (args.alertWebhookUrl !== undefined) bindings.push({ type: "secret_text", name: BINDINGS.alertWebhookUrl, text: args.alertWebhookUrl });
   return bindings;

@@ -8,6 +8,8 @@ export interface MonitoringArgs {
   namespace: string;
   region: string;
   alarmEmails: string[];
+  /** With a replica bucket: the lag alarm's limit (config `replicaMaxLagHours`); no replica, no lag alarm. */
+  replicaMaxLagHours?: number;
   /**
    * Resources the alarms are created after (the first backup and drill runs, known only once the schedule
    * that needs this component's metrics key exists): a new stack's alarms start on data, not on silence.
@@ -18,8 +20,27 @@ export interface MonitoringArgs {
 const HOUR = 3600;
 const DAY = 86_400;
 
-/** The alarms of docs/design.md, "Monitoring", as data (tested without Pulumi). */
-export function alarmSpecs(namespace: string): (aws.cloudwatch.MetricAlarmArgs & { role: string })[] {
+/** The alarms of docs/design.md, "Monitoring", as data (tested without Pulumi); the replica's with a replica. */
+export function alarmSpecs(namespace: string, replicaMaxLagHours?: number): (aws.cloudwatch.MetricAlarmArgs & { role: string })[] {
+  const replica: (aws.cloudwatch.MetricAlarmArgs & { role: string })[] =
+    replicaMaxLagHours === undefined
+      ? []
+      : [
+          {
+            role: "replica-lag",
+            alarmDescription: `A complete backup has been missing from the replica bucket for more than ${replicaMaxLagHours} hours.`,
+            namespace,
+            metricName: METRICS.replicaLagHours,
+            // Reported by each backup (every 6 hours): the period holds one report, the latest decides.
+            statistic: "Maximum",
+            period: 6 * HOUR,
+            evaluationPeriods: 1,
+            threshold: replicaMaxLagHours,
+            comparisonOperator: "GreaterThanThreshold",
+            // No report means no backup ran, which the no-successful-backup alarm reports.
+            treatMissingData: "notBreaching",
+          },
+        ];
   return [
     {
       role: "no-successful-backup",
@@ -76,6 +97,7 @@ export function alarmSpecs(namespace: string): (aws.cloudwatch.MetricAlarmArgs &
       comparisonOperator: "GreaterThanThreshold",
       treatMissingData: "notBreaching",
     },
+    ...replica,
   ];
 }
 
@@ -125,7 +147,7 @@ export class Monitoring extends pulumi.ComponentResource {
     this.secretAccessKey = pulumi.secret(key.secret);
 
     const arns: Record<string, pulumi.Output<string>> = {};
-    for (const { role, ...spec } of alarmSpecs(args.namespace)) {
+    for (const { role, ...spec } of alarmSpecs(args.namespace, args.replicaMaxLagHours)) {
       const alarm = new aws.cloudwatch.MetricAlarm(
         `${name}-${role}`,
         { ...spec, name: physicalName(args.stack, role), alarmActions: [topic.arn], okActions: [topic.arn] },
@@ -152,6 +174,7 @@ export class Monitoring extends pulumi.ComponentResource {
             widget("Backup duration (s)", [metric(METRICS.backupDurationSeconds, "Maximum")], 12, 0),
             widget("Bytes", [metric(METRICS.backupBytes, "Sum"), metric(METRICS.storedBytes, "Maximum")], 0, 6),
             widget("Restore drill age (h), drill failures", [metric(METRICS.restoreDrillAgeHours, "Minimum"), metric(METRICS.restoreDrillFailed, "Maximum")], 12, 6),
+            ...(args.replicaMaxLagHours === undefined ? [] : [widget("Replica lag (sets, hours)", [metric(METRICS.replicaLagSets, "Maximum"), metric(METRICS.replicaLagHours, "Maximum")], 0, 15)]),
             { type: "alarm", x: 0, y: 12, width: 24, height: 3, properties: { title: "Alarms", alarms: Object.values(arns) } },
           ],
         }),

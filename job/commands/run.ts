@@ -5,6 +5,7 @@ import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, prep
 import { JobError } from "../errors.ts";
 import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
+import { workerReplicaLag } from "../replica-lag.ts";
 
 /** `r2backup run`: one backup now, where the database file is (docs/design.md fact 1). */
 
@@ -93,8 +94,9 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
   const docs = values.documents || values["documents-query"]
     ? { ...(values.documents ? { dir: values.documents } : {}), ...(values["documents-query"] ? { query: values["documents-query"] } : {}), ...(values["documents-source"] ? { querySource: values["documents-source"] } : {}) }
     : undefined;
+  const store = storeFromFlags(values, env, ctx.logger, ctx.io.signal);
   return {
-    store: storeFromFlags(values, env, ctx.logger, ctx.io.signal),
+    store,
     databases,
     kind,
     integrity,
@@ -106,7 +108,7 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
     fullEveryHours: intFlag(values["full-every-hours"], "full-every-hours", DEFAULT_FULL_EVERY_HOURS, 1),
     ...(values["no-promote"] ? { promote: false } : {}),
     ...(appName ? { app: { name: appName, version: values["app-version"] ?? env.APP_VERSION ?? "unknown" } } : {}),
-    ...(metrics ? { metrics } : {}),
+    ...(metrics ? { metrics, replicaLag: workerReplicaLag(store.url, (values.token ?? env.SERVER_BYPASS_TOKEN)!) } : {}),
     ...(webhookUrl ? { webhookUrl } : {}),
     onEvent: (e) => ctx.logger.event(e),
   };

@@ -79,11 +79,12 @@ describe("stack config", () => {
     expect(message).toContain("replicaLocation must differ from bucketLocation");
   });
 
-  it("gives preview stacks no lock, no Render jobs, no monitoring and no replica, whatever the config says", () => {
-    const c = loadStackConfig("pr-42", reader({ ...PROD, workersDevSubdomain: "acme", monitoringEnabled: "true", replicaLocation: "enam", lockDays: "7" }));
+  it("gives preview stacks no lock, no Render jobs, no monitoring, no replica and no failover, whatever the config says", () => {
+    const c = loadStackConfig("pr-42", reader({ ...PROD, workersDevSubdomain: "acme", monitoringEnabled: "true", replicaLocation: "enam", failover: "replica-only", lockDays: "7" }));
     expect(c.preview).toBe(true);
     expect(c.storage.retention.lockDays).toBe(0);
     expect(c.storage.replicaLocation).toBeUndefined();
+    expect(c.storage.failover).toBe("off");
     expect(c.render).toBeUndefined();
     expect(c.monitoring).toBeUndefined();
     expect(c.cloudflare).toEqual({ accountId: PROD.cloudflareAccountId, workersDevSubdomain: "acme" });
@@ -302,6 +303,47 @@ describe("alarms against a synthetic metric history", () => {
     for (let t = deploy + 3 * H; t <= deploy + 40 * 24 * H; t += 6 * H) data.push(...backupAt(t, firstDrill));
     expect(alarmState(spec("restore-drill-stale"), data, deploy + 34 * 24 * H)).toBe("OK");
     expect(alarmState(spec("restore-drill-stale"), data, deploy + 37 * 24 * H)).toBe("ALARM");
+  });
+});
+
+describe("the replica lag alarm against a synthetic metric history", () => {
+  const H = 3_600_000;
+  const lag = alarmSpecs(METRICS_NAMESPACE, 12).find((s) => s.role === "replica-lag")!;
+  /** A backup every 6 hours for 3 days, each reporting the replica's lag as the job does. */
+  const history = (lagHours: (t: number) => number): Datum[] => {
+    const data: Datum[] = [];
+    for (let t = Date.parse("2026-03-02T00:05:00Z"); t < Date.parse("2026-03-05T00:00:00Z"); t += 6 * H) {
+      data.push({ metric: METRICS.replicaLagHours, at: t, value: lagHours(t) }, { metric: METRICS.replicaLagSets, at: t, value: lagHours(t) > 0 ? 1 : 0 });
+    }
+    return data;
+  };
+  const states = (data: Datum[]) => {
+    const out = new Set<string>();
+    for (let t = Date.parse("2026-03-02T00:06:00Z"); t < Date.parse("2026-03-05T00:00:00Z"); t += 10 * 60_000) out.add(alarmState(lag, data, t));
+    return out;
+  };
+
+  it("exists only with a replica, on the metric the job reports, within CloudWatch's window", () => {
+    expect(alarmSpecs("NS").map((s) => s.role)).not.toContain("replica-lag");
+    expect(lag).toMatchObject({ metricName: METRICS.replicaLagHours, threshold: 12, comparisonOperator: "GreaterThanThreshold", treatMissingData: "notBreaching" });
+    expect((lag.period as number) * (lag.evaluationPeriods as number)).toBeLessThanOrEqual(86_400);
+  });
+
+  it("stays quiet at 0, and with a lag inside the limit (a set the next cron run copies)", () => {
+    expect(states(history(() => 0))).toEqual(new Set(["OK"]));
+    expect(states(history(() => 0.4))).toEqual(new Set(["OK"]));
+  });
+
+  it("fires on a synthetic lag: a set missing since 2026-03-03 00:00 alarms once it is over 12 hours old, and clears when copied", () => {
+    const since = Date.parse("2026-03-03T00:00:00Z");
+    const copied = Date.parse("2026-03-04T06:00:00Z");
+    const data = history((t) => (t >= since && t < copied ? (t - since) / H : 0));
+    expect(alarmState(lag, data, Date.parse("2026-03-03T06:30:00Z"))).toBe("OK"); // 6 h behind: within the limit
+    expect(alarmState(lag, data, Date.parse("2026-03-03T12:00:00Z"))).toBe("OK"); // no report yet in this 6-hour period
+    expect(alarmState(lag, data, Date.parse("2026-03-03T12:30:00Z"))).toBe("ALARM"); // the 12:05 backup reports 12.08 h
+    expect(alarmState(lag, data, Date.parse("2026-03-03T18:30:00Z"))).toBe("ALARM");
+    expect(alarmState(lag, data, Date.parse("2026-03-04T00:30:00Z"))).toBe("ALARM");
+    expect(alarmState(lag, data, Date.parse("2026-03-04T06:30:00Z"))).toBe("OK"); // the replica caught up
   });
 });
 

@@ -154,6 +154,37 @@ describe("worker", () => {
   });
 });
 
+describe("failover to the replica bucket (config failover)", () => {
+  const plan = (failover?: string) =>
+    planStack("prod", {
+      config: { values: { ...PROD_VALUES, [`${P}:bucketLocation`]: "weur", [`${P}:replicaLocation`]: "enam", ...(failover ? { [`${P}:failover`]: failover } : {}) }, secretKeys: PROD_SECRETS },
+    });
+  const r2 = (p: Plan) => (input(one(p, T.script), "bindings") as { type: string; name: string; bucketName?: string; text?: string }[]).filter((b) => b.type === "r2_bucket").map((b) => [b.name, b.bucketName]);
+  const primary = "r2-sqlite-backup-prod-backups";
+  const replica = "r2-sqlite-backup-prod-backups-replica";
+
+  it("off (the default) serves the primary and fills the replica; replica swaps them; replica-only binds the replica alone", async () => {
+    expect(r2(await plan())).toEqual([[BINDINGS.bucket, primary], [BINDINGS.replicaBucket, replica]]);
+    expect(r2(await plan("replica"))).toEqual([[BINDINGS.bucket, replica], [BINDINGS.replicaBucket, primary]]);
+    expect(r2(await plan("replica-only"))).toEqual([[BINDINGS.bucket, replica]]);
+  });
+
+  it("keeps both buckets, their rules and locks in every mode: failing over deletes nothing", async () => {
+    for (const mode of ["off", "replica", "replica-only"]) {
+      const p = await plan(mode);
+      expect(of(p, T.bucket).map((b) => input(b, "name")).sort(), mode).toEqual([primary, replica]);
+      expect(of(p, T.lock), mode).toHaveLength(2);
+    }
+  });
+
+  it("binds the lag limit with the replica, and refuses a failover without a replica or with an unknown mode", async () => {
+    const lag = (await plan()).resources.find((r) => r.type === T.script)!;
+    expect((input(lag, "bindings") as { name: string; text?: string }[]).find((b) => b.name === BINDINGS.replicaMaxLagHours)?.text).toBe("12");
+    await expect(planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:failover`]: "replica-only" }, secretKeys: PROD_SECRETS } })).rejects.toThrow(/failover 'replica-only' needs a replica bucket/);
+    await expect(plan("sideways")).rejects.toThrow(/failover must be one of off, replica, replica-only/);
+  });
+});
+
 describe("versioned Worker deployments (workerVersions)", () => {
   it("upload a WorkerVersion of the same bundle and bindings, and a WorkersDeployment that splits traffic with the stable version", () => {
     expect(of(versioned, T.script)).toHaveLength(0);
@@ -279,12 +310,13 @@ describe("render and monitoring", () => {
     expect(policy.Statement).toEqual([{ Effect: "Allow", Action: ["cloudwatch:PutMetricData"], Resource: "*", Condition: { StringEquals: { "cloudwatch:namespace": "R2SqliteBackup" } } }]);
   });
 
-  it("creates the four alarms on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
+  it("creates the four alarms (and, with a replica as on dev, the replica lag alarm) on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
     const alarms = of(dev, T.alarm);
-    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale", "r2-sqlite-backup-dev-restore-drill-failed"]);
+    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale", "r2-sqlite-backup-dev-restore-drill-failed", "r2-sqlite-backup-dev-replica-lag"]);
+    expect(alarms.at(-1)!.inputs).toMatchObject({ metricName: "ReplicaLagHours", threshold: 12 });
     for (const a of alarms) expect(input(a, "alarmActions")).toEqual(["arn:aws:sns:us-east-1:123456789012:r2-sqlite-backup-dev-alarms"]);
     expect(JSON.parse(input(one(dev, T.dashboard), "dashboardBody")).widgets.length).toBeGreaterThanOrEqual(4);
-    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(4);
+    expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(5);
     expect(dev.outputs.dashboardUrl?.value).toMatch(/^https:\/\/us-east-1\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=us-east-1#dashboards\/dashboard\/r2-sqlite-backup-dev-backups$/);
     expect(of(prod, T.alarm)).toHaveLength(0);
   });

@@ -29,7 +29,7 @@ export const ADMIN_TOKEN = DEV_TOKENS[BINDINGS.adminToken];
 export async function startWorker(options: LocalWorkerOptions = {}): Promise<TestWorker> {
   const worker = await startLocalWorker(options);
   const bucket = await worker.mf.getR2Bucket(BINDINGS.bucket);
-  const replicaBucket = options.replica ? await worker.mf.getR2Bucket(BINDINGS.replicaBucket) : undefined;
+  const replicaBucket = (options.replica && options.failover !== "replica-only") || options.failover === "replica" ? await worker.mf.getR2Bucket(BINDINGS.replicaBucket) : undefined;
   return {
     ...worker,
     bucket,

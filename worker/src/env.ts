@@ -21,4 +21,10 @@ export interface Env {
   MAX_BACKUP_AGE_HOURS?: string;
   /** Where the scheduled check posts an alert when backups are stale. */
   ALERT_WEBHOOK_URL?: string;
+  /** The replica lag alarm: a complete set missing from the replica for longer than this (hours) alerts. */
+  REPLICA_MAX_LAG_HOURS?: string;
+  /** Replica copy tuning (worker/src/replicate.ts): part size (MiB), parts per cron run, time budget (s). */
+  REPLICA_COPY_PART_MIB?: string;
+  REPLICA_COPY_PARTS_PER_RUN?: string;
+  REPLICA_COPY_TIME_BUDGET_SECONDS?: string;
 }

@@ -1,10 +1,10 @@
 import type { ApiStatus } from "../../core/api.ts";
-import { catalogFromKeys, type Catalog, type CatalogSet } from "../../core/catalog.ts";
-import { MANIFEST_FILE, PREFIXES } from "../../core/keys.ts";
-import { summarizeStatus } from "../../core/status.ts";
+import { DEFAULT_REPLICA_MAX_LAG_HOURS, summarizeReplica, summarizeStatus } from "../../core/status.ts";
 import type { Env } from "./env.ts";
 import { HttpError, describeError } from "./errors.ts";
-import { listAllKeys } from "./r2.ts";
+import { catalogOf, copyBudget, missingFromReplica, replicate, type ReplicationRun } from "./replicate.ts";
+
+export { catalogOf, missingFromReplica } from "./replicate.ts";
 
 /** The freshness limit when `MAX_BACKUP_AGE_HOURS` is not set: one missed 6-hourly run, as the alarms. */
 export const DEFAULT_MAX_BACKUP_AGE_HOURS = 7;
@@ -20,44 +20,43 @@ export function maxBackupAgeHours(env: Env): number {
   return hours;
 }
 
-/** Every key of the catalog's areas (state/ is left out: it holds no backups). */
-export async function catalogOf(bucket: R2Bucket): Promise<Catalog> {
-  const areas = [PREFIXES.full, PREFIXES.incremental, PREFIXES.daily, PREFIXES.drills];
-  const keys = (await Promise.all(areas.map((prefix) => listAllKeys(bucket, prefix)))).flat();
-  return catalogFromKeys(keys);
-}
-
-/** The prefix of a catalog set, e.g. `backups/full/20260131T060000Z/`. */
-function setPrefix(set: CatalogSet): string {
-  return `${PREFIXES[set.kind]}${set.id}/`;
-}
-
-/** The complete sets of the primary whose manifest the replica lacks, oldest first. */
-export function missingFromReplica(primary: Catalog, replica: Catalog): CatalogSet[] {
-  const present = new Set(
-    [...replica.full, ...replica.incremental, ...replica.daily].filter((s) => s.complete).map(setPrefix),
-  );
-  return [...primary.full, ...primary.incremental, ...primary.daily].filter((s) => s.complete && !present.has(setPrefix(s)));
+/** `REPLICA_MAX_LAG_HOURS` as a number (default 12); a value that is set but not a positive number is a 500. */
+export function replicaMaxLagHours(env: Env): number {
+  const raw = env.REPLICA_MAX_LAG_HOURS;
+  if (raw === undefined || String(raw).trim() === "") return DEFAULT_REPLICA_MAX_LAG_HOURS;
+  const hours = Number(raw);
+  if (!Number.isFinite(hours) || hours <= 0) {
+    throw new HttpError(500, "misconfigured", `read variable 'REPLICA_MAX_LAG_HOURS' '${String(raw).slice(0, 40)}': expected a positive number of hours`);
+  }
+  return hours;
 }
 
 /**
  * `GET /api/status`: the newest complete full, incremental, daily and drill, their ages and `healthy`
- * (from core's `summarizeStatus`), plus the replica's lag when a replica bucket is bound.
+ * (from core's `summarizeStatus`), plus the replica's lag when a replica bucket is bound: a replica that
+ * stays behind longer than `REPLICA_MAX_LAG_HOURS` is a problem, so the cron check alerts on it.
  */
 export async function backupStatus(env: Env, now: Date): Promise<ApiStatus> {
   const hours = maxBackupAgeHours(env);
   const catalog = await catalogOf(env.BACKUP_BUCKET);
   const status = summarizeStatus(catalog, now, hours);
   if (env.BACKUP_REPLICA_BUCKET) {
-    const missing = missingFromReplica(catalog, await catalogOf(env.BACKUP_REPLICA_BUCKET)).map(setPrefix);
-    status.replica = { lag: missing.length, missing };
+    const missing = missingFromReplica(catalog, await catalogOf(env.BACKUP_REPLICA_BUCKET));
+    const replica = summarizeReplica(missing, now, replicaMaxLagHours(env));
+    status.replica = replica;
+    if (replica.behind) {
+      status.problems.push(
+        `the replica bucket lacks ${replica.lag} complete set(s); the oldest, ${replica.missing[0]}, is ${replica.oldestMissingAgeHours} hours old (limit ${replica.maxLagHours})`,
+      );
+      status.healthy = false;
+    }
   }
   return status;
 }
 
 /** The alert the dead-man's switch posts: `text` for chat webhooks (Slack, Mattermost), `status` for machines. */
 export function alertPayload(status: ApiStatus): { text: string; status: ApiStatus } {
-  return { text: `r2-sqlite-backup: backups are stale: ${status.problems.join("; ")}`, status };
+  return { text: `r2-sqlite-backup: backups need attention: ${status.problems.join("; ")}`, status };
 }
 
 /**
@@ -65,12 +64,16 @@ export function alertPayload(status: ApiStatus): { text: string; status: ApiStat
  * newest complete full backup is older than `MAX_BACKUP_AGE_HOURS` (or there is none), posts an alert to
  * `ALERT_WEBHOOK_URL`. Healthy: it posts nothing. Failures are thrown so the cron run shows as failed.
  */
-export async function runScheduled(env: Env, now: Date): Promise<{ status: ApiStatus; alerted: boolean; copied: string[] }> {
-  let copied: string[] = [];
+export async function runScheduled(env: Env, now: Date): Promise<{ status: ApiStatus; alerted: boolean; replication?: ReplicationRun }> {
+  let replication: ReplicationRun | undefined;
   let replicaError: unknown;
   if (env.BACKUP_REPLICA_BUCKET) {
     try {
-      copied = await replicate(env.BACKUP_BUCKET, env.BACKUP_REPLICA_BUCKET);
+      replication = await replicate(env.BACKUP_BUCKET, env.BACKUP_REPLICA_BUCKET, copyBudget(env, Date.now()));
+      if (replication.resumeAt) {
+        const r = replication.resumeAt;
+        console.log(`replica copy: budget used up in '${r.key}' (${r.partsDone}/${r.partsTotal} parts); the next run resumes it`);
+      }
     } catch (error) {
       replicaError = error;
     }
@@ -93,66 +96,6 @@ export async function runScheduled(env: Env, now: Date): Promise<{ status: ApiSt
     }
   }
   if (replicaError !== undefined) throw new Error(`replicate backups: ${describeError(replicaError)}`);
-  return { status, alerted, copied };
+  return { status, alerted, ...(replication ? { replication } : {}) };
 }
 
-/**
- * Objects up to one part are copied with one put; larger ones part by part, one ranged get per part, so
- * no single put nears R2's 5 GiB limit and each read stays bounded (as the API's windowed reads).
- */
-const COPY_PART_BYTES = 64 * 1024 * 1024;
-const COPY_SINGLE_PUT_BYTES = COPY_PART_BYTES;
-
-/**
- * Copies every complete backup set the replica lacks, oldest first, each set's files streamed and its
- * manifest last, so the replica never shows an incomplete set as complete. Returns the copied prefixes.
- */
-export async function replicate(primary: R2Bucket, replica: R2Bucket): Promise<string[]> {
-  const missing = missingFromReplica(await catalogOf(primary), await catalogOf(replica));
-  const copied: string[] = [];
-  for (const set of missing) {
-    const prefix = setPrefix(set);
-    const files = [...set.files.filter((f) => f !== MANIFEST_FILE), MANIFEST_FILE];
-    for (const file of files) await copyObject(primary, replica, `${prefix}${file}`);
-    copied.push(prefix);
-  }
-  return copied;
-}
-
-/** Streams one object from a bucket to another, keeping its content type and stored SHA-256. */
-export async function copyObject(from: R2Bucket, to: R2Bucket, key: string): Promise<void> {
-  const head = await from.head(key);
-  if (head === null) throw new Error(`copy backup key '${key}': it vanished from the primary bucket`);
-  const existing = await to.head(key);
-  if (existing !== null && existing.size === head.size) return; // a previous run copied it
-  const httpMetadata = head.httpMetadata ?? {};
-  if (head.size <= COPY_SINGLE_PUT_BYTES) {
-    const object = await from.get(key, { onlyIf: { etagMatches: head.etag } });
-    if (object === null || !("body" in object)) throw new Error(`copy backup key '${key}': it changed during the copy`);
-    const sha = head.checksums.sha256;
-    const put: R2PutOptions = { httpMetadata, ...(sha ? { sha256: sha } : {}) };
-    await to.put(key, withLength(object.body, head.size), put);
-    return;
-  }
-  const upload = await to.createMultipartUpload(key, { httpMetadata });
-  try {
-    const parts: R2UploadedPart[] = [];
-    for (let offset = 0, n = 1; offset < head.size; offset += COPY_PART_BYTES, n++) {
-      const length = Math.min(COPY_PART_BYTES, head.size - offset);
-      const object = await from.get(key, { range: { offset, length }, onlyIf: { etagMatches: head.etag } });
-      if (object === null || !("body" in object)) throw new Error(`copy backup key '${key}': it changed during the copy`);
-      parts.push(await upload.uploadPart(n, withLength(object.body, length)));
-    }
-    await upload.complete(parts);
-  } catch (error) {
-    await upload.abort().catch(() => undefined);
-    throw error;
-  }
-}
-
-/** A stream R2 accepts as of known length (it refuses plain streams): the readable half of a FixedLengthStream. */
-function withLength(body: ReadableStream, length: number): ReadableStream {
-  const { readable, writable } = new FixedLengthStream(length);
-  body.pipeTo(writable).catch(() => undefined);
-  return readable;
-}
