@@ -26,6 +26,8 @@ export const BINDINGS = {
   bucket: "BACKUP_BUCKET",
   replicaBucket: "BACKUP_REPLICA_BUCKET",
   serverToken: "SERVER_BYPASS_TOKEN",
+  /** During a rotation of the job's token: the old one, still accepted until every caller has the new one. */
+  serverTokenPrevious: "SERVER_BYPASS_TOKEN_PREVIOUS",
   adminToken: "ADMIN_TOKEN",
   maxBackupAgeHours: "MAX_BACKUP_AGE_HOURS",
   alertWebhookUrl: "ALERT_WEBHOOK_URL",

@@ -51,6 +51,7 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   int("workerRolloutPercent", "With workerVersions and a workerStableVersionId: the share of traffic (0-100) the version this `up` uploads gets.", 100),
   str("alertWebhookUrl", "Secret. Webhook the Worker posts to when backups are stale; empty = no webhook.", "https://hooks.example.com/...", "", true),
   str("serverToken", "Secret. The job's token (SERVER_BYPASS_TOKEN): write and read, never delete. Generated when empty.", "<token>", "", true),
+  str("serverTokenPrevious", "Secret. During a rotation of serverToken only: the old token, which the Worker keeps accepting as the job's (SERVER_BYPASS_TOKEN_PREVIOUS) until every caller has the new one; remove it to end the rotation.", "<old token>", "", true),
   str("adminToken", "Secret. The admin token (ADMIN_TOKEN), the only one that may delete. Generated when empty.", "<token>", "", true),
   str("agentToken", "Secret. The backup agent's token (BACKUP_AGENT_TOKEN), shared by the app service and the cron job. Generated when empty.", "<token>", "", true),
   bool("renderEnabled", "Create the Render cron jobs and set the agent's variables on the app service (needs RENDER_API_KEY). Previews never do.", true),
@@ -87,7 +88,7 @@ export interface StackConfig {
   storage: { location?: string; jurisdiction: string; replicaLocation?: string; retention: RetentionPolicy; failover: FailoverMode; replicaMaxLagHours: number };
   worker: { maxBackupAgeHours: number; freshnessCheckSchedule: string; versions?: { stableVersionId?: string; rolloutPercent: number } };
   /** Undefined when not configured: the program generates tokens, and binds no webhook. */
-  secrets: { serverToken?: pulumi.Output<string>; adminToken?: pulumi.Output<string>; agentToken?: pulumi.Output<string>; alertWebhookUrl?: pulumi.Output<string> };
+  secrets: { serverToken?: pulumi.Output<string>; serverTokenPrevious?: pulumi.Output<string>; adminToken?: pulumi.Output<string>; agentToken?: pulumi.Output<string>; alertWebhookUrl?: pulumi.Output<string> };
   render?: RenderConfig;
   monitoring?: MonitoringConfig;
 }
@@ -310,7 +311,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   }
 
   const secrets: StackConfig["secrets"] = {};
-  for (const key of ["serverToken", "adminToken", "agentToken", "alertWebhookUrl"] as const) {
+  for (const key of ["serverToken", "serverTokenPrevious", "adminToken", "agentToken", "alertWebhookUrl"] as const) {
     const value = secret(key);
     if (value !== undefined) secrets[key] = value;
   }

@@ -77,6 +77,7 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
     serverToken: tokens.serverToken,
     adminToken: tokens.adminToken,
     ...(config.secrets.alertWebhookUrl ? { alertWebhookUrl: config.secrets.alertWebhookUrl } : {}),
+    ...(config.secrets.serverTokenPrevious ? { serverTokenPrevious: config.secrets.serverTokenPrevious } : {}),
     maxBackupAgeHours: config.worker.maxBackupAgeHours,
     freshnessCheckSchedule: config.worker.freshnessCheckSchedule,
     ...(config.worker.versions ? { versions: config.worker.versions } : {}),

@@ -21,6 +21,8 @@ export interface ApiArgs {
   replicaMaxLagHours?: number;
   jurisdiction: string;
   serverToken: pulumi.Output<string>;
+  /** During a rotation: the old job token, still accepted (config `serverTokenPrevious`). */
+  serverTokenPrevious?: pulumi.Output<string>;
   adminToken: pulumi.Output<string>;
   alertWebhookUrl?: pulumi.Output<string>;
   maxBackupAgeHours: number;
@@ -53,6 +55,7 @@ export function workerBindings(args: ApiArgs): cloudflare.types.input.WorkersScr
     { type: "r2_bucket", name: BINDINGS.bucket, bucketName: served.bucket, ...jurisdiction },
     { type: "secret_text", name: BINDINGS.serverToken, text: args.serverToken },
     { type: "secret_text", name: BINDINGS.adminToken, text: args.adminToken },
+    ...(args.serverTokenPrevious !== undefined ? [{ type: "secret_text", name: BINDINGS.serverTokenPrevious, text: args.serverTokenPrevious }] : []),
     { type: "plain_text", name: BINDINGS.maxBackupAgeHours, text: String(args.maxBackupAgeHours) },
   ];
   if (served.replicaBucket !== undefined) {

@@ -129,6 +129,17 @@ describe("worker", () => {
     expect(input(one(dev, T.script), "bindings").map((b: { name: string }) => b.name)).toContain(BINDINGS.replicaBucket);
   });
 
+  it("during a rotation binds the previous job token as a secret (SERVER_BYPASS_TOKEN_PREVIOUS), and only then", async () => {
+    const rotating = await planStack("prod", {
+      config: { values: { ...PROD_VALUES, [`${P}:serverTokenPrevious`]: "prod-server-token-OLD" }, secretKeys: [...PROD_SECRETS, `${P}:serverTokenPrevious`] },
+    });
+    const script = one(rotating, T.script);
+    expect(input(script, "bindings")).toContainEqual({ type: "secret_text", name: BINDINGS.serverTokenPrevious, text: "prod-server-token-OLD" });
+    expect(isSecretInput(script.inputs.bindings)).toBe(true);
+    expect(JSON.stringify(planToJson(rotating))).not.toContain("prod-server-token-OLD");
+    expect(input(one(prod, T.script), "bindings").map((b: { name: string }) => b.name)).not.toContain(BINDINGS.serverTokenPrevious);
+  });
+
   it("passes a jurisdiction to every R2 binding (an EU bucket is not found without it)", async () => {
     const { workerBindings } = await import("../../infra/components/api.ts");
     const secret = pulumi.secret("t");

@@ -99,6 +99,37 @@ describe("health and auth", () => {
   });
 });
 
+describe("rotating the job's token (SERVER_BYPASS_TOKEN_PREVIOUS)", () => {
+  test("while the previous token is bound it works as the job's (read, write, never delete); once unbound it is refused", async () => {
+    const rotating = await startWorker({ bindings: { SERVER_BYPASS_TOKEN: "new-job-token", SERVER_BYPASS_TOKEN_PREVIOUS: "old-job-token" } });
+    try {
+      for (const token of ["new-job-token", "old-job-token"]) {
+        const put = await fetch(`${rotating.url}${objectPath(`${FULL}/${token}.db.zst`)}`, { method: "PUT", headers: { "X-Server-Token": token }, body: "x" });
+        expect(put.status).toBe(201);
+        expect((await fetch(`${rotating.url}/api/backups?prefix=backups/`, { headers: { Authorization: `Bearer ${token}` } })).status).toBe(200);
+      }
+      const del = await fetch(`${rotating.url}${objectPath(`${FULL}/old-job-token.db.zst`)}`, { method: "DELETE", headers: { "X-Server-Token": "old-job-token" } });
+      await expectError(del, 403, "forbidden");
+      expect((await fetch(`${rotating.url}/api/backups`, { headers: { "X-Server-Token": "older-still" } })).status).toBe(401);
+    } finally {
+      await rotating.stop();
+    }
+    const done = await startWorker({ bindings: { SERVER_BYPASS_TOKEN: "new-job-token" } });
+    try {
+      await expectError(await fetch(`${done.url}/api/backups`, { headers: { "X-Server-Token": "old-job-token" } }), 401, "unauthorized");
+      // An empty previous secret never matches an empty token.
+      const empty = await startWorker({ bindings: { SERVER_BYPASS_TOKEN: "new-job-token", SERVER_BYPASS_TOKEN_PREVIOUS: "" } });
+      try {
+        expect((await fetch(`${empty.url}/api/backups`, { headers: { Authorization: "Bearer " } })).status).toBe(401);
+      } finally {
+        await empty.stop();
+      }
+    } finally {
+      await done.stop();
+    }
+  });
+});
+
 describe("a secret that is not bound", () => {
   test("is a 500 that names the secret and never shows the other token", async () => {
     const partial = await startWorker({ bindings: { ADMIN_TOKEN: undefined } });

@@ -13,6 +13,8 @@ export interface Env {
   // Secrets
   /** The job's token: read and write, never delete. */
   SERVER_BYPASS_TOKEN?: string;
+  /** During a rotation only: the job's previous token, accepted as the job's until the rotation ends. */
+  SERVER_BYPASS_TOKEN_PREVIOUS?: string;
   /** The operator's token: everything, including deletes. */
   ADMIN_TOKEN?: string;
 
