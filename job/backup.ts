@@ -36,7 +36,7 @@ import {
 import { exportChanges, type ChangeSource } from "./changes.ts";
 import { CoverageError, coverageOf, sameHead, uncoveredReason } from "./coverage.ts";
 import { documentsTar } from "./documents.ts";
-import { JobError, isNoSpace } from "./errors.ts";
+import { JobError, isNoSpace, throwIfInterrupted } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import type { BackupEvent } from "./log.ts";
 import { lastGoodDrillAgeHours } from "./drills.ts";
@@ -97,6 +97,12 @@ export interface BackupOptions {
   /** With metrics: reads the replica's lag after the run (job/replica-lag.ts), reported as metrics too. */
   replicaLag?: () => Promise<{ lag: number; oldestMissingAgeHours: number } | undefined>;
   webhookUrl?: string;
+  /**
+   * Stops the backup between its steps (each snapshot, each uploaded chunk, before the manifest): it then
+   * rejects with the `interrupted` JobError, having aborted its uploads and written no manifest. Give the same
+   * signal to the HttpStore (`new HttpStore({ signal })`) to stop a request in flight too.
+   */
+  signal?: AbortSignal;
 }
 
 export interface BackupResult {
@@ -350,9 +356,11 @@ async function snapshotAll(
   changeTables: readonly ChangeTable[],
   integrity: IntegrityLevel | undefined,
   log: (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void,
+  signal?: AbortSignal,
 ): Promise<Snap[]> {
   const snaps: Snap[] = [];
   for (const input of databases) {
+    throwIfInterrupted(signal, `snapshot '${input.source}'`);
     const path = join(workDir, `${input.source}.db`);
     log("info", `snapshot ${input.source}`, { source: input.source });
     const info = await snapshotOne(input, path, changeTables, integrity, (m) => log("warn", m, { source: input.source }));
@@ -405,6 +413,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     // One set: the kind is decided from the bucket and, for an incremental, from what it can carry. When
     // `auto` finds during the export that an incremental cannot carry a change, it takes a full backup instead.
     const takeSet = async (forceFull: string | undefined) => {
+    throwIfInterrupted(options.signal, "back up");
     const catalog = await readCatalog(store);
     let decided = forceFull ? { kind: "full" as const, reason: forceFull } : chooseKind(options.kind ?? "auto", catalog, now(), options.fullEveryHours);
     let previous: Manifest | undefined;
@@ -457,6 +466,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
 
     const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
       const key = fileKey(kind, id, name);
+      throwIfInterrupted(options.signal, `upload '${key}'`);
       const tmpFile = keepCopies ? join(workDir!, name) : undefined;
       const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
       try {
@@ -464,7 +474,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           ...(tmpFile ? { tmpFile } : {}),
           onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
         };
-        const sink = (chunk: Buffer) => upload.write(chunk);
+        const sink = (chunk: Buffer) => {
+          throwIfInterrupted(options.signal, `upload '${key}'`);
+          return upload.write(chunk);
+        };
         const digest = "file" in source ? await compressFile(source.file, sink, compressOptions) : await compressStream(source, sink, compressOptions);
         const object = await upload.finish(digest.sha256);
         if (object.size !== digest.size) {
@@ -483,7 +496,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     if (kind === "full") {
       // Snapshot every database first (close together in time), check each, then upload.
       let t = Date.now();
-      const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log);
+      const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log, options.signal);
       // Each copy is checked right after it is taken (and retaken when it fails): one phase.
       timings.snapshotAndCheck = Date.now() - t;
       for (const s of snaps) {
@@ -586,6 +599,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     });
     const mKey = manifestKey(kind, id);
     const text = serializeManifest(manifest);
+    throwIfInterrupted(options.signal, `write '${mKey}'`);
     // LAST: from here on the set is complete and restorable.
     await store.put(mKey, text, { sha256: createHash("sha256").update(text).digest("hex"), contentType: "application/json" });
     log("info", `${kind} backup ${id} complete`, { manifest: mKey });

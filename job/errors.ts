@@ -91,6 +91,14 @@ export function toJobError(error: unknown, command: string): JobError {
   return new JobError("failed", e?.stack ?? reason, { cause: error });
 }
 
+/**
+ * Throws the job's `interrupted` error (exit 130) when `signal` has fired: the library's checkpoints between
+ * phases, so an aborted backup never reaches its manifest and an aborted restore never replaces its target.
+ */
+export function throwIfInterrupted(signal: AbortSignal | undefined, operation: string): void {
+  if (signal?.aborted) throw new JobError("interrupted", `${operation}: stopped by a signal`, { hint: "nothing complete-looking was left; run it again", cause: signal.reason });
+}
+
 /** True for an AbortSignal's rejection (SIGINT/SIGTERM reach the job through one). */
 export function isAbort(error: unknown): boolean {
   const name = (error as { name?: unknown } | undefined)?.name;

@@ -111,6 +111,7 @@ older --at), 9 no backup matches the time or the chain has a gap, 10 the target 
       resumes: intFlag(values.resumes, "resumes", DEFAULT_RESUMES),
       ...(values["documents-to"] ? { documentsTo: values["documents-to"] } : {}),
       onProgress: progressTo(ctx),
+      ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
     });
     ctx.io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : summarizeRestore(result));
     return 0;

@@ -111,6 +111,7 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
     ...(metrics ? { metrics, replicaLag: workerReplicaLag(store.url, (values.token ?? env.SERVER_BYPASS_TOKEN)!) } : {}),
     ...(webhookUrl ? { webhookUrl } : {}),
     onEvent: (e) => ctx.logger.event(e),
+    ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
   };
 }
 

@@ -44,6 +44,7 @@ restore, ...), or 1 when the record could not be written.`,
       ...(tmpDir ? { tmpDir } : {}),
       ...(metrics ? { metrics } : {}),
       onProgress: progressTo(ctx),
+      ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
     });
     const r = result.record;
     if (values.json) ctx.io.stdout.write(`${JSON.stringify({ ...r, key: result.key ?? null, recordError: result.recordError ?? null }, null, 2)}\n`);

@@ -5,7 +5,7 @@ import { DatabaseSync } from "node:sqlite";
 import { DOCUMENTS_FILE, METRICS, NEVER_DRILLED_AGE_HOURS, assertSourceName, fileKey, formatBackupKey, formatTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
 import { LIVESTORE, decideDerived, sameHead, stateHeadOf, type DerivedDecision } from "../coverage.ts";
 import { lastGoodDrillAgeHours } from "../drills.ts";
-import { JobError } from "../errors.ts";
+import { JobError, throwIfInterrupted } from "../errors.ts";
 import type { MetricDatum, MetricsSink } from "../notify.ts";
 import type { BackupStore } from "../store/types.ts";
 import { ChangeApplier, advanceWatermarks, checkWatermarks, watermarkId } from "./apply.ts";
@@ -62,6 +62,12 @@ export interface RestoreOptions {
   /** Also extract the full backup's `documents.tar.zst` into this directory (missing, empty, or --force). */
   documentsTo?: string;
   onProgress?: (p: RestoreProgress) => void;
+  /**
+   * Stops the restore between its steps (each object, each incremental, before the check and the replace): it
+   * rejects with the `interrupted` JobError and the targets stay as they were. Give the same signal to the
+   * HttpStore to stop a download in flight too.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RestoreTarget {
@@ -262,6 +268,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   };
   try {
     for (const t of targets) {
+      throwIfInterrupted(options.signal, `restore '${t.path}'`);
       const entry = requireFile(full, `${t.source}.db.zst`);
       const key = fileKey(fullDir, plan.full.id, entry.name);
       onProgress?.({ phase: "download", key, bytes: 0, total: entry.size });
@@ -292,6 +299,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     const running = new Map<string, Watermark>();
     for (const w of full.to) if (sources.has(w.source)) running.set(watermarkId(w), w);
     for (const m of chain) {
+      throwIfInterrupted(options.signal, `apply incremental '${m.id}'`);
       const entry = requireFile(m, "changes.ndjson.zst");
       const key = fileKey("incremental", m.id, entry.name);
       const before = new Map(running);
@@ -315,6 +323,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     }
 
     for (const t of targets) {
+      throwIfInterrupted(options.signal, `check '${t.path}'`);
       onProgress?.({ phase: "check", key: t.path, message: `PRAGMA ${check}_check` });
       const db = dbs.get(t.source)!;
       // The check is synchronous and only reads: flush the file meanwhile on the libuv pool, so the fsync
@@ -358,6 +367,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       }
       documents.files = extractor.files();
     }
+    throwIfInterrupted(options.signal, `restore to '${options.to ?? options.dataDir}'`);
     for (const d of derived) {
       if (d.keep) continue;
       // Left out: nothing may sit at its path, or LiveStore would boot on it instead of rebuilding it.
@@ -439,6 +449,8 @@ export interface VerifyOptions {
   onProgress?: (p: RestoreProgress) => void;
   /** The job's metrics sink (CloudWatch); best effort, as for backups. */
   metrics?: MetricsSink;
+  /** Stops the drill as `restore({ signal })` does; an interrupted drill records nothing and rejects. */
+  signal?: AbortSignal;
 }
 
 export interface VerifyResult {
@@ -474,6 +486,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       intoDirectory: true,
       ...(options.check ? { check: options.check } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     record = {
       ts,
@@ -489,6 +502,8 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       rows: r.rows,
     };
   } catch (e) {
+    // Stopped, not failed: a drill that did not finish says nothing about the backups.
+    if (e instanceof JobError && e.kind === "interrupted") throw e;
     error = e;
     record = {
       ts,

@@ -1,0 +1,68 @@
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { appendDemoEvents } from "../../bench/livestore-db.ts";
+import { backup } from "../../job/backup.ts";
+import { JobError } from "../../job/errors.ts";
+import { restore, verify } from "../../job/restore/index.ts";
+import { addRandomBlob, verifyAllComplete } from "./backup-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
+import { fileSha256 } from "./restore-fixtures.ts";
+
+/**
+ * The library's AbortSignal (`backup`, `restore`, `verify` take `signal`): stopped between steps, each rejects
+ * with the `interrupted` JobError (exit 130) and leaves nothing that looks complete. The store here has no
+ * signal of its own, so what stops the work is the library's own checkpoints.
+ */
+const t = useTestBucket("abort-");
+const interrupted = (e: unknown) => e instanceof JobError && e.kind === "interrupted" && e.exitCode === 130;
+
+describe("AbortSignal through the library", () => {
+  it("backup() aborted during its upload rejects as interrupted, aborts the upload and writes no manifest", async () => {
+    const db = join(t.dir, "app.db");
+    appendDemoEvents(db, 2000, 1);
+    addRandomBlob(db, 24 * 1024 * 1024); // several multipart parts
+    const controller = new AbortController();
+    const work = join(t.dir, "work");
+    const run = backup({
+      store: t.bucket.store,
+      databases: [{ path: db, source: "app" }],
+      kind: "full",
+      tmpDir: work,
+      lockFile: false,
+      partBytes: 5 * 1024 * 1024,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === "progress" && e.phase === "upload" && (e.bytes ?? 0) > 0) controller.abort();
+      },
+    });
+    await expect(run).rejects.toSatisfy(interrupted);
+    const sets = await verifyAllComplete(t.bucket.store);
+    expect([...sets.full, ...sets.incremental, ...sets.daily]).toEqual([]);
+    expect((await readdir(work)).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
+  });
+
+  it("restore() aborted during its download rejects as interrupted and leaves the target as it was; verify() records no drill", async () => {
+    const db = join(t.dir, "app.db");
+    appendDemoEvents(db, 2000, 1);
+    addRandomBlob(db, 8 * 1024 * 1024);
+    await backup({ store: t.bucket.store, databases: [{ path: db, source: "app" }], kind: "full", tmpDir: join(t.dir, "work"), lockFile: false, promote: false });
+    appendDemoEvents(db, 10, 2);
+    await backup({ store: t.bucket.store, databases: [{ path: db, source: "app" }], kind: "incremental", tmpDir: join(t.dir, "work"), lockFile: false });
+    const target = join(t.dir, "target.db");
+    appendDemoEvents(target, 5, 9); // an existing database the restore would replace with --force
+    const before = await fileSha256(target);
+
+    for (const phase of ["download", "apply", "check"] as const) {
+      const controller = new AbortController();
+      const run = restore({ store: t.bucket.store, to: target, force: true, signal: controller.signal, onProgress: (p) => p.phase === phase && controller.abort() });
+      await expect(run, phase).rejects.toSatisfy(interrupted);
+      expect(await fileSha256(target), phase).toBe(before);
+      expect((await readdir(t.dir)).filter((f) => f.includes(".restore-")), phase).toEqual([]);
+    }
+
+    const controller = new AbortController();
+    await expect(verify({ store: t.bucket.store, tmpDir: t.dir, signal: controller.signal, onProgress: () => controller.abort() })).rejects.toSatisfy(interrupted);
+    expect(await t.bucket.store.listAll("backups/drills/")).toEqual([]);
+  });
+});
