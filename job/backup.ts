@@ -23,7 +23,6 @@ import {
   parseManifest,
   parseTimestamp,
   planDailyPromotion,
-  promoteManifest,
   serializeManifest,
   type Catalog,
   type ChangeTable,
@@ -38,13 +37,14 @@ import { CoverageError, coverageOf, sameHead, uncoveredReason } from "./coverage
 import { documentsTar } from "./documents.ts";
 import { JobError, isNoSpace, throwIfInterrupted } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
+import { promoteToDaily, unfinishedPromotion } from "./promote.ts";
 import type { BackupEvent } from "./log.ts";
 import { lastGoodDrillAgeHours } from "./drills.ts";
 import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
 import { assertSqliteFile, checkSnapshot, isUnlockedLiveStoreFile, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
 import type { BackupStore } from "./store/types.ts";
 import { compressFile, compressStream, type Digest } from "./stream.ts";
-import { StreamUpload, partSizeFor, uploadFile } from "./upload.ts";
+import { StreamUpload, partSizeFor } from "./upload.ts";
 
 /**
  * The backup engine (docs/design.md, "Job"): snapshot and check each database, compress and hash while
@@ -603,7 +603,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     // LAST: from here on the set is complete and restorable.
     await store.put(mKey, text, { sha256: createHash("sha256").update(text).digest("hex"), contentType: "application/json" });
     log("info", `${kind} backup ${id} complete`, { manifest: mKey });
-    return { kind, id, manifest, mKey, files, stored, promotion };
+    return { kind, id, manifest, mKey, files, stored, promotion, catalog };
     };
 
     let set: Awaited<ReturnType<typeof takeSet>>;
@@ -614,29 +614,26 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       log("warn", `${e.message.replace(/ \(take a full backup.*$/, "")}: taking a full backup instead`, { source: e.source });
       set = await takeSet(`an incremental cannot carry '${e.source}'`);
     }
-    const { kind, id, manifest, mKey, files, stored, promotion } = set;
+    const { kind, id, manifest, mKey, files, stored, promotion, catalog } = set;
 
     const warnings: string[] = [];
     let promoted: BackupResult["promoted"] = null;
-    if (promotion) {
+    if (promotion?.promote) {
       const decision = promotion;
-      if (decision.promote) {
-        try {
-          const t = Date.now();
-          for (const f of manifest.files) {
-            const s = stored.get(f.name)!;
-            if (!s.tmpFile) throw new JobError("failed", `promote '${f.name}': its compressed copy was not kept`);
-            await uploadFile(store, fileKey("daily", decision.day, f.name), s.tmpFile, s.sha256, { size: s.size, contentType: s.contentType, ...(options.partBytes ? { partBytes: partSizeFor(s.size, options.partBytes) } : {}) });
-          }
-          const daily = promoteManifest(manifest);
-          const dailyText = serializeManifest(daily.manifest);
-          await store.put(manifestKey("daily", daily.day), dailyText, { sha256: createHash("sha256").update(dailyText).digest("hex"), contentType: "application/json" });
-          promoted = { day: decision.day, reason: decision.reason };
-          log("info", `promoted ${id} to daily/${decision.day}`, { reason: decision.reason, ms: Date.now() - t });
-        } catch (e) {
-          warnings.push(`promote ${id} to daily/${decision.day}: ${(e as Error).message}`);
-          log("warn", `promote ${id} to daily/${decision.day} failed; the full backup is complete`, { error: (e as Error).message });
-        }
+      try {
+        const t = Date.now();
+        // A promotion of this day that stopped half-way is finished first, with the full backup it started from.
+        const unfinished = catalog.daily.some((s) => s.id === decision.day && !s.complete) ? await unfinishedPromotion(store, decision.day) : undefined;
+        const origin = unfinished && unfinished !== id ? await readManifest(store, "full", unfinished) : manifest;
+        const localCopies = new Map<string, { path: string; sha256: string; size: number; contentType: string }>();
+        if (origin === manifest) for (const [name, s] of stored) if (s.tmpFile) localCopies.set(name, { path: s.tmpFile, sha256: s.sha256, size: s.size, contentType: s.contentType });
+        const done = await promoteToDaily({ store, full: origin, localCopies, ...(options.partBytes ? { partBytes: options.partBytes } : {}) });
+        const reason = origin === manifest ? decision.reason : `finished the promotion of ${origin.id} that stopped half-way (kept ${done.kept.length}, copied ${done.copied.length})`;
+        promoted = { day: decision.day, reason };
+        log("info", `promoted ${origin.id} to daily/${decision.day}`, { reason, ms: Date.now() - t });
+      } catch (e) {
+        warnings.push(`promote to daily/${decision.day}: ${(e as Error).message}`);
+        log("warn", `promote to daily/${decision.day} failed; the full backup is complete and the next full backup resumes the promotion`, { error: (e as Error).message });
       }
     }
     try {
