@@ -57,7 +57,10 @@ curl -sS --fail-with-body -o "$WORK/done.json" -X POST -H "$AUTH" -H "content-ty
 
 function tsKey(n: number): string {
   const d = new Date(Date.UTC(2001, 0, 1) + n * 1000);
-  return d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
 }
 
 function ok(what: string, m: Measured): Measured {
@@ -108,7 +111,9 @@ export async function benchBackup(options: BenchBackupOptions): Promise<Record<s
       for (let i = 0; i < runs; i++) {
         const runBaseline = async () => {
           const key = `backups/full/${tsKey(keyN++)}/baseline.db.zst`;
-          baseline.push(ok("baseline", await runMeasured("sh", ["-c", BASELINE], { env: { ...env, DB: db, WORK: join(scratch, "baseline"), URL: `${url}/api/backups/${key}` }, tree: true })));
+          baseline.push(
+            ok("baseline", await runMeasured("sh", ["-c", BASELINE], { env: { ...env, DB: db, WORK: join(scratch, "baseline"), URL: `${url}/api/backups/${key}` }, tree: true })),
+          );
         };
         const runJob = async () => {
           job.push(ok("r2backup run --kind full", await runMeasured(process.execPath, jobArgs("full"), { env })));
@@ -168,7 +173,10 @@ export async function benchBackup(options: BenchBackupOptions): Promise<Record<s
 
 // Alone: `npm exec -- node bench/backup.ts [sizeMiB...]` (default 100 1024) prints the result as JSON.
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+  const sizes = process.argv
+    .slice(2)
+    .map(Number)
+    .filter((n) => n > 0);
   const sizesBytes = (sizes.length ? sizes : [100, 1024]).map((m) => m * 1024 * 1024);
   const result = await benchBackup({ sizesBytes, runs: Number(process.env.BENCH_RUNS ?? 1) });
   console.log(JSON.stringify(result, null, 2));

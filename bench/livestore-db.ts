@@ -58,7 +58,7 @@ function sentence(rand: () => number, words: number): string {
   const out: string[] = [];
   for (let i = 0; i < words; i++) out.push(WORDS[Math.floor(rand() * WORDS.length)]!);
   const s = out.join(" ");
-  return s.charAt(0).toUpperCase() + s.slice(1) + ".";
+  return `${s.charAt(0).toUpperCase() + s.slice(1)}.`;
 }
 
 /** A markdown body of roughly `bytes` bytes. */
@@ -97,10 +97,14 @@ export function appendDemoEvents(path: string, events: number, seed = 1, statePa
       "INSERT INTO eventlog (seqNumGlobal, seqNumClient, seqNumRebaseGeneration, parentSeqNumGlobal, parentSeqNumClient, parentSeqNumRebaseGeneration, name, argsJson, clientId, sessionId, schemaHash, syncMetadataJson) VALUES (?, 0, 0, ?, 0, 0, ?, ?, ?, ?, 1234567, '{}')",
     );
     db.prepare("INSERT INTO __livestore_sync_status (head, backendId) SELECT 0, NULL WHERE NOT EXISTS (SELECT 1 FROM __livestore_sync_status)").run();
-    const upsertDoc = state?.prepare("INSERT INTO documents (id, title, body, updatedAt) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET title = excluded.title, body = excluded.body, updatedAt = excluded.updatedAt");
+    const upsertDoc = state?.prepare(
+      "INSERT INTO documents (id, title, body, updatedAt) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET title = excluded.title, body = excluded.body, updatedAt = excluded.updatedAt",
+    );
     const insertConv = state?.prepare("INSERT OR IGNORE INTO conversations (id, title, createdAt) VALUES (?, ?, ?)");
     const insertMsg = state?.prepare("INSERT INTO messages (id, conversationId, role, content, createdAt) VALUES (?, ?, ?, ?, ?)");
-    const changeset = state?.prepare("INSERT INTO __livestore_session_changeset (seqNumGlobal, seqNumClient, seqNumRebaseGeneration, changeset, debug) VALUES (?, 0, 0, NULL, NULL)");
+    const changeset = state?.prepare(
+      "INSERT INTO __livestore_session_changeset (seqNumGlobal, seqNumClient, seqNumRebaseGeneration, changeset, debug) VALUES (?, 0, 0, NULL, NULL)",
+    );
     let documents = 0;
     for (let done = 0; done < events; ) {
       const batch = Math.min(1000, events - done);

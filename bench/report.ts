@@ -104,7 +104,9 @@ export function memoryGrowth(rows: readonly BenchRow[]): string[] {
     const first = sorted[0]!;
     const last = sorted.at(-1)!;
     const pct = Math.round(((last.peakRssMiB! - first.peakRssMiB!) / first.peakRssMiB!) * 100);
-    out.push(`${name}: ${Math.round(first.peakRssMiB!)} MiB at ${formatSize(first.sizeBytes)}, ${Math.round(last.peakRssMiB!)} MiB at ${formatSize(last.sizeBytes)} (${pct >= 0 ? "+" : ""}${pct}% for ${Math.round(last.sizeBytes / first.sizeBytes)}x the data)`);
+    out.push(
+      `${name}: ${Math.round(first.peakRssMiB!)} MiB at ${formatSize(first.sizeBytes)}, ${Math.round(last.peakRssMiB!)} MiB at ${formatSize(last.sizeBytes)} (${pct >= 0 ? "+" : ""}${pct}% for ${Math.round(last.sizeBytes / first.sizeBytes)}x the data)`,
+    );
   }
   return out;
 }

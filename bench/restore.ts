@@ -66,7 +66,11 @@ export async function benchRestore(options: BenchRestoreOptions): Promise<Record
         baseline.push(m);
       },
       restore: async () => {
-        const m = await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--integrity", check === "integrity" ? "full" : "quick", "--json"], { env });
+        const m = await runMeasured(
+          process.execPath,
+          [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--integrity", check === "integrity" ? "full" : "quick", "--json"],
+          { env },
+        );
         assertOk("r2backup restore", m);
         restored.push(m);
       },
@@ -100,7 +104,12 @@ export async function benchRestore(options: BenchRestoreOptions): Promise<Record
       storedBytes: db.size,
       runs,
       backupMs: Math.round(b.durationMs),
-      baseline: { command: "curl | zstd -d -o f && sqlite3 f 'PRAGMA quick_check'", medianMs: Math.round(baseMs), runsMs: baseline.map((m) => Math.round(m.ms)), peakRssMiB: round(Math.max(...baseline.map((m) => m.peakRssMiB))) },
+      baseline: {
+        command: "curl | zstd -d -o f && sqlite3 f 'PRAGMA quick_check'",
+        medianMs: Math.round(baseMs),
+        runsMs: baseline.map((m) => Math.round(m.ms)),
+        peakRssMiB: round(Math.max(...baseline.map((m) => m.peakRssMiB))),
+      },
       restore: main,
       ...(restoredQuick.length ? { restoreQuick: row(restoredQuick, "quick") } : {}),
       ratio: main.ratio,

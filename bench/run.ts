@@ -94,7 +94,10 @@ function restoreRows(r: Loose): BenchRow[] {
 async function main(argv: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { sizes: { type: "string", default: "100,1024" }, runs: { type: "string", default: "3" }, only: { type: "string" }, help: { type: "boolean", short: "h" } } }));
+    ({ values } = parseArgs({
+      args: argv,
+      options: { sizes: { type: "string", default: "100,1024" }, runs: { type: "string", default: "3" }, only: { type: "string" }, help: { type: "boolean", short: "h" } },
+    }));
   } catch (e) {
     process.stderr.write(`npm run bench: ${(e as Error).message}\n${USAGE}`);
     return 2;

@@ -82,7 +82,6 @@ async function phase(persistDir: string, run: (worker: LocalWorker) => Promise<n
   }
 }
 
-
 async function timed<T>(run: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const start = performance.now();
   const value = await run();

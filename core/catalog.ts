@@ -50,8 +50,7 @@ export function catalogFromKeys(keys: Iterable<string>): Catalog {
       if (parsed.file === MANIFEST_FILE) set.complete = true;
     }
   }
-  const sorted = (m: Map<string, CatalogSet>) =>
-    [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((s) => ({ ...s, files: s.files.sort() }));
+  const sorted = (m: Map<string, CatalogSet>) => [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((s) => ({ ...s, files: s.files.sort() }));
   return { full: sorted(sets.full), incremental: sorted(sets.incremental), daily: sorted(sets.daily), drills: drills.sort(), failedDrills: failedDrills.sort(), unknown };
 }
 

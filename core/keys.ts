@@ -70,15 +70,9 @@ export function sourceOfFile(file: string): string | undefined {
 }
 
 function assertSetFile(kind: BackupSetKind, file: string, key: string): void {
-  const ok =
-    kind === "incremental"
-      ? file === MANIFEST_FILE || file === CHANGES_FILE
-      : file === MANIFEST_FILE || file === DOCUMENTS_FILE || sourceOfFile(file) !== undefined;
+  const ok = kind === "incremental" ? file === MANIFEST_FILE || file === CHANGES_FILE : file === MANIFEST_FILE || file === DOCUMENTS_FILE || sourceOfFile(file) !== undefined;
   if (!ok) {
-    const expected =
-      kind === "incremental"
-        ? `'${MANIFEST_FILE}' or '${CHANGES_FILE}'`
-        : `'${MANIFEST_FILE}', '${DOCUMENTS_FILE}' or '<source>${DATABASE_SUFFIX}'`;
+    const expected = kind === "incremental" ? `'${MANIFEST_FILE}' or '${CHANGES_FILE}'` : `'${MANIFEST_FILE}', '${DOCUMENTS_FILE}' or '<source>${DATABASE_SUFFIX}'`;
     throw new ContractError("parse", "backup key", key, `the file '${file}' is not one of ${expected}`);
   }
 }
@@ -86,12 +80,7 @@ function assertSetFile(kind: BackupSetKind, file: string, key: string): void {
 function assertStateName(name: string, key: string): void {
   const segments = name.split("/");
   if (!segments.every((s) => STATE_SEGMENT_RE.test(s) && s !== "..")) {
-    throw new ContractError(
-      "parse",
-      "backup key",
-      key,
-      "a state name is one or more '/'-separated segments of letters, digits, '.', '_', '-', '@'",
-    );
+    throw new ContractError("parse", "backup key", key, "a state name is one or more '/'-separated segments of letters, digits, '.', '_', '-', '@'");
   }
 }
 
@@ -155,7 +144,7 @@ export function parseBackupKey(key: string): BackupKey {
       }
       try {
         parseTimestamp(when);
-      } catch (e) {
+      } catch (_e) {
         fail(`'${when}' is not a timestamp: expected UTC YYYYMMDDTHHMMSSZ`);
       }
       assertSetFile(area, file, key);
@@ -227,9 +216,7 @@ export function backupSetPrefix(kind: BackupSetKind, id: string): string {
 
 /** The manifest key of a backup set. */
 export function manifestKey(kind: BackupSetKind, id: string): string {
-  return kind === "daily"
-    ? formatBackupKey({ kind, day: id, file: MANIFEST_FILE })
-    : formatBackupKey({ kind, ts: id, file: MANIFEST_FILE });
+  return kind === "daily" ? formatBackupKey({ kind, day: id, file: MANIFEST_FILE }) : formatBackupKey({ kind, ts: id, file: MANIFEST_FILE });
 }
 
 /** The daily key a full backup's file is promoted to. */

@@ -192,9 +192,7 @@ export function serializeManifest(m: Manifest): string {
 
 /** The key of one file of a set, for the set's own location. */
 export function fileKey(setKind: BackupSetKind, setId: string, name: string): string {
-  return setKind === "daily"
-    ? formatBackupKey({ kind: "daily", day: setId, file: name })
-    : formatBackupKey({ kind: setKind, ts: setId, file: name });
+  return setKind === "daily" ? formatBackupKey({ kind: "daily", day: setId, file: name }) : formatBackupKey({ kind: setKind, ts: setId, file: name });
 }
 
 /** The manifest of a full backup's daily copy: the same content, marked as promoted from it. */
@@ -211,4 +209,3 @@ export function requireFile(m: Manifest, name: string): FileEntry {
   }
   return f;
 }
-

@@ -98,9 +98,7 @@ export function planRestore(at: Date | "latest", sets: readonly PlanSet[]): Rest
   }
   notes.push(`full ${full.ts} from ${full.kind === "daily" ? `daily/${full.id}` : "full/"}: the newest complete full backup at or before ${atLabel}`);
 
-  const incrementals = sets
-    .filter((s) => s.kind === "incremental" && s.id > full.ts && s.id <= limit)
-    .sort((a, b) => (a.id < b.id ? -1 : 1));
+  const incrementals = sets.filter((s) => s.kind === "incremental" && s.id > full.ts && s.id <= limit).sort((a, b) => (a.id < b.id ? -1 : 1));
   const chain: RestoreStep[] = [];
   let tip = full.ts;
   for (const inc of incrementals) {

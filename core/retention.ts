@@ -54,7 +54,12 @@ export function validateRetentionPolicy(value: unknown): RetentionPolicy {
   if (p.dailyInfrequentAccessDays >= p.dailyDays) {
     problems.push(`dailyInfrequentAccessDays (${p.dailyInfrequentAccessDays}) must be less than dailyDays (${p.dailyDays}): a delete within a day of a transition wins`);
   }
-  for (const [name, days] of [["fullDays", p.fullDays], ["incrementalDays", p.incrementalDays], ["dailyDays", p.dailyDays], ["drillDays", p.drillDays]] as const) {
+  for (const [name, days] of [
+    ["fullDays", p.fullDays],
+    ["incrementalDays", p.incrementalDays],
+    ["dailyDays", p.dailyDays],
+    ["drillDays", p.drillDays],
+  ] as const) {
     if (p.lockDays > days) problems.push(`lockDays (${p.lockDays}) must not exceed ${name} (${days}): the lock would keep objects past their deletion`);
   }
   if (problems.length > 0) throw new ContractError("validate", "retention policy", JSON.stringify(value), problems.join("; "));

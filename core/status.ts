@@ -11,9 +11,7 @@ import { parseDay, parseTimestamp } from "./time.ts";
  */
 export function summarizeStatus(catalog: Catalog, now: Date, maxBackupAgeHours: number): ApiStatus {
   const entry = (id: string | undefined, at: Date | undefined): ApiStatusEntry | null =>
-    id === undefined || at === undefined
-      ? null
-      : { id, at: at.toISOString(), ageHours: Math.round(((now.getTime() - at.getTime()) / 3_600_000) * 100) / 100 };
+    id === undefined || at === undefined ? null : { id, at: at.toISOString(), ageHours: Math.round(((now.getTime() - at.getTime()) / 3_600_000) * 100) / 100 };
   const full = newestComplete(catalog.full);
   const inc = newestComplete(catalog.incremental);
   const daily = newestComplete(catalog.daily);

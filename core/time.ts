@@ -24,10 +24,7 @@ const pad = (n: number, width = 2) => String(n).padStart(width, "0");
 /** Formats a time as a backup timestamp (seconds are truncated). */
 export function formatTimestamp(time: Date): BackupTimestamp {
   const t = assertDate("format", time);
-  return (
-    `${pad(t.getUTCFullYear(), 4)}${pad(t.getUTCMonth() + 1)}${pad(t.getUTCDate())}` +
-    `T${pad(t.getUTCHours())}${pad(t.getUTCMinutes())}${pad(t.getUTCSeconds())}Z`
-  );
+  return `${pad(t.getUTCFullYear(), 4)}${pad(t.getUTCMonth() + 1)}${pad(t.getUTCDate())}` + `T${pad(t.getUTCHours())}${pad(t.getUTCMinutes())}${pad(t.getUTCSeconds())}Z`;
 }
 
 /** Parses a backup timestamp; rejects anything that is not a real UTC second in `YYYYMMDDTHHMMSSZ`. */

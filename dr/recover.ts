@@ -267,7 +267,8 @@ async function openStack(driver: StackDriver, options: RecoveryOptions, create: 
 
 function deployHint(action: "up" | "refresh", stack: string, error: unknown): string {
   const name = (error as { name?: string } | undefined)?.name;
-  if (name === "ConcurrentUpdateError") return `nothing was restored. Another update of '${stack}' is running: wait for it, or if it died, \`pulumi cancel --stack ${stack}\`, then run again`;
+  if (name === "ConcurrentUpdateError")
+    return `nothing was restored. Another update of '${stack}' is running: wait for it, or if it died, \`pulumi cancel --stack ${stack}\`, then run again`;
   return `nothing was restored. Fix the error (full log above), then run the same command again: pulumi ${action} continues from where it stopped. If it reports pending operations: pulumi refresh --stack ${stack}`;
 }
 
@@ -300,26 +301,29 @@ async function previewDeploy(session: StackSession, action: "up" | "refresh", st
   }
 }
 
-async function readOutputs(
-  session: StackSession,
-  options: RecoveryOptions,
-  required: boolean,
-): Promise<{ workerUrl: string; token: string | undefined; tokenSource: string }> {
+async function readOutputs(session: StackSession, options: RecoveryOptions, required: boolean): Promise<{ workerUrl: string; token: string | undefined; tokenSource: string }> {
   let outputs: Record<string, StackOutput>;
   try {
     outputs = await session.outputs();
   } catch (error) {
-    throw new DrError("outputs", `read outputs of stack '${options.stack}': ${summarize(error)}`, { hint: `check them with \`pulumi stack output --stack ${options.stack}\``, cause: error });
+    throw new DrError("outputs", `read outputs of stack '${options.stack}': ${summarize(error)}`, {
+      hint: `check them with \`pulumi stack output --stack ${options.stack}\``,
+      cause: error,
+    });
   }
   const raw = outputs[OUTPUTS.workerUrl]?.value;
   const url = typeof raw === "string" && URL.canParse(raw) && /^https?:$/.test(new URL(raw).protocol) ? raw : "";
   if (!url && required) {
     const names = Object.keys(outputs);
-    throw new DrError("outputs", `read output '${OUTPUTS.workerUrl}' of stack '${options.stack}': ${raw === undefined ? "missing" : `not an http(s) URL: ${JSON.stringify(raw)}`} (outputs: ${names.length ? names.join(", ") : "none"})`, {
-      hint: options.refreshOnly
-        ? "the stack may never have been deployed: run again without --refresh-only"
-        : `the program (infra/index.ts) must export ${OUTPUTS.workerUrl}; check \`pulumi stack output --stack ${options.stack}\``,
-    });
+    throw new DrError(
+      "outputs",
+      `read output '${OUTPUTS.workerUrl}' of stack '${options.stack}': ${raw === undefined ? "missing" : `not an http(s) URL: ${JSON.stringify(raw)}`} (outputs: ${names.length ? names.join(", ") : "none"})`,
+      {
+        hint: options.refreshOnly
+          ? "the stack may never have been deployed: run again without --refresh-only"
+          : `the program (infra/index.ts) must export ${OUTPUTS.workerUrl}; check \`pulumi stack output --stack ${options.stack}\``,
+      },
+    );
   }
   // The token: the environment, else a serverToken output, else the stack's serverToken config (a secret
   // the CLI decrypts). A generated token is only in the state, so the hint says how to find it there.
@@ -338,9 +342,13 @@ async function readOutputs(
     }
   }
   if (!token && required) {
-    throw new DrError("outputs", `find the job's token for stack '${options.stack}': SERVER_BYPASS_TOKEN is not set, and the stack has no ${OUTPUTS.serverToken} output and no ${SERVER_TOKEN_CONFIG} config`, {
-      hint: `export SERVER_BYPASS_TOKEN=... (a stack deployed before the serverToken output existed has it as tokens-server in \`pulumi stack export --show-secrets --stack ${options.stack}\`) and run again with --refresh-only`,
-    });
+    throw new DrError(
+      "outputs",
+      `find the job's token for stack '${options.stack}': SERVER_BYPASS_TOKEN is not set, and the stack has no ${OUTPUTS.serverToken} output and no ${SERVER_TOKEN_CONFIG} config`,
+      {
+        hint: `export SERVER_BYPASS_TOKEN=... (a stack deployed before the serverToken output existed has it as tokens-server in \`pulumi stack export --show-secrets --stack ${options.stack}\`) and run again with --refresh-only`,
+      },
+    );
   }
   return { workerUrl: url, token, tokenSource };
 }

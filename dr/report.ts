@@ -6,9 +6,7 @@ const MARK: Record<StepStatus, string> = { ok: "ok     ", failed: "FAILED ", ski
 
 export function formatReport(report: RecoveryReport): string {
   const what = `stack '${report.stack}' (pulumi ${report.action}), restore ${report.at === "latest" ? "the newest complete backup" : `at ${report.at}`} to ${report.to}`;
-  const head = report.dryRun
-    ? `Disaster recovery plan (dry run: nothing was created, deployed or restored) for ${what}`
-    : `Disaster recovery of ${what}`;
+  const head = report.dryRun ? `Disaster recovery plan (dry run: nothing was created, deployed or restored) for ${what}` : `Disaster recovery of ${what}`;
   const lines = [head];
   const width = Math.max(...report.steps.map((s) => s.step.length));
   for (const s of report.steps) {
@@ -24,7 +22,10 @@ export function formatReport(report: RecoveryReport): string {
     if (report.error.hint) lines.push(`what to do: ${report.error.hint}`);
     lines.push(`exit code ${report.exitCode} after ${formatDuration(report.durationMs)}`);
   } else {
-    lines.push("", report.dryRun ? `Plan complete in ${formatDuration(report.durationMs)}. Run again without --dry-run to carry it out.` : `Recovered in ${formatDuration(report.durationMs)}.`);
+    lines.push(
+      "",
+      report.dryRun ? `Plan complete in ${formatDuration(report.durationMs)}. Run again without --dry-run to carry it out.` : `Recovered in ${formatDuration(report.durationMs)}.`,
+    );
   }
   return `${lines.join("\n")}\n`;
 }

@@ -55,7 +55,15 @@ export async function smokeCheck(workerUrl: string, token: string, options: Smok
 
   const get = await fetch(url, { headers: auth });
   const body = await get.text();
-  record("read back", get.ok && body === marker, get.ok ? (body === marker ? `GET ${SMOKE_KEY} returned what was written` : `GET ${SMOKE_KEY} returned other bytes than were written`) : `GET ${SMOKE_KEY} answered ${get.status}`);
+  record(
+    "read back",
+    get.ok && body === marker,
+    get.ok
+      ? body === marker
+        ? `GET ${SMOKE_KEY} returned what was written`
+        : `GET ${SMOKE_KEY} returned other bytes than were written`
+      : `GET ${SMOKE_KEY} answered ${get.status}`,
+  );
   return steps;
 }
 
@@ -68,7 +76,11 @@ ${SMOKE_KEY} with the job's token (env SERVER_BYPASS_TOKEN). Exit 0 passed, 1 fa
 export async function main(argv: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
   let values: { "worker-url"?: string; "health-timeout"?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({ args: argv, options: { "worker-url": { type: "string" }, "health-timeout": { type: "string" }, help: { type: "boolean", short: "h" } }, strict: true }));
+    ({ values } = parseArgs({
+      args: argv,
+      options: { "worker-url": { type: "string" }, "health-timeout": { type: "string" }, help: { type: "boolean", short: "h" } },
+      strict: true,
+    }));
   } catch (error) {
     console.error(`${(error as Error).message}\n\n${USAGE}`);
     return 2;

@@ -23,21 +23,45 @@ export interface ConfigKeySpec {
   example: string;
 }
 
-const str = (key: string, description: string, example: string, def = "", secret = false): ConfigKeySpec => ({ key, type: "string", description, default: def, example, ...(secret ? { secret } : {}) });
+const str = (key: string, description: string, example: string, def = "", secret = false): ConfigKeySpec => ({
+  key,
+  type: "string",
+  description,
+  default: def,
+  example,
+  ...(secret ? { secret } : {}),
+});
 const int = (key: string, description: string, def: number): ConfigKeySpec => ({ key, type: "integer", description, default: def, example: String(def) });
 const bool = (key: string, description: string, def: boolean): ConfigKeySpec => ({ key, type: "boolean", description, default: def, example: String(def) });
 
 export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   str("cloudflareAccountId", "Cloudflare account id (32 hex characters) that owns the R2 buckets and the Worker. Required.", "<account-id>"),
   str("zoneId", "Cloudflare zone id of `hostname`, for the Worker's custom domain. Required on every stack but previews (`pr-<n>`).", "<zone-id>"),
-  str("hostname", "Hostname the Worker answers on, as a Workers custom domain (Cloudflare creates its DNS record and certificate; the name must have no other DNS record). Required on every stack but previews.", "backups.example.com"),
-  str("workersDevSubdomain", "The account's workers.dev subdomain (`<sub>.workers.dev`), where preview stacks are served; empty = looked up from the account at deploy time.", "<subdomain>"),
+  str(
+    "hostname",
+    "Hostname the Worker answers on, as a Workers custom domain (Cloudflare creates its DNS record and certificate; the name must have no other DNS record). Required on every stack but previews.",
+    "backups.example.com",
+  ),
+  str(
+    "workersDevSubdomain",
+    "The account's workers.dev subdomain (`<sub>.workers.dev`), where preview stacks are served; empty = looked up from the account at deploy time.",
+    "<subdomain>",
+  ),
   str("bucketLocation", "R2 location hint of the bucket (apac, eeur, enam, weur, wnam, oc); empty lets Cloudflare choose. Used only at creation.", "weur"),
   str("bucketJurisdiction", "R2 jurisdiction of the buckets (default, eu, fedramp).", "eu", "default"),
   str("replicaLocation", "Location hint of an optional second bucket for geographic redundancy (R2 does not replicate); empty = none.", "enam"),
-  str("failover", "Which bucket the Worker serves: off (the primary; the replica, when configured, is filled from it), replica (the replica serves and the primary, bound as the replica, is filled back from it: the way back after an outage), replica-only (the replica serves, the primary is not bound: its region or bucket is lost). Needs replicaLocation. See docs/disaster-recovery.md section 4.", "replica-only", "off"),
+  str(
+    "failover",
+    "Which bucket the Worker serves: off (the primary; the replica, when configured, is filled from it), replica (the replica serves and the primary, bound as the replica, is filled back from it: the way back after an outage), replica-only (the replica serves, the primary is not bound: its region or bucket is lost). Needs replicaLocation. See docs/disaster-recovery.md section 4.",
+    "replica-only",
+    "off",
+  ),
   int("replicaMaxLagHours", "The Worker's cron check alerts when a complete backup has been missing from the replica for longer than this.", 12),
-  int("lockDays", "Bucket lock: days during which nothing under backups/ (except backups/state/) can be deleted or overwritten. 0 = no lock. Previews never get one.", DEFAULT_RETENTION.lockDays),
+  int(
+    "lockDays",
+    "Bucket lock: days during which nothing under backups/ (except backups/state/) can be deleted or overwritten. 0 = no lock. Previews never get one.",
+    DEFAULT_RETENTION.lockDays,
+  ),
   int("retentionFullDays", "Days a full backup is kept.", DEFAULT_RETENTION.fullDays),
   int("retentionIncrementalDays", "Days an incremental backup is kept.", DEFAULT_RETENTION.incrementalDays),
   int("retentionDailyInfrequentAccessDays", "Days after which a daily backup moves to InfrequentAccess.", DEFAULT_RETENTION.dailyInfrequentAccessDays),
@@ -46,23 +70,53 @@ export const CONFIG_KEYS: readonly ConfigKeySpec[] = [
   int("retentionAbortMultipartDays", "Days after which an incomplete multipart upload is aborted.", DEFAULT_RETENTION.abortMultipartDays),
   int("maxBackupAgeHours", "The Worker's freshness check alerts when the newest complete full backup is older than this.", 7),
   str("freshnessCheckSchedule", "Cron schedule (UTC) of the Worker's freshness check.", "*/30 * * * *", "*/30 * * * *"),
-  bool("workerVersions", "Deploy the Worker as Worker + WorkerVersion + WorkersDeployment (gradual rollout and rollback by config) instead of one WorkersScript. For new stacks: switching an existing stack replaces its Worker.", false),
-  str("workerStableVersionId", "With workerVersions: the version that keeps the rest of the traffic during a rollout (or all of it at workerRolloutPercent 0, a rollback); empty = none.", "<version-id>"),
+  bool(
+    "workerVersions",
+    "Deploy the Worker as Worker + WorkerVersion + WorkersDeployment (gradual rollout and rollback by config) instead of one WorkersScript. For new stacks: switching an existing stack replaces its Worker.",
+    false,
+  ),
+  str(
+    "workerStableVersionId",
+    "With workerVersions: the version that keeps the rest of the traffic during a rollout (or all of it at workerRolloutPercent 0, a rollback); empty = none.",
+    "<version-id>",
+  ),
   int("workerRolloutPercent", "With workerVersions and a workerStableVersionId: the share of traffic (0-100) the version this `up` uploads gets.", 100),
   str("alertWebhookUrl", "Secret. Webhook the Worker posts to when backups are stale; empty = no webhook.", "https://hooks.example.com/...", "", true),
   str("serverToken", "Secret. The job's token (SERVER_BYPASS_TOKEN): write and read, never delete. Generated when empty.", "<token>", "", true),
-  str("serverTokenPrevious", "Secret. During a rotation of serverToken only: the old token, which the Worker keeps accepting as the job's (SERVER_BYPASS_TOKEN_PREVIOUS) until every caller has the new one; remove it to end the rotation.", "<old token>", "", true),
+  str(
+    "serverTokenPrevious",
+    "Secret. During a rotation of serverToken only: the old token, which the Worker keeps accepting as the job's (SERVER_BYPASS_TOKEN_PREVIOUS) until every caller has the new one; remove it to end the rotation.",
+    "<old token>",
+    "",
+    true,
+  ),
   str("adminToken", "Secret. The admin token (ADMIN_TOKEN), the only one that may delete. Generated when empty.", "<token>", "", true),
   str("agentToken", "Secret. The backup agent's token (BACKUP_AGENT_TOKEN), shared by the app service and the cron job. Generated when empty.", "<token>", "", true),
   bool("renderEnabled", "Create the Render cron jobs and set the agent's variables on the app service (needs RENDER_API_KEY). Previews never do.", true),
   str("renderOwnerId", "Render workspace (owner) id, `tea-...` or `usr-...` (GET /v1/owners). Required when renderEnabled.", "tea-xxxxxxxxxxxxxxxxxxxx"),
   str("renderRegion", "Render region of the cron jobs; must be the app service's, for the private network (frankfurt, ohio, oregon, singapore, virginia).", "oregon", "oregon"),
   str("renderPlan", "Render plan of the cron jobs (starter, standard, pro, pro_plus, pro_max, pro_ultra).", "starter", "starter"),
-  str("renderRepo", "Git repository Render attaches the cron jobs to (this repository), https URL without branch; they run only the installed `renderPackage`. Required when renderEnabled.", "https://github.com/you/r2-sqlite-backup"),
-  str("renderPackage", "What the cron jobs `npm install` as an app would, a registry version (`r2-sqlite-backup@0.1.0`) or the https URL of a tarball made by `npm pack`. Empty = this program's own name@version.", "https://example.com/r2-sqlite-backup-0.1.0.tgz"),
+  str(
+    "renderRepo",
+    "Git repository Render attaches the cron jobs to (this repository), https URL without branch; they run only the installed `renderPackage`. Required when renderEnabled.",
+    "https://github.com/you/r2-sqlite-backup",
+  ),
+  str(
+    "renderPackage",
+    "What the cron jobs `npm install` as an app would, a registry version (`r2-sqlite-backup@0.1.0`) or the https URL of a tarball made by `npm pack`. Empty = this program's own name@version.",
+    "https://example.com/r2-sqlite-backup-0.1.0.tgz",
+  ),
   str("renderBranch", "Branch the cron jobs build.", "main", "main"),
-  str("renderAppServiceId", "Id (`srv-...`) of the existing Render service that owns the database disk and runs the agent. Required when renderEnabled.", "srv-xxxxxxxxxxxxxxxxxxxx"),
-  str("agentUrl", "The agent's URL on Render's private network, e.g. http://my-app:8788; the app runs `r2backup agent --listen 0.0.0.0:8788`. Required when renderEnabled.", "http://my-app:8788"),
+  str(
+    "renderAppServiceId",
+    "Id (`srv-...`) of the existing Render service that owns the database disk and runs the agent. Required when renderEnabled.",
+    "srv-xxxxxxxxxxxxxxxxxxxx",
+  ),
+  str(
+    "agentUrl",
+    "The agent's URL on Render's private network, e.g. http://my-app:8788; the app runs `r2backup agent --listen 0.0.0.0:8788`. Required when renderEnabled.",
+    "http://my-app:8788",
+  ),
   str("backupSchedule", "Cron schedule (UTC) of the backup cron job.", "0 */6 * * *", "0 */6 * * *"),
   str("drillSchedule", "Cron schedule (UTC) of the monthly restore drill.", "0 4 1 * *", "0 4 1 * *"),
   bool("monitoringEnabled", "Create the CloudWatch alarms, SNS topic, metrics user and dashboard (needs AWS credentials). Previews never do.", false),
@@ -88,7 +142,13 @@ export interface StackConfig {
   storage: { location?: string; jurisdiction: string; replicaLocation?: string; retention: RetentionPolicy; failover: FailoverMode; replicaMaxLagHours: number };
   worker: { maxBackupAgeHours: number; freshnessCheckSchedule: string; versions?: { stableVersionId?: string; rolloutPercent: number } };
   /** Undefined when not configured: the program generates tokens, and binds no webhook. */
-  secrets: { serverToken?: pulumi.Output<string>; serverTokenPrevious?: pulumi.Output<string>; adminToken?: pulumi.Output<string>; agentToken?: pulumi.Output<string>; alertWebhookUrl?: pulumi.Output<string> };
+  secrets: {
+    serverToken?: pulumi.Output<string>;
+    serverTokenPrevious?: pulumi.Output<string>;
+    adminToken?: pulumi.Output<string>;
+    agentToken?: pulumi.Output<string>;
+    alertWebhookUrl?: pulumi.Output<string>;
+  };
   render?: RenderConfig;
   monitoring?: MonitoringConfig;
 }
@@ -158,9 +218,11 @@ export function agentUrlProblem(agentUrl: string): string | undefined {
   if (!URL.canParse(agentUrl)) return "must be a URL like http://my-app:8788";
   const url = new URL(agentUrl);
   if (url.protocol !== "http:") return "must be http:// (Render's private network is not TLS; the agent serves plain http)";
-  if (/^(localhost|127\.[0-9.]+|\[::1\]|0\.0\.0\.0)$/.test(url.hostname)) return "must name the app service on Render's private network (http://<service-host>:8788), not this machine: the cron job runs elsewhere";
+  if (/^(localhost|127\.[0-9.]+|\[::1\]|0\.0\.0\.0)$/.test(url.hostname))
+    return "must name the app service on Render's private network (http://<service-host>:8788), not this machine: the cron job runs elsewhere";
   if (url.port === "") return "must carry the agent's port, e.g. http://my-app:8788 (the app runs `r2backup agent --listen 0.0.0.0:8788`)";
-  if ((RENDER_RESERVED_PORTS as readonly number[]).includes(Number(url.port))) return `must not use port ${url.port}: Render reserves ${RENDER_RESERVED_PORTS.join(", ")} on the private network`;
+  if ((RENDER_RESERVED_PORTS as readonly number[]).includes(Number(url.port)))
+    return `must not use port ${url.port}: Render reserves ${RENDER_RESERVED_PORTS.join(", ")} on the private network`;
   return undefined;
 }
 
@@ -269,7 +331,8 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   oneOf("bucketJurisdiction", jurisdiction, R2_JURISDICTIONS);
   const replicaLocation = preview ? undefined : text("replicaLocation");
   oneOf("replicaLocation", replicaLocation, R2_LOCATIONS);
-  if (replicaLocation !== undefined && replicaLocation === location) problems.push(`replicaLocation must differ from bucketLocation ('${location}'): the replica is for geographic redundancy`);
+  if (replicaLocation !== undefined && replicaLocation === location)
+    problems.push(`replicaLocation must differ from bucketLocation ('${location}'): the replica is for geographic redundancy`);
   // A preview inherits the dev stack's values: a failover of dev must not carry over to it (it has no replica).
   const failover = preview ? "off" : (withDefault("failover") as FailoverMode);
   oneOf("failover", failover, FAILOVER_MODES);
@@ -304,7 +367,8 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const stableVersionId = text("workerStableVersionId");
   if (rolloutPercent < 0 || rolloutPercent > 100) problems.push(`workerRolloutPercent must be 0 to 100, got ${rolloutPercent}`);
   if (boolean("workerVersions")) {
-    if (rolloutPercent < 100 && stableVersionId === undefined) problems.push(`workerRolloutPercent ${rolloutPercent} needs workerStableVersionId (the version that keeps the rest of the traffic)`);
+    if (rolloutPercent < 100 && stableVersionId === undefined)
+      problems.push(`workerRolloutPercent ${rolloutPercent} needs workerStableVersionId (the version that keeps the rest of the traffic)`);
     worker.versions = { rolloutPercent, ...(stableVersionId !== undefined ? { stableVersionId } : {}) };
   } else if (stableVersionId !== undefined || rolloutPercent !== 100) {
     problems.push("workerStableVersionId and workerRolloutPercent need workerVersions: true");
@@ -336,7 +400,8 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     if (render.appServiceId !== "" && !/^srv-[a-z0-9]+$/.test(render.appServiceId)) problems.push(`renderAppServiceId must look like srv-..., got '${render.appServiceId}'`);
     if (render.repo !== "" && !/^https:\/\/\S+$/.test(render.repo)) problems.push(`renderRepo must be an https URL, got '${render.repo}'`);
     // The spec goes into a shell command (npm install <spec>): one word, no quotes.
-    if (!/^[^\s'"`$\\;|&<>()]+$/.test(render.package)) problems.push(`renderPackage must be one npm spec (name@version or an https tarball URL) without spaces, quotes or shell characters, got '${render.package}'`);
+    if (!/^[^\s'"`$\\;|&<>()]+$/.test(render.package))
+      problems.push(`renderPackage must be one npm spec (name@version or an https tarball URL) without spaces, quotes or shell characters, got '${render.package}'`);
     if (render.agentUrl !== "") {
       const problem = agentUrlProblem(render.agentUrl);
       if (problem) problems.push(`agentUrl ${problem}, got '${render.agentUrl}'`);
@@ -353,12 +418,14 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
       alarmEmails: list("alarmEmails"),
     };
     for (const email of monitoring.alarmEmails) if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) problems.push(`alarmEmails: '${email}' is not an email address`);
-    if (!/^[A-Za-z0-9._/#:-]{1,255}$/.test(monitoring.namespace) || monitoring.namespace.startsWith("AWS/")) problems.push(`metricsNamespace '${monitoring.namespace}' is not a valid custom CloudWatch namespace`);
+    if (!/^[A-Za-z0-9._/#:-]{1,255}$/.test(monitoring.namespace) || monitoring.namespace.startsWith("AWS/"))
+      problems.push(`metricsNamespace '${monitoring.namespace}' is not a valid custom CloudWatch namespace`);
   }
 
   if (missing.length > 0 || problems.length > 0) {
     const reasons = [...missing.map((k) => `missing ${PROJECT}:${k} (${spec(k).description})`), ...problems];
-    const hint = missing.length > 0 ? `run, with your values:\n  ${missing.map((k) => configSetCommand(k, stack)).join("\n  ")}\n` : "fix the values with `pulumi config set` and run again";
+    const hint =
+      missing.length > 0 ? `run, with your values:\n  ${missing.map((k) => configSetCommand(k, stack)).join("\n  ")}\n` : "fix the values with `pulumi config set` and run again";
     throw new InfraError("configure", "stack", stack, reasons.join("; "), hint);
   }
 

@@ -26,7 +26,10 @@ export async function emptyThroughWorker(workerUrl: string, adminToken: string):
   for (;;) {
     const res = await fetch(`${base}/api/backups?prefix=${encodeURIComponent("backups/")}&limit=1000`, { headers });
     const text = await res.text();
-    if (!res.ok) throw new Error(`empty bucket through '${base}': listing answered ${res.status} ${text.slice(0, 200)} (delete the objects in the Cloudflare dashboard, then run pulumi destroy again)`);
+    if (!res.ok)
+      throw new Error(
+        `empty bucket through '${base}': listing answered ${res.status} ${text.slice(0, 200)} (delete the objects in the Cloudflare dashboard, then run pulumi destroy again)`,
+      );
     const page = JSON.parse(text) as { objects?: { key: string }[] };
     const keys = (page.objects ?? []).map((o) => o.key);
     if (keys.length === 0) return deleted;
@@ -58,7 +61,11 @@ export const emptyBucketProvider: pulumi.dynamic.ResourceProvider = {
 
 /** Empties a preview stack's bucket when the stack is destroyed (`pulumi-nodejs:dynamic/r2:EmptyBucketOnDestroy`). */
 export class EmptyBucketOnDestroy extends pulumi.dynamic.Resource {
-  constructor(name: string, args: { workerUrl: pulumi.Input<string>; adminToken: pulumi.Input<string>; bucketName: pulumi.Input<string> }, opts: pulumi.CustomResourceOptions = {}) {
+  constructor(
+    name: string,
+    args: { workerUrl: pulumi.Input<string>; adminToken: pulumi.Input<string>; bucketName: pulumi.Input<string> },
+    opts: pulumi.CustomResourceOptions = {},
+  ) {
     super(emptyBucketProvider, name, { ...args, adminToken: pulumi.secret(args.adminToken) }, { ...opts, additionalSecretOutputs: ["adminToken"] }, "r2", "EmptyBucketOnDestroy");
   }
 }

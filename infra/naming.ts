@@ -19,7 +19,12 @@ export const MAX_NAME_LENGTH = 63;
  * of the targets). Overlong names keep their end (stack and role) and get a short stable hash instead.
  */
 export function physicalName(stack: string, role: string, project: string = PROJECT): string {
-  const clean = (s: string) => s.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/-+/g, "-").replace(/^-|-$/g, "");
+  const clean = (s: string) =>
+    s
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, "-")
+      .replace(/-+/g, "-")
+      .replace(/^-|-$/g, "");
   const name = [clean(project), clean(stack), clean(role)].filter((s) => s.length > 0).join("-");
   if (name.length <= MAX_NAME_LENGTH) return name;
   const hash = fnv1a(name).toString(16).padStart(8, "0");

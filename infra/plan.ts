@@ -56,7 +56,8 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
   if (type === "random:index/randomPassword:RandomPassword") return { result: `mock-${name}` };
   // Looked up from the account when deployed; the plan shows where it goes.
   if (type === "pulumi-nodejs:dynamic/cloudflare:WorkersSubdomain") return { subdomain: "looked-up-subdomain" };
-  if (type.startsWith("pulumi-nodejs:dynamic/render:CronJob")) return { serviceId: `crn-mock-${name}`, slug: name, dashboardUrl: `https://dashboard.render.com/cron/crn-mock-${name}` };
+  if (type.startsWith("pulumi-nodejs:dynamic/render:CronJob"))
+    return { serviceId: `crn-mock-${name}`, slug: name, dashboardUrl: `https://dashboard.render.com/cron/crn-mock-${name}` };
   return {};
 }
 
@@ -77,7 +78,13 @@ export async function planStack(stack: string, options: { config?: StackFileConf
   if (config === undefined) {
     const merged = mergedStackConfig(stack, options.root ?? REPO_ROOT);
     if (!merged.hasStackFile && !isPreviewStack(stack)) {
-      throw new InfraError("plan", "stack", stack, `there is no Pulumi.${stack}.yaml`, `create it with \`pulumi stack init ${stack}\` and the \`pulumi config set\` commands of the README, or plan dev or a preview stack (pr-<n>)`);
+      throw new InfraError(
+        "plan",
+        "stack",
+        stack,
+        `there is no Pulumi.${stack}.yaml`,
+        `create it with \`pulumi stack init ${stack}\` and the \`pulumi config set\` commands of the README, or plan dev or a preview stack (pr-<n>)`,
+      );
     }
     stackFile = merged.hasStackFile;
     config = { values: merged.values, secretKeys: merged.secretKeys };
@@ -115,7 +122,13 @@ export async function planStack(stack: string, options: { config?: StackFileConf
       if (o.retainOnDelete !== undefined) opts.retainOnDelete = o.retainOnDelete;
       if (o.deleteBeforeReplace !== undefined) opts.deleteBeforeReplace = o.deleteBeforeReplace;
       if (o.additionalSecretOutputs !== undefined) opts.additionalSecretOutputs = o.additionalSecretOutputs;
-      constructed.push({ type: args.type, name: args.name, parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined, options: opts, dependsOn: o.dependsOn });
+      constructed.push({
+        type: args.type,
+        name: args.name,
+        parent: o.parent ? (o.parent as unknown as { __name?: string }).__name : undefined,
+        options: opts,
+        dependsOn: o.dependsOn,
+      });
       return undefined;
     });
     try {
@@ -205,7 +218,10 @@ export function planToJson(plan: Plan): unknown {
 /** The plan for a terminal: one block per resource, with its inputs as indented YAML-like lines. */
 export function formatPlan(plan: Plan): string {
   const data = planToJson(plan) as { resources: { type: string; name: string; options?: object; inputs: Record<string, unknown> }[]; outputs: Record<string, unknown> };
-  const lines = [`Plan for stack '${plan.stack}' of ${plan.project}${plan.preview ? " (preview stack)" : ""}: ${plan.resources.length} resources, under mocks (nothing is deployed).`, ""];
+  const lines = [
+    `Plan for stack '${plan.stack}' of ${plan.project}${plan.preview ? " (preview stack)" : ""}: ${plan.resources.length} resources, under mocks (nothing is deployed).`,
+    "",
+  ];
   for (const r of data.resources) {
     const flags = r.options ? ` ${JSON.stringify(r.options)}` : "";
     lines.push(`+ ${r.type}  ${r.name}${flags}`);

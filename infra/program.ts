@@ -112,7 +112,14 @@ export async function runProgram(stack: string = pulumi.getStack(), config: Stac
           agentToken: tokens.agentToken as pulumi.Output<string>,
           ...(config.secrets.alertWebhookUrl ? { webhookUrl: config.secrets.alertWebhookUrl } : {}),
           ...(monitoring && config.monitoring
-            ? { metrics: { namespace: config.monitoring.namespace, region: config.monitoring.awsRegion, accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey } }
+            ? {
+                metrics: {
+                  namespace: config.monitoring.namespace,
+                  region: config.monitoring.awsRegion,
+                  accessKeyId: monitoring.accessKeyId,
+                  secretAccessKey: monitoring.secretAccessKey,
+                },
+              }
             : {}),
         })
       : undefined;

@@ -26,9 +26,10 @@ export async function lookUpWorkersSubdomain(accountId: string): Promise<string>
   }
   const subdomain = body?.result?.subdomain;
   if (res.ok && typeof subdomain === "string" && subdomain !== "") return subdomain;
-  const reason = res.status === 404 || (res.ok && !subdomain)
-    ? "the account has no workers.dev subdomain yet (open Workers & Pages in the Cloudflare dashboard once to choose one)"
-    : `${res.status} ${body?.errors?.[0]?.message ?? text.slice(0, 200)}${res.status === 401 || res.status === 403 ? " (the token needs Workers Scripts Read on the account)" : ""}`;
+  const reason =
+    res.status === 404 || (res.ok && !subdomain)
+      ? "the account has no workers.dev subdomain yet (open Workers & Pages in the Cloudflare dashboard once to choose one)"
+      : `${res.status} ${body?.errors?.[0]?.message ?? text.slice(0, 200)}${res.status === 401 || res.status === 403 ? " (the token needs Workers Scripts Read on the account)" : ""}`;
   throw new Error(`${what}: ${reason}`);
 }
 

@@ -283,11 +283,20 @@ const SNAPSHOT_ATTEMPTS = 4;
 /** What shows a lock-free writer at work on a file: its size, its mtime, and a rollback journal beside it. */
 async function writerTrace(path: string): Promise<string> {
   const st = await stat(path, { bigint: true }).catch(() => undefined);
-  const journal = await stat(`${path}-journal`).then(() => "journal", () => "");
+  const journal = await stat(`${path}-journal`).then(
+    () => "journal",
+    () => "",
+  );
   return `${st?.size}:${st?.mtimeNs}:${journal}`;
 }
 
-async function snapshotOne(input: DatabaseInput & { source: string }, path: string, changeTables: readonly ChangeTable[], integrity: IntegrityLevel | undefined, warn?: (message: string) => void): Promise<SnapshotInfo> {
+async function snapshotOne(
+  input: DatabaseInput & { source: string },
+  path: string,
+  changeTables: readonly ChangeTable[],
+  integrity: IntegrityLevel | undefined,
+  warn?: (message: string) => void,
+): Promise<SnapshotInfo> {
   const lockFree = input.path !== undefined && !input.snapshot && !input.db && (await isUnlockedLiveStoreFile(input.path).catch(() => false));
   for (let attempt = 1; ; attempt++) {
     await unlink(path).catch(() => {});
@@ -304,7 +313,9 @@ async function snapshotOne(input: DatabaseInput & { source: string }, path: stri
             await sleep(50 * attempt);
             continue;
           }
-          warn?.(`${input.source}: the app wrote to '${input.path}' during every copy; keeping one that passes integrity_check (stop the app, or back it up in-process, for a copy at a quiet moment)`);
+          warn?.(
+            `${input.source}: the app wrote to '${input.path}' during every copy; keeping one that passes integrity_check (stop the app, or back it up in-process, for a copy at a quiet moment)`,
+          );
         }
       }
     } catch (e) {
@@ -344,7 +355,6 @@ function dirKey(input: DatabaseInput): string | undefined {
   return undefined;
 }
 
-
 /**
  * Snapshots and checks every database of a full backup. A LiveStore state DB is paired with the event log in
  * its directory; when their heads differ (copied at different moments) both are taken again, and if they still
@@ -374,7 +384,9 @@ async function snapshotAll(
     for (let attempt = 1; !sameHead(state.info.inspection.livestore!.head, log_.info.inspection.livestore!.head); attempt++) {
       const heads = `state at ${JSON.stringify(state.info.inspection.livestore!.head)}, event log at ${JSON.stringify(log_.info.inspection.livestore!.head)}`;
       if (attempt >= SNAPSHOT_ATTEMPTS) {
-        log("warn", `${state.input.source}: its copy does not match ${log_.input.source} (${heads}); a restore leaves it out and LiveStore rebuilds it from the event log`, { source: state.input.source });
+        log("warn", `${state.input.source}: its copy does not match ${log_.input.source} (${heads}); a restore leaves it out and LiveStore rebuilds it from the event log`, {
+          source: state.input.source,
+        });
         break;
       }
       log("info", `${state.input.source} and ${log_.input.source} were copied at different moments (${heads}); taking both again`, { source: state.input.source, attempt });
@@ -413,197 +425,233 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     // One set: the kind is decided from the bucket and, for an incremental, from what it can carry. When
     // `auto` finds during the export that an incremental cannot carry a change, it takes a full backup instead.
     const takeSet = async (forceFull: string | undefined) => {
-    throwIfInterrupted(options.signal, "back up");
-    const catalog = await readCatalog(store);
-    let decided = forceFull ? { kind: "full" as const, reason: forceFull } : chooseKind(options.kind ?? "auto", catalog, now(), options.fullEveryHours);
-    let previous: Manifest | undefined;
-    let baseFull: Manifest | undefined;
-    if (decided.kind === "incremental") {
-      previous = await findPrevious(store, catalog);
-      if (!previous) throw new JobError("notFound", "take incremental backup: the bucket holds no complete full backup to continue", { hint: "run a full backup first: r2backup run --kind full" });
-      baseFull = previous.kind === "full" ? previous : await readManifest(store, "full", previous.base);
-      const blocked = uncoveredReason(baseFull.databases, databases.map((d) => d.source));
-      if (blocked) {
-        if (options.kind !== "auto" && options.kind !== undefined) throw blocked;
-        decided = { kind: "full", reason: blocked.message.replace(/ \(take a full backup.*$/, "") };
-        previous = undefined;
-        baseFull = undefined;
-      }
-    }
-    const kind = decided.kind;
-    kindForReport = kind;
-
-    // Keys are write-once and string order is time order: a new set must sort after every existing one.
-    let date = now();
-    const newest = newestTs(catalog);
-    if (newest && formatTimestamp(date) <= newest) {
-      const next = parseTimestamp(newest).getTime() + 1000;
-      if (next - date.getTime() <= 5000) {
-        await sleep(next - date.getTime() + 5);
-        date = now();
-      }
-      if (formatTimestamp(date) <= newest) date = new Date(next);
-    }
-    const id = formatTimestamp(date);
-    idForReport = id;
-    const createdAt = new Date(started).toISOString();
-    log("info", `starting ${kind} backup ${id}`, { kind, id, reason: decided.reason, databases: databases.map((d) => d.source) });
-
-    await mkdir(tmpDir, { recursive: true });
-    if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
-    workDir = await mkdtemp(join(tmpDir, `r2backup-work-${process.pid}-`));
-    const timings: Record<string, number> = {};
-    const files: FileEntry[] = [];
-    const stored = new Map<string, Stored>();
-    const dbInfos: DatabaseInfo[] = [];
-    let to: Watermark[] = [];
-    let changes: Record<string, number> | undefined;
-    let sqliteVersion = "";
-
-    // The compressed copies are kept on disk only when this run will re-send them to daily/ (no copy in R2).
-    const promotion = kind === "full" && options.promote !== false ? planDailyPromotion(id, planSets(catalog)) : undefined;
-    const keepCopies = promotion?.promote === true;
-
-    const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
-      const key = fileKey(kind, id, name);
-      throwIfInterrupted(options.signal, `upload '${key}'`);
-      const tmpFile = keepCopies ? join(workDir!, name) : undefined;
-      const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
-      try {
-        const compressOptions = {
-          ...(tmpFile ? { tmpFile } : {}),
-          onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
-        };
-        const sink = (chunk: Buffer) => {
-          throwIfInterrupted(options.signal, `upload '${key}'`);
-          return upload.write(chunk);
-        };
-        const digest = "file" in source ? await compressFile(source.file, sink, compressOptions) : await compressStream(source, sink, compressOptions);
-        const object = await upload.finish(digest.sha256);
-        if (object.size !== digest.size) {
-          throw new JobError("integrity", `upload '${key}': the Worker stored ${object.size} bytes, ${digest.size} were sent`, { hint: "run the backup again" });
+      throwIfInterrupted(options.signal, "back up");
+      const catalog = await readCatalog(store);
+      let decided = forceFull ? { kind: "full" as const, reason: forceFull } : chooseKind(options.kind ?? "auto", catalog, now(), options.fullEveryHours);
+      let previous: Manifest | undefined;
+      let baseFull: Manifest | undefined;
+      if (decided.kind === "incremental") {
+        previous = await findPrevious(store, catalog);
+        if (!previous)
+          throw new JobError("notFound", "take incremental backup: the bucket holds no complete full backup to continue", {
+            hint: "run a full backup first: r2backup run --kind full",
+          });
+        baseFull = previous.kind === "full" ? previous : await readManifest(store, "full", previous.base);
+        const blocked = uncoveredReason(
+          baseFull.databases,
+          databases.map((d) => d.source),
+        );
+        if (blocked) {
+          if (options.kind !== "auto" && options.kind !== undefined) throw blocked;
+          decided = { kind: "full", reason: blocked.message.replace(/ \(take a full backup.*$/, "") };
+          previous = undefined;
+          baseFull = undefined;
         }
-        const s = { ...digest, tmpFile, contentType };
-        stored.set(name, s);
-        emit({ type: "progress", phase: "upload", file: name, bytes: digest.uncompressedSize, total: digest.uncompressedSize });
-        return s;
-      } catch (e) {
-        await upload.abort();
-        throw classify(e, `upload '${key}'`);
       }
-    };
+      const kind = decided.kind;
+      kindForReport = kind;
 
-    if (kind === "full") {
-      // Snapshot every database first (close together in time), check each, then upload.
-      let t = Date.now();
-      const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log, options.signal);
-      // Each copy is checked right after it is taken (and retaken when it fails): one phase.
-      timings.snapshotAndCheck = Date.now() - t;
-      for (const s of snaps) {
-        sqliteVersion ||= s.info.sqliteVersion;
-        for (const r of s.info.inspection.rejected) log("warn", `${s.input.source}: '${r.table}' is not a change table: ${r.reason}; every backup of it is a full one`, { source: s.input.source, table: r.table });
-        const coverage = s.derivedFrom ? "derived" : coverageOf(s.info.inspection);
-        dbInfos.push({
-          source: s.input.source,
-          ...(s.input.path ? { fileName: basename(s.input.path) } : {}),
-          pageSize: s.info.pageSize,
-          pageCount: s.info.pageCount,
-          integrity: "ok",
-          tables: s.info.tables,
-          ...(s.relativePath ? { path: s.relativePath } : {}),
-          coverage,
-          ...(s.derivedFrom ? { derivedFrom: s.derivedFrom } : {}),
-          ...(coverage === "rows" ? { otherTablesSha256: s.info.inspection.otherTablesSha256 } : {}),
-          ...(s.info.inspection.livestore ? { livestore: s.info.inspection.livestore } : {}),
-        });
-        for (const w of s.info.watermarks) to.push({ source: s.input.source, ...w });
+      // Keys are write-once and string order is time order: a new set must sort after every existing one.
+      let date = now();
+      const newest = newestTs(catalog);
+      if (newest && formatTimestamp(date) <= newest) {
+        const next = parseTimestamp(newest).getTime() + 1000;
+        if (next - date.getTime() <= 5000) {
+          await sleep(next - date.getTime() + 5);
+          date = now();
+        }
+        if (formatTimestamp(date) <= newest) date = new Date(next);
       }
-      t = Date.now();
-      for (const s of snaps) {
-        const name = databaseFile(s.input.source);
-        const size = s.info.sizeBytes;
-        const d = await put(name, { file: s.path }, size, "application/zstd", size);
-        files.push({ name, role: "database", source: s.input.source, contentType: "application/vnd.sqlite3", compression: "zstd", size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 });
-        log("info", `uploaded ${name}`, { bytes: d.uncompressedSize, stored: d.size });
-      }
-      timings.databases = Date.now() - t;
-      const docs = options.documents;
-      if (docs && (docs.dir || docs.query)) {
+      const id = formatTimestamp(date);
+      idForReport = id;
+      const createdAt = new Date(started).toISOString();
+      log("info", `starting ${kind} backup ${id}`, { kind, id, reason: decided.reason, databases: databases.map((d) => d.source) });
+
+      await mkdir(tmpDir, { recursive: true });
+      if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
+      workDir = await mkdtemp(join(tmpDir, `r2backup-work-${process.pid}-`));
+      const timings: Record<string, number> = {};
+      const files: FileEntry[] = [];
+      const stored = new Map<string, Stored>();
+      const dbInfos: DatabaseInfo[] = [];
+      let to: Watermark[] = [];
+      let changes: Record<string, number> | undefined;
+      let sqliteVersion = "";
+
+      // The compressed copies are kept on disk only when this run will re-send them to daily/ (no copy in R2).
+      const promotion = kind === "full" && options.promote !== false ? planDailyPromotion(id, planSets(catalog)) : undefined;
+      const keepCopies = promotion?.promote === true;
+
+      const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
+        const key = fileKey(kind, id, name);
+        throwIfInterrupted(options.signal, `upload '${key}'`);
+        const tmpFile = keepCopies ? join(workDir!, name) : undefined;
+        const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
+        try {
+          const compressOptions = {
+            ...(tmpFile ? { tmpFile } : {}),
+            onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
+          };
+          const sink = (chunk: Buffer) => {
+            throwIfInterrupted(options.signal, `upload '${key}'`);
+            return upload.write(chunk);
+          };
+          const digest = "file" in source ? await compressFile(source.file, sink, compressOptions) : await compressStream(source, sink, compressOptions);
+          const object = await upload.finish(digest.sha256);
+          if (object.size !== digest.size) {
+            throw new JobError("integrity", `upload '${key}': the Worker stored ${object.size} bytes, ${digest.size} were sent`, { hint: "run the backup again" });
+          }
+          const s = { ...digest, tmpFile, contentType };
+          stored.set(name, s);
+          emit({ type: "progress", phase: "upload", file: name, bytes: digest.uncompressedSize, total: digest.uncompressedSize });
+          return s;
+        } catch (e) {
+          await upload.abort();
+          throw classify(e, `upload '${key}'`);
+        }
+      };
+
+      if (kind === "full") {
+        // Snapshot every database first (close together in time), check each, then upload.
+        let t = Date.now();
+        const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log, options.signal);
+        // Each copy is checked right after it is taken (and retaken when it fails): one phase.
+        timings.snapshotAndCheck = Date.now() - t;
+        for (const s of snaps) {
+          sqliteVersion ||= s.info.sqliteVersion;
+          for (const r of s.info.inspection.rejected)
+            log("warn", `${s.input.source}: '${r.table}' is not a change table: ${r.reason}; every backup of it is a full one`, { source: s.input.source, table: r.table });
+          const coverage = s.derivedFrom ? "derived" : coverageOf(s.info.inspection);
+          dbInfos.push({
+            source: s.input.source,
+            ...(s.input.path ? { fileName: basename(s.input.path) } : {}),
+            pageSize: s.info.pageSize,
+            pageCount: s.info.pageCount,
+            integrity: "ok",
+            tables: s.info.tables,
+            ...(s.relativePath ? { path: s.relativePath } : {}),
+            coverage,
+            ...(s.derivedFrom ? { derivedFrom: s.derivedFrom } : {}),
+            ...(coverage === "rows" ? { otherTablesSha256: s.info.inspection.otherTablesSha256 } : {}),
+            ...(s.info.inspection.livestore ? { livestore: s.info.inspection.livestore } : {}),
+          });
+          for (const w of s.info.watermarks) to.push({ source: s.input.source, ...w });
+        }
         t = Date.now();
-        let query: { sql: string; dbPath: string } | undefined;
-        if (docs.query) {
-          const snap = docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0];
-          if (!snap) throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
-          query = { sql: docs.query, dbPath: snap.path };
+        for (const s of snaps) {
+          const name = databaseFile(s.input.source);
+          const size = s.info.sizeBytes;
+          const d = await put(name, { file: s.path }, size, "application/zstd", size);
+          files.push({
+            name,
+            role: "database",
+            source: s.input.source,
+            contentType: "application/vnd.sqlite3",
+            compression: "zstd",
+            size: d.size,
+            sha256: d.sha256,
+            uncompressedSize: d.uncompressedSize,
+            uncompressedSha256: d.uncompressedSha256,
+          });
+          log("info", `uploaded ${name}`, { bytes: d.uncompressedSize, stored: d.size });
         }
-        const tarball = await documentsTar({ ...(docs.dir ? { dir: docs.dir } : {}), ...(query ? { query } : {}) });
-        const d = await put(DOCUMENTS_FILE, tarball.stream, tarball.estimateBytes, "application/zstd");
-        files.push({ name: DOCUMENTS_FILE, role: "documents", contentType: "application/x-tar", compression: "zstd", size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 });
-        log("info", `uploaded ${DOCUMENTS_FILE}`, { documents: tarball.count(), bytes: d.uncompressedSize, stored: d.size });
-        timings.documents = Date.now() - t;
-      }
-      for (const s of snaps) await unlink(s.path).catch(() => {});
-    } else {
-      let t = Date.now();
-      const from = previous!.to;
-      const sources: ChangeSource[] = [];
-      for (const input of databases) {
-        const base = baseFull!.databases.find((d) => d.source === input.source)!;
-        // A LiveStore state DB is derived from its event log: the incremental carries the log, restore rebuilds it.
-        if (base.coverage === "derived") continue;
-        if (input.db) sources.push({ source: input.source, db: input.db, base });
-        else if (input.path && !input.snapshot && !(await isUnlockedLiveStoreFile(input.path))) sources.push({ source: input.source, db: input.path, base });
-        else {
-          // No live handle (a snapshot function, or a LiveStore file no connection may lock): export from a
-          // fresh checked copy, which is just as consistent.
-          const path = join(workDir, `${input.source}.db`);
-          await snapshotOne(input, path, changeTables, options.integrity);
-          sources.push({ source: input.source, db: path, base });
+        timings.databases = Date.now() - t;
+        const docs = options.documents;
+        if (docs && (docs.dir || docs.query)) {
+          t = Date.now();
+          let query: { sql: string; dbPath: string } | undefined;
+          if (docs.query) {
+            const snap = docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0];
+            if (!snap)
+              throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
+            query = { sql: docs.query, dbPath: snap.path };
+          }
+          const tarball = await documentsTar({ ...(docs.dir ? { dir: docs.dir } : {}), ...(query ? { query } : {}) });
+          const d = await put(DOCUMENTS_FILE, tarball.stream, tarball.estimateBytes, "application/zstd");
+          files.push({
+            name: DOCUMENTS_FILE,
+            role: "documents",
+            contentType: "application/x-tar",
+            compression: "zstd",
+            size: d.size,
+            sha256: d.sha256,
+            uncompressedSize: d.uncompressedSize,
+            uncompressedSha256: d.uncompressedSha256,
+          });
+          log("info", `uploaded ${DOCUMENTS_FILE}`, { documents: tarball.count(), bytes: d.uncompressedSize, stored: d.size });
+          timings.documents = Date.now() - t;
         }
+        for (const s of snaps) await unlink(s.path).catch(() => {});
+      } else {
+        const t = Date.now();
+        const from = previous!.to;
+        const sources: ChangeSource[] = [];
+        for (const input of databases) {
+          const base = baseFull!.databases.find((d) => d.source === input.source)!;
+          // A LiveStore state DB is derived from its event log: the incremental carries the log, restore rebuilds it.
+          if (base.coverage === "derived") continue;
+          if (input.db) sources.push({ source: input.source, db: input.db, base });
+          else if (input.path && !input.snapshot && !(await isUnlockedLiveStoreFile(input.path))) sources.push({ source: input.source, db: input.path, base });
+          else {
+            // No live handle (a snapshot function, or a LiveStore file no connection may lock): export from a
+            // fresh checked copy, which is just as consistent.
+            const path = join(workDir, `${input.source}.db`);
+            await snapshotOne(input, path, changeTables, options.integrity);
+            sources.push({ source: input.source, db: path, base });
+          }
+        }
+        const exported = exportChanges(sources, changeTables, from);
+        const d = await put(CHANGES_FILE, exported.lines, 0, "application/zstd");
+        const result = exported.result();
+        changes = result.changes;
+        const reached = new Set(result.to.map((w) => `${w.source}/${w.table}`));
+        to = [...result.to, ...from.filter((w) => !reached.has(`${w.source}/${w.table}`))];
+        files.push({
+          name: CHANGES_FILE,
+          role: "changes",
+          contentType: "application/x-ndjson",
+          compression: "zstd",
+          size: d.size,
+          sha256: d.sha256,
+          uncompressedSize: d.uncompressedSize,
+          uncompressedSha256: d.uncompressedSha256,
+        });
+        const rows = Object.values(changes).reduce((a, b) => a + b, 0);
+        log("info", `uploaded ${CHANGES_FILE}`, { rows, changes, stored: d.size });
+        timings.changes = Date.now() - t;
       }
-      const exported = exportChanges(sources, changeTables, from);
-      const d = await put(CHANGES_FILE, exported.lines, 0, "application/zstd");
-      const result = exported.result();
-      changes = result.changes;
-      const reached = new Set(result.to.map((w) => `${w.source}/${w.table}`));
-      to = [...result.to, ...from.filter((w) => !reached.has(`${w.source}/${w.table}`))];
-      files.push({ name: CHANGES_FILE, role: "changes", contentType: "application/x-ndjson", compression: "zstd", size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 });
-      const rows = Object.values(changes).reduce((a, b) => a + b, 0);
-      log("info", `uploaded ${CHANGES_FILE}`, { rows, changes, stored: d.size });
-      timings.changes = Date.now() - t;
-    }
 
-    if (!sqliteVersion) {
-      const mem = new DatabaseSync(":memory:");
-      sqliteVersion = String((mem.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
-      mem.close();
-    }
-    timings.total = Date.now() - started;
-    const manifest = buildManifest({
-      kind,
-      id,
-      base: kind === "full" ? id : previous!.base,
-      previous: kind === "full" ? null : previous!.id,
-      createdAt,
-      completedAt: new Date().toISOString(),
-      app: options.app ?? { name: "unknown", version: "unknown" },
-      tool: { name: "r2backup", version: TOOL_VERSION },
-      sqliteVersion,
-      host: hostname(),
-      files,
-      databases: dbInfos,
-      from: kind === "full" ? [] : previous!.to,
-      to,
-      ...(changes ? { changes } : {}),
-      timings,
-    });
-    const mKey = manifestKey(kind, id);
-    const text = serializeManifest(manifest);
-    throwIfInterrupted(options.signal, `write '${mKey}'`);
-    // LAST: from here on the set is complete and restorable.
-    await store.put(mKey, text, { sha256: createHash("sha256").update(text).digest("hex"), contentType: "application/json" });
-    log("info", `${kind} backup ${id} complete`, { manifest: mKey });
-    return { kind, id, manifest, mKey, files, stored, promotion, catalog };
+      if (!sqliteVersion) {
+        const mem = new DatabaseSync(":memory:");
+        sqliteVersion = String((mem.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
+        mem.close();
+      }
+      timings.total = Date.now() - started;
+      const manifest = buildManifest({
+        kind,
+        id,
+        base: kind === "full" ? id : previous!.base,
+        previous: kind === "full" ? null : previous!.id,
+        createdAt,
+        completedAt: new Date().toISOString(),
+        app: options.app ?? { name: "unknown", version: "unknown" },
+        tool: { name: "r2backup", version: TOOL_VERSION },
+        sqliteVersion,
+        host: hostname(),
+        files,
+        databases: dbInfos,
+        from: kind === "full" ? [] : previous!.to,
+        to,
+        ...(changes ? { changes } : {}),
+        timings,
+      });
+      const mKey = manifestKey(kind, id);
+      const text = serializeManifest(manifest);
+      throwIfInterrupted(options.signal, `write '${mKey}'`);
+      // LAST: from here on the set is complete and restorable.
+      await store.put(mKey, text, { sha256: createHash("sha256").update(text).digest("hex"), contentType: "application/json" });
+      log("info", `${kind} backup ${id} complete`, { manifest: mKey });
+      return { kind, id, manifest, mKey, files, stored, promotion, catalog };
     };
 
     let set: Awaited<ReturnType<typeof takeSet>>;
@@ -626,9 +674,11 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         const unfinished = catalog.daily.some((s) => s.id === decision.day && !s.complete) ? await unfinishedPromotion(store, decision.day) : undefined;
         const origin = unfinished && unfinished !== id ? await readManifest(store, "full", unfinished) : manifest;
         const localCopies = new Map<string, { path: string; sha256: string; size: number; contentType: string }>();
-        if (origin === manifest) for (const [name, s] of stored) if (s.tmpFile) localCopies.set(name, { path: s.tmpFile, sha256: s.sha256, size: s.size, contentType: s.contentType });
+        if (origin === manifest)
+          for (const [name, s] of stored) if (s.tmpFile) localCopies.set(name, { path: s.tmpFile, sha256: s.sha256, size: s.size, contentType: s.contentType });
         const done = await promoteToDaily({ store, full: origin, localCopies, ...(options.partBytes ? { partBytes: options.partBytes } : {}) });
-        const reason = origin === manifest ? decision.reason : `finished the promotion of ${origin.id} that stopped half-way (kept ${done.kept.length}, copied ${done.copied.length})`;
+        const reason =
+          origin === manifest ? decision.reason : `finished the promotion of ${origin.id} that stopped half-way (kept ${done.kept.length}, copied ${done.copied.length})`;
         promoted = { day: decision.day, reason };
         log("info", `promoted ${origin.id} to daily/${decision.day}`, { reason, ms: Date.now() - t });
       } catch (e) {
@@ -654,7 +704,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     log("error", `backup failed: ${message}`, { kind: kindForReport, ...(idForReport ? { id: idForReport } : {}), outcome: "failed" });
     await report(
       options,
-      { ok: false, kind: kindForReport, ...(idForReport ? { id: idForReport } : {}), durationMs: Date.now() - started, error: { kind: error instanceof JobError ? error.kind : "failed", message } },
+      {
+        ok: false,
+        kind: kindForReport,
+        ...(idForReport ? { id: idForReport } : {}),
+        durationMs: Date.now() - started,
+        error: { kind: error instanceof JobError ? error.kind : "failed", message },
+      },
       [],
       log,
     );
@@ -667,7 +723,16 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
 
 async function report(
   options: BackupOptions,
-  outcome: { ok: boolean; kind: string; id?: string; durationMs: number; storedBytes?: number; uncompressedBytes?: number; manifestKey?: string; error?: { kind: string; message: string } },
+  outcome: {
+    ok: boolean;
+    kind: string;
+    id?: string;
+    durationMs: number;
+    storedBytes?: number;
+    uncompressedBytes?: number;
+    manifestKey?: string;
+    error?: { kind: string; message: string };
+  },
   warnings: string[],
   log: (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void,
 ): Promise<void> {

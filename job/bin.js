@@ -15,7 +15,9 @@
 const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);
 if (!((major === 22 && minor >= 16) || major >= 24)) {
   const message = `r2backup: needs Node.js 22.16+ or 24+ (node:sqlite's backup(), zstd); this is Node ${process.versions.node} (install Node 24 LTS, e.g. \`nvm install 24\`, or run \`npm run backup -- <command>\` in the repository, which uses its pinned Node 24)`;
-  process.stderr.write(process.stderr.isTTY ? `error: ${message}\n` : `${JSON.stringify({ time: new Date().toISOString(), level: "error", message, exitCode: 2, kind: "usage" })}\n`);
+  process.stderr.write(
+    process.stderr.isTTY ? `error: ${message}\n` : `${JSON.stringify({ time: new Date().toISOString(), level: "error", message, exitCode: 2, kind: "usage" })}\n`,
+  );
   process.exit(2);
 }
 const { enableCompileCache } = await import("node:module");

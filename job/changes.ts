@@ -30,7 +30,11 @@ const CHUNK_CHARS = 256 * 1024;
  * Yields NDJSON text in chunks; `result()` is complete once the iteration ends. `from` holds the previous
  * set's `to` watermarks; a table without one (new, or empty before) is exported from its start.
  */
-export function exportChanges(sources: readonly ChangeSource[], tables: readonly ChangeTable[], from: readonly Watermark[]): { lines: AsyncIterable<string>; result: () => ChangeExportResult } {
+export function exportChanges(
+  sources: readonly ChangeSource[],
+  tables: readonly ChangeTable[],
+  from: readonly Watermark[],
+): { lines: AsyncIterable<string>; result: () => ChangeExportResult } {
   const out: ChangeExportResult = { changes: {}, to: [] };
   async function* generate(): AsyncGenerator<string> {
     for (const src of sources) {

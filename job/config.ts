@@ -123,7 +123,12 @@ export function intFlag(value: string | undefined, name: string, fallback: numbe
 }
 
 /** The Worker store from flags, then environment. Never logs the token. */
-export function storeFromFlags(values: { "worker-url"?: string; token?: string; retries?: string; "backoff-ms"?: string; "timeout-ms"?: string }, env: Record<string, string | undefined>, logger?: Logger, signal?: AbortSignal): HttpStore {
+export function storeFromFlags(
+  values: { "worker-url"?: string; token?: string; retries?: string; "backoff-ms"?: string; "timeout-ms"?: string },
+  env: Record<string, string | undefined>,
+  logger?: Logger,
+  signal?: AbortSignal,
+): HttpStore {
   const url = values["worker-url"] ?? env.R2_WORKER_URL;
   const token = values.token ?? env.SERVER_BYPASS_TOKEN;
   if (!url) throw new JobError("usage", "configure worker url: none given", { hint: "set R2_WORKER_URL or pass --worker-url https://<your worker>" });

@@ -64,7 +64,11 @@ function hashValue(_key: string, v: unknown): unknown {
  * any export beside it see one committed state).
  */
 export function inspectDatabase(db: DatabaseSync, changeTables: readonly ChangeTable[]): DatabaseInspection {
-  const schema = db.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all() as { type: string; name: string; sql: string | null }[];
+  const schema = db.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all() as {
+    type: string;
+    name: string;
+    sql: string | null;
+  }[];
   const tables = new Set(schema.filter((o) => o.type === "table").map((o) => o.name));
   const valid: ChangeTable[] = [];
   const rejected: DatabaseInspection["rejected"] = [];
@@ -125,7 +129,8 @@ export function uncoveredReason(base: readonly DatabaseInfo[], sources: readonly
     );
   }
   for (const d of base) {
-    if ((d.coverage ?? "rows") === "none") return new CoverageError(d.source, "it has no change table (a table past whose watermark rows are exported), so only a full backup carries its changes");
+    if ((d.coverage ?? "rows") === "none")
+      return new CoverageError(d.source, "it has no change table (a table past whose watermark rows are exported), so only a full backup carries its changes");
   }
   return undefined;
 }
@@ -177,9 +182,12 @@ export function decideDerived(state: DatabaseInfo, eventlogTo: Watermark | undef
   const show = (h: LiveStoreHead) => (h === null ? "no event" : `event ${h[0]}.${h[1]}`);
   if (state.livestore?.role !== "state") return { ...base, keep: false, reason: "the backup does not record which event it materialized" };
   if (eventlogTo === undefined) return { ...base, keep: false, reason: `the chain records no watermark for ${base.derivedFrom}'s event log` };
-  if (eventlogTo.columns[0] !== "seqNumGlobal" || eventlogTo.columns[1] !== "seqNumClient") return { ...base, keep: false, reason: `the event log is keyed by (${eventlogTo.columns.join(", ")}), not LiveStore's sequence numbers` };
-  if (stateHead === null && eventlogHead !== null) return { ...base, keep: false, reason: `the state DB records no materialized event and the event log reaches ${show(eventlogHead)}` };
-  if (!sameHead(stateHead, eventlogHead)) return { ...base, keep: false, reason: `it materialized up to ${show(stateHead)} and the restored event log reaches ${show(eventlogHead)}` };
+  if (eventlogTo.columns[0] !== "seqNumGlobal" || eventlogTo.columns[1] !== "seqNumClient")
+    return { ...base, keep: false, reason: `the event log is keyed by (${eventlogTo.columns.join(", ")}), not LiveStore's sequence numbers` };
+  if (stateHead === null && eventlogHead !== null)
+    return { ...base, keep: false, reason: `the state DB records no materialized event and the event log reaches ${show(eventlogHead)}` };
+  if (!sameHead(stateHead, eventlogHead))
+    return { ...base, keep: false, reason: `it materialized up to ${show(stateHead)} and the restored event log reaches ${show(eventlogHead)}` };
   return { ...base, keep: true, reason: `it materialized exactly up to the restored event log's ${show(eventlogHead)}` };
 }
 

@@ -80,12 +80,16 @@ export function toJobError(error: unknown, command: string): JobError {
   const e = error as NodeJS.ErrnoException | undefined;
   const reason = e?.message ?? String(error);
   if (isNoSpace(error)) {
-    const hint = command === "restore" ? "free space on the target's filesystem: the restore writes its temporary file beside --to" : "free space or point --tmp-dir at a larger disk";
+    const hint =
+      command === "restore" ? "free space on the target's filesystem: the restore writes its temporary file beside --to" : "free space or point --tmp-dir at a larger disk";
     return new JobError("diskFull", `${command}: a disk is full (${reason})`, { hint, cause: error });
   }
   const why = e?.code ? NOT_WRITABLE[e.code] : undefined;
   if (why && e?.path) {
-    const hint = command === "restore" ? "restore to a writable path (--to), or run as a user that may write there" : "choose a writable directory (--tmp-dir or BACKUP_TMP_DIR), or run as a user that may write there";
+    const hint =
+      command === "restore"
+        ? "restore to a writable path (--to), or run as a user that may write there"
+        : "choose a writable directory (--tmp-dir or BACKUP_TMP_DIR), or run as a user that may write there";
     return new JobError("usage", `${command}: write '${e.path}': ${why}`, { hint, cause: error });
   }
   return new JobError("failed", e?.stack ?? reason, { cause: error });

@@ -50,7 +50,10 @@ async function run(effect: unknown): Promise<Uint8Array> {
   try {
     ({ Effect } = (await import("effect")) as unknown as { Effect: typeof Effect });
   } catch (e) {
-    throw new JobError("usage", "back up a LiveStore store: the 'effect' package (a peer of @livestore/livestore) cannot be loaded", { hint: "install LiveStore's peers in the app (npm i effect)", cause: e });
+    throw new JobError("usage", "back up a LiveStore store: the 'effect' package (a peer of @livestore/livestore) cannot be loaded", {
+      hint: "install LiveStore's peers in the app (npm i effect)",
+      cause: e,
+    });
   }
   const bytes = await Effect.runPromise(effect);
   if (!(bytes instanceof Uint8Array) || bytes.byteLength === 0) throw new JobError("database", "back up a LiveStore store: the leader returned no database bytes");

@@ -67,7 +67,14 @@ export function addSecret(value: string | undefined): void {
   for (const s of secrets) for (const form of encodings(s)) forms.add(form);
   // Longest first, so a value is masked whole rather than around a shorter secret inside it; percent-escapes
   // match in either case (%2F or %2f).
-  const sources = [...forms].sort((a, b) => b.length - a.length).map((f) => escapeRegExp(f).replace(/%[0-9A-F]{2}/g, (e) => `%(?:${e[1]}${e[2]}|${e[1]}${e[2]!.toLowerCase()}|${e[1]!.toLowerCase()}${e[2]}|${e[1]!.toLowerCase()}${e[2]!.toLowerCase()})`));
+  const sources = [...forms]
+    .sort((a, b) => b.length - a.length)
+    .map((f) =>
+      escapeRegExp(f).replace(
+        /%[0-9A-F]{2}/g,
+        (e) => `%(?:${e[1]}${e[2]}|${e[1]}${e[2]!.toLowerCase()}|${e[1]!.toLowerCase()}${e[2]}|${e[1]!.toLowerCase()}${e[2]!.toLowerCase()})`,
+      ),
+    );
   secretPattern = new RegExp(sources.join("|"), "g");
 }
 

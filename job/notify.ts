@@ -29,7 +29,13 @@ export interface CloudWatchLike {
 }
 
 /** CloudWatch PutMetricData in `namespace`; region and credentials come from the AWS SDK's usual chain. */
-export function cloudWatchSink(options: { namespace: string; region?: string; endpoint?: string; credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }; client?: CloudWatchLike }): MetricsSink {
+export function cloudWatchSink(options: {
+  namespace: string;
+  region?: string;
+  endpoint?: string;
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  client?: CloudWatchLike;
+}): MetricsSink {
   // The SDK is loaded on first use: it costs ~0.5 s and ~25 MiB at startup, and most runs send no metrics.
   let client: Promise<CloudWatchLike> | undefined;
   const getClient = () =>
@@ -73,7 +79,14 @@ export function metricsFromEnv(env: Record<string, string | undefined>): Metrics
 }
 
 /** The metrics of one backup run. */
-export function backupMetrics(outcome: { ok: boolean; durationMs: number; uncompressedBytes?: number; storedBytes?: number; drillAgeHours?: number; replica?: { lag: number; oldestMissingAgeHours: number } }): MetricDatum[] {
+export function backupMetrics(outcome: {
+  ok: boolean;
+  durationMs: number;
+  uncompressedBytes?: number;
+  storedBytes?: number;
+  drillAgeHours?: number;
+  replica?: { lag: number; oldestMissingAgeHours: number };
+}): MetricDatum[] {
   // Both counters every run (one of them 0), so "no success for 7 hours" and "any failure" alarms see data.
   const data: MetricDatum[] = [
     { name: METRICS.backupSucceeded, value: outcome.ok ? 1 : 0, unit: "Count" },

@@ -113,7 +113,10 @@ export async function snapshotDatabase(source: string | DatabaseSync, destPath: 
     return await sqliteBackup(db, destPath, { rate: ONE_STEP_RATE });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOSPC" || /disk is full|SQLITE_FULL/i.test((e as Error).message)) {
-      throw new JobError("diskFull", `snapshot database into '${destPath}': the temporary disk is full`, { hint: "free space or point --tmp-dir at a larger disk", cause: Object.assign(e as Error, { code: "ENOSPC" }) });
+      throw new JobError("diskFull", `snapshot database into '${destPath}': the temporary disk is full`, {
+        hint: "free space or point --tmp-dir at a larger disk",
+        cause: Object.assign(e as Error, { code: "ENOSPC" }),
+      });
     }
     throw new JobError("database", `snapshot database '${typeof source === "string" ? source : "(open connection)"}': ${(e as Error).message}`, { cause: e });
   } finally {
@@ -187,7 +190,9 @@ export function keyValue(v: unknown, table: string, column: string): number | st
     return Number(v);
   }
   if (typeof v === "number" || typeof v === "string") return v;
-  throw new JobError("database", `read watermark '${table}.${column}': a key value is ${v === null ? "NULL" : typeof v}`, { hint: "change tables need a non-null numeric or text key; configure --changes-table" });
+  throw new JobError("database", `read watermark '${table}.${column}': a key value is ${v === null ? "NULL" : typeof v}`, {
+    hint: "change tables need a non-null numeric or text key; configure --changes-table",
+  });
 }
 
 /** Quotes an SQL identifier. */

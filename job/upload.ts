@@ -57,7 +57,8 @@ export class StreamUpload {
     while (this.#inFlight.size >= MAX_PARTS_IN_FLIGHT) await Promise.race(this.#inFlight);
     if (this.#error) throw this.#error;
     const partNumber = this.#nextPart++;
-    if (partNumber > MAX_PARTS) throw new JobError("failed", `upload '${this.key}': more than ${MAX_PARTS} parts of ${this.partBytes} bytes`, { hint: "the part size was chosen too small for this object" });
+    if (partNumber > MAX_PARTS)
+      throw new JobError("failed", `upload '${this.key}': more than ${MAX_PARTS} parts of ${this.partBytes} bytes`, { hint: "the part size was chosen too small for this object" });
     const uploadId = this.#uploadId;
     const task = this.#store
       .uploadPart(this.key, uploadId, partNumber, buffer.subarray(0, bytes))
@@ -126,8 +127,17 @@ export function partSizeFor(uncompressedBytes: number, preferred?: number): numb
 }
 
 /** Uploads a local file of known size and sha256 (the daily promotion re-sends the kept temp files). */
-export async function uploadFile(store: BackupStore, key: string, path: string, sha256: string, options: { size: number; partBytes?: number; contentType?: string }): Promise<StoredObject> {
-  const upload = new StreamUpload(store, key, { partBytes: options.partBytes ?? choosePartSize(options.size, JOB_PART_BYTES), ...(options.contentType ? { contentType: options.contentType } : {}) });
+export async function uploadFile(
+  store: BackupStore,
+  key: string,
+  path: string,
+  sha256: string,
+  options: { size: number; partBytes?: number; contentType?: string },
+): Promise<StoredObject> {
+  const upload = new StreamUpload(store, key, {
+    partBytes: options.partBytes ?? choosePartSize(options.size, JOB_PART_BYTES),
+    ...(options.contentType ? { contentType: options.contentType } : {}),
+  });
   try {
     for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) await upload.write(chunk as Buffer);
     return await upload.finish(sha256);

@@ -110,7 +110,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     const run = async (kind: "full" | "incremental", databases: DatabaseInput[], documents?: BackupOptions["documents"]) => {
       const r = await backup({ store, databases, kind, tmpDir, app: { name: "demo", version: "1" }, ...(documents ? { documents } : {}) });
       backups.push(summarizeBackup(r));
-      log(`${kind} backup ${r.id}: ${r.manifest.files.map((f) => f.name).join(", ")} and metadata.json, ${r.storedBytes} bytes stored${r.promoted ? `, promoted to daily/${r.promoted.day}` : ""}`);
+      log(
+        `${kind} backup ${r.id}: ${r.manifest.files.map((f) => f.name).join(", ")} and metadata.json, ${r.storedBytes} bytes stored${r.promoted ? `, promoted to daily/${r.promoted.day}` : ""}`,
+      );
       return r;
     };
     const restoreTo = async (name: string, at: Date | "latest") => {
@@ -139,7 +141,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
       const expected = full.manifest.databases[0]?.tables ?? {};
       const actual = counts(to);
       const same = JSON.stringify(Object.entries(expected).sort()) === JSON.stringify(Object.entries(actual).sort());
-      checks.push({ name: "restored copy has the snapshot's row counts", ok: same, detail: same ? `${Object.keys(actual).length} table(s)` : `expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}` });
+      checks.push({
+        name: "restored copy has the snapshot's row counts",
+        ok: same,
+        detail: same ? `${Object.keys(actual).length} table(s)` : `expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`,
+      });
     } else {
       // The real LiveStore 0.4 app, backed up in-process (liveStoreDatabases: the leader's own consistent copies).
       const appDir = join(dataDir, "app");
@@ -157,7 +163,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
       const takeLive = (kind: "full" | "incremental", documents?: BackupOptions["documents"]) => run(kind, liveStoreDatabases(app), documents);
       const atFull = await step(actions, "a");
       const state = liveStoreFiles(app).state;
-      const full = await takeLive("full", { query: "SELECT id, '# ' || text || CASE completed WHEN 1 THEN ' (done)' ELSE '' END FROM todos ORDER BY id", querySource: sourceNameFor(state) });
+      const full = await takeLive("full", {
+        query: "SELECT id, '# ' || text || CASE completed WHEN 1 THEN ' (done)' ELSE '' END FROM todos ORDER BY id",
+        querySource: sourceNameFor(state),
+      });
       checks.push(await checkDocuments(store, full, atFull.length));
       const atInc1 = await step(Math.ceil(actions / 10), "b");
       const inc1 = await takeLive("incremental");
@@ -186,7 +195,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
         checks.push({
           name: `LiveStore booted on restored/${p.name} shows the todos the app showed ${p.what}`,
           ok: same,
-          detail: same ? `${shown.length} todos, ${shown.filter((t) => t.completed).length} completed (${stateNote})` : `expected ${p.expected.length} todos, LiveStore shows ${shown.length}`,
+          detail: same
+            ? `${shown.length} todos, ${shown.filter((t) => t.completed).length} completed (${stateNote})`
+            : `expected ${p.expected.length} todos, LiveStore shows ${shown.length}`,
         });
       }
     }
@@ -207,7 +218,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
         incomplete: all.filter((s) => !s.complete).length,
       },
       // Full and incremental sets in time order, then the daily copies (their ids are days, not times).
-      sets: [...[...catalog.full, ...catalog.incremental].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)), ...catalog.daily].map((x) => ({ kind: x.kind, id: x.id, complete: x.complete })),
+      sets: [...[...catalog.full, ...catalog.incremental].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)), ...catalog.daily].map((x) => ({
+        kind: x.kind,
+        id: x.id,
+        complete: x.complete,
+      })),
       paths: { database, restored, r2: join(persistDir, "r2") },
       ok: checks.every((c) => c.ok),
     };

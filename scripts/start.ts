@@ -26,7 +26,10 @@ function print(s: DemoSummary): void {
     `Database: ${rel(s.database)}`,
     "",
     "Backups taken:",
-    ...s.backups.map((b) => `  ${b.kind.padEnd(11)} ${b.id}  ${String(b.objects).padStart(2)} objects  ${kib(b.uncompressedBytes).padStart(9)} -> ${kib(b.storedBytes).padStart(9)}  ${b.durationMs} ms${b.promoted ? `  (promoted to ${b.promoted})` : ""}`),
+    ...s.backups.map(
+      (b) =>
+        `  ${b.kind.padEnd(11)} ${b.id}  ${String(b.objects).padStart(2)} objects  ${kib(b.uncompressedBytes).padStart(9)} -> ${kib(b.storedBytes).padStart(9)}  ${b.durationMs} ms${b.promoted ? `  (promoted to ${b.promoted})` : ""}`,
+    ),
     "",
     "Restores:",
     ...s.restores.map((r) => `  at ${r.at.padEnd(16)} -> reaches ${r.restoresTo} with ${r.chain} incremental(s), ${r.durationMs} ms: ${rel(r.to)}`),

@@ -56,7 +56,8 @@ export async function waitPersisted(store: TodoStore, timeoutMs = 30_000): Promi
   for (;;) {
     const { session, leader } = await store._dev.syncStates();
     if (leader.localHead.global === session.localHead.global && leader.localHead.client === session.localHead.client) return;
-    if (Date.now() > deadline) throw new Error(`LiveStore's leader did not persist: session at ${JSON.stringify(session.localHead)}, leader at ${JSON.stringify(leader.localHead)}`);
+    if (Date.now() > deadline)
+      throw new Error(`LiveStore's leader did not persist: session at ${JSON.stringify(session.localHead)}, leader at ${JSON.stringify(leader.localHead)}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -156,7 +156,12 @@ export class Api extends pulumi.ComponentResource {
    * versions by percentage. With `stableVersionId` set, the new version gets `rolloutPercent` of the
    * traffic and the stable one the rest; at 0 the stable version takes all of it (a rollback).
    */
-  private versioned(name: string, scriptName: string, v: WorkerVersionsArgs, args: ApiArgs): { scriptName: pulumi.Output<string>; versionId: pulumi.Output<string>; live: pulumi.Resource[] } {
+  private versioned(
+    name: string,
+    scriptName: string,
+    v: WorkerVersionsArgs,
+    args: ApiArgs,
+  ): { scriptName: pulumi.Output<string>; versionId: pulumi.Output<string>; live: pulumi.Resource[] } {
     const worker = new cloudflare.Worker(
       `${name}-worker`,
       { accountId: args.accountId, name: scriptName, observability: { enabled: true }, subdomain: { enabled: args.preview, previewsEnabled: false } },

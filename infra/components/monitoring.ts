@@ -161,7 +161,11 @@ export class Monitoring extends pulumi.ComponentResource {
     const dashboardName = physicalName(args.stack, "backups");
     const metric = (m: string, stat: string) => [args.namespace, m, { stat, period: HOUR }];
     const widget = (title: string, metrics: unknown[], x: number, y: number) => ({
-      type: "metric", x, y, width: 12, height: 6,
+      type: "metric",
+      x,
+      y,
+      width: 12,
+      height: 6,
       properties: { title, region: args.region, view: "timeSeries", metrics },
     });
     new aws.cloudwatch.Dashboard(
@@ -174,7 +178,9 @@ export class Monitoring extends pulumi.ComponentResource {
             widget("Backup duration (s)", [metric(METRICS.backupDurationSeconds, "Maximum")], 12, 0),
             widget("Bytes", [metric(METRICS.backupBytes, "Sum"), metric(METRICS.storedBytes, "Maximum")], 0, 6),
             widget("Restore drill age (h), drill failures", [metric(METRICS.restoreDrillAgeHours, "Minimum"), metric(METRICS.restoreDrillFailed, "Maximum")], 12, 6),
-            ...(args.replicaMaxLagHours === undefined ? [] : [widget("Replica lag (sets, hours)", [metric(METRICS.replicaLagSets, "Maximum"), metric(METRICS.replicaLagHours, "Maximum")], 0, 15)]),
+            ...(args.replicaMaxLagHours === undefined
+              ? []
+              : [widget("Replica lag (sets, hours)", [metric(METRICS.replicaLagSets, "Maximum"), metric(METRICS.replicaLagHours, "Maximum")], 0, 15)]),
             { type: "alarm", x: 0, y: 12, width: 24, height: 3, properties: { title: "Alarms", alarms: Object.values(arns) } },
           ],
         }),

@@ -24,8 +24,10 @@ export interface StorageArgs {
 export function providerLifecycleRules(rules: readonly LifecycleRule[]): cloudflare.types.input.R2BucketLifecycleRule[] {
   return rules.map((r) => {
     const rule: cloudflare.types.input.R2BucketLifecycleRule = { id: r.id, enabled: r.enabled, conditions: { prefix: r.conditions.prefix } };
-    if (r.deleteObjectsTransition) rule.deleteObjectsTransition = { condition: { type: r.deleteObjectsTransition.condition.type, maxAge: r.deleteObjectsTransition.condition.maxAge } };
-    if (r.abortMultipartUploadsTransition) rule.abortMultipartUploadsTransition = { condition: { type: r.abortMultipartUploadsTransition.condition.type, maxAge: r.abortMultipartUploadsTransition.condition.maxAge } };
+    if (r.deleteObjectsTransition)
+      rule.deleteObjectsTransition = { condition: { type: r.deleteObjectsTransition.condition.type, maxAge: r.deleteObjectsTransition.condition.maxAge } };
+    if (r.abortMultipartUploadsTransition)
+      rule.abortMultipartUploadsTransition = { condition: { type: r.abortMultipartUploadsTransition.condition.type, maxAge: r.abortMultipartUploadsTransition.condition.maxAge } };
     if (r.storageClassTransitions) {
       rule.storageClassTransitions = r.storageClassTransitions.map((t) => ({ storageClass: t.storageClass, condition: { type: t.condition.type, maxAge: t.condition.maxAge } }));
     }

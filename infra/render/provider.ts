@@ -72,7 +72,7 @@ interface ApiResult {
  */
 export async function renderRequest(method: string, path: string, body?: unknown): Promise<ApiResult> {
   const { createRequire } = process.getBuiltinModule("node:module");
-  const undici = createRequire(process.cwd() + "/")("undici");
+  const undici = createRequire(`${process.cwd()}/`)("undici");
   const key = process.env.RENDER_API_KEY;
   if (!key) {
     throw new Error(`${method} render ${path}: RENDER_API_KEY is not set (create an API key in Render's Account Settings and export RENDER_API_KEY before pulumi up)`);
@@ -104,10 +104,13 @@ export async function renderRequest(method: string, path: string, body?: unknown
     if (res.statusCode === 404 || res.statusCode < 400) return { status: res.statusCode, json };
     const message = json && typeof json.message === "string" ? json.message : text.slice(0, 200);
     const hint =
-      res.statusCode === 401 ? " (check RENDER_API_KEY)"
-      : res.statusCode === 429 ? ` (rate limited after ${attempt} attempts; Render allows 20 service creations per hour: wait and run again)`
-      : res.statusCode === 409 ? " (a service with this name probably exists in the workspace)"
-      : "";
+      res.statusCode === 401
+        ? " (check RENDER_API_KEY)"
+        : res.statusCode === 429
+          ? ` (rate limited after ${attempt} attempts; Render allows 20 service creations per hour: wait and run again)`
+          : res.statusCode === 409
+            ? " (a service with this name probably exists in the workspace)"
+            : "";
     throw new Error(`${method} render ${path}: ${res.statusCode} ${message}${hint}`);
   }
 }
@@ -172,10 +175,14 @@ export async function waitForDeploy(serviceId: string, deployId: string, what: s
     const status = String(res.json?.status ?? (res.status === 404 ? "missing" : "unknown"));
     if (status === "live") return;
     if (DEPLOY_FAILED.includes(status) || status === "missing") {
-      throw new Error(`deploy render service '${serviceId}' (${what}): deploy '${deployId}' ended '${status}' (see the service's Events in the Render dashboard, fix it, and run pulumi up again)`);
+      throw new Error(
+        `deploy render service '${serviceId}' (${what}): deploy '${deployId}' ended '${status}' (see the service's Events in the Render dashboard, fix it, and run pulumi up again)`,
+      );
     }
     if (Date.now() > deadline) {
-      throw new Error(`deploy render service '${serviceId}' (${what}): deploy '${deployId}' is still '${status}' (raise RENDER_DEPLOY_TIMEOUT_SECONDS or wait for it, then run pulumi up again)`);
+      throw new Error(
+        `deploy render service '${serviceId}' (${what}): deploy '${deployId}' is still '${status}' (raise RENDER_DEPLOY_TIMEOUT_SECONDS or wait for it, then run pulumi up again)`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
@@ -192,7 +199,9 @@ export async function deployService(serviceId: string, what: string): Promise<vo
 
 /** `{ k: v }` to Render's `[{ key, value }]`, in key order. */
 export function envVarList(envVars: EnvVars): { key: string; value: string }[] {
-  return Object.keys(envVars).sort().map((key) => ({ key, value: envVars[key] as string }));
+  return Object.keys(envVars)
+    .sort()
+    .map((key) => ({ key, value: envVars[key] as string }));
 }
 
 /** The `POST /services` body of a cron job (Render's `servicePOST`). */
@@ -277,7 +286,9 @@ export const cronJobProvider: pulumi.dynamic.ResourceProvider = {
     if (existing) {
       const region = existing.serviceDetails?.region;
       if (region && region !== i.region) {
-        throw new Error(`create render cron job '${i.name}': one with this name exists in region '${region}', not '${i.region}' (delete it in the Render dashboard or change renderRegion)`);
+        throw new Error(
+          `create render cron job '${i.name}': one with this name exists in region '${region}', not '${i.region}' (delete it in the Render dashboard or change renderRegion)`,
+        );
       }
       const service = await updateCronJob(existing.id, i, true);
       return { id: existing.id, outs: cronJobOutputs(i, service ?? existing) };
@@ -470,9 +481,12 @@ export async function runCronJobOnce(serviceId: string, purpose: string): Promis
     if (ended) {
       const status = String(ended.details.status ?? "unknown");
       if (status === "successful") return String(runId);
-      throw new Error(`run render cron job '${serviceId}' (${purpose}): run '${runId}' ended '${status}' (see its logs in the Render dashboard; fix it and run pulumi up again, which runs it again)`);
+      throw new Error(
+        `run render cron job '${serviceId}' (${purpose}): run '${runId}' ended '${status}' (see its logs in the Render dashboard; fix it and run pulumi up again, which runs it again)`,
+      );
     }
-    if (Date.now() > deadline) throw new Error(`run render cron job '${serviceId}' (${purpose}): run '${runId}' has not ended (raise RENDER_RUN_TIMEOUT_SECONDS, or check it in the Render dashboard)`);
+    if (Date.now() > deadline)
+      throw new Error(`run render cron job '${serviceId}' (${purpose}): run '${runId}' has not ended (raise RENDER_RUN_TIMEOUT_SECONDS, or check it in the Render dashboard)`);
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 }
@@ -527,15 +541,33 @@ export class RenderServiceEnvVars extends pulumi.dynamic.Resource {
   declare readonly serviceId: pulumi.Output<string>;
   declare readonly envVars: pulumi.Output<EnvVars>;
 
-  constructor(name: string, args: { serviceId: pulumi.Input<string>; envVars: pulumi.Input<Record<string, pulumi.Input<string>>>; keepPrevious?: string[] }, opts: pulumi.CustomResourceOptions = {}) {
-    super(serviceEnvVarsProvider, name, { ...args, keepPrevious: args.keepPrevious ?? [], envVars: pulumi.secret(args.envVars) }, { ...opts, additionalSecretOutputs: ["envVars"] }, "render", "ServiceEnvVars");
+  constructor(
+    name: string,
+    args: { serviceId: pulumi.Input<string>; envVars: pulumi.Input<Record<string, pulumi.Input<string>>>; keepPrevious?: string[] },
+    opts: pulumi.CustomResourceOptions = {},
+  ) {
+    super(
+      serviceEnvVarsProvider,
+      name,
+      { ...args, keepPrevious: args.keepPrevious ?? [], envVars: pulumi.secret(args.envVars) },
+      { ...opts, additionalSecretOutputs: ["envVars"] },
+      "render",
+      "ServiceEnvVars",
+    );
   }
 }
 
 /** Ends a rotation on a service (`pulumi-nodejs:dynamic/render:RotationCleanup`): see `rotationCleanupProvider`. */
 export class RenderRotationCleanup extends pulumi.dynamic.Resource {
   constructor(name: string, args: { serviceId: pulumi.Input<string>; keys: string[]; generation: pulumi.Input<string> }, opts: pulumi.CustomResourceOptions = {}) {
-    super(rotationCleanupProvider, name, { ...args, generation: pulumi.secret(args.generation) }, { ...opts, additionalSecretOutputs: ["generation"] }, "render", "RotationCleanup");
+    super(
+      rotationCleanupProvider,
+      name,
+      { ...args, generation: pulumi.secret(args.generation) },
+      { ...opts, additionalSecretOutputs: ["generation"] },
+      "render",
+      "RotationCleanup",
+    );
   }
 }
 

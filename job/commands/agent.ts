@@ -68,7 +68,12 @@ async function readBackupRequest(req: IncomingMessage, url: URL, timeoutMs: numb
     let size = 0;
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.byteLength;
-      if (size > MAX_REQUEST_BODY_BYTES) throw new AgentRequestError(413, "payload_too_large", `POST /backup: the body is over ${MAX_REQUEST_BODY_BYTES} bytes (expected {"kind": "full" | "incremental" | "auto"})`);
+      if (size > MAX_REQUEST_BODY_BYTES)
+        throw new AgentRequestError(
+          413,
+          "payload_too_large",
+          `POST /backup: the body is over ${MAX_REQUEST_BODY_BYTES} bytes (expected {"kind": "full" | "incremental" | "auto"})`,
+        );
       chunks.push(chunk);
     }
     return Buffer.concat(chunks).toString("utf8");
@@ -89,7 +94,8 @@ async function readBackupRequest(req: IncomingMessage, url: URL, timeoutMs: numb
     } catch {
       throw bad(`the body is not JSON (expected {"kind": "full" | "incremental" | "auto"} or nothing)`);
     }
-    if (typeof body !== "object" || body === null || Array.isArray(body)) throw bad(`the body is ${body === null ? "null" : Array.isArray(body) ? "an array" : `a ${typeof body}`}, expected an object like {"kind": "full"}`);
+    if (typeof body !== "object" || body === null || Array.isArray(body))
+      throw bad(`the body is ${body === null ? "null" : Array.isArray(body) ? "an array" : `a ${typeof body}`}, expected an object like {"kind": "full"}`);
     bodyKind = (body as { kind?: unknown }).kind;
   }
   const queryKind = url.searchParams.get("kind") ?? undefined;
@@ -104,7 +110,12 @@ async function readBackupRequest(req: IncomingMessage, url: URL, timeoutMs: numb
  * The agent's request handler: one backup at a time, progress streamed as NDJSON. The request is
  * authenticated, read and checked (within `requestTimeoutMs`, default 10 s) before the lock is taken.
  */
-export function createAgentHandler(options: { token: string; previousToken?: string; requestTimeoutMs?: number; run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult> }): RequestListener & { running(): boolean } {
+export function createAgentHandler(options: {
+  token: string;
+  previousToken?: string;
+  requestTimeoutMs?: number;
+  run: (kind: BackupKind, onEvent: (e: BackupEvent) => void) => Promise<BackupResult>;
+}): RequestListener & { running(): boolean } {
   if (!options.token) throw new JobError("usage", "start agent: no token", { hint: "set BACKUP_AGENT_TOKEN (a secret only the agent and the trigger know)" });
   addSecret(options.token);
   addSecret(options.previousToken);
@@ -120,7 +131,8 @@ export function createAgentHandler(options: { token: string; previousToken?: str
       // During a rotation (BACKUP_AGENT_TOKEN_PREVIOUS set) the old token is accepted too, so a cron job not
       // yet redeployed keeps working; the deploy removes the old one once every trigger has the new one.
       const given = bearer(req);
-      if (!tokenMatches(given, options.token) && !(options.previousToken && tokenMatches(given, options.previousToken))) return sendJson(res, 401, { error: "unauthorized", message: "POST /backup: missing or wrong agent token (BACKUP_AGENT_TOKEN)" });
+      if (!tokenMatches(given, options.token) && !(options.previousToken && tokenMatches(given, options.previousToken)))
+        return sendJson(res, 401, { error: "unauthorized", message: "POST /backup: missing or wrong agent token (BACKUP_AGENT_TOKEN)" });
       let kind: BackupKind;
       try {
         kind = await readBackupRequest(req, url, requestTimeoutMs);
@@ -148,7 +160,17 @@ export function createAgentHandler(options: { token: string; previousToken?: str
             if (e.type === "progress") last = Date.now();
             line(e);
           });
-          result = { type: "result", ok: true, kind: r.kind, id: r.id, manifestKey: r.manifestKey, manifest: r.manifest, warnings: r.warnings, durationMs: r.durationMs, storedBytes: r.storedBytes };
+          result = {
+            type: "result",
+            ok: true,
+            kind: r.kind,
+            id: r.id,
+            manifestKey: r.manifestKey,
+            manifest: r.manifest,
+            warnings: r.warnings,
+            durationMs: r.durationMs,
+            storedBytes: r.storedBytes,
+          };
         } catch (e) {
           const error = toJobError(e, "run");
           result = { type: "result", ok: false, error: { kind: error.kind, message: error.kind === "failed" ? (e as Error).message : error.message, exitCode: error.exitCode } };
@@ -172,7 +194,8 @@ export function createAgentHandler(options: { token: string; previousToken?: str
 export function parseListen(value: string): { host: string; port: number } {
   const m = /^(?:(\[[^\]]+\]|[^:]*):)?(\d{1,5})$/.exec(value);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new JobError("usage", `parse flag '--listen': '${value}' is not host:port`, { hint: "e.g. --listen 0.0.0.0:8788 (Render's private network) or --listen 127.0.0.1:8788" });
+  if (!m || !(port >= 0 && port <= 65535))
+    throw new JobError("usage", `parse flag '--listen': '${value}' is not host:port`, { hint: "e.g. --listen 0.0.0.0:8788 (Render's private network) or --listen 127.0.0.1:8788" });
   const host = m[1] ? m[1].replace(/^\[|\]$/g, "") : "127.0.0.1";
   return { host, port };
 }

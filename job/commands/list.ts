@@ -44,10 +44,16 @@ export const listCommand: Command = {
     }
     const lines = [["KIND", "ID", "STATE", "SIZE", "FILES"]];
     for (const s of sets) {
-      lines.push([s.kind, s.id, s.complete ? "complete" : "INCOMPLETE", s.bytes < 1024 * 1024 ? `${(s.bytes / 1024).toFixed(1)} KiB` : `${(s.bytes / 1024 / 1024).toFixed(1)} MiB`, s.files.filter((f) => f !== "metadata.json").join(",")]);
+      lines.push([
+        s.kind,
+        s.id,
+        s.complete ? "complete" : "INCOMPLETE",
+        s.bytes < 1024 * 1024 ? `${(s.bytes / 1024).toFixed(1)} KiB` : `${(s.bytes / 1024 / 1024).toFixed(1)} MiB`,
+        s.files.filter((f) => f !== "metadata.json").join(","),
+      ]);
     }
     const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
-    ctx.io.stdout.write(lines.map((l) => l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n") + "\n");
+    ctx.io.stdout.write(`${lines.map((l) => l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n")}\n`);
     return 0;
   },
 };

@@ -45,7 +45,8 @@ export function parseIntegrityFlag(value: string | undefined): "integrity" | "qu
 /** Progress events of a restore, as the job's logger shows them. */
 export function progressTo(ctx: CommandContext): (p: RestoreProgress) => void {
   return (p) => {
-    if (p.bytes !== undefined) ctx.logger.progress({ type: "progress", phase: p.phase, ...(p.key ? { file: p.key } : {}), bytes: p.bytes, ...(p.total === undefined ? {} : { total: p.total }) });
+    if (p.bytes !== undefined)
+      ctx.logger.progress({ type: "progress", phase: p.phase, ...(p.key ? { file: p.key } : {}), bytes: p.bytes, ...(p.total === undefined ? {} : { total: p.total }) });
     else if (p.message) ctx.logger.info(p.message, p.key ? { file: p.key } : {});
   };
 }
@@ -58,15 +59,25 @@ export function summarizeRestore(r: RestoreResult): string {
     `${r.dryRun ? "plan" : "restored"} at ${r.at}: restores to ${r.restoresTo}`,
     `  full         ${r.full.ts}${r.full.kind === "daily" ? ` (daily copy ${r.full.id})` : ""}`,
     ...r.chain.map((c) => `  incremental  ${c.ts}`),
-    ...r.targets.map((t) => `  ${t.source} -> ${t.path}  (${mib(t.size)} stored, ${mib(t.uncompressedSize)} restored)${t.existed ? (r.dryRun ? "  EXISTS: needs --force" : "  replaced") : ""}`),
+    ...r.targets.map(
+      (t) => `  ${t.source} -> ${t.path}  (${mib(t.size)} stored, ${mib(t.uncompressedSize)} restored)${t.existed ? (r.dryRun ? "  EXISTS: needs --force" : "  replaced") : ""}`,
+    ),
     ...r.derived.map((d) => `  ${d.source} -> ${d.keep ? "kept" : "LEFT OUT"}: ${d.reason}${d.keep ? "" : `; LiveStore rebuilds it from ${d.derivedFrom} on boot`}`),
-    ...(r.documents ? [`  documents -> ${r.documents.path}${r.dryRun ? "" : `  (${r.documents.files} files)`}${r.documents.existed ? (r.dryRun ? "  NOT EMPTY: needs --force" : "  replaced") : ""}`] : []),
+    ...(r.documents
+      ? [
+          `  documents -> ${r.documents.path}${r.dryRun ? "" : `  (${r.documents.files} files)`}${r.documents.existed ? (r.dryRun ? "  NOT EMPTY: needs --force" : "  replaced") : ""}`,
+        ]
+      : []),
     ...r.notes.map((n) => `  note: ${n}`),
   ];
   if (r.dryRun) lines.push("dry run: nothing was downloaded or changed");
   else {
-    const rows = Object.entries(r.rows).map(([k, v]) => `${v} ${k}`).join(", ");
-    lines.push(`  downloaded ${mib(r.bytes)}${r.resumes ? ` (${r.resumes} resumed)` : ""}; re-applied ${rows || "no rows"}; ${r.integrity === "ok" ? "integrity ok" : "not checked"}; ${(r.durationMs / 1000).toFixed(1)} s`);
+    const rows = Object.entries(r.rows)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(", ");
+    lines.push(
+      `  downloaded ${mib(r.bytes)}${r.resumes ? ` (${r.resumes} resumed)` : ""}; re-applied ${rows || "no rows"}; ${r.integrity === "ok" ? "integrity ok" : "not checked"}; ${(r.durationMs / 1000).toFixed(1)} s`,
+    );
     if (r.removedStale.length) lines.push(`  removed ${r.removedStale.length} temporary file(s) of an interrupted restore`);
   }
   return `${lines.join("\n")}\n`;
@@ -78,14 +89,24 @@ export const restoreCommand: Command = {
 
 ${usageOf(RESTORE_OPTIONS, {
   to: { arg: "<path>", text: "the database file to write; when the backup holds several databases and --source is not given, a directory: each goes to <path>/<source>.db" },
-  "data-dir": { arg: "<dir>", text: "or: the app's data directory. Each database goes back to the path it had under the 'run --data-dir' it came from (<dir>/<storeId>/eventlog@6.db), so the app starts on <dir> as it is (LiveStore: baseDirectory). A LiveStore state DB comes back only when it provably matches the restored event log; otherwise it is left out (an old one at its path is removed) and LiveStore rebuilds it on boot" },
-  at: { arg: "<time>", text: "latest, a backup timestamp (20260131T060000Z) or an ISO time with a zone (2026-01-31T06:30:00Z): the newest full at or before it, then the incrementals up to it", fallback: "latest" },
+  "data-dir": {
+    arg: "<dir>",
+    text: "or: the app's data directory. Each database goes back to the path it had under the 'run --data-dir' it came from (<dir>/<storeId>/eventlog@6.db), so the app starts on <dir> as it is (LiveStore: baseDirectory). A LiveStore state DB comes back only when it provably matches the restored event log; otherwise it is left out (an old one at its path is removed) and LiveStore rebuilds it on boot",
+  },
+  at: {
+    arg: "<time>",
+    text: "latest, a backup timestamp (20260131T060000Z) or an ISO time with a zone (2026-01-31T06:30:00Z): the newest full at or before it, then the incrementals up to it",
+    fallback: "latest",
+  },
   source: { arg: "<name>", text: "restore only this database of the backup" },
   "dry-run": { text: "print the plan and change nothing" },
   force: { text: "replace an existing target (stop every process using it first); its stale -wal, -shm and -journal are removed" },
   integrity: { arg: "full|quick", text: "PRAGMA integrity_check or quick_check before the replace (run's flag too)", fallback: "full" },
   resumes: { arg: "<n>", text: "interrupted downloads resumed with Range per object", fallback: DEFAULT_RESUMES },
-  "documents-to": { arg: "<dir>", text: "also extract the backup's documents.tar.zst here (a missing or empty directory, or any with --force; moved into place only after the restore succeeded)" },
+  "documents-to": {
+    arg: "<dir>",
+    text: "also extract the backup's documents.tar.zst here (a missing or empty directory, or any with --force; moved into place only after the restore succeeded)",
+  },
 })}
 ${WORKER_USAGE}
   --json                    print the result as JSON
@@ -98,7 +119,10 @@ older --at), 9 no backup matches the time or the chain has a gap, 10 the target 
       ctx.io.stdout.write(`${this.usage}\n`);
       return 0;
     }
-    if (!values.to === !values["data-dir"]) throw new JobError("usage", "parse flags of 'restore': give --to <path> or --data-dir <dir> (one of them)", { hint: "e.g. r2backup restore --to ./restored.db --at latest, or r2backup restore --data-dir ./data" });
+    if (!values.to === !values["data-dir"])
+      throw new JobError("usage", "parse flags of 'restore': give --to <path> or --data-dir <dir> (one of them)", {
+        hint: "e.g. r2backup restore --to ./restored.db --at latest, or r2backup restore --data-dir ./data",
+      });
     const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     const result = await restore({
       store,

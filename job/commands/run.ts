@@ -43,7 +43,11 @@ ${usageOf(BACKUP_OPTIONS, {
   documents: { arg: "<dir>", text: "archive a folder of markdown documents as documents.tar.zst (full backups)" },
   "documents-query": { arg: "<sql>", text: "rows (name, body) of this query on the snapshot, as query/<name>.md" },
   "documents-source": { arg: "<name>", text: "the database the query runs on", fallback: "the first" },
-  kind: { arg: "full|incremental|auto", text: `auto: full when the newest full is >= --full-every-hours old, or when an incremental cannot carry a database (no change table, other tables changed, rows deleted below the watermark, other databases than the full backup's), else incremental; incremental exits 2 in those cases`, fallback: "auto" },
+  kind: {
+    arg: "full|incremental|auto",
+    text: `auto: full when the newest full is >= --full-every-hours old, or when an incremental cannot carry a database (no change table, other tables changed, rows deleted below the watermark, other databases than the full backup's), else incremental; incremental exits 2 in those cases`,
+    fallback: "auto",
+  },
   "changes-table": { arg: "t:c1,c2", text: "a table exported by incrementals, keyed by c1,c2 (repeatable)", fallback: "eventlog:seqNumGlobal,seqNumClient" },
   "tmp-dir": { arg: "<dir>", text: "snapshots and compressed copies", env: "BACKUP_TMP_DIR", fallback: "the OS temp dir" },
   "lock-file": { arg: "<path>", text: "one run at a time", fallback: "<tmp-dir>/r2backup.lock" },
@@ -60,14 +64,20 @@ Metrics: set CLOUDWATCH_NAMESPACE (+ AWS_REGION and AWS credentials) to put Clou
 /** Parses `table:col1,col2`. */
 export function parseChangeTable(spec: string): ChangeTable {
   const m = /^([A-Za-z_][A-Za-z0-9_@$]*):([A-Za-z_][A-Za-z0-9_$]*(?:,[A-Za-z_][A-Za-z0-9_$]*)*)$/.exec(spec);
-  if (!m) throw new JobError("usage", `parse flag '--changes-table': '${spec}' is not <table>:<col1>[,<col2>...]`, { hint: "e.g. --changes-table eventlog:seqNumGlobal,seqNumClient" });
+  if (!m)
+    throw new JobError("usage", `parse flag '--changes-table': '${spec}' is not <table>:<col1>[,<col2>...]`, { hint: "e.g. --changes-table eventlog:seqNumGlobal,seqNumClient" });
   return { table: m[1]!, columns: m[2]!.split(",") };
 }
 
-type BackupFlags = { [K in keyof typeof BACKUP_OPTIONS]?: (typeof BACKUP_OPTIONS)[K] extends { multiple: true } ? string[] : (typeof BACKUP_OPTIONS)[K] extends { type: "boolean" } ? boolean : string };
+type BackupFlags = {
+  [K in keyof typeof BACKUP_OPTIONS]?: (typeof BACKUP_OPTIONS)[K] extends { multiple: true } ? string[] : (typeof BACKUP_OPTIONS)[K] extends { type: "boolean" } ? boolean : string;
+};
 
 /** The library options of a backup from flags and environment (shared by `run` and `agent`). */
-export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url"?: string; token?: string }, ctx: CommandContext): Promise<Omit<BackupOptions, "kind"> & { kind: "full" | "incremental" | "auto" }> {
+export async function backupOptionsFromFlags(
+  values: BackupFlags & { "worker-url"?: string; token?: string },
+  ctx: CommandContext,
+): Promise<Omit<BackupOptions, "kind"> & { kind: "full" | "incremental" | "auto" }> {
   const env = ctx.env;
   const dbs = values.db ?? [];
   if (dbs.length > 0 && values["data-dir"]) throw new JobError("usage", "parse flags of 'run': give --db or --data-dir, not both");
@@ -91,9 +101,14 @@ export async function backupOptionsFromFlags(values: BackupFlags & { "worker-url
   const tmpDir = values["tmp-dir"] ?? env.BACKUP_TMP_DIR;
   await prepareTmpDir(tmpDir);
   const appName = values["app-name"] ?? env.APP_NAME;
-  const docs = values.documents || values["documents-query"]
-    ? { ...(values.documents ? { dir: values.documents } : {}), ...(values["documents-query"] ? { query: values["documents-query"] } : {}), ...(values["documents-source"] ? { querySource: values["documents-source"] } : {}) }
-    : undefined;
+  const docs =
+    values.documents || values["documents-query"]
+      ? {
+          ...(values.documents ? { dir: values.documents } : {}),
+          ...(values["documents-query"] ? { query: values["documents-query"] } : {}),
+          ...(values["documents-source"] ? { querySource: values["documents-source"] } : {}),
+        }
+      : undefined;
   const store = storeFromFlags(values, env, ctx.logger, ctx.io.signal);
   return {
     store,

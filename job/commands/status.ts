@@ -32,7 +32,7 @@ export const statusCommand: Command = {
     else {
       const row = (label: string, e: { id: string; ageHours: number } | null) => `  ${label.padEnd(12)}${e ? `${e.id}  (${e.ageHours} h ago)` : "none"}`;
       ctx.io.stdout.write(
-        [
+        `${[
           `${status.healthy ? "healthy" : "UNHEALTHY"}`,
           row("full", status.full),
           row("incremental", status.incremental),
@@ -40,7 +40,7 @@ export const statusCommand: Command = {
           row("drill", status.drill),
           ...status.problems.map((p) => `  problem: ${p}`),
           ...status.warnings.map((w) => `  warning: ${w}`),
-        ].join("\n") + "\n",
+        ].join("\n")}\n`,
       );
     }
     return status.healthy ? 0 : 1;

@@ -16,7 +16,14 @@ export interface TriggerOutcome {
 }
 
 /** Runs one triggered backup; `onEvent` sees each progress or log line. */
-export async function triggerBackup(options: { agentUrl: string; token: string; kind?: string; attempts?: number; onEvent?: (e: BackupEvent) => void; onRetry?: (reason: string) => void }): Promise<TriggerOutcome> {
+export async function triggerBackup(options: {
+  agentUrl: string;
+  token: string;
+  kind?: string;
+  attempts?: number;
+  onEvent?: (e: BackupEvent) => void;
+  onRetry?: (reason: string) => void;
+}): Promise<TriggerOutcome> {
   const url = new URL("/backup", options.agentUrl);
   const attempts = options.attempts ?? 3;
   let res: Response | undefined;
@@ -38,7 +45,10 @@ export async function triggerBackup(options: { agentUrl: string; token: string; 
       }
     }
   }
-  if (!res) throw new JobError("unreachable", `trigger backup at '${url.origin}': the agent could not be reached after ${attempts} attempts (${lastError})`, { hint: "check --agent-url (Render private network: http://<service>:<port>) and that the agent runs" });
+  if (!res)
+    throw new JobError("unreachable", `trigger backup at '${url.origin}': the agent could not be reached after ${attempts} attempts (${lastError})`, {
+      hint: "check --agent-url (Render private network: http://<service>:<port>) and that the agent runs",
+    });
   if (res.status === 401 || res.status === 403) {
     await res.body?.cancel();
     throw new JobError("auth", `trigger backup at '${url.origin}': the agent rejected the token (${res.status})`, { hint: "set BACKUP_AGENT_TOKEN to the agent's token" });
@@ -76,7 +86,9 @@ export async function triggerBackup(options: { agentUrl: string; token: string; 
     }
     handle(buffer);
   } catch (e) {
-    throw new JobError("failed", `trigger backup at '${url.origin}': the agent's stream broke before the result (${(e as Error).message})`, { hint: "check the agent's logs; the backup may have failed or still be running" });
+    throw new JobError("failed", `trigger backup at '${url.origin}': the agent's stream broke before the result (${(e as Error).message})`, {
+      hint: "check the agent's logs; the backup may have failed or still be running",
+    });
   }
   if (!result) throw new JobError("failed", `trigger backup at '${url.origin}': the agent ended without a result`, { hint: "check the agent's logs" });
   if (result.ok) return { exitCode: EXIT.ok, result };

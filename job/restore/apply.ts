@@ -89,9 +89,13 @@ export class ChangeApplier {
     // Rows come in key order past the previous watermark; anything else means a damaged or forked export.
     const floor = this.#last.get(id);
     if (!isPastWatermark(change.row, floor ? { columns: mark.columns, value: mark.columns.map((c) => floor[c] as number | string) } : mark)) {
-      throw new JobError("integrity", `apply change '${where}': the ${id} row ${JSON.stringify(mark.columns.map((c) => String(change.row[c])))} is not past ${floor ? "the previous row" : describe(mark)}`, {
-        hint: "the incremental is out of order or overlaps its predecessor",
-      });
+      throw new JobError(
+        "integrity",
+        `apply change '${where}': the ${id} row ${JSON.stringify(mark.columns.map((c) => String(change.row[c])))} is not past ${floor ? "the previous row" : describe(mark)}`,
+        {
+          hint: "the incremental is out of order or overlaps its predecessor",
+        },
+      );
     }
     const columns = Object.keys(change.row);
     const key = `${change.source}\u0000${change.table}\u0000${columns.join("\u0000")}`;
@@ -153,9 +157,13 @@ export function checkWatermarks(db: DatabaseSync, source: string, marks: Iterabl
     const got = row ? w.columns.map((c) => row[c]!) : null;
     const ok = got === null || w.value === null ? got === w.value : compareKeys(got, w.value) === 0;
     if (!ok) {
-      throw new JobError("integrity", `check table '${source}/${w.table}': its largest key is ${got === null ? "none (empty)" : JSON.stringify(got.map(String))}, the chain reaches ${describe(w)}`, {
-        hint: "the restored rows do not match the manifests; restore an earlier time with --at",
-      });
+      throw new JobError(
+        "integrity",
+        `check table '${source}/${w.table}': its largest key is ${got === null ? "none (empty)" : JSON.stringify(got.map(String))}, the chain reaches ${describe(w)}`,
+        {
+          hint: "the restored rows do not match the manifests; restore an earlier time with --at",
+        },
+      );
     }
   }
 }

@@ -1,7 +1,7 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
-import { Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { JobError } from "../errors.ts";
@@ -19,7 +19,8 @@ export async function checkDocumentsTarget(dir: string, force: boolean): Promise
   const st = await stat(abs).catch(() => undefined);
   if (!st) {
     const parent = await stat(dirname(abs)).catch(() => undefined);
-    if (!parent?.isDirectory()) throw new JobError("usage", `restore documents to '${dir}': the directory '${dirname(abs)}' does not exist`, { hint: `create it first: mkdir -p ${dirname(abs)}` });
+    if (!parent?.isDirectory())
+      throw new JobError("usage", `restore documents to '${dir}': the directory '${dirname(abs)}' does not exist`, { hint: `create it first: mkdir -p ${dirname(abs)}` });
     return { exists: false };
   }
   if (!st.isDirectory()) throw new JobError("usage", `restore documents to '${dir}': it is a file`, { hint: "give a directory for --documents-to" });

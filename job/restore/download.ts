@@ -215,7 +215,10 @@ export class HashingFileSink extends Writable {
   }
 
   override _destroy(error: Error | null, done: (e?: Error | null) => void): void {
-    if (this.#fd === undefined) return done(error);
+    if (this.#fd === undefined) {
+      done(error);
+      return;
+    }
     close(this.#fd, (e) => done(error ?? e));
   }
 
@@ -240,13 +243,7 @@ export class HashTap extends Transform {
  * the way, and checks stored and uncompressed size and sha256. Throws ObjectIntegrityError naming the
  * object on any mismatch or undecodable data; the caller discards what was written.
  */
-export async function downloadObject(
-  store: BackupStore,
-  key: string,
-  expected: ExpectedObject,
-  sink: string | Writable,
-  options: DownloadOptions = {},
-): Promise<DownloadResult> {
+export async function downloadObject(store: BackupStore, key: string, expected: ExpectedObject, sink: string | Writable, options: DownloadOptions = {}): Promise<DownloadResult> {
   let resumes = 0;
   const stored = { hash: createHash("sha256"), bytes: 0 };
   const source = readStoredObject(store, key, expected.size, {
@@ -292,7 +289,8 @@ export async function downloadObject(
   if (plainBytes !== expected.uncompressedSize) {
     throw new ObjectIntegrityError(key, `decompressed to ${plainBytes} bytes, the manifest says ${expected.uncompressedSize}`);
   }
-  if (deferred && typeof sink === "string") return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes, fileCheck: checkFileSha256(key, sink, expected.uncompressedSha256) };
+  if (deferred && typeof sink === "string")
+    return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes, fileCheck: checkFileSha256(key, sink, expected.uncompressedSha256) };
   const plainSha = (plain ? plain.hash! : tap!.hash).digest("hex");
   if (plainSha !== expected.uncompressedSha256) throw decompressedMismatch(key, plainSha, expected.uncompressedSha256);
   return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes };

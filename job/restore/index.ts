@@ -2,7 +2,21 @@ import { mkdir, mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { DOCUMENTS_FILE, METRICS, NEVER_DRILLED_AGE_HOURS, assertSourceName, fileKey, formatBackupKey, formatTimestamp, requireFile, sourceOfFile, type DatabaseInfo, type FileEntry, type Manifest, type Watermark } from "../../core/index.ts";
+import {
+  DOCUMENTS_FILE,
+  METRICS,
+  NEVER_DRILLED_AGE_HOURS,
+  assertSourceName,
+  fileKey,
+  formatBackupKey,
+  formatTimestamp,
+  requireFile,
+  sourceOfFile,
+  type DatabaseInfo,
+  type FileEntry,
+  type Manifest,
+  type Watermark,
+} from "../../core/index.ts";
 import { LIVESTORE, decideDerived, sameHead, stateHeadOf, type DerivedDecision } from "../coverage.ts";
 import { lastGoodDrillAgeHours } from "../drills.ts";
 import { JobError, throwIfInterrupted } from "../errors.ts";
@@ -122,22 +136,28 @@ function safeFileName(db: DatabaseInfo): string {
 type PlannedTarget = Omit<RestoreTarget, "existed"> & { info: DatabaseInfo };
 
 async function resolveTargets(full: Manifest, options: RestoreOptions): Promise<PlannedTarget[]> {
-  const dbs = full.files
-    .filter((f) => f.role === "database")
-    .map((f) => ({ file: f, info: full.databases.find((d) => d.source === (f.source ?? sourceOfFile(f.name)))! }));
+  const dbs = full.files.filter((f) => f.role === "database").map((f) => ({ file: f, info: full.databases.find((d) => d.source === (f.source ?? sourceOfFile(f.name)))! }));
   const describe = (f: { file: { source?: string } }) => f.file.source!;
-  const target = (d: (typeof dbs)[number], path: string): PlannedTarget => ({ source: d.file.source!, path: resolve(path), size: d.file.size, uncompressedSize: d.file.uncompressedSize, info: d.info });
+  const target = (d: (typeof dbs)[number], path: string): PlannedTarget => ({
+    source: d.file.source!,
+    path: resolve(path),
+    size: d.file.size,
+    uncompressedSize: d.file.uncompressedSize,
+    info: d.info,
+  });
   if (options.dataDir !== undefined) {
     // Each back where it was under the data directory; a database recorded without a path (taken with --db) as <source>.db.
     const at = (d: (typeof dbs)[number]) => join(options.dataDir!, ...(d.info.path ?? safeFileName(d.info)).split("/"));
     if (options.source !== undefined) {
       const one = dbs.find((d) => d.file.source === options.source);
-      if (!one) throw new JobError("notFound", `restore source '${options.source}': backup ${full.id} holds ${dbs.map(describe).join(", ")}`, { hint: "pick one of them with --source" });
+      if (!one)
+        throw new JobError("notFound", `restore source '${options.source}': backup ${full.id} holds ${dbs.map(describe).join(", ")}`, { hint: "pick one of them with --source" });
       return [target(one, at(one))];
     }
     return dbs.map((d) => target(d, at(d)));
   }
-  if (options.to === undefined) throw new JobError("usage", "restore: give --to <path> (a database file, or a directory for several) or --data-dir <dir> (the app's data directory)");
+  if (options.to === undefined)
+    throw new JobError("usage", "restore: give --to <path> (a database file, or a directory for several) or --data-dir <dir> (the app's data directory)");
   if (options.source !== undefined) {
     const one = dbs.find((d) => d.file.source === options.source);
     if (!one) {
@@ -167,9 +187,7 @@ function finalWatermarks(full: Manifest, chain: readonly Manifest[]): Map<string
 function withOlderCandidate(e: unknown, loaded: LoadedPlan, stepTs: string): unknown {
   if (!(e instanceof ObjectIntegrityError || e instanceof ObjectMissingError || (e instanceof JobError && e.kind === "integrity"))) return e;
   const older = olderCandidate(loaded, stepTs);
-  const hint = older
-    ? `nothing was changed; the next older candidate is --at ${older}`
-    : "nothing was changed; no older backup exists to restore instead";
+  const hint = older ? `nothing was changed; the next older candidate is --at ${older}` : "nothing was changed; no older backup exists to restore instead";
   const message = e.hint ? e.message.slice(0, e.message.length - e.hint.length - 3) : e.message;
   return new JobError(e.kind, message, { hint: `${e.hint ? `${e.hint}; ` : ""}${hint}`, cause: e });
 }
@@ -223,7 +241,9 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   if (options.documentsTo !== undefined) {
     const entry = full.files.find((f) => f.role === "documents");
     if (!entry) {
-      throw new JobError("notFound", `restore documents of backup '${full.id}': it holds no ${DOCUMENTS_FILE}`, { hint: "documents are backed up with r2backup run --documents <dir>; restore without --documents-to" });
+      throw new JobError("notFound", `restore documents of backup '${full.id}': it holds no ${DOCUMENTS_FILE}`, {
+        hint: "documents are backed up with r2backup run --documents <dir>; restore without --documents-to",
+      });
     }
     const path = resolve(options.documentsTo);
     const { exists } = options.dryRun ? { exists: (await stat(path).catch(() => undefined)) !== undefined } : await checkDocumentsTarget(path, !!options.force);
@@ -240,7 +260,17 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   };
   const documentsResult = () => (documents ? { documents: { path: documents.path, files: documents.files, existed: documents.existed } } : {});
   if (options.dryRun) {
-    return { ...base, ...documentsResult(), dryRun: true, bytes: 0, rows: {}, resumes: 0, integrity: "not run", removedStale: [], durationMs: Math.round(performance.now() - started) };
+    return {
+      ...base,
+      ...documentsResult(),
+      dryRun: true,
+      bytes: 0,
+      rows: {},
+      resumes: 0,
+      integrity: "not run",
+      removedStale: [],
+      durationMs: Math.round(performance.now() - started),
+    };
   }
 
   const removedStale: string[] = [];
@@ -337,7 +367,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         if (decision) {
           // The manifest said it matches; the file must say so too, or it is left out like a stale one.
           const head = stateHeadOf(db);
-          if (!sameHead(head, decision.stateHead)) Object.assign(decision, { keep: false, reason: `the file materialized up to ${JSON.stringify(head)}, not the ${JSON.stringify(decision.stateHead)} its manifest records` });
+          if (!sameHead(head, decision.stateHead))
+            Object.assign(decision, {
+              keep: false,
+              reason: `the file materialized up to ${JSON.stringify(head)}, not the ${JSON.stringify(decision.stateHead)} its manifest records`,
+            });
         }
       } catch (e) {
         await awaitFileChecks(); // a checksum mismatch, when there is one, is the clearer diagnosis
@@ -463,7 +497,6 @@ export interface VerifyResult {
   metrics: MetricDatum[];
   metricsError?: string;
 }
-
 
 /**
  * The restore drill: restores every database of the backup at `at` into a temporary directory, checks it,

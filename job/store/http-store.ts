@@ -77,10 +77,14 @@ export class HttpStore implements BackupStore {
     }
     if (base.username || base.password) {
       // fetch refuses such URLs, and the Worker authenticates by token only.
-      throw new JobError("usage", `configure worker url '${displayUrl(base)}': the URL carries credentials (user:password@)`, { hint: "remove them from R2_WORKER_URL; the Worker's token goes in SERVER_BYPASS_TOKEN" });
+      throw new JobError("usage", `configure worker url '${displayUrl(base)}': the URL carries credentials (user:password@)`, {
+        hint: "remove them from R2_WORKER_URL; the Worker's token goes in SERVER_BYPASS_TOKEN",
+      });
     }
     if (/\/api\/?$/.test(base.pathname)) {
-      throw new JobError("usage", `configure worker url '${base.href}': the URL ends with the API path`, { hint: `drop '/api': R2_WORKER_URL=${base.origin}${base.pathname.replace(/\/api\/?$/, "")}` });
+      throw new JobError("usage", `configure worker url '${base.href}': the URL ends with the API path`, {
+        hint: `drop '/api': R2_WORKER_URL=${base.origin}${base.pathname.replace(/\/api\/?$/, "")}`,
+      });
     }
     if (!options.token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN or --token" });
     this.url = base.href.replace(/\/$/, "");
@@ -140,7 +144,12 @@ export class HttpStore implements BackupStore {
       if (res) {
         const body = await readError(res);
         if (res.status === 401 || res.status === 403) {
-          throw new HttpStatusError("auth", res.status, `${operation} '${id}': the Worker rejected the token (${res.status} ${body.message})`, "check SERVER_BYPASS_TOKEN (or ADMIN_TOKEN for deletes) against the Worker's secret");
+          throw new HttpStatusError(
+            "auth",
+            res.status,
+            `${operation} '${id}': the Worker rejected the token (${res.status} ${body.message})`,
+            "check SERVER_BYPASS_TOKEN (or ADMIN_TOKEN for deletes) against the Worker's secret",
+          );
         }
         if (!RETRYABLE_STATUS.has(res.status)) {
           throw new HttpStatusError(res.status === 404 ? "notFound" : "failed", res.status, `${operation} '${id}': ${res.status} ${body.error}: ${body.message}`);
@@ -168,8 +177,12 @@ export class HttpStore implements BackupStore {
     // Always hashed: R2 checks it, and a retried PUT recognises its own earlier success by it.
     const sha256 = options.sha256 ?? createHash("sha256").update(bytes).digest("hex");
     const headers: Record<string, string> = { "content-type": options.contentType ?? "application/octet-stream", [HEADERS.contentSha256]: sha256 };
-    const answer = await this.#exchange<{ conflict: ApiError } | { object: StoredObject }>("upload", key, objectPath(key), { method: "PUT", body: bytes, headers, expect: [409] }, async (res) =>
-      res.status === 409 ? { conflict: await readError(res) } : { object: toStored((await res.json()) as ApiObject) },
+    const answer = await this.#exchange<{ conflict: ApiError } | { object: StoredObject }>(
+      "upload",
+      key,
+      objectPath(key),
+      { method: "PUT", body: bytes, headers, expect: [409] },
+      async (res) => (res.status === 409 ? { conflict: await readError(res) } : { object: toStored((await res.json()) as ApiObject) }),
     );
     if ("conflict" in answer) {
       // Write-once keys: a PUT retried after a lost response meets its own earlier success. The same
@@ -271,7 +284,12 @@ export class HttpStore implements BackupStore {
       // the caller compares the object's size with the bytes it sent.
       const ours = existing && (expected === undefined ? existing.etag.endsWith(`-${parts.length}`) : existing.etag === expected);
       if (existing && ours) return existing;
-      throw new HttpStatusError("failed", res.status, `complete multipart upload of '${key}': ${res.status === 404 ? `the upload '${uploadId}' is gone` : `the key exists with other content (${err.message})`}`, "run the backup again");
+      throw new HttpStatusError(
+        "failed",
+        res.status,
+        `complete multipart upload of '${key}': ${res.status === 404 ? `the upload '${uploadId}' is gone` : `the key exists with other content (${err.message})`}`,
+        "run the backup again",
+      );
     }
     return answer.object;
   }

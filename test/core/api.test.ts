@@ -55,7 +55,10 @@ describe("catalog and status", () => {
 
   it("groups keys into sets and marks those with a manifest complete", () => {
     const c = catalogFromKeys(keys);
-    expect(c.full.map((s) => [s.id, s.complete])).toEqual([["20260101T000000Z", true], ["20260101T060000Z", false]]);
+    expect(c.full.map((s) => [s.id, s.complete])).toEqual([
+      ["20260101T000000Z", true],
+      ["20260101T060000Z", false],
+    ]);
     expect(c.incremental[0]?.files).toEqual(["changes.ndjson.zst", "metadata.json"]);
     expect(c.drills).toEqual(["20260101T020000Z"]);
     expect(c.unknown).toEqual(["backups/full/junk"]);

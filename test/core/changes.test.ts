@@ -14,11 +14,17 @@ const sqlValue = fc.oneof(
 describe("the change line format", () => {
   it("round-trips every SQLite value exactly (property)", () => {
     fc.assert(
-      fc.property(fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }).filter((k) => k !== "__proto__"), sqlValue), (row) => {
-        const line = encodeChangeLine({ source: "eventlog@6", table: "eventlog", row: row as Row });
-        expect(line).not.toContain("\n");
-        expect(decodeChangeLine(line)).toEqual({ source: "eventlog@6", table: "eventlog", row });
-      }),
+      fc.property(
+        fc.dictionary(
+          fc.string({ minLength: 1, maxLength: 8 }).filter((k) => k !== "__proto__"),
+          sqlValue,
+        ),
+        (row) => {
+          const line = encodeChangeLine({ source: "eventlog@6", table: "eventlog", row: row as Row });
+          expect(line).not.toContain("\n");
+          expect(decodeChangeLine(line)).toEqual({ source: "eventlog@6", table: "eventlog", row });
+        },
+      ),
     );
   });
 

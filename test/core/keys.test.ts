@@ -1,21 +1,15 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import {
-  type BackupKey,
-  dailyKeyFor,
-  formatBackupKey,
-  formatDay,
-  formatTimestamp,
-  isOverwritableKey,
-  manifestKey,
-  parseBackupKey,
-  validateObjectKey,
-} from "../../core/index.ts";
+import { type BackupKey, dailyKeyFor, formatBackupKey, formatDay, formatTimestamp, isOverwritableKey, manifestKey, parseBackupKey, validateObjectKey } from "../../core/index.ts";
 
 const time = fc.date({ min: new Date("1970-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59Z"), noInvalidDate: true });
 const ts = time.map(formatTimestamp);
 const source = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,20}$/).filter((s) => !s.includes(".."));
-const fullFile = fc.oneof(fc.constant("metadata.json"), fc.constant("documents.tar.zst"), source.map((s) => `${s}.db.zst`));
+const fullFile = fc.oneof(
+  fc.constant("metadata.json"),
+  fc.constant("documents.tar.zst"),
+  source.map((s) => `${s}.db.zst`),
+);
 const incFile = fc.constantFrom("metadata.json", "changes.ndjson.zst");
 const stateName = fc.array(source, { minLength: 1, maxLength: 3 }).map((a) => a.join("/"));
 

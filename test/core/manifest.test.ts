@@ -16,8 +16,27 @@ export function fullManifest(overrides: Partial<Manifest> = {}): Omit<Manifest, 
     tool: { name: "r2-sqlite-backup", version: "0.1.0" },
     sqliteVersion: "3.50.4",
     files: [
-      { name: "eventlog@6.db.zst", role: "database", source: "eventlog@6", contentType: "application/zstd", compression: "zstd", size: 10, sha256: hex("a"), uncompressedSize: 4096, uncompressedSha256: hex("b") },
-      { name: "documents.tar.zst", role: "documents", contentType: "application/zstd", compression: "zstd", size: 5, sha256: hex("c"), uncompressedSize: 1024, uncompressedSha256: hex("d") },
+      {
+        name: "eventlog@6.db.zst",
+        role: "database",
+        source: "eventlog@6",
+        contentType: "application/zstd",
+        compression: "zstd",
+        size: 10,
+        sha256: hex("a"),
+        uncompressedSize: 4096,
+        uncompressedSha256: hex("b"),
+      },
+      {
+        name: "documents.tar.zst",
+        role: "documents",
+        contentType: "application/zstd",
+        compression: "zstd",
+        size: 5,
+        sha256: hex("c"),
+        uncompressedSize: 1024,
+        uncompressedSha256: hex("d"),
+      },
     ],
     databases: [{ source: "eventlog@6", fileName: "eventlog@6.db", pageSize: 4096, pageCount: 1, integrity: "ok", tables: { eventlog: 3 } }],
     from: [],
@@ -40,7 +59,18 @@ describe("the manifest", () => {
       kind: "incremental",
       id: "20260131T070000Z",
       previous: "20260131T060000Z",
-      files: [{ name: "changes.ndjson.zst", role: "changes", contentType: "application/zstd", compression: "zstd", size: 1, sha256: hex("e"), uncompressedSize: 2, uncompressedSha256: hex("f") }],
+      files: [
+        {
+          name: "changes.ndjson.zst",
+          role: "changes",
+          contentType: "application/zstd",
+          compression: "zstd",
+          size: 1,
+          sha256: hex("e"),
+          uncompressedSize: 2,
+          uncompressedSha256: hex("f"),
+        },
+      ],
       databases: [],
       from: [{ source: "eventlog@6", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [3, 0] }],
       changes: { "eventlog@6/eventlog": 4 },
@@ -67,9 +97,7 @@ describe("the manifest", () => {
   });
 
   it("rejects text that is not JSON, naming where it came from", () => {
-    expect(() => parseManifest("{", "backups/full/20260131T060000Z/metadata.json")).toThrow(
-      /parse manifest 'backups\/full\/20260131T060000Z\/metadata.json': not JSON/,
-    );
+    expect(() => parseManifest("{", "backups/full/20260131T060000Z/metadata.json")).toThrow(/parse manifest 'backups\/full\/20260131T060000Z\/metadata.json': not JSON/);
   });
 
   it("rejects another format", () => {
@@ -92,9 +120,39 @@ describe("the manifest", () => {
 });
 
 describe("the manifest's record of databases (paths, coverage, LiveStore heads)", () => {
-  const state = { source: "todos.state1@6", pageSize: 4096, pageCount: 1, integrity: "ok" as const, tables: {}, path: "todos/state1@6.db", coverage: "derived" as const, derivedFrom: "todos.eventlog@6", livestore: { role: "state" as const, head: [3, 0] as [number, number] } };
-  const log = { source: "todos.eventlog@6", pageSize: 4096, pageCount: 1, integrity: "ok" as const, tables: { eventlog: 3 }, path: "todos/eventlog@6.db", coverage: "rows" as const, otherTablesSha256: hex("e"), livestore: { role: "eventlog" as const, head: [3, 0] as [number, number] } };
-  const file = (source: string) => ({ name: `${source}.db.zst`, role: "database" as const, source, contentType: "application/zstd", compression: "zstd" as const, size: 10, sha256: hex("a"), uncompressedSize: 4096, uncompressedSha256: hex("b") });
+  const state = {
+    source: "todos.state1@6",
+    pageSize: 4096,
+    pageCount: 1,
+    integrity: "ok" as const,
+    tables: {},
+    path: "todos/state1@6.db",
+    coverage: "derived" as const,
+    derivedFrom: "todos.eventlog@6",
+    livestore: { role: "state" as const, head: [3, 0] as [number, number] },
+  };
+  const log = {
+    source: "todos.eventlog@6",
+    pageSize: 4096,
+    pageCount: 1,
+    integrity: "ok" as const,
+    tables: { eventlog: 3 },
+    path: "todos/eventlog@6.db",
+    coverage: "rows" as const,
+    otherTablesSha256: hex("e"),
+    livestore: { role: "eventlog" as const, head: [3, 0] as [number, number] },
+  };
+  const file = (source: string) => ({
+    name: `${source}.db.zst`,
+    role: "database" as const,
+    source,
+    contentType: "application/zstd",
+    compression: "zstd" as const,
+    size: 10,
+    sha256: hex("a"),
+    uncompressedSize: 4096,
+    uncompressedSha256: hex("b"),
+  });
   const manifest = (databases: Manifest["databases"]) => fullManifest({ files: databases.map((d) => file(d.source)), databases, to: [] });
 
   it("accepts an event log with its derived state DB, and round-trips them", () => {

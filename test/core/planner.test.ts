@@ -26,7 +26,10 @@ function simulate(events: { kind: "full" | "incremental"; complete: boolean; gap
 }
 
 const history = fc
-  .array(fc.record({ kind: fc.constantFrom("full" as const, "incremental" as const), complete: fc.boolean(), gap: fc.integer({ min: 1, max: 600 }) }), { minLength: 1, maxLength: 40 })
+  .array(fc.record({ kind: fc.constantFrom("full" as const, "incremental" as const), complete: fc.boolean(), gap: fc.integer({ min: 1, max: 600 }) }), {
+    minLength: 1,
+    maxLength: 40,
+  })
   .map(simulate);
 
 describe("planRestore", () => {

@@ -5,11 +5,21 @@ describe("the retention policy", () => {
   it("derives docs/design.md's lifecycle rules, in seconds, with InfrequentAccess and never GLACIER", () => {
     const rules = lifecycleRules(DEFAULT_RETENTION);
     const byId = Object.fromEntries(rules.map((r) => [r.id, r]));
-    expect(byId["expire-full"]).toEqual({ id: "expire-full", enabled: true, conditions: { prefix: "backups/full/" }, deleteObjectsTransition: { condition: { type: "Age", maxAge: 30 * DAY_SECONDS } } });
+    expect(byId["expire-full"]).toEqual({
+      id: "expire-full",
+      enabled: true,
+      conditions: { prefix: "backups/full/" },
+      deleteObjectsTransition: { condition: { type: "Age", maxAge: 30 * DAY_SECONDS } },
+    });
     expect(byId["expire-incremental"]?.deleteObjectsTransition?.condition.maxAge).toBe(2_592_000);
     expect(byId["daily-to-infrequent-access"]?.storageClassTransitions).toEqual([{ storageClass: "InfrequentAccess", condition: { type: "Age", maxAge: 7_776_000 } }]);
     expect(byId["expire-daily"]?.deleteObjectsTransition?.condition.maxAge).toBe(365 * 86_400);
-    expect(byId["abort-incomplete-multipart"]).toEqual({ id: "abort-incomplete-multipart", enabled: true, conditions: { prefix: "" }, abortMultipartUploadsTransition: { condition: { type: "Age", maxAge: 86_400 } } });
+    expect(byId["abort-incomplete-multipart"]).toEqual({
+      id: "abort-incomplete-multipart",
+      enabled: true,
+      conditions: { prefix: "" },
+      abortMultipartUploadsTransition: { condition: { type: "Age", maxAge: 86_400 } },
+    });
     expect(JSON.stringify(rules)).not.toMatch(/GLACIER/i);
     expect(rules.some((r) => r.conditions.prefix.startsWith("backups/state"))).toBe(false);
   });

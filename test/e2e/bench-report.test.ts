@@ -6,8 +6,27 @@ const report: BenchReport = {
   date: "2026-11-29",
   machine: { cpu: "Test CPU", cores: 2, memoryGiB: 24, os: "linux", node: "v24.21.0", sqlite: "3.50.4" },
   rows: [
-    { name: "full backup", sizeBytes: 100 * 2 ** 20, medianMs: 1200, baseline: { name: "sqlite3+zstd+curl", medianMs: 1100 }, ratio: 1.09, peakRssMiB: 90, target: "≤ 1.2×", pass: true },
-    { name: "full backup", sizeBytes: 2 ** 30, medianMs: 14_000, baseline: { name: "sqlite3+zstd+curl", medianMs: 10_000 }, ratio: 1.4, peakRssMiB: 95, target: "≤ 1.2×", pass: false, note: "slow disk" },
+    {
+      name: "full backup",
+      sizeBytes: 100 * 2 ** 20,
+      medianMs: 1200,
+      baseline: { name: "sqlite3+zstd+curl", medianMs: 1100 },
+      ratio: 1.09,
+      peakRssMiB: 90,
+      target: "≤ 1.2×",
+      pass: true,
+    },
+    {
+      name: "full backup",
+      sizeBytes: 2 ** 30,
+      medianMs: 14_000,
+      baseline: { name: "sqlite3+zstd+curl", medianMs: 10_000 },
+      ratio: 1.4,
+      peakRssMiB: 95,
+      target: "≤ 1.2×",
+      pass: false,
+      note: "slow disk",
+    },
   ],
 };
 

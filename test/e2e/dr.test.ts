@@ -5,7 +5,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DatabaseSync } from "node:sqlite";
-import { DR_EXIT, automationStacks, jobRestorer, main, runDisasterRecovery, waitForWorker, type DeploySummary, type RecoveryDeps, type RecoveryOptions, type RestoreOutcome, type RestoreRequest, type StackDriver, type StackOutput, type StackSession } from "../../dr/index.ts";
+import {
+  DR_EXIT,
+  automationStacks,
+  jobRestorer,
+  main,
+  runDisasterRecovery,
+  waitForWorker,
+  type DeploySummary,
+  type RecoveryDeps,
+  type RecoveryOptions,
+  type RestoreOutcome,
+  type RestoreRequest,
+  type StackDriver,
+  type StackOutput,
+  type StackSession,
+} from "../../dr/index.ts";
 import { backup } from "../../job/backup.ts";
 import { JobError } from "../../job/errors.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
@@ -314,7 +329,11 @@ describe.each([
   {
     step: "restore",
     exit: 8,
-    setup: () => ({ restoreError: new JobError("integrity", "download object 'backups/full/20261129T060000Z/app.db.zst': sha256 mismatch", { hint: "nothing was changed; the next older candidate is --at 20261128T180000Z" }) }),
+    setup: () => ({
+      restoreError: new JobError("integrity", "download object 'backups/full/20261129T060000Z/app.db.zst': sha256 mismatch", {
+        hint: "nothing was changed; the next older candidate is --at 20261128T180000Z",
+      }),
+    }),
     message: /restore to '.*app\.db': download object .* sha256 mismatch$/,
     hint: /next older candidate is --at 20261128T180000Z/,
   },
@@ -412,7 +431,10 @@ describe("--dry-run shows the plan and changes nothing", () => {
   });
 
   it("a failing preview fails the plan, as the real run would fail", async () => {
-    const report = await runDisasterRecovery(options({ dryRun: true }), deps(fakeStacks(health.url, { previewError: new Error("error: missing required configuration variable 'r2-sqlite-backup:zoneId'") })));
+    const report = await runDisasterRecovery(
+      options({ dryRun: true }),
+      deps(fakeStacks(health.url, { previewError: new Error("error: missing required configuration variable 'r2-sqlite-backup:zoneId'") })),
+    );
     expect(report.exitCode).toBe(DR_EXIT.deploy);
     expect(report.error?.message).toMatch(/preview up of stack 'prod': error: missing required configuration/);
   });
@@ -476,7 +498,13 @@ describe("npm run dr (dr/cli.ts main)", () => {
     expect(restorer.calls[0]?.to).toBe(target);
 
     const json = io();
-    expect(await main(["--stack", "prod", "--to", join(dir, "other.db"), "--json", "--dry-run", "--at", "20261129T080000Z"], { stacks: fakeStacks(health.url), restorer: fakeRestorer(), waitForWorker }, json.io)).toBe(0);
+    expect(
+      await main(
+        ["--stack", "prod", "--to", join(dir, "other.db"), "--json", "--dry-run", "--at", "20261129T080000Z"],
+        { stacks: fakeStacks(health.url), restorer: fakeRestorer(), waitForWorker },
+        json.io,
+      ),
+    ).toBe(0);
     const report = JSON.parse(json.out.stdout);
     expect(report).toMatchObject({ ok: true, dryRun: true, stack: "prod", at: "20261129T080000Z", exitCode: 0 });
     expect(json.out.stdout + json.out.stderr).not.toContain(TOKEN);
@@ -484,7 +512,11 @@ describe("npm run dr (dr/cli.ts main)", () => {
 
   it("prints a failure with its step, what to do, and returns its exit code", async () => {
     const { out, io: cli } = io();
-    const code = await main(["--stack", "prod", "--to", target], { stacks: fakeStacks(health.url, { upError: new Error("error: 403 Forbidden") }), restorer: fakeRestorer(), waitForWorker }, cli);
+    const code = await main(
+      ["--stack", "prod", "--to", target],
+      { stacks: fakeStacks(health.url, { upError: new Error("error: 403 Forbidden") }), restorer: fakeRestorer(), waitForWorker },
+      cli,
+    );
     expect(code).toBe(DR_EXIT.deploy);
     expect(out.stdout).toContain("FAILED  deploy");
     expect(out.stdout).toContain("error (deploy step): pulumi up stack 'prod': error: 403 Forbidden");
@@ -645,8 +677,7 @@ describe("the Automation API driver (dr/stack.ts) against a stand-in pulumi CLI"
     await rm(root, { recursive: true, force: true });
   });
 
-  const setState = (extra: Record<string, unknown> = {}) =>
-    writeFile(statePath, JSON.stringify({ stacks: ["prod"], calls: [], history: [], workerUrl: health.url, ...extra }));
+  const setState = (extra: Record<string, unknown> = {}) => writeFile(statePath, JSON.stringify({ stacks: ["prod"], calls: [], history: [], workerUrl: health.url, ...extra }));
   const state = async () => JSON.parse(await readFile(statePath, "utf8")) as { calls: string[]; stacks: string[] };
   const driver = () => automationStacks({ pulumiRoot: root, envVars: { FAKE_PULUMI_STATE: statePath } });
 
@@ -717,7 +748,12 @@ describe("the post-deploy smoke check (dr/smoke.ts) against the bundled Worker",
   it("passes on a deployed Worker: health, a refused anonymous request, a write and read of a backups/state/ key", async () => {
     const { smokeCheck, SMOKE_KEY } = await import("../../dr/smoke.ts");
     const steps = await smokeCheck(worker.url, worker.bindings.SERVER_BYPASS_TOKEN!, { marker: '{"run":"42"}' });
-    expect(steps.map((s) => [s.step, s.ok])).toEqual([["health", true], ["refuses without a token", true], ["write", true], ["read back", true]]);
+    expect(steps.map((s) => [s.step, s.ok])).toEqual([
+      ["health", true],
+      ["refuses without a token", true],
+      ["write", true],
+      ["read back", true],
+    ]);
     const stored = await (await worker.mf.getR2Bucket("BACKUP_BUCKET")).get(SMOKE_KEY);
     expect(await stored?.text()).toBe('{"run":"42"}');
     // Run twice (every deploy does): the key is overwritable.

@@ -108,16 +108,30 @@ describe("the packed package, installed into a fresh app", () => {
   it("the tarball holds only the compiled package: dist/job, dist/core, their types, and the docs", async () => {
     const files = packed.files.map((f) => f.path).sort();
     for (const f of files) expect(f).toMatch(/^(dist\/(job|core)\/.+\.(js|d\.ts)|dist\/package\.json|package\.json|README\.md|CHANGELOG\.md|LICENSE)$/);
-    expect(files).toEqual(expect.arrayContaining(["package.json", "README.md", "CHANGELOG.md", "LICENSE", "dist/package.json", "dist/job/index.js", "dist/job/index.d.ts", "dist/job/bin.js", "dist/job/restore/hash-worker.js"]));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        "package.json",
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE",
+        "dist/package.json",
+        "dist/job/index.js",
+        "dist/job/index.d.ts",
+        "dist/job/bin.js",
+        "dist/job/restore/hash-worker.js",
+      ]),
+    );
     // Every module of job/ and core/ is compiled, with its types: nothing the bin or the library loads is missing.
-    const sources = (await readdir(join(ROOT, "job"), { recursive: true })).map((f) => `job/${f}`).concat((await readdir(join(ROOT, "core"), { recursive: true })).map((f) => `core/${f}`));
+    const sources = (await readdir(join(ROOT, "job"), { recursive: true }))
+      .map((f) => `job/${f}`)
+      .concat((await readdir(join(ROOT, "core"), { recursive: true })).map((f) => `core/${f}`));
     const modules = sources.filter((f) => /\.(ts|js)$/.test(f) && !f.endsWith(".d.ts"));
     expect(modules.length).toBeGreaterThan(30);
     for (const m of modules) expect(files).toEqual(expect.arrayContaining([`dist/${m.replace(/\.ts$/, ".js")}`, `dist/${m.replace(/\.(ts|js)$/, ".d.ts")}`]));
     // `npm pack --dry-run` (what `npm publish` would send) lists exactly the same files.
     const dry = await run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts", "--loglevel=error"], { cwd: ROOT });
     expect(dry.code, dry.err).toBe(0);
-    expect(((JSON.parse(dry.out) as (typeof packed)[])[0]!.files.map((f) => f.path)).sort()).toEqual(files);
+    expect((JSON.parse(dry.out) as (typeof packed)[])[0]!.files.map((f) => f.path).sort()).toEqual(files);
     expect(packed.entryCount).toBe(files.length);
   });
 
@@ -193,7 +207,17 @@ console.log(JSON.stringify({ ok: result.ok, kind: result.kind, format: result.ma
     const r = await run("node", ["backup-now.mjs", db, to], { cwd: app, env });
     expect(r.code, r.err).toBe(0);
     const out = JSON.parse(r.out) as Record<string, unknown>;
-    expect(out).toMatchObject({ ok: true, kind: "full", format: "r2-sqlite-backup/manifest@1", MANIFEST_FORMAT: "r2-sqlite-backup/manifest@1", tables: { todos: 50 }, integrity: "ok", jobError: "function", exitTargetExists: 10, deep: "ERR_PACKAGE_PATH_NOT_EXPORTED" });
+    expect(out).toMatchObject({
+      ok: true,
+      kind: "full",
+      format: "r2-sqlite-backup/manifest@1",
+      MANIFEST_FORMAT: "r2-sqlite-backup/manifest@1",
+      tables: { todos: 50 },
+      integrity: "ok",
+      jobError: "function",
+      exitTargetExists: 10,
+      deep: "ERR_PACKAGE_PATH_NOT_EXPORTED",
+    });
     expect(out.restoredTo).toBe(out.id);
     expect(fileURLToPath(out.resolved as string)).toBe(join(app, "node_modules", PKG.name, "dist", "job", "index.js"));
     expect(todos(to)).toEqual(todos(db));
@@ -227,7 +251,8 @@ export const isJobError = (e: unknown): e is JobError => e instanceof JobError;
 await backup({ store: new HttpStore({ url: "http://x", token: "t" }), databases: [{ path: 42 }], kind: "weekly" });
 `,
     );
-    const tsc = (file: string) => run("node", [TSC, "--noEmit", "--strict", "--target", "es2023", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", file], { cwd: app });
+    const tsc = (file: string) =>
+      run("node", [TSC, "--noEmit", "--strict", "--target", "es2023", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", file], { cwd: app });
     const [ok, wrong] = await Promise.all([tsc("consumer.ts"), tsc("wrong.ts")]);
     expect(ok.out + ok.err).toBe("");
     expect(ok.code).toBe(0);
@@ -266,7 +291,10 @@ describe("a real LiveStore app that depends on the packed package", () => {
       await mkdir(app);
       await writeFile(join(app, "package.json"), `${JSON.stringify({ name: "livestore-app", version: "1.0.0", private: true, type: "module" }, null, 2)}\n`);
       // LiveStore's own packages from the registry (its peers resolve as npm resolves them for any app).
-      const install = await run("npm", ["install", join(dir, tarball), "@livestore/livestore@0.4.0", "@livestore/adapter-node@0.4.0", "@opentelemetry/api@1.9.0", ...NPM_FLAGS], { cwd: app, timeoutMs: 480_000 });
+      const install = await run("npm", ["install", join(dir, tarball), "@livestore/livestore@0.4.0", "@livestore/adapter-node@0.4.0", "@opentelemetry/api@1.9.0", ...NPM_FLAGS], {
+        cwd: app,
+        timeoutMs: 480_000,
+      });
       expect(install.code, install.err).toBe(0);
       await writeFile(join(app, "app.mjs"), await readFile(fileURLToPath(new URL("./fixtures/livestore-consumer.mjs", import.meta.url)), "utf8"));
       const env = { R2_WORKER_URL: worker.url, SERVER_BYPASS_TOKEN: worker.bindings.SERVER_BYPASS_TOKEN! };

@@ -42,7 +42,9 @@ function load(file: string): Workflow {
   return parse(readFileSync(join(DIR, file), "utf8")) as Workflow;
 }
 
-const files = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
+const files = readdirSync(DIR)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .sort();
 const workflows = files.map((file) => ({ file, wf: load(file) }));
 const preview = load("preview.yml");
 const review = load("review-stack.yml");
@@ -100,7 +102,9 @@ function evaluate(expression: string, context: Record<string, Value>): Value {
       const needle = or();
       expect_(")");
       if (Array.isArray(haystack)) return haystack.includes(needle);
-      return String(haystack ?? "").toLowerCase().includes(String(needle).toLowerCase());
+      return String(haystack ?? "")
+        .toLowerCase()
+        .includes(String(needle).toLowerCase());
     }
     if (/^[A-Za-z_]/.test(t)) {
       if (peek() === "(") throw new Error(`unsupported function '${t}' in ${expression}`);
@@ -347,7 +351,11 @@ describe("deploy.yml: main deploys prod", () => {
 describe("deploy.yml: only main deploys, and a deploy is checked", () => {
   const job = deploy.jobs.up!;
   const dispatch = (ref: string) => ({ github: { repository: "acme/r2-sqlite-backup", event_name: "workflow_dispatch", ref, event: { action: undefined } } });
-  const run = (event: string, ref: string) => Object.entries(deploy.jobs).filter(([, j]) => j.if === undefined || Boolean(evaluate(j.if, dispatch(ref) as never))).map(([id]) => (deploy.on[event] === undefined ? "" : id)).filter(Boolean);
+  const run = (event: string, ref: string) =>
+    Object.entries(deploy.jobs)
+      .filter(([, j]) => j.if === undefined || Boolean(evaluate(j.if, dispatch(ref) as never)))
+      .map(([id]) => (deploy.on[event] === undefined ? "" : id))
+      .filter(Boolean);
 
   it("a manual run deploys only from main (workflow_dispatch can be started on any branch)", () => {
     expect(deploy.on).toHaveProperty("workflow_dispatch");
@@ -363,7 +371,10 @@ describe("deploy.yml: only main deploys, and a deploy is checked", () => {
     expect(plan).toBeLessThan(indexOf(job, isPulumi));
   });
 
-  it.each([["deploy.yml", deploy, "up"], ["review-stack.yml", review, "up"]] as const)("%s runs the smoke check on the stack's own outputs right after `up`", (_, wf, id) => {
+  it.each([
+    ["deploy.yml", deploy, "up"],
+    ["review-stack.yml", review, "up"],
+  ] as const)("%s runs the smoke check on the stack's own outputs right after `up`", (_, wf, id) => {
     const j = wf.jobs[id]!;
     const up = indexOf(j, isPulumi);
     expect(j.steps[up]?.id).toBe("up");

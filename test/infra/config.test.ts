@@ -46,7 +46,14 @@ describe("stack config", () => {
   it("names every missing key with the exact `pulumi config set` command, all at once", () => {
     const message = errorOf(() => loadStackConfig("prod", reader({ cloudflareAccountId: PROD.cloudflareAccountId as string })));
     expect(message).toMatch(/^configure stack 'prod': missing r2-sqlite-backup:zoneId/);
-    for (const [key, value] of [["zoneId", "'<zone-id>'"], ["hostname", "backups.example.com"], ["renderOwnerId", "tea-xxxxxxxxxxxxxxxxxxxx"], ["renderRepo", "https://github.com/you/r2-sqlite-backup"], ["renderAppServiceId", "srv-xxxxxxxxxxxxxxxxxxxx"], ["agentUrl", "http://my-app:8788"]]) {
+    for (const [key, value] of [
+      ["zoneId", "'<zone-id>'"],
+      ["hostname", "backups.example.com"],
+      ["renderOwnerId", "tea-xxxxxxxxxxxxxxxxxxxx"],
+      ["renderRepo", "https://github.com/you/r2-sqlite-backup"],
+      ["renderAppServiceId", "srv-xxxxxxxxxxxxxxxxxxxx"],
+      ["agentUrl", "http://my-app:8788"],
+    ]) {
       expect(message).toContain(`pulumi config set ${P}:${key} ${value} --stack prod`);
     }
     expect(errorOf(() => loadStackConfig("dev", reader({})))).toContain(`pulumi config set ${P}:cloudflareAccountId '<account-id>' --stack dev`);
@@ -68,7 +75,20 @@ describe("stack config", () => {
 
   it("rejects bad values, naming each", () => {
     const message = errorOf(() =>
-      loadStackConfig("prod", reader({ ...PROD, bucketLocation: "mars", replicaLocation: "mars", lockDays: "40", renderRegion: "tokyo", backupSchedule: "hourly", alarmEmails: "x", monitoringEnabled: "true", hostname: "https://x.example.com/" })),
+      loadStackConfig(
+        "prod",
+        reader({
+          ...PROD,
+          bucketLocation: "mars",
+          replicaLocation: "mars",
+          lockDays: "40",
+          renderRegion: "tokyo",
+          backupSchedule: "hourly",
+          alarmEmails: "x",
+          monitoringEnabled: "true",
+          hostname: "https://x.example.com/",
+        }),
+      ),
     );
     expect(message).toContain("bucketLocation must be one of apac, eeur, enam, weur, wnam, oc, got 'mars'");
     expect(message).toContain("lockDays (40) must not exceed fullDays (30)");
@@ -80,7 +100,10 @@ describe("stack config", () => {
   });
 
   it("gives preview stacks no lock, no Render jobs, no monitoring, no replica and no failover, whatever the config says", () => {
-    const c = loadStackConfig("pr-42", reader({ ...PROD, workersDevSubdomain: "acme", monitoringEnabled: "true", replicaLocation: "enam", failover: "replica-only", lockDays: "7" }));
+    const c = loadStackConfig(
+      "pr-42",
+      reader({ ...PROD, workersDevSubdomain: "acme", monitoringEnabled: "true", replicaLocation: "enam", failover: "replica-only", lockDays: "7" }),
+    );
     expect(c.preview).toBe(true);
     expect(c.storage.retention.lockDays).toBe(0);
     expect(c.storage.replicaLocation).toBeUndefined();
@@ -93,7 +116,12 @@ describe("stack config", () => {
   });
 
   it("lets a preview stack inherit the dev stack's non-secret values, never its secrets", () => {
-    const fallback = withFallback(reader({ bucketLocation: "" }), { cloudflareAccountId: "a".repeat(32), workersDevSubdomain: "acme", bucketLocation: "weur", serverToken: "leaked" });
+    const fallback = withFallback(reader({ bucketLocation: "" }), {
+      cloudflareAccountId: "a".repeat(32),
+      workersDevSubdomain: "acme",
+      bucketLocation: "weur",
+      serverToken: "leaked",
+    });
     expect(fallback.get("cloudflareAccountId")).toBe("a".repeat(32));
     expect(fallback.get("bucketLocation")).toBe("weur");
     expect(fallback.get("serverToken")).toBeUndefined();
@@ -143,7 +171,11 @@ describe("Pulumi.yaml and Pulumi.dev.yaml", () => {
     const file = readStackFile("dev");
     expect(file?.secretKeys).toEqual([]);
     const merged = mergedStackConfig("dev");
-    const values = Object.fromEntries(Object.entries(merged.values).filter(([k]) => k.startsWith(`${P}:`)).map(([k, v]) => [k.slice(P.length + 1), v]));
+    const values = Object.fromEntries(
+      Object.entries(merged.values)
+        .filter(([k]) => k.startsWith(`${P}:`))
+        .map(([k, v]) => [k.slice(P.length + 1), v]),
+    );
     const c = loadStackConfig("dev", reader(values));
     expect(c.render).toBeDefined();
     expect(c.monitoring?.alarmEmails.length).toBeGreaterThan(0);
@@ -218,10 +250,16 @@ function alarmState(spec: AlarmSpec, data: Datum[], at: number): "ALARM" | "OK" 
       results.push(missing === "breaching" ? true : missing === "notBreaching" ? false : undefined);
       continue;
     }
-    const stat = { Sum: values.reduce((a, b) => a + b, 0), Maximum: Math.max(...values), Minimum: Math.min(...values), Average: values.reduce((a, b) => a + b, 0) / values.length }[spec.statistic as string];
+    const stat = { Sum: values.reduce((a, b) => a + b, 0), Maximum: Math.max(...values), Minimum: Math.min(...values), Average: values.reduce((a, b) => a + b, 0) / values.length }[
+      spec.statistic as string
+    ];
     if (stat === undefined) throw new Error(`statistic ${String(spec.statistic)} not modelled`);
     const t = spec.threshold as number;
-    results.push({ GreaterThanThreshold: stat > t, GreaterThanOrEqualToThreshold: stat >= t, LessThanThreshold: stat < t, LessThanOrEqualToThreshold: stat <= t }[spec.comparisonOperator as string]);
+    results.push(
+      { GreaterThanThreshold: stat > t, GreaterThanOrEqualToThreshold: stat >= t, LessThanThreshold: stat < t, LessThanOrEqualToThreshold: stat <= t }[
+        spec.comparisonOperator as string
+      ],
+    );
   }
   const known = results.filter((r): r is boolean => r !== undefined);
   if (known.length === 0) return "INSUFFICIENT_DATA";
@@ -381,7 +419,9 @@ describe("the design document", () => {
     const root = new URL("../../", import.meta.url);
     const design = readFileSync(new URL("docs/design.md", root), "utf8");
     for (const section of ["## Storage layout", "## Facts that change the sketch", "## Monitoring", "## Deploying"]) expect(design).toContain(section);
-    const files = execFileSync("git", ["ls-files"], { cwd: root, encoding: "utf8" }).split("\n").filter((f) => /\.(ts|js|md|ya?ml)$/.test(f));
+    const files = execFileSync("git", ["ls-files"], { cwd: root, encoding: "utf8" })
+      .split("\n")
+      .filter((f) => /\.(ts|js|md|ya?ml)$/.test(f));
     const citing = files.filter((f) => f !== "docs/design.md" && readFileSync(new URL(f, root), "utf8").includes("DESIGN" + ".md"));
     expect(citing).toEqual([]);
     expect(files.filter((f) => readFileSync(new URL(f, root), "utf8").includes("docs/design.md")).length).toBeGreaterThanOrEqual(30);

@@ -64,24 +64,44 @@ beforeAll(async () => {
   dev = await planStack("dev");
   preview = await planStack("pr-42");
   prod = await planStack("prod", { config: { values: PROD_VALUES, secretKeys: PROD_SECRETS } });
-  versioned = await planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:workerVersions`]: "true", [`${P}:workerStableVersionId`]: "ver-stable", [`${P}:workerRolloutPercent`]: "10" }, secretKeys: PROD_SECRETS } });
+  versioned = await planStack("prod", {
+    config: {
+      values: { ...PROD_VALUES, [`${P}:workerVersions`]: "true", [`${P}:workerStableVersionId`]: "ver-stable", [`${P}:workerRolloutPercent`]: "10" },
+      secretKeys: PROD_SECRETS,
+    },
+  });
 }, 60_000);
 
 describe("storage", () => {
   it("gives every bucket the lifecycle and lock rules of the default policy, in the provider's field names and seconds", () => {
     // Written out, not computed from core/: the program is checked against the provider's API, not itself.
     const DAY = 86_400;
-    const expire = (id: string, prefix: string, days: number) => ({ id, enabled: true, conditions: { prefix }, deleteObjectsTransition: { condition: { type: "Age", maxAge: days * DAY } } });
+    const expire = (id: string, prefix: string, days: number) => ({
+      id,
+      enabled: true,
+      conditions: { prefix },
+      deleteObjectsTransition: { condition: { type: "Age", maxAge: days * DAY } },
+    });
     const lifecycle = [
       expire("expire-full", "backups/full/", 30),
       expire("expire-incremental", "backups/incremental/", 30),
-      { id: "daily-to-infrequent-access", enabled: true, conditions: { prefix: "backups/daily/" }, storageClassTransitions: [{ storageClass: "InfrequentAccess", condition: { type: "Age", maxAge: 90 * DAY } }] },
+      {
+        id: "daily-to-infrequent-access",
+        enabled: true,
+        conditions: { prefix: "backups/daily/" },
+        storageClassTransitions: [{ storageClass: "InfrequentAccess", condition: { type: "Age", maxAge: 90 * DAY } }],
+      },
       expire("expire-daily", "backups/daily/", 365),
       expire("expire-drills", "backups/drills/", 365),
       { id: "abort-incomplete-multipart", enabled: true, conditions: { prefix: "" }, abortMultipartUploadsTransition: { condition: { type: "Age", maxAge: 1 * DAY } } },
     ];
     const lock = (id: string, prefix: string) => ({ id, enabled: true, prefix, condition: { type: "Age", maxAgeSeconds: 7 * DAY } });
-    const locks = [lock("lock-full", "backups/full/"), lock("lock-incremental", "backups/incremental/"), lock("lock-daily", "backups/daily/"), lock("lock-drills", "backups/drills/")];
+    const locks = [
+      lock("lock-full", "backups/full/"),
+      lock("lock-incremental", "backups/incremental/"),
+      lock("lock-daily", "backups/daily/"),
+      lock("lock-drills", "backups/drills/"),
+    ];
     for (const plan of [dev, prod]) {
       for (const r of of(plan, T.lifecycle)) expect(input(r, "rules")).toEqual(lifecycle);
       for (const r of of(plan, T.lock)) expect(input(r, "rules")).toEqual(locks);
@@ -114,7 +134,12 @@ describe("worker", () => {
   it("deploys the bundle built from worker/ as an ES module with the compatibility settings it is tested with", () => {
     const script = one(dev, T.script);
     expect(script.inputs.content).toBe(bundleCode);
-    expect(script.inputs).toMatchObject({ mainModule: WORKER_MAIN_MODULE, compatibilityDate: COMPATIBILITY_DATE, compatibilityFlags: COMPATIBILITY_FLAGS, scriptName: "r2-sqlite-backup-dev-api" });
+    expect(script.inputs).toMatchObject({
+      mainModule: WORKER_MAIN_MODULE,
+      compatibilityDate: COMPATIBILITY_DATE,
+      compatibilityFlags: COMPATIBILITY_FLAGS,
+      scriptName: "r2-sqlite-backup-dev-api",
+    });
   });
 
   it("binds the buckets (r2_bucket), the tokens (secret_text) and the freshness limit (plain_text)", () => {
@@ -143,14 +168,33 @@ describe("worker", () => {
   it("passes a jurisdiction to every R2 binding (an EU bucket is not found without it)", async () => {
     const { workerBindings } = await import("../../infra/components/api.ts");
     const secret = pulumi.secret("t");
-    const base = { accountId: "a", stack: "eu", preview: false, bundle: { code: "", sha256: "" }, bucketName: "b", replicaBucketName: "r", serverToken: secret, adminToken: secret, maxBackupAgeHours: 7, freshnessCheckSchedule: "*/30 * * * *" };
+    const base = {
+      accountId: "a",
+      stack: "eu",
+      preview: false,
+      bundle: { code: "", sha256: "" },
+      bucketName: "b",
+      replicaBucketName: "r",
+      serverToken: secret,
+      adminToken: secret,
+      maxBackupAgeHours: 7,
+      freshnessCheckSchedule: "*/30 * * * *",
+    };
     const r2 = (jurisdiction: string) => workerBindings({ ...base, jurisdiction }).filter((b) => b.type === "r2_bucket");
-    expect(r2("eu").map((b) => [b.name, b.jurisdiction])).toEqual([[BINDINGS.bucket, "eu"], [BINDINGS.replicaBucket, "eu"]]);
+    expect(r2("eu").map((b) => [b.name, b.jurisdiction])).toEqual([
+      [BINDINGS.bucket, "eu"],
+      [BINDINGS.replicaBucket, "eu"],
+    ]);
     expect(r2("default").every((b) => b.jurisdiction === undefined)).toBe(true);
   });
 
   it("serves <hostname> as a Workers custom domain on the zone (DNS and certificate by Cloudflare), keeps workers.dev off, and schedules the freshness check", () => {
-    expect(one(prod, T.domain).inputs).toEqual({ accountId: "0123456789abcdef0123456789abcdef", zoneId: "fedcba9876543210fedcba9876543210", hostname: "backups.example.com", service: "r2-sqlite-backup-prod-api" });
+    expect(one(prod, T.domain).inputs).toEqual({
+      accountId: "0123456789abcdef0123456789abcdef",
+      zoneId: "fedcba9876543210fedcba9876543210",
+      hostname: "backups.example.com",
+      service: "r2-sqlite-backup-prod-api",
+    });
     expect(of(prod, T.route)).toHaveLength(0);
     expect(one(prod, T.subdomain).inputs).toMatchObject({ enabled: false, scriptName: "r2-sqlite-backup-prod-api" });
     expect(one(prod, T.cron).inputs).toMatchObject({ scriptName: "r2-sqlite-backup-prod-api", schedules: [{ cron: "*/30 * * * *" }] });
@@ -168,22 +212,39 @@ describe("worker", () => {
 describe("failover to the replica bucket (config failover)", () => {
   const plan = (failover?: string) =>
     planStack("prod", {
-      config: { values: { ...PROD_VALUES, [`${P}:bucketLocation`]: "weur", [`${P}:replicaLocation`]: "enam", ...(failover ? { [`${P}:failover`]: failover } : {}) }, secretKeys: PROD_SECRETS },
+      config: {
+        values: { ...PROD_VALUES, [`${P}:bucketLocation`]: "weur", [`${P}:replicaLocation`]: "enam", ...(failover ? { [`${P}:failover`]: failover } : {}) },
+        secretKeys: PROD_SECRETS,
+      },
     });
-  const r2 = (p: Plan) => (input(one(p, T.script), "bindings") as { type: string; name: string; bucketName?: string; text?: string }[]).filter((b) => b.type === "r2_bucket").map((b) => [b.name, b.bucketName]);
+  const r2 = (p: Plan) =>
+    (input(one(p, T.script), "bindings") as { type: string; name: string; bucketName?: string; text?: string }[])
+      .filter((b) => b.type === "r2_bucket")
+      .map((b) => [b.name, b.bucketName]);
   const primary = "r2-sqlite-backup-prod-backups";
   const replica = "r2-sqlite-backup-prod-backups-replica";
 
   it("off (the default) serves the primary and fills the replica; replica swaps them; replica-only binds the replica alone", async () => {
-    expect(r2(await plan())).toEqual([[BINDINGS.bucket, primary], [BINDINGS.replicaBucket, replica]]);
-    expect(r2(await plan("replica"))).toEqual([[BINDINGS.bucket, replica], [BINDINGS.replicaBucket, primary]]);
+    expect(r2(await plan())).toEqual([
+      [BINDINGS.bucket, primary],
+      [BINDINGS.replicaBucket, replica],
+    ]);
+    expect(r2(await plan("replica"))).toEqual([
+      [BINDINGS.bucket, replica],
+      [BINDINGS.replicaBucket, primary],
+    ]);
     expect(r2(await plan("replica-only"))).toEqual([[BINDINGS.bucket, replica]]);
   });
 
   it("keeps both buckets, their rules and locks in every mode: failing over deletes nothing", async () => {
     for (const mode of ["off", "replica", "replica-only"]) {
       const p = await plan(mode);
-      expect(of(p, T.bucket).map((b) => input(b, "name")).sort(), mode).toEqual([primary, replica]);
+      expect(
+        of(p, T.bucket)
+          .map((b) => input(b, "name"))
+          .sort(),
+        mode,
+      ).toEqual([primary, replica]);
       expect(of(p, T.lock), mode).toHaveLength(2);
     }
   });
@@ -191,7 +252,9 @@ describe("failover to the replica bucket (config failover)", () => {
   it("binds the lag limit with the replica, and refuses a failover without a replica or with an unknown mode", async () => {
     const lag = (await plan()).resources.find((r) => r.type === T.script)!;
     expect((input(lag, "bindings") as { name: string; text?: string }[]).find((b) => b.name === BINDINGS.replicaMaxLagHours)?.text).toBe("12");
-    await expect(planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:failover`]: "replica-only" }, secretKeys: PROD_SECRETS } })).rejects.toThrow(/failover 'replica-only' needs a replica bucket/);
+    await expect(planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:failover`]: "replica-only" }, secretKeys: PROD_SECRETS } })).rejects.toThrow(
+      /failover 'replica-only' needs a replica bucket/,
+    );
     await expect(plan("sideways")).rejects.toThrow(/failover must be one of off, replica, replica-only/);
   });
 });
@@ -209,7 +272,10 @@ describe("versioned Worker deployments (workerVersions)", () => {
     expect(isSecretInput(version.inputs.bindings)).toBe(true);
     const deployment = one(versioned, "cloudflare:index/workersDeployment:WorkersDeployment");
     expect(deployment.inputs).toMatchObject({ scriptName: "r2-sqlite-backup-prod-api", strategy: "percentage" });
-    expect(input(deployment, "versions")).toEqual([{ versionId: "api-version-id", percentage: 10 }, { versionId: "ver-stable", percentage: 90 }]);
+    expect(input(deployment, "versions")).toEqual([
+      { versionId: "api-version-id", percentage: 10 },
+      { versionId: "ver-stable", percentage: 90 },
+    ]);
     // The domain and the cron trigger follow the deployment, and the version id is an output (for the next rollback).
     expect(one(versioned, T.domain).options.dependsOn).toEqual(["api-worker", "api-deployment"]);
     expect(versioned.outputs.workerVersionId?.value).toBe("api-version-id");
@@ -223,7 +289,9 @@ describe("versioned Worker deployments (workerVersions)", () => {
     expect(deploymentVersions("new", { rolloutPercent: 100 })).toEqual([{ versionId: "new", percentage: 100 }]);
     const values = { ...PROD_VALUES, [`${P}:workerVersions`]: "true", [`${P}:workerRolloutPercent`]: "10" };
     await expect(planStack("prod", { config: { values, secretKeys: PROD_SECRETS } })).rejects.toThrow(/workerRolloutPercent 10 needs workerStableVersionId/);
-    await expect(planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:workerStableVersionId`]: "x" }, secretKeys: PROD_SECRETS } })).rejects.toThrow(/need workerVersions: true/);
+    await expect(planStack("prod", { config: { values: { ...PROD_VALUES, [`${P}:workerStableVersionId`]: "x" }, secretKeys: PROD_SECRETS } })).rejects.toThrow(
+      /need workerVersions: true/,
+    );
   });
 });
 
@@ -245,22 +313,60 @@ describe("secrets", () => {
     const { Api } = await import("../../infra/components/api.ts");
     const { Monitoring } = await import("../../infra/components/monitoring.ts");
     const { Schedule } = await import("../../infra/components/schedule.ts");
-    await pulumi.runtime.setMocks({ newResource: (a) => ({ id: `${a.name}-id`, state: { ...a.inputs, ...(a.type.startsWith("aws:iam/accessKey") ? { secret: "s" } : {}), ...(a.type === T.password ? { result: "r" } : {}) } }), call: (a) => a.inputs }, P, "unit", false);
+    await pulumi.runtime.setMocks(
+      {
+        newResource: (a) => ({
+          id: `${a.name}-id`,
+          state: { ...a.inputs, ...(a.type.startsWith("aws:iam/accessKey") ? { secret: "s" } : {}), ...(a.type === T.password ? { result: "r" } : {}) },
+        }),
+        call: (a) => a.inputs,
+      },
+      P,
+      "unit",
+      false,
+    );
     const tokens = new Tokens("t", { adminToken: pulumi.secret("configured"), withAgentToken: true });
     const api = new Api("a", {
-      accountId: "0".repeat(32), stack: "unit", preview: false, bundle: { code: "export default {}", sha256: "x" }, bucketName: "b", jurisdiction: "default",
-      serverToken: tokens.serverToken, adminToken: tokens.adminToken, maxBackupAgeHours: 7, freshnessCheckSchedule: "*/30 * * * *", zoneId: "z", hostname: "h.example.com",
+      accountId: "0".repeat(32),
+      stack: "unit",
+      preview: false,
+      bundle: { code: "export default {}", sha256: "x" },
+      bucketName: "b",
+      jurisdiction: "default",
+      serverToken: tokens.serverToken,
+      adminToken: tokens.adminToken,
+      maxBackupAgeHours: 7,
+      freshnessCheckSchedule: "*/30 * * * *",
+      zoneId: "z",
+      hostname: "h.example.com",
     });
     const monitoring = new Monitoring("m", { stack: "unit", namespace: "NS", region: "us-east-1", alarmEmails: [] });
     const schedule = new Schedule("s", {
       stack: "unit",
-      render: { ownerId: "tea-1", region: "oregon", plan: "starter", repo: "https://github.com/x/y", branch: "main", package: "r2-sqlite-backup@0.1.0", appServiceId: "srv-1", agentUrl: "http://app:8788", backupSchedule: "0 */6 * * *", drillSchedule: "0 4 1 * *" },
-      workerUrl: api.url, serverToken: tokens.serverToken, agentToken: tokens.agentToken!, webhookUrl: pulumi.secret("https://hooks.example.com/x"),
+      render: {
+        ownerId: "tea-1",
+        region: "oregon",
+        plan: "starter",
+        repo: "https://github.com/x/y",
+        branch: "main",
+        package: "r2-sqlite-backup@0.1.0",
+        appServiceId: "srv-1",
+        agentUrl: "http://app:8788",
+        backupSchedule: "0 */6 * * *",
+        drillSchedule: "0 4 1 * *",
+      },
+      workerUrl: api.url,
+      serverToken: tokens.serverToken,
+      agentToken: tokens.agentToken!,
+      webhookUrl: pulumi.secret("https://hooks.example.com/x"),
       metrics: { namespace: "NS", region: "us-east-1", accessKeyId: monitoring.accessKeyId, secretAccessKey: monitoring.secretAccessKey },
     });
     for (const [what, output] of [
-      ["serverToken (generated)", tokens.serverToken], ["adminToken (configured)", tokens.adminToken], ["agentToken", tokens.agentToken!],
-      ["worker bindings", api.script!.bindings], ["metrics secret key", monitoring.secretAccessKey],
+      ["serverToken (generated)", tokens.serverToken],
+      ["adminToken (configured)", tokens.adminToken],
+      ["agentToken", tokens.agentToken!],
+      ["worker bindings", api.script!.bindings],
+      ["metrics secret key", monitoring.secretAccessKey],
     ] as const) {
       expect(await pulumi.isSecret(output as pulumi.Output<unknown>), what).toBe(true);
     }
@@ -280,7 +386,15 @@ describe("secrets", () => {
 describe("render and monitoring", () => {
   it("creates the backup job (every 6 hours, runs trigger), the monthly drill (runs verify) and the agent's variables", () => {
     const backup = one(dev, T.cronJob, "schedule-backup");
-    expect(backup.inputs).toMatchObject({ name: "r2-sqlite-backup-dev-backup", schedule: "0 */6 * * *", ownerId: "tea-d0example0000000000", region: "oregon", runtime: "node", buildCommand: `npm install --prefix .r2backup --no-save --no-audit --no-fund r2-sqlite-backup@${PKG_VERSION}`, startCommand: ".r2backup/node_modules/.bin/r2backup trigger --agent-url http://example-app:8788" });
+    expect(backup.inputs).toMatchObject({
+      name: "r2-sqlite-backup-dev-backup",
+      schedule: "0 */6 * * *",
+      ownerId: "tea-d0example0000000000",
+      region: "oregon",
+      runtime: "node",
+      buildCommand: `npm install --prefix .r2backup --no-save --no-audit --no-fund r2-sqlite-backup@${PKG_VERSION}`,
+      startCommand: ".r2backup/node_modules/.bin/r2backup trigger --agent-url http://example-app:8788",
+    });
     expect(Object.keys(input(backup, "envVars"))).toEqual([JOB_ENV.agentToken]);
     expect(backup.options).toMatchObject({ deleteBeforeReplace: true, additionalSecretOutputs: ["envVars"] });
     const drill = one(dev, T.cronJob, "schedule-restore-drill");
@@ -288,7 +402,9 @@ describe("render and monitoring", () => {
     expect(input(drill, "envVars")).toMatchObject({ [JOB_ENV.workerUrl]: "https://backups-dev.example.com", [JOB_ENV.metricsNamespace]: "R2SqliteBackup" });
     const agent = one(dev, T.envVars);
     expect(agent.inputs.serviceId).toBe("srv-d0example0000000000");
-    expect(Object.keys(input(agent, "envVars")).sort()).toEqual([JOB_ENV.awsAccessKeyId, JOB_ENV.awsRegion, JOB_ENV.awsSecretAccessKey, JOB_ENV.agentToken, JOB_ENV.metricsNamespace, JOB_ENV.workerUrl, JOB_ENV.serverToken].sort());
+    expect(Object.keys(input(agent, "envVars")).sort()).toEqual(
+      [JOB_ENV.awsAccessKeyId, JOB_ENV.awsRegion, JOB_ENV.awsSecretAccessKey, JOB_ENV.agentToken, JOB_ENV.metricsNamespace, JOB_ENV.workerUrl, JOB_ENV.serverToken].sort(),
+    );
     expect(typeof backup.inputs.__provider).toBe("string");
     expect(dev.outputs.backupCronJobId?.value).toBe("crn-mock-schedule-backup");
   });
@@ -318,17 +434,27 @@ describe("render and monitoring", () => {
 
   it("lets the metrics user put metrics in its namespace and nothing else", () => {
     const policy = JSON.parse(input(one(dev, T.policy), "policy"));
-    expect(policy.Statement).toEqual([{ Effect: "Allow", Action: ["cloudwatch:PutMetricData"], Resource: "*", Condition: { StringEquals: { "cloudwatch:namespace": "R2SqliteBackup" } } }]);
+    expect(policy.Statement).toEqual([
+      { Effect: "Allow", Action: ["cloudwatch:PutMetricData"], Resource: "*", Condition: { StringEquals: { "cloudwatch:namespace": "R2SqliteBackup" } } },
+    ]);
   });
 
   it("creates the four alarms (and, with a replica as on dev, the replica lag alarm) on the SNS topic, the dashboard, and exports their ARNs and URL", () => {
     const alarms = of(dev, T.alarm);
-    expect(alarms.map((a) => a.inputs.name)).toEqual(["r2-sqlite-backup-dev-no-successful-backup", "r2-sqlite-backup-dev-backup-failed", "r2-sqlite-backup-dev-restore-drill-stale", "r2-sqlite-backup-dev-restore-drill-failed", "r2-sqlite-backup-dev-replica-lag"]);
+    expect(alarms.map((a) => a.inputs.name)).toEqual([
+      "r2-sqlite-backup-dev-no-successful-backup",
+      "r2-sqlite-backup-dev-backup-failed",
+      "r2-sqlite-backup-dev-restore-drill-stale",
+      "r2-sqlite-backup-dev-restore-drill-failed",
+      "r2-sqlite-backup-dev-replica-lag",
+    ]);
     expect(alarms.at(-1)!.inputs).toMatchObject({ metricName: "ReplicaLagHours", threshold: 12 });
     for (const a of alarms) expect(input(a, "alarmActions")).toEqual(["arn:aws:sns:us-east-1:123456789012:r2-sqlite-backup-dev-alarms"]);
     expect(JSON.parse(input(one(dev, T.dashboard), "dashboardBody")).widgets.length).toBeGreaterThanOrEqual(4);
     expect(Object.keys(dev.outputs.alarmArns?.value as object)).toHaveLength(5);
-    expect(dev.outputs.dashboardUrl?.value).toMatch(/^https:\/\/us-east-1\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=us-east-1#dashboards\/dashboard\/r2-sqlite-backup-dev-backups$/);
+    expect(dev.outputs.dashboardUrl?.value).toMatch(
+      /^https:\/\/us-east-1\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=us-east-1#dashboards\/dashboard\/r2-sqlite-backup-dev-backups$/,
+    );
     expect(of(prod, T.alarm)).toHaveLength(0);
   });
 });
@@ -353,9 +479,17 @@ describe("inputs checked against the providers' own input types", () => {
     mkdirSync(dir, { recursive: true });
     const file = `${dir}/check-${process.pid}-${Date.now()}.ts`;
     const lines = ['import * as cloudflare from "@pulumi/cloudflare";', 'import * as aws from "@pulumi/aws";', 'import * as random from "@pulumi/random";'];
-    resources.forEach((r, i) => lines.push(`export const r${i}: ${argsType(r.type)} = ${JSON.stringify(unwrapSecrets(r.inputs))};`));
+    for (const [i, r] of resources.entries()) lines.push(`export const r${i}: ${argsType(r.type)} = ${JSON.stringify(unwrapSecrets(r.inputs))};`);
     writeFileSync(file, lines.join("\n"));
-    const program = ts.createProgram([file], { noEmit: true, strict: true, skipLibCheck: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, types: [] });
+    const program = ts.createProgram([file], {
+      noEmit: true,
+      strict: true,
+      skipLibCheck: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      types: [],
+    });
     const diagnostics = ts.getPreEmitDiagnostics(program);
     rmSync(file, { force: true });
     return diagnostics.map((d) => `${d.file ? d.file.getLineAndCharacterOfPosition(d.start ?? 0).line - 3 : "?"}: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`);
@@ -374,12 +508,30 @@ describe("inputs checked against the providers' own input types", () => {
     const lock = of(dev, T.lock)[0]!;
     const rules = input(lifecycle, "rules") as Record<string, unknown>[];
     const misspelled = [
-      { type: lifecycle.type, inputs: { ...lifecycle.inputs, rules: rules.map((r) => (r.deleteObjectsTransition ? { ...r, deleteObjectTransition: r.deleteObjectsTransition, deleteObjectsTransition: undefined } : r)) } },
-      { type: lock.type, inputs: { ...lock.inputs, rules: (input(lock, "rules") as { condition: { maxAgeSeconds: number } }[]).map((r) => ({ ...r, condition: { type: "Age", maxAge: r.condition.maxAgeSeconds } })) } },
+      {
+        type: lifecycle.type,
+        inputs: {
+          ...lifecycle.inputs,
+          rules: rules.map((r) => (r.deleteObjectsTransition ? { ...r, deleteObjectTransition: r.deleteObjectsTransition, deleteObjectsTransition: undefined } : r)),
+        },
+      },
+      {
+        type: lock.type,
+        inputs: {
+          ...lock.inputs,
+          rules: (input(lock, "rules") as { condition: { maxAgeSeconds: number } }[]).map((r) => ({ ...r, condition: { type: "Age", maxAge: r.condition.maxAgeSeconds } })),
+        },
+      },
     ];
     const errors = await typeCheck(misspelled);
-    expect(errors.some((e) => /^0: .*deleteObjectTransition.* does not exist in type 'Input<R2BucketLifecycleRule>'/.test(e)), errors.join("\n")).toBe(true);
-    expect(errors.some((e) => /^1: .*maxAge.* does not exist in type 'Input<R2BucketLockRuleCondition>'/.test(e)), errors.join("\n")).toBe(true);
+    expect(
+      errors.some((e) => /^0: .*deleteObjectTransition.* does not exist in type 'Input<R2BucketLifecycleRule>'/.test(e)),
+      errors.join("\n"),
+    ).toBe(true);
+    expect(
+      errors.some((e) => /^1: .*maxAge.* does not exist in type 'Input<R2BucketLockRuleCondition>'/.test(e)),
+      errors.join("\n"),
+    ).toBe(true);
   }, 120_000);
 });
 
@@ -426,9 +578,28 @@ describe("stacks", () => {
   it("looks the workers.dev subdomain up from the account when a preview's config does not give it", async () => {
     const { Api } = await import("../../infra/components/api.ts");
     const types: string[] = [];
-    await pulumi.runtime.setMocks({ newResource: (a) => (types.push(a.type), { id: `${a.name}-id`, state: { ...a.inputs, ...(a.type.endsWith(":WorkersSubdomain") ? { subdomain: "acme" } : {}) } }), call: (a) => a.inputs }, P, "pr-9", false);
+    await pulumi.runtime.setMocks(
+      {
+        newResource: (a) => (types.push(a.type), { id: `${a.name}-id`, state: { ...a.inputs, ...(a.type.endsWith(":WorkersSubdomain") ? { subdomain: "acme" } : {}) } }),
+        call: (a) => a.inputs,
+      },
+      P,
+      "pr-9",
+      false,
+    );
     const secret = pulumi.secret("t");
-    const api = new Api("a", { accountId: "0".repeat(32), stack: "pr-9", preview: true, bundle: { code: "export default {}", sha256: "x" }, bucketName: "b", jurisdiction: "default", serverToken: secret, adminToken: secret, maxBackupAgeHours: 7, freshnessCheckSchedule: "*/30 * * * *" });
+    const api = new Api("a", {
+      accountId: "0".repeat(32),
+      stack: "pr-9",
+      preview: true,
+      bundle: { code: "export default {}", sha256: "x" },
+      bucketName: "b",
+      jurisdiction: "default",
+      serverToken: secret,
+      adminToken: secret,
+      maxBackupAgeHours: 7,
+      freshnessCheckSchedule: "*/30 * * * *",
+    });
     expect(await new Promise((resolve) => api.url.apply(resolve))).toBe("https://r2-sqlite-backup-pr-9-api.acme.workers.dev");
     expect(types).toContain("pulumi-nodejs:dynamic/cloudflare:WorkersSubdomain");
     // Given in config (dev's, inherited by pr-42), nothing is looked up.
@@ -437,7 +608,9 @@ describe("stacks", () => {
 
   it("fails a stack with missing config with the exact commands to run (and no stray error)", async () => {
     const values = { [`${P}:cloudflareAccountId`]: "0123456789abcdef0123456789abcdef", [`${P}:renderEnabled`]: "false" };
-    await expect(planStack("prod", { config: { values, secretKeys: [] } })).rejects.toThrow(/pulumi config set r2-sqlite-backup:zoneId '<zone-id>' --stack prod\n  pulumi config set r2-sqlite-backup:hostname backups\.example\.com --stack prod/);
+    await expect(planStack("prod", { config: { values, secretKeys: [] } })).rejects.toThrow(
+      /pulumi config set r2-sqlite-backup:zoneId '<zone-id>' --stack prod\n {2}pulumi config set r2-sqlite-backup:hostname backups\.example\.com --stack prod/,
+    );
   });
 
   it("refuses to plan a non-preview stack that has no stack file, saying how to create it", async () => {

@@ -50,10 +50,13 @@ class FakeRender {
   runOutcome = "successful";
 
   constructor() {
-    this.server = createServer((req, res) => void this.handle(req).then(([status, body, headers]) => {
-      res.writeHead(status, { "content-type": "application/json", ...headers });
-      res.end(body === undefined ? "" : JSON.stringify(body));
-    }));
+    this.server = createServer(
+      (req, res) =>
+        void this.handle(req).then(([status, body, headers]) => {
+          res.writeHead(status, { "content-type": "application/json", ...headers });
+          res.end(body === undefined ? "" : JSON.stringify(body));
+        }),
+    );
   }
 
   get url(): string {
@@ -82,9 +85,16 @@ class FakeRender {
     if (req.headers.authorization !== `Bearer ${KEY}`) return [401, { message: "unauthorized" }];
     if (this.throttle > 0 && (this.throttleMethod === undefined || this.throttleMethod === req.method)) {
       this.throttle--;
-      return [429, { message: "rate limit exceeded" }, { ...(this.retryAfter === "" ? {} : { "retry-after": this.retryAfter }), ...(this.rateLimitReset === undefined ? {} : { "ratelimit-reset": this.rateLimitReset }) }];
+      return [
+        429,
+        { message: "rate limit exceeded" },
+        { ...(this.retryAfter === "" ? {} : { "retry-after": this.retryAfter }), ...(this.rateLimitReset === undefined ? {} : { "ratelimit-reset": this.rateLimitReset }) },
+      ];
     }
-    const parts = url.pathname.replace(/^\/v1\//, "").split("/").map(decodeURIComponent);
+    const parts = url.pathname
+      .replace(/^\/v1\//, "")
+      .split("/")
+      .map(decodeURIComponent);
     const [root, id, sub, key] = parts;
     if (root === "cron-jobs" && sub === "runs" && req.method === "POST") {
       if (!this.services.has(id as string)) return [404, { message: "service not found" }];
@@ -96,13 +106,25 @@ class FakeRender {
     if (root !== "services") return [404, { message: "not found" }];
     if (id === undefined) {
       if (req.method === "GET") {
-        const found = [...this.services.values()].filter((s) => (!url.searchParams.get("name") || s.name === url.searchParams.get("name")) && (!url.searchParams.get("type") || s.type === url.searchParams.get("type")));
+        const found = [...this.services.values()].filter(
+          (s) => (!url.searchParams.get("name") || s.name === url.searchParams.get("name")) && (!url.searchParams.get("type") || s.type === url.searchParams.get("type")),
+        );
         return [200, this.page(found, url.searchParams, (service, cursor) => ({ cursor, service }))];
       }
       if (req.method === "POST") {
         if ([...this.services.values()].some((s) => s.name === body.name)) return [409, { message: "name taken" }];
         const service = this.addService(
-          { id: `crn-${this.next++}`, type: body.type, name: body.name, ownerId: body.ownerId, repo: body.repo, branch: body.branch, rootDir: body.rootDir, autoDeploy: body.autoDeploy, serviceDetails: body.serviceDetails },
+          {
+            id: `crn-${this.next++}`,
+            type: body.type,
+            name: body.name,
+            ownerId: body.ownerId,
+            repo: body.repo,
+            branch: body.branch,
+            rootDir: body.rootDir,
+            autoDeploy: body.autoDeploy,
+            serviceDetails: body.serviceDetails,
+          },
           Object.fromEntries((body.envVars ?? []).map((e: any) => [e.key, e.value])),
         );
         const deployId = `dep-${this.next++}`;
@@ -144,7 +166,14 @@ class FakeRender {
     if (sub === "events" && req.method === "GET") {
       // A run is still going at the first poll after it started, and has ended (as the test chose) by the next.
       const visible = this.events.filter((e) => e.serviceId === service.id && e.type === url.searchParams.get("type"));
-      for (const r of this.pendingRuns.filter((p) => p.serviceId === service.id)) this.events.push({ id: `evt-${this.next++}`, serviceId: service.id, type: "cron_job_run_ended", timestamp: new Date().toISOString(), details: { cronJobRunId: r.runId, status: this.runOutcome } });
+      for (const r of this.pendingRuns.filter((p) => p.serviceId === service.id))
+        this.events.push({
+          id: `evt-${this.next++}`,
+          serviceId: service.id,
+          type: "cron_job_run_ended",
+          timestamp: new Date().toISOString(),
+          details: { cronJobRunId: r.runId, status: this.runOutcome },
+        });
       this.pendingRuns = this.pendingRuns.filter((p) => p.serviceId !== service.id);
       return [200, this.page(visible, url.searchParams, (event, cursor) => ({ cursor, event }))];
     }
@@ -219,7 +248,12 @@ beforeEach(() => {
   fake.runOutcome = "successful";
 });
 afterEach(() => {
-  for (const [name, value] of [["RENDER_API_KEY", saved.key], ["RENDER_API_URL", saved.url], ["RENDER_MAX_ATTEMPTS", saved.attempts], ["RENDER_POLL_MS", saved.poll]] as const) {
+  for (const [name, value] of [
+    ["RENDER_API_KEY", saved.key],
+    ["RENDER_API_URL", saved.url],
+    ["RENDER_MAX_ATTEMPTS", saved.attempts],
+    ["RENDER_POLL_MS", saved.poll],
+  ] as const) {
     if (value === undefined) delete process.env[name];
     else process.env[name] = value;
   }
@@ -282,7 +316,11 @@ describe("Render cron job provider", () => {
     expect(await cronJobProvider.diff!("crn-1", olds, withProvider(inputs))).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
     expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, schedule: "0 * * * *" }))).toEqual({ changes: true, replaces: [], deleteBeforeReplace: true });
     expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, envVars: { BACKUP_AGENT_TOKEN: "rotated" } }))).toMatchObject({ changes: true, replaces: [] });
-    expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, ownerId: "tea-other" }))).toEqual({ changes: true, replaces: ["ownerId"], deleteBeforeReplace: true });
+    expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, ownerId: "tea-other" }))).toEqual({
+      changes: true,
+      replaces: ["ownerId"],
+      deleteBeforeReplace: true,
+    });
     expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, region: "frankfurt", runtime: "docker" }))).toMatchObject({ replaces: ["region", "runtime"] });
     // An unknown value at preview time is a change, never "no change".
     expect(await cronJobProvider.diff!("crn-1", olds, withProvider({ ...inputs, repo: "04da6b54-80e4-46f7-96ec-b56ff0331ba9" }))).toMatchObject({ changes: true, replaces: [] });
@@ -337,7 +375,14 @@ describe("Render cron job provider", () => {
     const result = await cronJobProvider.create!(withProvider(inputs));
     expect(result.id).toBe("crn-1");
     // The lookup, the throttled create, then waiting for the first deploy to be live.
-    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /v1/services", "POST /v1/services", "POST /v1/services", "POST /v1/services", "GET /v1/services/crn-1/deploys/dep-2", "GET /v1/services/crn-1/deploys/dep-2"]);
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      "GET /v1/services",
+      "POST /v1/services",
+      "POST /v1/services",
+      "POST /v1/services",
+      "GET /v1/services/crn-1/deploys/dep-2",
+      "GET /v1/services/crn-1/deploys/dep-2",
+    ]);
     expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
     expect(fake.services.size).toBe(1);
   });
@@ -384,7 +429,10 @@ describe("Render env vars on the existing app service", () => {
     fake.requests = [];
     const second = { serviceId: "srv-app", envVars: { R2_WORKER_URL: "https://b.example.com", SERVER_BYPASS_TOKEN: "t2" } };
     expect(await serviceEnvVarsProvider.diff!("srv-app/env-vars", withProvider(first), withProvider(second))).toEqual({ changes: true, replaces: [] });
-    expect(await serviceEnvVarsProvider.diff!("srv-app/env-vars", withProvider(first), withProvider({ ...first, serviceId: "srv-other" }))).toEqual({ changes: true, replaces: ["serviceId"] });
+    expect(await serviceEnvVarsProvider.diff!("srv-app/env-vars", withProvider(first), withProvider({ ...first, serviceId: "srv-other" }))).toEqual({
+      changes: true,
+      replaces: ["serviceId"],
+    });
     await serviceEnvVarsProvider.update!("srv-app/env-vars", withProvider(first), withProvider(second));
     // Then deployed, and `up` waits until it is live: Render applies variables only on a deploy.
     expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
@@ -402,7 +450,9 @@ describe("Render env vars on the existing app service", () => {
   });
 
   it("names the service when it does not exist", async () => {
-    await expect(serviceEnvVarsProvider.create!(withProvider({ serviceId: "srv-missing", envVars: { A: "1" } }))).rejects.toThrow(/service 'srv-missing': 404 service not found \(check renderAppServiceId\)/);
+    await expect(serviceEnvVarsProvider.create!(withProvider({ serviceId: "srv-missing", envVars: { A: "1" } }))).rejects.toThrow(
+      /service 'srv-missing': 404 service not found \(check renderAppServiceId\)/,
+    );
   });
 });
 
@@ -417,7 +467,16 @@ describe("a token rotation, as `pulumi up` orders it (app service, cron jobs, cl
       const handler = createAgentHandler({
         token: env.BACKUP_AGENT_TOKEN ?? "",
         ...(env.BACKUP_AGENT_TOKEN_PREVIOUS ? { previousToken: env.BACKUP_AGENT_TOKEN_PREVIOUS } : {}),
-        run: async () => ({ kind: "full", id: "20260101T000000Z", manifestKey: "backups/full/20260101T000000Z/metadata.json", manifest: {} as never, warnings: [], durationMs: 1, storedBytes: 1 }) as never,
+        run: async () =>
+          ({
+            kind: "full",
+            id: "20260101T000000Z",
+            manifestKey: "backups/full/20260101T000000Z/metadata.json",
+            manifest: {} as never,
+            warnings: [],
+            durationMs: 1,
+            storedBytes: 1,
+          }) as never,
       });
       handler(req, res);
     });
@@ -425,7 +484,10 @@ describe("a token rotation, as `pulumi up` orders it (app service, cron jobs, cl
     const agentUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
     const trigger = async (cronJobId: string) => {
       const token = fake.live.get(cronJobId)?.BACKUP_AGENT_TOKEN ?? "";
-      return triggerBackup({ agentUrl, token, attempts: 1 }).then((o) => o.exitCode, (e: { exitCode?: number; kind?: string }) => (e.kind === "auth" ? 4 : 1));
+      return triggerBackup({ agentUrl, token, attempts: 1 }).then(
+        (o) => o.exitCode,
+        (e: { exitCode?: number; kind?: string }) => (e.kind === "auth" ? 4 : 1),
+      );
     };
     try {
       return await fn(trigger);
@@ -476,7 +538,9 @@ describe("a token rotation, as `pulumi up` orders it (app service, cron jobs, cl
   it("fails `up` when the app service's deploy fails, naming the service, instead of moving on to the cron jobs", async () => {
     fake.addService({ id: "srv-app", type: "web_service", name: "app" });
     fake.failDeploys = true;
-    await expect(serviceEnvVarsProvider.create!(withProvider({ serviceId: "srv-app", envVars: { A: "1" }, keepPrevious: [] }))).rejects.toThrow(/deploy render service 'srv-app' \(the agent's variables\): deploy 'dep-1' ended 'build_failed'/);
+    await expect(serviceEnvVarsProvider.create!(withProvider({ serviceId: "srv-app", envVars: { A: "1" }, keepPrevious: [] }))).rejects.toThrow(
+      /deploy render service 'srv-app' \(the agent's variables\): deploy 'dep-1' ended 'build_failed'/,
+    );
   });
 
   it("waits for Ratelimit-Reset on a 429 without Retry-After", async () => {
@@ -510,7 +574,9 @@ describe("the first run of a cron job (the deploy's first backup and drill)", ()
   it("fails `up` when the run fails, naming the job and what the run was for; later updates never run it again", async () => {
     const { id } = await cronJobProvider.create!(withProvider(inputs));
     fake.runOutcome = "unsuccessful";
-    await expect(cronJobRunProvider.create!(withProvider({ serviceId: id, purpose: "the first backup" }))).rejects.toThrow(new RegExp(`run render cron job '${id}' \\(the first backup\\): run 'run-\\d+' ended 'unsuccessful'`));
+    await expect(cronJobRunProvider.create!(withProvider({ serviceId: id, purpose: "the first backup" }))).rejects.toThrow(
+      new RegExp(`run render cron job '${id}' \\(the first backup\\): run 'run-\\d+' ended 'unsuccessful'`),
+    );
     fake.requests = [];
     await cronJobRunProvider.update!("run-1", withProvider({ serviceId: id, purpose: "a", runId: "run-1" }), withProvider({ serviceId: id, purpose: "b" }));
     expect(fake.requests).toHaveLength(0);
@@ -562,7 +628,10 @@ describe("the workers.dev subdomain lookup (a local stand-in for api.cloudflare.
       const sf = await pulumi.runtime.serializeFunction(() => workersSubdomainProvider, { allowSecrets: true });
       expect(sf.text).not.toContain("cf-token");
     } finally {
-      for (const [k, v] of [["CLOUDFLARE_API_TOKEN", saved.token], ["CLOUDFLARE_API_URL", saved.url]] as const) {
+      for (const [k, v] of [
+        ["CLOUDFLARE_API_TOKEN", saved.token],
+        ["CLOUDFLARE_API_URL", saved.url],
+      ] as const) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }

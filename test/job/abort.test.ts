@@ -58,7 +58,10 @@ describe("AbortSignal through the library", () => {
       const run = restore({ store: t.bucket.store, to: target, force: true, signal: controller.signal, onProgress: (p) => p.phase === phase && controller.abort() });
       await expect(run, phase).rejects.toSatisfy(interrupted);
       expect(await fileSha256(target), phase).toBe(before);
-      expect((await readdir(t.dir)).filter((f) => f.includes(".restore-")), phase).toEqual([]);
+      expect(
+        (await readdir(t.dir)).filter((f) => f.includes(".restore-")),
+        phase,
+      ).toEqual([]);
     }
 
     const controller = new AbortController();

@@ -65,7 +65,11 @@ describe("agent requests", () => {
     expect((await post(agent.url, '{"kind":"incremental"}')).status).toBe(200);
     expect((await post(agent.url, "")).status).toBe(200);
     expect(agent.kinds).toEqual(["full", "incremental", "auto"]);
-    for (const [query, body] of [["?kind=weekly", undefined], ["?kind=full", '{"kind":"incremental"}'], ["", '{"kind":7}']] as const) {
+    for (const [query, body] of [
+      ["?kind=weekly", undefined],
+      ["?kind=full", '{"kind":"incremental"}'],
+      ["", '{"kind":7}'],
+    ] as const) {
       const res = await post(agent.url, body, query);
       expect(res.status, `${query} ${body}`).toBe(400);
       expect(await res.json()).toMatchObject({ error: "bad_request" });

@@ -20,11 +20,14 @@ import { useTestBucket } from "./bucket.ts";
 const t = useTestBucket("backup-agent-");
 const AGENT_TOKEN = "agent-secret-0123456789";
 
-
 function trigger(agentUrl: string, token = AGENT_TOKEN, extra: string[] = []) {
   const stdout = collector();
   const stderr = collector();
-  return main(["trigger", "--agent-url", agentUrl, "--retries", "0", ...extra], { stdout, stderr, env: { BACKUP_AGENT_TOKEN: token } }).then((code) => ({ code, stdout: stdout.text(), stderr: stderr.text() }));
+  return main(["trigger", "--agent-url", agentUrl, "--retries", "0", ...extra], { stdout, stderr, env: { BACKUP_AGENT_TOKEN: token } }).then((code) => ({
+    code,
+    stdout: stdout.text(),
+    stderr: stderr.text(),
+  }));
 }
 
 async function startAgentCli(db: string, extraEnv: Record<string, string> = {}) {
@@ -43,10 +46,13 @@ async function startAgentCli(db: string, extraEnv: Record<string, string> = {}) 
     });
     run.child.once("exit", (code) => reject(new Error(`agent exited ${code}`)));
   });
-  return { url, stop: async () => {
-    run.child.kill("SIGTERM");
-    return run.done;
-  } };
+  return {
+    url,
+    stop: async () => {
+      run.child.kill("SIGTERM");
+      return run.done;
+    },
+  };
 }
 
 describe("agent and trigger", () => {
@@ -145,7 +151,13 @@ describe("library API in-process (the LiveStore case)", () => {
     writeLiveStoreDb(path, { events: 100 });
     const app = new DatabaseSync(path);
     try {
-      const full = await backup({ store: t.bucket.store, databases: [{ source: "eventlog@6", db: app }], kind: "full", tmpDir: join(t.dir, "tmp"), app: { name: "todo", version: "1.2.3" } });
+      const full = await backup({
+        store: t.bucket.store,
+        databases: [{ source: "eventlog@6", db: app }],
+        kind: "full",
+        tmpDir: join(t.dir, "tmp"),
+        app: { name: "todo", version: "1.2.3" },
+      });
       expect(full.manifest.app).toEqual({ name: "todo", version: "1.2.3" });
       expect(full.manifest.databases[0]!.tables.eventlog).toBe(100);
       app.prepare("INSERT INTO eventlog (seqNumGlobal, seqNumClient, name, argsJson, clientId, sessionId) VALUES (101, 0, 'x', '{}', 'c', 's')").run();
@@ -184,7 +196,9 @@ describe("library API in-process (the LiveStore case)", () => {
       promote: false,
     });
     expect(ok.manifest.databases[0]!.tables.eventlog).toBe(5);
-    const err = await backup({ store: t.bucket.store, databases: [{ source: "app", snapshot: async () => {} }], kind: "full", tmpDir: join(t.dir, "tmp") }).catch((e: unknown) => e);
+    const err = await backup({ store: t.bucket.store, databases: [{ source: "app", snapshot: async () => {} }], kind: "full", tmpDir: join(t.dir, "tmp") }).catch(
+      (e: unknown) => e,
+    );
     expect((err as { exitCode: number }).exitCode).toBe(EXIT.integrity);
     expect((err as Error).message).toMatch(/reported success but left no file/);
     const manifests = (await t.bucket.store.listAll("backups/")).filter((o) => o.key.endsWith("metadata.json"));
@@ -223,10 +237,17 @@ describe("metrics and webhook", () => {
     try {
       const metrics = cloudWatchSink({ namespace: "R2SqliteBackup", client });
       const ok = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), metrics, webhookUrl: hook.url });
-      await backup({ store: t.bucket.store, databases: [{ path: join(t.dir, "missing.db") }], kind: "full", tmpDir: join(t.dir, "tmp"), metrics, webhookUrl: hook.url }).catch(() => {});
+      await backup({ store: t.bucket.store, databases: [{ path: join(t.dir, "missing.db") }], kind: "full", tmpDir: join(t.dir, "tmp"), metrics, webhookUrl: hook.url }).catch(
+        () => {},
+      );
       expect(sent.map((s) => s.Namespace)).toEqual(["R2SqliteBackup", "R2SqliteBackup"]);
       const byName = (i: number) => Object.fromEntries(sent[i]!.MetricData!.map((d) => [d.MetricName, d.Value]));
-      expect(byName(0)).toMatchObject({ [METRICS.backupSucceeded]: 1, [METRICS.backupFailed]: 0, [METRICS.backupBytes]: ok.uncompressedBytes, [METRICS.storedBytes]: ok.storedBytes });
+      expect(byName(0)).toMatchObject({
+        [METRICS.backupSucceeded]: 1,
+        [METRICS.backupFailed]: 0,
+        [METRICS.backupBytes]: ok.uncompressedBytes,
+        [METRICS.storedBytes]: ok.storedBytes,
+      });
       expect(byName(0)[METRICS.backupDurationSeconds]).toBeGreaterThan(0);
       expect(byName(1)).toMatchObject({ [METRICS.backupSucceeded]: 0, [METRICS.backupFailed]: 1 });
       // No drill has passed in this bucket: every run reports an age past the 35-day alarm.

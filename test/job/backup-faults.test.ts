@@ -79,13 +79,19 @@ describe("faults between job and Worker", () => {
   it("every JSON answer cut mid-body once (listing, start, part, completion, PUT, manifest) is retried: the backup completes and restores", async () => {
     const cut = new Set<string>();
     const kinds = (method: string, url: string) =>
-      method === "GET" && /\/api\/backups\?/.test(url) ? "list"
-      : method === "GET" && url.endsWith("metadata.json") ? "manifest"
-      : method === "POST" && url.endsWith("?uploads") ? "start"
-      : method === "PUT" && url.includes("partNumber=") ? "part"
-      : method === "POST" && url.includes("uploadId=") ? "complete"
-      : method === "PUT" ? "put"
-      : undefined;
+      method === "GET" && /\/api\/backups\?/.test(url)
+        ? "list"
+        : method === "GET" && url.endsWith("metadata.json")
+          ? "manifest"
+          : method === "POST" && url.endsWith("?uploads")
+            ? "start"
+            : method === "PUT" && url.includes("partNumber=")
+              ? "part"
+              : method === "POST" && url.includes("uploadId=")
+                ? "complete"
+                : method === "PUT"
+                  ? "put"
+                  : undefined;
     const truncateFirst = (method: string, url: string): ProxyAction => {
       const kind = kinds(method, url);
       if (kind === undefined || cut.has(kind)) return "pass";
@@ -118,7 +124,7 @@ describe("faults between job and Worker", () => {
 
   it("random faults on any request: every run is complete and whole, or failed with no manifest", async () => {
     let seed = 12345;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const actions: ProxyAction[] = ["500", "drop", "drop-after-upstream"];
     const outcomes: string[] = [];
     for (let run = 0; run < 6; run++) {

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { zstdDecompressSync } from "node:zlib";
 import { catalogFromKeys, decodeChangeLine, manifestKey, parseManifest, type ChangeLine, type Manifest } from "../../core/index.ts";
-import { HttpStore } from "../../job/store/http-store.ts";
+import type { HttpStore } from "../../job/store/http-store.ts";
 
 /**
  * Fixtures for the backup job's tests: the real bundled Worker in Miniflare (local R2), LiveStore-shaped
@@ -46,10 +46,13 @@ export function writeLiveStoreDb(path: string, options: { from?: number; events:
   try {
     db.exec(LIVESTORE_SCHEMA);
     const from = options.from ?? 1;
-    const ins = db.prepare("INSERT INTO eventlog (seqNumGlobal, seqNumClient, parentSeqNumGlobal, parentSeqNumClient, name, argsJson, clientId, sessionId, schemaHash) VALUES (?, 0, ?, 0, ?, ?, 'client-a', 'session-1', 42)");
+    const ins = db.prepare(
+      "INSERT INTO eventlog (seqNumGlobal, seqNumClient, parentSeqNumGlobal, parentSeqNumClient, name, argsJson, clientId, sessionId, schemaHash) VALUES (?, 0, ?, 0, ?, ?, 'client-a', 'session-1', 42)",
+    );
     const pad = "x".repeat(options.argsBytes ?? 40);
     db.exec("BEGIN");
-    for (let i = from; i < from + options.events; i++) ins.run(i, i - 1, i % 3 === 0 ? "todoCompleted-v1" : "todoCreated-v1", JSON.stringify({ id: `t${i}`, text: `todo ${i} ${pad}` }));
+    for (let i = from; i < from + options.events; i++)
+      ins.run(i, i - 1, i % 3 === 0 ? "todoCompleted-v1" : "todoCreated-v1", JSON.stringify({ id: `t${i}`, text: `todo ${i} ${pad}` }));
     const doc = db.prepare("INSERT OR REPLACE INTO documents (id, title, body, updatedAt) VALUES (?, ?, ?, ?)");
     for (let i = 1; i <= (options.docs ?? 0); i++) doc.run(`doc-${i}`, `Doc ${i}`, `# Doc ${i}\n\nSome *markdown* for ${i}.\n`, i);
     db.exec("COMMIT");

@@ -74,7 +74,11 @@ describe("change export", () => {
   it("exports rows strictly past the watermark in key order, and carries the new watermark", async () => {
     const db = join(dir.path, "a.db");
     writeLiveStoreDb(db, { events: 10 });
-    const ex = exportChanges([{ source: "s", db }], [{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"] }], [{ source: "s", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [7, 0] }]);
+    const ex = exportChanges(
+      [{ source: "s", db }],
+      [{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"] }],
+      [{ source: "s", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [7, 0] }],
+    );
     let text = "";
     for await (const t of ex.lines) text += t;
     expect(decodeChanges(Buffer.from(text)).map((c) => c.row.seqNumGlobal)).toEqual([8, 9, 10]);
@@ -131,7 +135,10 @@ describe("logs", () => {
     const j = createLogger({ write: (t: string) => (json += t), isTTY: false });
     j.info("retry with Authorization: Bearer abc.def", { n: 1 });
     j.progress({ type: "progress", phase: "upload", file: "a.db.zst", bytes: 10, total: 10 });
-    const lines = json.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = json
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines[0]).toMatchObject({ level: "info", n: 1 });
     expect(String(lines[0]!.message)).not.toContain("abc.def");
     expect(lines[1]).toMatchObject({ message: "progress", bytes: 10, total: 10 });

@@ -13,11 +13,14 @@ import { useTestBucket } from "./bucket.ts";
 
 const t = useTestBucket("backup-test-");
 
-
 function cli(args: string[], env: Record<string, string> = {}) {
   const stdout = collector();
   const stderr = collector();
-  return main(args, { stdout, stderr, env: { R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token, ...env } }).then((code) => ({ code, stdout: stdout.text(), stderr: stderr.text() }));
+  return main(args, { stdout, stderr, env: { R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token, ...env } }).then((code) => ({
+    code,
+    stdout: stdout.text(),
+    stderr: stderr.text(),
+  }));
 }
 
 async function untar(raw: Buffer): Promise<Map<string, string>> {
@@ -51,7 +54,20 @@ describe("r2backup run --kind full", () => {
     await writeFile(join(docs, "readme.md"), "# Readme\n");
     await writeFile(join(docs, "notes", "a.md"), "# A\n\ntext\n");
 
-    const r = await cli(["run", "--db", db, "--kind", "full", "--documents", docs, "--documents-query", "SELECT id, body FROM documents ORDER BY id", "--tmp-dir", join(t.dir, "tmp"), "--json"]);
+    const r = await cli([
+      "run",
+      "--db",
+      db,
+      "--kind",
+      "full",
+      "--documents",
+      docs,
+      "--documents-query",
+      "SELECT id, body FROM documents ORDER BY id",
+      "--tmp-dir",
+      join(t.dir, "tmp"),
+      "--json",
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout) as { id: string; manifest: { files: { name: string }[] } };
     const { manifest, bytes } = await verifySet(t.bucket.store, "full", result.id);
@@ -145,8 +161,16 @@ describe("incremental chain", () => {
       [full.id, inc1.id],
       [full.id, inc2.id],
     ]);
-    expect(sets.map((m) => m.from[0]?.value)).toEqual([[300, 0], [350, 1], [357, 0]]);
-    expect(sets.map((m) => m.to[0]?.value)).toEqual([[350, 1], [357, 0], [357, 0]]);
+    expect(sets.map((m) => m.from[0]?.value)).toEqual([
+      [300, 0],
+      [350, 1],
+      [357, 0],
+    ]);
+    expect(sets.map((m) => m.to[0]?.value)).toEqual([
+      [350, 1],
+      [357, 0],
+      [357, 0],
+    ]);
     expect(sets.map((m) => m.changes)).toEqual([{ "eventlog@6/eventlog": 51 }, { "eventlog@6/eventlog": 7 }, { "eventlog@6/eventlog": 0 }]);
 
     const rowsOf = async (id: string) => decodeChanges((await verifySet(t.bucket.store, "incremental", id)).bytes.get("changes.ndjson.zst")!);
@@ -156,7 +180,10 @@ describe("incremental chain", () => {
     expect(r2.map((c) => c.row.seqNumGlobal)).toEqual([351, 352, 353, 354, 355, 356, 357]);
     expect(r1[0]).toMatchObject({ source: "eventlog@6", table: "eventlog", row: { name: "todoCreated-v1", clientId: "client-a" } });
     // Every row is past its set's `from` and at most its `to`.
-    for (const [m, rows] of [[sets[0]!, r1], [sets[1]!, r2]] as const) {
+    for (const [m, rows] of [
+      [sets[0]!, r1],
+      [sets[1]!, r2],
+    ] as const) {
       for (const c of rows) {
         const key = [c.row.seqNumGlobal as number, c.row.seqNumClient as number];
         expect(compareKeys(key, m.from[0]!.value!)).toBe(1);
@@ -262,7 +289,8 @@ describe("clear failures with distinct exit codes", () => {
     expect((await cli(["run", "--bogus"])).code).toBe(EXIT.usage);
     const help = await cli(["--help"]);
     expect(help.code).toBe(0);
-    for (const word of ["run", "list", "status", "agent", "trigger", "Exit codes", " 6  a disk is full: the temporary disk (--tmp-dir), or the target's for restore"]) expect(help.stdout).toContain(word);
+    for (const word of ["run", "list", "status", "agent", "trigger", "Exit codes", " 6  a disk is full: the temporary disk (--tmp-dir), or the target's for restore"])
+      expect(help.stdout).toContain(word);
   });
 });
 

@@ -47,7 +47,9 @@ describe("a plain SQLite database (no change table)", () => {
     const second = await take(db, "auto", 1);
     points.push(dumpDatabase(db));
     exec(db, "UPDATE items SET name = 'B' WHERE id = 2; DELETE FROM items WHERE id = 1;");
-    await expect(take(db, "incremental", 2)).rejects.toSatisfy((e: unknown) => e instanceof CoverageError && e.exitCode === EXIT.usage && /'app'.*no change table/.test(e.message) && /--kind full/.test(e.message));
+    await expect(take(db, "incremental", 2)).rejects.toSatisfy(
+      (e: unknown) => e instanceof CoverageError && e.exitCode === EXIT.usage && /'app'.*no change table/.test(e.message) && /--kind full/.test(e.message),
+    );
     const third = await take(db, "full", 3);
     points.push(dumpDatabase(db));
 
@@ -62,7 +64,10 @@ describe("a plain SQLite database (no change table)", () => {
 describe("a database with a change table and other tables", () => {
   it("takes incrementals while only the change table grows; a change elsewhere makes auto take a full backup", async () => {
     const db = join(t.dir, "app.db");
-    exec(db, `${EVENTLOG} CREATE TABLE settings (k TEXT PRIMARY KEY, v TEXT); INSERT INTO settings VALUES ('theme', 'dark'); INSERT INTO eventlog VALUES (1, 0, 'a'), (2, 0, 'b');`);
+    exec(
+      db,
+      `${EVENTLOG} CREATE TABLE settings (k TEXT PRIMARY KEY, v TEXT); INSERT INTO settings VALUES ('theme', 'dark'); INSERT INTO eventlog VALUES (1, 0, 'a'), (2, 0, 'b');`,
+    );
     const points: ReturnType<typeof dumpDatabase>[] = [];
     await take(db, "full", 0);
     points.push(dumpDatabase(db));
@@ -106,7 +111,10 @@ describe("a database with a change table and other tables", () => {
     await take(db, "full", 0);
     exec(db, "UPDATE eventlog SET name = 'A' WHERE seqNumGlobal = 1; INSERT INTO eventlog VALUES (2, 0, 'b');");
     expect((await take(db, "auto", 1)).kind).toBe("incremental");
-    expect((await restoredAt(1, "inc")).rows.eventlog).toEqual(['[["seqNumGlobal","1"],["seqNumClient","0"],["name","a"]]', '[["seqNumGlobal","2"],["seqNumClient","0"],["name","b"]]']);
+    expect((await restoredAt(1, "inc")).rows.eventlog).toEqual([
+      '[["seqNumGlobal","1"],["seqNumClient","0"],["name","a"]]',
+      '[["seqNumGlobal","2"],["seqNumClient","0"],["name","b"]]',
+    ]);
     await take(db, "full", 7);
     expect(await restoredAt(7, "full")).toEqual(dumpDatabase(db));
   });
@@ -115,7 +123,16 @@ describe("a database with a change table and other tables", () => {
     const db = join(t.dir, "other.db");
     exec(db, "CREATE TABLE eventlog (seqNumGlobal INTEGER PRIMARY KEY, argsJson TEXT); INSERT INTO eventlog VALUES (1, '{}');");
     const warnings: string[] = [];
-    const first = await backup({ store: t.bucket.store, databases: [{ path: db, source: "app" }], kind: "full", now: hour(0), tmpDir: join(t.dir, "work"), lockFile: false, promote: false, onEvent: (e) => e.type === "log" && e.level === "warn" && warnings.push(e.message) });
+    const first = await backup({
+      store: t.bucket.store,
+      databases: [{ path: db, source: "app" }],
+      kind: "full",
+      now: hour(0),
+      tmpDir: join(t.dir, "work"),
+      lockFile: false,
+      promote: false,
+      onEvent: (e) => e.type === "log" && e.level === "warn" && warnings.push(e.message),
+    });
     expect(first.manifest.databases[0]!.coverage).toBe("none");
     expect(first.manifest.to).toEqual([]);
     expect(warnings.join("\n")).toMatch(/'eventlog' is not a change table: it has no column seqNumClient/);

@@ -25,7 +25,10 @@ async function cli(args: string[], env: Record<string, string> = {}) {
 
 /** The one error line of a failed run, parsed. */
 function errorLine(stderr: string): { message: string; exitCode: number; kind: string } {
-  const lines = stderr.trim().split("\n").filter((l) => l.includes('"level":"error"'));
+  const lines = stderr
+    .trim()
+    .split("\n")
+    .filter((l) => l.includes('"level":"error"'));
   expect(lines, stderr).toHaveLength(1);
   return JSON.parse(lines[0]!) as { message: string; exitCode: number; kind: string };
 }
@@ -89,7 +92,10 @@ describe("exit codes and hints", () => {
   });
 
   it("--retries counts retries: --retries 0 is one attempt, --retries 1 two", async () => {
-    for (const [retries, attempts] of [["0", 1], ["1", 2]] as const) {
+    for (const [retries, attempts] of [
+      ["0", 1],
+      ["1", 2],
+    ] as const) {
       const r = await cli(["list", "--retries", retries, "--backoff-ms", "1"], { R2_WORKER_URL: "http://127.0.0.1:9" });
       expect(r.code).toBe(EXIT.unreachable);
       expect(errorLine(r.stderr).message).toMatch(new RegExp(`failed ${attempts} times`));

@@ -92,7 +92,15 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
     doWork(store, 30, "b");
     await waitPersisted(store);
     const expected = allTodos(store);
-    await backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind: "incremental", now: at("2026-03-02T01:00:00Z"), tmpDir: tmp(), lockFile: false, promote: false });
+    await backup({
+      store: t.bucket.store,
+      databases: liveStoreDatabases(store),
+      kind: "incremental",
+      now: at("2026-03-02T01:00:00Z"),
+      tmpDir: tmp(),
+      lockFile: false,
+      promote: false,
+    });
     doWork(store, 30, "c"); // the app runs on; then its disk is lost and the operator restores over what is left
     await closeTodoStore(store);
 
@@ -238,7 +246,15 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
     const before = await readFile(log);
     expect((await readdir(join(app, "todos"))).some((f) => f.endsWith("-journal"))).toBe(true);
 
-    await backup({ store: t.bucket.store, databases: await databasesInDir(app), kind: "full", now: at("2026-03-06T00:00:00Z"), tmpDir: tmp(), lockFile: false, promote: false }).catch(() => undefined);
+    await backup({
+      store: t.bucket.store,
+      databases: await databasesInDir(app),
+      kind: "full",
+      now: at("2026-03-06T00:00:00Z"),
+      tmpDir: tmp(),
+      lockFile: false,
+      promote: false,
+    }).catch(() => undefined);
 
     expect((await readFile(log)).equals(before)).toBe(true);
     expect((await readdir(join(app, "todos"))).some((f) => f.endsWith("-journal"))).toBe(true);
@@ -255,7 +271,15 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
       child!.stdout!.once("data", () => resolve());
       child!.once("exit", (code) => reject(new Error(`writer exited ${code}`)));
     });
-    const b = await backup({ store: t.bucket.store, databases: await databasesInDir(app), kind: "full", now: at("2026-03-05T00:00:00Z"), tmpDir: tmp(), lockFile: false, promote: false });
+    const b = await backup({
+      store: t.bucket.store,
+      databases: await databasesInDir(app),
+      kind: "full",
+      now: at("2026-03-05T00:00:00Z"),
+      tmpDir: tmp(),
+      lockFile: false,
+      promote: false,
+    });
     child.kill("SIGKILL");
     child = undefined;
     expect(b.manifest.databases.map((d) => d.coverage).sort()).toEqual(["derived", "rows"]);

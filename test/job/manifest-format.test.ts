@@ -20,13 +20,17 @@ const FIXTURE = fileURLToPath(new URL("./fixtures/bucket-0.1.0/", import.meta.ur
 /** Every object of the fixture bucket: its key (the path under the folder) and bytes. */
 async function fixtureObjects(): Promise<{ key: string; bytes: Buffer }[]> {
   const files = (await readdir(join(FIXTURE, "backups"), { recursive: true, withFileTypes: true })).filter((f) => f.isFile());
-  return Promise.all(files.map(async (f) => ({ key: `backups/${join(f.parentPath, f.name).slice(join(FIXTURE, "backups").length + 1)}`, bytes: await readFile(join(f.parentPath, f.name)) })));
+  return Promise.all(
+    files.map(async (f) => ({ key: `backups/${join(f.parentPath, f.name).slice(join(FIXTURE, "backups").length + 1)}`, bytes: await readFile(join(f.parentPath, f.name)) })),
+  );
 }
 
 /** A digest of a database's logical content (schema and every row), or of one table's rows. */
 function contentDigest(path: string, table?: string): string {
   const dump = dumpDatabase(path);
-  return createHash("sha256").update(JSON.stringify(table === undefined ? dump : dump.rows[table])).digest("hex");
+  return createHash("sha256")
+    .update(JSON.stringify(table === undefined ? dump : dump.rows[table]))
+    .digest("hex");
 }
 
 describe("the manifest format version", () => {
@@ -44,7 +48,9 @@ describe("the manifest format version", () => {
 
   it("is read: a manifest of another format is refused, naming the format it expects", () => {
     const text = JSON.stringify({ format: "r2-sqlite-backup/manifest@2" });
-    expect(() => parseManifest(text, "backups/full/20261201T060000Z/metadata.json")).toThrow(/backups\/full\/20261201T060000Z\/metadata\.json.*format.*r2-sqlite-backup\/manifest@1/s);
+    expect(() => parseManifest(text, "backups/full/20261201T060000Z/metadata.json")).toThrow(
+      /backups\/full\/20261201T060000Z\/metadata\.json.*format.*r2-sqlite-backup\/manifest@1/s,
+    );
   });
 });
 
@@ -52,7 +58,8 @@ describe("a bucket written by 0.1.0", () => {
   it("parses with today's manifest schema", async () => {
     const manifests = (await fixtureObjects()).filter((o) => o.key.endsWith("/metadata.json"));
     expect(manifests.map((m) => m.key).sort()).toEqual(["backups/full/20261201T060000Z/metadata.json", "backups/incremental/20261201T070000Z/metadata.json"]);
-    for (const m of manifests) expect(parseManifest(m.bytes.toString("utf8"), m.key)).toMatchObject({ format: "r2-sqlite-backup/manifest@1", tool: { name: "r2backup", version: "0.1.0" } });
+    for (const m of manifests)
+      expect(parseManifest(m.bytes.toString("utf8"), m.key)).toMatchObject({ format: "r2-sqlite-backup/manifest@1", tool: { name: "r2backup", version: "0.1.0" } });
   });
 
   it("restores with today's code: the full at its time, and the full plus its incremental at latest", async () => {

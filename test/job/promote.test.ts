@@ -25,11 +25,21 @@ describe("a daily promotion that failed half-way", () => {
     let failDailyManifest = true;
     // The first run's daily documents and manifest never get through (500 on every attempt): its database
     // object is already there. The next run keeps that one and streams the documents from full/<first>/.
-    const proxy = await startFaultProxy(t.bucket.url, (req) => (failDailyManifest && req.method === "PUT" && /\/backups\/daily\/[^/]+\/(metadata\.json|documents\.tar\.zst)/.test(req.url ?? "") ? "500" : "pass"));
+    const proxy = await startFaultProxy(t.bucket.url, (req) =>
+      failDailyManifest && req.method === "PUT" && /\/backups\/daily\/[^/]+\/(metadata\.json|documents\.tar\.zst)/.test(req.url ?? "") ? "500" : "pass",
+    );
     try {
       const store = new HttpStore({ url: proxy.url, token: t.bucket.token, attempts: 2, backoffMs: 5 });
       const at = (iso: string) => () => new Date(iso);
-      const first = await backup({ store, databases: [{ path: db, source: "app" }], kind: "full", now: at("2026-05-01T06:00:00Z"), tmpDir: join(t.dir, "work"), lockFile: false, documents: { dir: docs } });
+      const first = await backup({
+        store,
+        databases: [{ path: db, source: "app" }],
+        kind: "full",
+        now: at("2026-05-01T06:00:00Z"),
+        tmpDir: join(t.dir, "work"),
+        lockFile: false,
+        documents: { dir: docs },
+      });
       expect(first.promoted).toBeNull();
       expect(first.warnings.join("\n")).toMatch(/promote to daily\/2026-05-01/);
       expect((await verifyAllComplete(t.bucket.store)).incomplete).toEqual(["daily/2026-05-01"]);
@@ -37,7 +47,15 @@ describe("a daily promotion that failed half-way", () => {
 
       failDailyManifest = false;
       appendDemoEvents(db, 100, 2);
-      const second = await backup({ store, databases: [{ path: db, source: "app" }], kind: "full", now: at("2026-05-01T12:00:00Z"), tmpDir: join(t.dir, "work"), lockFile: false, documents: { dir: docs } });
+      const second = await backup({
+        store,
+        databases: [{ path: db, source: "app" }],
+        kind: "full",
+        now: at("2026-05-01T12:00:00Z"),
+        tmpDir: join(t.dir, "work"),
+        lockFile: false,
+        documents: { dir: docs },
+      });
       expect(second.promoted).toMatchObject({ day: "2026-05-01", reason: expect.stringMatching(new RegExp(`finished the promotion of ${first.id} .*kept 1, copied 1`)) });
       const daily = await verifySet(t.bucket.store, "daily", "2026-05-01");
       expect(daily.manifest.promotedFrom).toBe(first.id);

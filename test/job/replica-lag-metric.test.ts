@@ -45,7 +45,16 @@ it("each backup reports the replica's lag: 1 set before the cron copies it, 0 af
   expect((await w.scheduled()).outcome).toBe("ok");
   writeLiveStoreDb(db, { from: 21, events: 5 });
   await new Promise((r) => setTimeout(r, 1100)); // set ids are whole seconds
-  await backup({ store, databases: [{ path: db }], kind: "incremental", tmpDir: join(dir, "tmp"), lockFile: false, promote: false, metrics, replicaLag: workerReplicaLag(w.url, token) });
+  await backup({
+    store,
+    databases: [{ path: db }],
+    kind: "incremental",
+    tmpDir: join(dir, "tmp"),
+    lockFile: false,
+    promote: false,
+    metrics,
+    replicaLag: workerReplicaLag(w.url, token),
+  });
   // The incremental itself is not copied yet: 1 again, and the full backup is no longer missing.
   expect(lagOf(1)[METRICS.replicaLagSets]).toBe(1);
   expect((await w.scheduled()).outcome).toBe("ok");
@@ -60,7 +69,11 @@ it("the CLI wires it: `run` with CLOUDWATCH_NAMESPACE sends ReplicaLagSets and R
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       bodies.push(Buffer.concat(chunks));
-      res.writeHead(200, { "content-type": "text/xml" }).end('<PutMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></PutMetricDataResponse>');
+      res
+        .writeHead(200, { "content-type": "text/xml" })
+        .end(
+          '<PutMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></PutMetricDataResponse>',
+        );
     });
   });
   await new Promise<void>((r) => cw.listen(0, "127.0.0.1", r));

@@ -18,7 +18,15 @@ const t = useTestBucket("restore-backup-");
 const at = (iso: string) => () => new Date(iso);
 
 function take(path: string, kind: "full" | "incremental", iso: string, source = "eventlog@6", documents?: string) {
-  return backup({ store: t.bucket.store, databases: [{ path, source }], kind, now: at(iso), tmpDir: join(t.dir, "work"), lockFile: false, ...(documents ? { documents: { dir: documents } } : {}) });
+  return backup({
+    store: t.bucket.store,
+    databases: [{ path, source }],
+    kind,
+    now: at(iso),
+    tmpDir: join(t.dir, "work"),
+    lockFile: false,
+    ...(documents ? { documents: { dir: documents } } : {}),
+  });
 }
 
 describe("backup → restore", () => {

@@ -35,7 +35,9 @@ const quote = (n: string) => `"${n.replaceAll('"', '""')}"`;
 export { startTestBucket, type TestBucket } from "./bucket.ts";
 
 function maxKey(db: DatabaseSync, t: ChangeTable): (number | string)[] | null {
-  const row = db.prepare(`SELECT ${t.columns.map(quote).join(", ")} FROM ${quote(t.table)} ORDER BY ${t.columns.map((c) => `${quote(c)} DESC`).join(", ")} LIMIT 1`).get() as Record<string, number | string> | undefined;
+  const row = db.prepare(`SELECT ${t.columns.map(quote).join(", ")} FROM ${quote(t.table)} ORDER BY ${t.columns.map((c) => `${quote(c)} DESC`).join(", ")} LIMIT 1`).get() as
+    | Record<string, number | string>
+    | undefined;
   return row ? t.columns.map((c) => row[c]!) : null;
 }
 
@@ -122,7 +124,17 @@ export async function uploadFull(store: BackupStore, ts: string, sources: Fixtur
     files.push({ ...entry(DOCUMENTS_FILE, "documents", stored, options.documentsTar), contentType: "application/x-tar" });
     await store.put(fileKey("full", ts, DOCUMENTS_FILE), stored);
   }
-  const m = buildManifest({ kind: "full", id: ts, base: ts, previous: null, ...meta(ts), files: options.tamperEntries ? options.tamperEntries(files) : files, databases, from: [], to });
+  const m = buildManifest({
+    kind: "full",
+    id: ts,
+    base: ts,
+    previous: null,
+    ...meta(ts),
+    files: options.tamperEntries ? options.tamperEntries(files) : files,
+    databases,
+    from: [],
+    to,
+  });
   if (!options.noManifest) await store.put(manifestKey("full", ts), serializeManifest(m), { contentType: "application/json" });
   return m;
 }
@@ -170,7 +182,14 @@ export function dumpDatabase(path: string): { schema: string[]; rows: Record<str
     for (const name of Object.keys(tablesOf(db))) {
       const stmt = db.prepare(`SELECT * FROM ${quote(name)}`);
       stmt.setReadBigInts(true);
-      rows[name] = stmt.all().map((r) => JSON.stringify(Object.entries(r as Record<string, unknown>), (_k, v) => (typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v))).sort();
+      rows[name] = stmt
+        .all()
+        .map((r) =>
+          JSON.stringify(Object.entries(r as Record<string, unknown>), (_k, v) =>
+            typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v,
+          ),
+        )
+        .sort();
     }
     return { schema, rows };
   } finally {

@@ -140,7 +140,13 @@ describe("secrets in output", () => {
 
   it("redact masks a known secret in its raw, percent-encoded (either case), form-encoded and JSON-escaped forms", () => {
     addSecret(WORKER_TOKEN);
-    for (const form of [WORKER_TOKEN, encodeURIComponent(WORKER_TOKEN), encodeURIComponent(WORKER_TOKEN).replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()), String(new URLSearchParams({ t: WORKER_TOKEN })).slice(2), JSON.stringify(WORKER_TOKEN)]) {
+    for (const form of [
+      WORKER_TOKEN,
+      encodeURIComponent(WORKER_TOKEN),
+      encodeURIComponent(WORKER_TOKEN).replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()),
+      String(new URLSearchParams({ t: WORKER_TOKEN })).slice(2),
+      JSON.stringify(WORKER_TOKEN),
+    ]) {
       expect(leaks(redact(`before ${form} after`)), form).toEqual([]);
     }
     expect(redact("nothing secret here")).toBe("nothing secret here");

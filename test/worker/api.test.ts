@@ -172,7 +172,7 @@ describe("a secret that is not bound", () => {
 
 describe("PUT and GET of one object", () => {
   const key = `${FULL}/app.db.zst`;
-  const data = Buffer.from("x".repeat(1000) + "the end");
+  const data = Buffer.from(`${"x".repeat(1000)}the end`);
 
   test("PUT stores the body, with the sha256 R2 checked, and answers the object", async () => {
     const response = await api(objectPath(key), { method: "PUT", body: data, headers: { "X-Content-SHA256": sha256(data) } });
@@ -362,7 +362,10 @@ describe("listing", () => {
   const count = 1050;
   beforeAll(async () => {
     // Written straight into R2 (not the subject here), 50 at a time.
-    const keys = Array.from({ length: count }, (_, i) => `${prefix}${String(20250101 + Math.floor(i / 2)).padStart(8, "0")}T000000Z/${i % 2 ? "metadata.json" : "changes.ndjson.zst"}`);
+    const keys = Array.from(
+      { length: count },
+      (_, i) => `${prefix}${String(20250101 + Math.floor(i / 2)).padStart(8, "0")}T000000Z/${i % 2 ? "metadata.json" : "changes.ndjson.zst"}`,
+    );
     for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((k) => w.bucket.put(k, "x")));
   });
 
@@ -462,7 +465,10 @@ describe("multipart", () => {
     expect((await api(partPath(k, uploadId, 1), { method: "PUT", body: "x" })).status).toBe(200);
     expect((await api(`${objectPath(k)}?uploadId=${encodeURIComponent(uploadId)}`, { method: "DELETE" })).status).toBe(204);
     await expectError(await api(partPath(k, uploadId, 2), { method: "PUT", body: "x" }), 404);
-    await expectError(await api(`${objectPath(k)}?uploadId=${encodeURIComponent(uploadId)}`, { method: "POST", body: JSON.stringify({ parts: [{ partNumber: 1, etag: "x" }] }) }), 404);
+    await expectError(
+      await api(`${objectPath(k)}?uploadId=${encodeURIComponent(uploadId)}`, { method: "POST", body: JSON.stringify({ parts: [{ partNumber: 1, etag: "x" }] }) }),
+      404,
+    );
     expect(await w.bucket.head(k)).toBeNull();
   });
 

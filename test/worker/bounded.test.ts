@@ -104,7 +104,8 @@ const head = (method: string, path: string, headers: Record<string, string>) =>
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join("")}\r\n`;
 
-const api = (path: string, init: RequestInit = {}) => fetch(`${w.url}${path}`, { ...init, headers: { "X-Server-Token": w.serverToken, ...(init.headers as Record<string, string>) } });
+const api = (path: string, init: RequestInit = {}) =>
+  fetch(`${w.url}${path}`, { ...init, headers: { "X-Server-Token": w.serverToken, ...(init.headers as Record<string, string>) } });
 
 async function startUpload(key: string): Promise<string> {
   const res = await api(`${objectPath(key)}?uploads`, { method: "POST" });
@@ -116,7 +117,13 @@ describe("bounded reads", () => {
   test("a chunked 90 MiB part list is refused 413 having read about the 2 MiB limit, not the whole body", async () => {
     const key = `${FULL}/list.db.zst`;
     const uploadId = await startUpload(key);
-    const r = await earlyAnswer(() => exchange(head("POST", `${objectPath(key)}?uploadId=${encodeURIComponent(uploadId)}`, { "Transfer-Encoding": "chunked", "Content-Type": "application/json" }), chunked(90 * MiB, 64 * 1024), { paceMs: 1 }));
+    const r = await earlyAnswer(() =>
+      exchange(
+        head("POST", `${objectPath(key)}?uploadId=${encodeURIComponent(uploadId)}`, { "Transfer-Encoding": "chunked", "Content-Type": "application/json" }),
+        chunked(90 * MiB, 64 * 1024),
+        { paceMs: 1 },
+      ),
+    );
     expect(r.status, r.body).toBe(413);
     expect(JSON.parse(r.body)).toMatchObject({ error: "payload_too_large" });
     // The limit, plus what the sockets between the two hold; far from the 90 MiB the body was.
@@ -126,7 +133,13 @@ describe("bounded reads", () => {
   test("a form that declares 100 bytes but streams 12 MiB chunked is refused and stores nothing", async () => {
     const key = `${FULL}/form.db`;
     const part = Buffer.from(`--zz\r\nContent-Disposition: form-data; name="file"; filename="${key}"\r\nContent-Type: application/octet-stream\r\n\r\n`);
-    const r = await earlyAnswer(() => exchange(head("POST", "/api/upload-backup", { "Content-Type": "multipart/form-data; boundary=zz", "Content-Length": "100", "Transfer-Encoding": "chunked" }), chunked(12 * MiB, 64 * 1024, part, Buffer.from("\r\n--zz--\r\n")), { paceMs: 2 }));
+    const r = await earlyAnswer(() =>
+      exchange(
+        head("POST", "/api/upload-backup", { "Content-Type": "multipart/form-data; boundary=zz", "Content-Length": "100", "Transfer-Encoding": "chunked" }),
+        chunked(12 * MiB, 64 * 1024, part, Buffer.from("\r\n--zz--\r\n")),
+        { paceMs: 2 },
+      ),
+    );
     expect(r.status, r.body).toBe(400);
     expect(await allKeys(w.bucket, FULL)).toEqual([]);
   });
@@ -136,7 +149,16 @@ describe("bounded reads", () => {
     const put = await earlyAnswer(() => exchange(head("PUT", objectPath(key), { "Content-Length": "100", "Transfer-Encoding": "chunked" }), chunked(300, 300), { paceMs: 20 }));
     expect(put.status, put.body).toBe(400);
     const uploadId = await startUpload(`${FULL}/both-parts.db.zst`);
-    const part = await earlyAnswer(() => exchange(head("PUT", `${objectPath(`${FULL}/both-parts.db.zst`)}?uploadId=${encodeURIComponent(uploadId)}&partNumber=1`, { "Content-Length": "100", "Transfer-Encoding": "chunked" }), chunked(300, 300), { paceMs: 20 }));
+    const part = await earlyAnswer(() =>
+      exchange(
+        head("PUT", `${objectPath(`${FULL}/both-parts.db.zst`)}?uploadId=${encodeURIComponent(uploadId)}&partNumber=1`, {
+          "Content-Length": "100",
+          "Transfer-Encoding": "chunked",
+        }),
+        chunked(300, 300),
+        { paceMs: 20 },
+      ),
+    );
     expect(part.status, part.body).toBe(400);
     expect(await w.bucket.head(key)).toBeNull();
   });

@@ -29,7 +29,8 @@ export const ADMIN_TOKEN = DEV_TOKENS[BINDINGS.adminToken];
 export async function startWorker(options: LocalWorkerOptions = {}): Promise<TestWorker> {
   const worker = await startLocalWorker(options);
   const bucket = await worker.mf.getR2Bucket(BINDINGS.bucket);
-  const replicaBucket = (options.replica && options.failover !== "replica-only") || options.failover === "replica" ? await worker.mf.getR2Bucket(BINDINGS.replicaBucket) : undefined;
+  const replicaBucket =
+    (options.replica && options.failover !== "replica-only") || options.failover === "replica" ? await worker.mf.getR2Bucket(BINDINGS.replicaBucket) : undefined;
   return {
     ...worker,
     bucket,
@@ -62,10 +63,7 @@ export interface RawResponse {
  * (to earn a 413 before the body is read), or a chunked body with no length (411). Resolves with the
  * Worker's early answer; the socket is then dropped.
  */
-export function rawRequest(
-  url: string,
-  options: { method: string; headers: Record<string, string>; chunked?: boolean },
-): Promise<RawResponse> {
+export function rawRequest(url: string, options: { method: string; headers: Record<string, string>; chunked?: boolean }): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = httpRequest(url, { method: options.method, headers: options.headers }, (res: IncomingMessage) => {

@@ -8,7 +8,11 @@ import { HttpError } from "./errors.ts";
 export function requireContentLength(request: Request, max: number, operation: string, hint: string): number {
   const header = request.headers.get("Content-Length");
   if (header === null) {
-    throw new HttpError(411, "length_required", `${operation}: a Content-Length header is required (the body is streamed to R2, which needs its length; chunked bodies are refused)`);
+    throw new HttpError(
+      411,
+      "length_required",
+      `${operation}: a Content-Length header is required (the body is streamed to R2, which needs its length; chunked bodies are refused)`,
+    );
   }
   if (!/^\d{1,16}$/.test(header.trim())) {
     throw new HttpError(400, "bad_request", `${operation}: Content-Length '${header}' is not a whole number of bytes`);

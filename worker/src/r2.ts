@@ -45,7 +45,11 @@ function mapR2Error(operation: string, key: string, error: unknown): unknown {
     return new HttpError(404, "upload_not_found", `${operation} '${key}': no such multipart upload (unknown, completed or aborted uploadId)`);
   }
   if (/\(10025\)|InvalidPart|same length/i.test(message)) {
-    return new HttpError(400, "invalid_part", `${operation} '${key}': R2 refused the parts (${message.replace(/^[^:]*:\s*/, "").slice(0, 200)}); parts must be listed with the etags uploadPart returned, and every part but the last must have the same size`);
+    return new HttpError(
+      400,
+      "invalid_part",
+      `${operation} '${key}': R2 refused the parts (${message.replace(/^[^:]*:\s*/, "").slice(0, 200)}); parts must be listed with the etags uploadPart returned, and every part but the last must have the same size`,
+    );
   }
   if (/\(10011\)|EntityTooSmall|too small/i.test(message)) {
     return new HttpError(400, "part_too_small", `${operation} '${key}': every part but the last must be at least 5 MiB`);
@@ -114,10 +118,7 @@ export function resumeUpload(bucket: R2Bucket, key: string, uploadId: string): R
 }
 
 /** One page of a listing, as `ApiListing`. */
-export async function listObjects(
-  bucket: R2Bucket,
-  options: { prefix: string; cursor?: string; delimiter?: string; limit?: number },
-): Promise<ApiListing> {
+export async function listObjects(bucket: R2Bucket, options: { prefix: string; cursor?: string; delimiter?: string; limit?: number }): Promise<ApiListing> {
   const page = await r2Call("list backups under", options.prefix, () =>
     bucket.list({
       prefix: options.prefix,
@@ -162,13 +163,7 @@ export function readWindowBytes(size: number): number {
  * bounded by a window whatever the object's size or the client's speed. Measured in Miniflare: a 1 GiB
  * multipart object read whole took workerd to 841 MiB; read in windows, about 210-280 MiB (bench/worker.ts).
  */
-export function windowedBody(
-  bucket: R2Bucket,
-  key: string,
-  head: R2Object,
-  first: ReadableStream,
-  span: { offset: number; length: number; step: number },
-): ReadableStream {
+export function windowedBody(bucket: R2Bucket, key: string, head: R2Object, first: ReadableStream, span: { offset: number; length: number; step: number }): ReadableStream {
   const { offset, length, step } = span;
   const { readable, writable } = new FixedLengthStream(length);
   const end = offset + length;

@@ -57,9 +57,7 @@ export function setPrefix(set: CatalogSet): string {
 
 /** The complete sets of the source whose manifest the destination lacks, oldest first. */
 export function missingFromReplica(primary: Catalog, replica: Catalog): CatalogSet[] {
-  const present = new Set(
-    [...replica.full, ...replica.incremental, ...replica.daily].filter((s) => s.complete).map(setPrefix),
-  );
+  const present = new Set([...replica.full, ...replica.incremental, ...replica.daily].filter((s) => s.complete).map(setPrefix));
   return [...primary.full, ...primary.incremental, ...primary.daily].filter((s) => s.complete && !present.has(setPrefix(s)));
 }
 
@@ -157,7 +155,10 @@ export async function copyObject(from: R2Bucket, to: R2Bucket, key: string, mete
   const stateKey = progressKey(key);
   let progress = await readProgress(to, stateKey);
   if (progress && (progress.etag !== head.etag || progress.size !== head.size)) {
-    await to.resumeMultipartUpload(key, progress.uploadId).abort().catch(() => undefined);
+    await to
+      .resumeMultipartUpload(key, progress.uploadId)
+      .abort()
+      .catch(() => undefined);
     progress = undefined;
   }
   const partBytes = progress?.partBytes ?? meter.budget.partBytes;

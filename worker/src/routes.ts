@@ -134,9 +134,7 @@ async function put(request: Request, env: Env, key: string): Promise<Response> {
 async function createUpload(request: Request, env: Env, key: string): Promise<Response> {
   await assertWritable(env.BACKUP_BUCKET, key);
   const contentType = request.headers.get("Content-Type") ?? undefined;
-  const upload = await r2Call("start multipart upload of", key, () =>
-    env.BACKUP_BUCKET.createMultipartUpload(key, contentType ? { httpMetadata: { contentType } } : {}),
-  );
+  const upload = await r2Call("start multipart upload of", key, () => env.BACKUP_BUCKET.createMultipartUpload(key, contentType ? { httpMetadata: { contentType } } : {}));
   const body: ApiMultipartCreated = { key, uploadId: upload.uploadId };
   return json(body, 201);
 }
@@ -149,7 +147,8 @@ async function uploadPart(request: Request, url: URL, env: Env, key: string, upl
   }
   const operation = `upload part ${partNumber} of '${key}'`;
   const length = requireContentLength(request, MAX_PART_BYTES, operation, `parts are at most ${MAX_PART_BYTES} bytes`);
-  if (length === 0 || request.body === null) throw new HttpError(400, "bad_request", `${operation}: the part is empty (every part but the last is at least 5 MiB, the last at least 1 byte)`);
+  if (length === 0 || request.body === null)
+    throw new HttpError(400, "bad_request", `${operation}: the part is empty (every part but the last is at least 5 MiB, the last at least 1 byte)`);
   const sha256 = contentSha256(request, operation);
   const counted = countedBody(request, length, operation, { sha256: sha256 !== undefined });
   let part: R2UploadedPart;

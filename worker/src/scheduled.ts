@@ -98,4 +98,3 @@ export async function runScheduled(env: Env, now: Date): Promise<{ status: ApiSt
   if (replicaError !== undefined) throw new Error(`replicate backups: ${describeError(replicaError)}`);
   return { status, alerted, ...(replication ? { replication } : {}) };
 }
-
