@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createZstdDecompress } from "node:zlib";
 import tar from "tar-stream";
-import { allTodos, closeTodoStore, doWork, openTodoStore, waitPersisted } from "../examples/livestore/todo-app.ts";
+import { allTodos, bootAndReadTodos, closeTodoStore, doWork, openTodoStore, waitPersisted } from "../examples/livestore/todo-app.ts";
 import { DOCUMENTS_FILE, catalogFromKeys, fileKey, parseTimestamp } from "../core/index.ts";
 import { backup, sourceNameFor, type BackupOptions, type BackupResult, type DatabaseInput } from "../job/backup.ts";
 import { liveStoreDatabases, liveStoreFiles } from "../job/livestore.ts";
@@ -188,9 +188,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
         restored.push(dir);
         const stateNote = r.derived.map((d) => (d.keep ? "state DB kept: it matches the event log" : "state DB left out: LiveStore rebuilt it from the event log")).join("; ");
         log(`restored ${r.at} (reaches ${r.restoresTo}, ${r.chain.length} incremental(s)) to ${dir}: ${stateNote}`);
-        const booted = await openTodoStore(dir);
-        const shown = allTodos(booted);
-        await booted.shutdownPromise();
+        const shown = await bootAndReadTodos(dir);
         const same = JSON.stringify(shown) === JSON.stringify(p.expected);
         checks.push({
           name: `LiveStore booted on restored/${p.name} shows the todos the app showed ${p.what}`,

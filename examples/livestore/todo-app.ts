@@ -62,6 +62,16 @@ export async function waitPersisted(store: TodoStore, timeoutMs = 30_000): Promi
   }
 }
 
+/** Boots LiveStore on a data directory (a restore, say), reads every todo it shows, and shuts it down. */
+export async function bootAndReadTodos(baseDirectory: string, storeId = "todos"): Promise<Todo[]> {
+  const store = await openTodoStore(baseDirectory, storeId);
+  try {
+    return allTodos(store);
+  } finally {
+    await store.shutdownPromise();
+  }
+}
+
 /** Persists, then shuts the store down. */
 export async function closeTodoStore(store: TodoStore): Promise<void> {
   await waitPersisted(store);

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { ApiStatus } from "../../core/index.ts";
-import { allTodos, closeTodoStore, doWork, openTodoStore, waitPersisted, type Todo } from "../../examples/livestore/todo-app.ts";
+import { allTodos, bootAndReadTodos, closeTodoStore, doWork, openTodoStore, waitPersisted } from "../../examples/livestore/todo-app.ts";
 import { backup } from "../../job/backup.ts";
 import { main } from "../../job/cli.ts";
 import { liveStoreDatabases } from "../../job/livestore.ts";
@@ -67,14 +67,7 @@ async function sets(): Promise<string[]> {
   return (JSON.parse(listed.stdout) as { sets: { kind: string; id: string; complete: boolean }[] }).sets.filter((s) => s.complete).map((s) => `${s.kind}/${s.id}`);
 }
 
-async function bootTodos(dataDir: string): Promise<Todo[]> {
-  const store = await openTodoStore(dataDir);
-  try {
-    return allTodos(store);
-  } finally {
-    await store.shutdownPromise();
-  }
-}
+const bootTodos = bootAndReadTodos;
 
 it("the primary is lost: restore from the replica returns its newest set and the app boots on it; failing back finds every set written meanwhile", async () => {
   const store = () => new HttpStore({ url: worker!.url, token: worker!.bindings.SERVER_BYPASS_TOKEN!, attempts: 3, backoffMs: 10 });

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { allTodos, closeTodoStore, doWork, openTodoStore, waitPersisted, type Todo } from "../../examples/livestore/todo-app.ts";
+import { allTodos, bootAndReadTodos, closeTodoStore, doWork, openTodoStore, waitPersisted, type Todo } from "../../examples/livestore/todo-app.ts";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { backup, databasesInDir } from "../../job/backup.ts";
@@ -23,15 +23,7 @@ const t = useTestBucket("livestore-");
 const at = (iso: string) => () => new Date(iso);
 const tmp = () => join(t.dir, "work");
 
-/** Boots LiveStore on a data directory, reads every todo, shuts it down. */
-async function bootTodos(dataDir: string): Promise<Todo[]> {
-  const store = await openTodoStore(dataDir);
-  try {
-    return allTodos(store);
-  } finally {
-    await store.shutdownPromise();
-  }
-}
+const bootTodos = bootAndReadTodos;
 
 /** What an event log alone materializes: the restore with its state DB removed, booted (LiveStore rebuilds it). */
 async function materializedFromLog(dataDir: string): Promise<Todo[]> {
