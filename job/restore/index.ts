@@ -402,19 +402,24 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       documents.files = extractor.files();
     }
     throwIfInterrupted(options.signal, `restore to '${options.to ?? options.dataDir}'`);
+    // LiveStore state DBs go last, and whatever sits at their paths goes first: at any point a kill stops this,
+    // the data directory holds no state DB or one that matches its event log (never a new log beside an old state).
     for (const d of derived) {
-      if (d.keep) continue;
-      // Left out: nothing may sit at its path, or LiveStore would boot on it instead of rebuilding it.
-      const i = targets.findIndex((t) => t.source === d.source);
-      if (i >= 0) targets.splice(i, 1);
-      const temp = temps.get(d.source);
-      if (temp) {
-        await discardTemp(temp);
-        temps.delete(d.source);
+      if (!d.keep) {
+        const i = targets.findIndex((t) => t.source === d.source);
+        if (i >= 0) targets.splice(i, 1);
+        const temp = temps.get(d.source);
+        if (temp) {
+          await discardTemp(temp);
+          temps.delete(d.source);
+        }
       }
-      for (const f of await existingAt(d.path)) await rm(f, { force: true });
+      // Left out, nothing may sit at its path or LiveStore would boot on it instead of rebuilding it. Without
+      // --force, one that appeared since the start is refused (exit 10), as for any target.
+      if ((await checkTarget(d.path, !!options.force)).exists) for (const f of await existingAt(d.path)) await rm(f, { force: true });
     }
-    for (const t of targets) {
+    const isDerived = new Set(derived.map((d) => d.source));
+    for (const t of [...targets.filter((x) => !isDerived.has(x.source)), ...targets.filter((x) => isDerived.has(x.source))]) {
       onProgress?.({ phase: "replace", key: t.path });
       await replaceAtomically(temps.get(t.source)!, t.path, { force: !!options.force });
       temps.delete(t.source);

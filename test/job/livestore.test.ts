@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -10,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { backup, databasesInDir } from "../../job/backup.ts";
 import { createAgentHandler } from "../../job/commands/agent.ts";
 import { triggerBackup } from "../../job/commands/trigger.ts";
-import { liveStoreDatabases } from "../../job/livestore.ts";
+import { liveStoreDatabases, liveStoreFiles } from "../../job/livestore.ts";
 import { restore } from "../../job/restore/index.ts";
 import { useTestBucket } from "./bucket.ts";
 
@@ -101,6 +102,34 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
     expect(r.derived).toMatchObject([{ keep: false }]);
     expect((await readdir(join(app, "todos"))).filter((f) => f.startsWith("state"))).toEqual([]);
     expect(await bootTodos(app)).toEqual(expected);
+  });
+
+  it("a restore over the app's directory never leaves a new event log beside an old state DB, whenever it is killed", async () => {
+    const app = join(t.dir, "app");
+    const store = await openTodoStore(app);
+    doWork(store, 30, "a");
+    await waitPersisted(store);
+    const atFull = allTodos(store);
+    await backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind: "full", now: at("2026-03-02T06:00:00Z"), tmpDir: tmp(), lockFile: false, promote: false });
+    doWork(store, 30, "b"); // the app moves on: its state DB on disk is newer than the backup's
+    await closeTodoStore(store);
+    const statePath = join(app, liveStoreFiles(store).state);
+    // Each replace is a point where a kill -9 could land: the old state DB must be gone before the event log moves.
+    const stateAtEachReplace: [string, boolean][] = [];
+    const r = await restore({
+      store: t.bucket.store,
+      dataDir: app,
+      force: true,
+      onProgress: (p) => {
+        if (p.phase === "replace" && p.key) stateAtEachReplace.push([p.key.slice(app.length + 1), existsSync(statePath)]);
+      },
+    });
+    expect(r.derived).toMatchObject([{ keep: true }]);
+    expect(stateAtEachReplace).toEqual([
+      ["todos/eventlog@6.db", false],
+      [liveStoreFiles(store).state, false],
+    ]);
+    expect(await bootTodos(app)).toEqual(atFull);
   });
 
   it("a full backup taken while the app commits restores to exactly what its own event log materializes", async () => {
