@@ -443,7 +443,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         );
         if (blocked) {
           if (options.kind !== "auto" && options.kind !== undefined) throw blocked;
-          decided = { kind: "full", reason: blocked.message.replace(/ \(take a full backup.*$/, "") };
+          decided = { kind: "full", reason: blocked.detail };
           previous = undefined;
           baseFull = undefined;
         }
@@ -659,7 +659,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       set = await takeSet(undefined);
     } catch (e) {
       if (!(e instanceof CoverageError) || (options.kind !== "auto" && options.kind !== undefined)) throw e;
-      log("warn", `${e.message.replace(/ \(take a full backup.*$/, "")}: taking a full backup instead`, { source: e.source });
+      log("warn", `${e.detail}: taking a full backup instead`, { source: e.source });
       set = await takeSet(`an incremental cannot carry '${e.source}'`);
     }
     const { kind, id, manifest, mKey, files, stored, promotion, catalog } = set;

@@ -34,12 +34,15 @@ export type ErrorKind = keyof typeof EXIT;
 export class JobError extends Error {
   readonly kind: ErrorKind;
   readonly hint: string | undefined;
+  /** The message without its hint (`<operation> <thing> '<id>': <reason>`), for an error that rewraps it. */
+  readonly detail: string;
 
   constructor(kind: ErrorKind, message: string, options: { hint?: string; cause?: unknown } = {}) {
     super(options.hint ? `${message} (${options.hint})` : message, { cause: options.cause });
     this.name = "JobError";
     this.kind = kind;
     this.hint = options.hint;
+    this.detail = message;
   }
 
   get exitCode(): ExitCode {

@@ -188,8 +188,7 @@ function withOlderCandidate(e: unknown, loaded: LoadedPlan, stepTs: string): unk
   if (!(e instanceof ObjectIntegrityError || e instanceof ObjectMissingError || (e instanceof JobError && e.kind === "integrity"))) return e;
   const older = olderCandidate(loaded, stepTs);
   const hint = older ? `nothing was changed; the next older candidate is --at ${older}` : "nothing was changed; no older backup exists to restore instead";
-  const message = e.hint ? e.message.slice(0, e.message.length - e.hint.length - 3) : e.message;
-  return new JobError(e.kind, message, { hint: `${e.hint ? `${e.hint}; ` : ""}${hint}`, cause: e });
+  return new JobError(e.kind, e.detail, { hint: `${e.hint ? `${e.hint}; ` : ""}${hint}`, cause: e });
 }
 
 function runCheck(db: DatabaseSync, kind: "integrity" | "quick", where: string): void {
