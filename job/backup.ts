@@ -303,7 +303,7 @@ async function snapshotOne(
     let pages: number | undefined;
     const before = lockFree ? await writerTrace(input.path!) : "";
     try {
-      pages = await snapshotOnce(input, path);
+      pages = await snapshotOnce(input, path, lockFree);
       // A lock-free writer that wrote during the copy (or was mid-transaction) may have torn it: take it again.
       // After the last attempt a copy that passes integrity_check is kept, with a warning.
       if (lockFree) {
@@ -337,14 +337,14 @@ async function snapshotOne(
   }
 }
 
-/** A copy read while a lock-free writer writes can fail to read at all ("malformed"): taken again like a torn one. */
-async function snapshotOnce(input: DatabaseInput & { source: string }, path: string): Promise<number | undefined> {
+/** One copy of a database into `path`: through its snapshot function, its open connection, or its file (immutable when lock-free). */
+async function snapshotOnce(input: DatabaseInput & { source: string }, path: string, lockFree: boolean): Promise<number | undefined> {
   if (input.snapshot) {
     await input.snapshot(path);
     return undefined;
   }
   if (input.db) return snapshotDatabase(input.db, path);
-  if (input.path) return snapshotDatabase(input.path, path);
+  if (input.path) return snapshotDatabase(input.path, path, { lockFree });
   throw new JobError("usage", `back up '${input.source}': give a path, an open database or a snapshot function`);
 }
 

@@ -95,13 +95,14 @@ export async function isUnlockedLiveStoreFile(path: string): Promise<boolean> {
  * connection (the in-process case of fact 7) that connection is used; otherwise the file is opened after
  * its header is checked. Writers through other connections keep writing (WAL) and never restart the copy.
  */
-export async function snapshotDatabase(source: string | DatabaseSync, destPath: string): Promise<number> {
+export async function snapshotDatabase(source: string | DatabaseSync, destPath: string, options: { lockFree?: boolean } = {}): Promise<number> {
   let db: DatabaseSync;
   let owned = false;
   if (typeof source === "string") {
     await assertSqliteFile(source);
     try {
-      db = (await isUnlockedLiveStoreFile(source)) ? openImmutable(source) : new DatabaseSync(source, { timeout: 30_000 });
+      // `lockFree` when the caller already knows (a retrying caller asks once, not on every attempt).
+      db = (options.lockFree ?? (await isUnlockedLiveStoreFile(source))) ? openImmutable(source) : new DatabaseSync(source, { timeout: 30_000 });
     } catch (e) {
       throw new JobError("database", `open database '${source}': ${(e as Error).message}`, { cause: e });
     }
