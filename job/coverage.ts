@@ -2,6 +2,8 @@ import { createHash } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
 import { JobError } from "./errors.ts";
+// sqlite.ts imports this module too; only functions cross the cycle, called after both have loaded.
+import { quoteIdent } from "./sqlite.ts";
 
 /**
  * What an incremental backup covers, decided in one place. A database is carried by row incrementals only
@@ -41,14 +43,12 @@ export interface DatabaseInspection {
   otherTablesSha256: string;
 }
 
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
-
 function columnsOf(db: DatabaseSync, table: string): Set<string> {
-  return new Set((db.prepare(`PRAGMA table_info(${quote(table)})`).all() as { name: string }[]).map((c) => c.name));
+  return new Set((db.prepare(`PRAGMA table_info(${quoteIdent(table)})`).all() as { name: string }[]).map((c) => c.name));
 }
 
 function head(db: DatabaseSync, table: string): LiveStoreHead {
-  const stmt = db.prepare(`SELECT seqNumGlobal AS g, seqNumClient AS c FROM ${quote(table)} ORDER BY seqNumGlobal DESC, seqNumClient DESC LIMIT 1`);
+  const stmt = db.prepare(`SELECT seqNumGlobal AS g, seqNumClient AS c FROM ${quoteIdent(table)} ORDER BY seqNumGlobal DESC, seqNumClient DESC LIMIT 1`);
   const row = stmt.get() as { g: number; c: number } | undefined;
   return row ? [Number(row.g), Number(row.c)] : null;
 }
@@ -91,7 +91,7 @@ export function inspectDatabase(db: DatabaseSync, changeTables: readonly ChangeT
   for (const name of [...tables].sort()) {
     if (carried.has(name)) continue;
     hash.update(`\u0000table ${name}\n`);
-    const stmt = db.prepare(`SELECT * FROM ${quote(name)}`);
+    const stmt = db.prepare(`SELECT * FROM ${quoteIdent(name)}`);
     stmt.setReadBigInts(true);
     for (const row of stmt.iterate()) hash.update(`${JSON.stringify(row, hashValue)}\n`);
   }
@@ -146,8 +146,8 @@ export function assertStillCovered(db: DatabaseSync, source: string, base: Datab
   for (const w of from) {
     if (w.source !== source || w.value === null || w.count === undefined) continue;
     if (!inspection.changeTables.some((t) => t.table === w.table)) throw new CoverageError(source, `its change table '${w.table}' is gone or changed shape`);
-    const cols = w.columns.map(quote).join(", ");
-    const stmt = db.prepare(`SELECT count(*) AS n FROM ${quote(w.table)} WHERE (${cols}) <= (${w.value.map(() => "?").join(", ")})`);
+    const cols = w.columns.map(quoteIdent).join(", ");
+    const stmt = db.prepare(`SELECT count(*) AS n FROM ${quoteIdent(w.table)} WHERE (${cols}) <= (${w.value.map(() => "?").join(", ")})`);
     const n = Number((stmt.get(...w.value) as { n: number | bigint }).n);
     if (n !== w.count) {
       throw new CoverageError(

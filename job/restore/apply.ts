@@ -2,14 +2,13 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { Writable } from "node:stream";
 import { compareKeys, decodeChangeLine, isPastWatermark, type ChangeLine, type Row, type Watermark } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
+import { quoteIdent } from "../sqlite.ts";
 
 /**
  * The SQLite adapter of restore: re-inserts the rows of an incremental in order, and checks that the
  * chain reaches what its manifests promise. Each incremental is one transaction; a row that is not past
  * the running watermark, or a chain whose `from` is not the previous `to`, stops the restore.
  */
-
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /** The watermark of one table of one source, as a string key (`<source>/<table>`). */
 export const watermarkId = (w: Pick<Watermark, "source" | "table">) => `${w.source}/${w.table}`;
@@ -101,7 +100,7 @@ export class ChangeApplier {
     const key = `${change.source}\u0000${change.table}\u0000${columns.join("\u0000")}`;
     let stmt = this.#statements.get(key);
     if (!stmt) {
-      stmt = db.prepare(`INSERT INTO ${quote(change.table)} (${columns.map(quote).join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`);
+      stmt = db.prepare(`INSERT INTO ${quoteIdent(change.table)} (${columns.map(quoteIdent).join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`);
       this.#statements.set(key, stmt);
     }
     try {
@@ -151,7 +150,9 @@ export function checkWatermarks(db: DatabaseSync, source: string, marks: Iterabl
     if (w.source !== source) continue;
     const exists = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(w.table);
     if (!exists) throw new JobError("integrity", `check table '${source}/${w.table}': it is missing from the restored database`);
-    const stmt = db.prepare(`SELECT ${w.columns.map(quote).join(", ")} FROM ${quote(w.table)} ORDER BY ${w.columns.map((c) => `${quote(c)} DESC`).join(", ")} LIMIT 1`);
+    const stmt = db.prepare(
+      `SELECT ${w.columns.map(quoteIdent).join(", ")} FROM ${quoteIdent(w.table)} ORDER BY ${w.columns.map((c) => `${quoteIdent(c)} DESC`).join(", ")} LIMIT 1`,
+    );
     stmt.setReadBigInts(true);
     const row = stmt.get() as Record<string, number | bigint | string> | undefined;
     const got = row ? w.columns.map((c) => row[c]!) : null;
