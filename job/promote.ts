@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { fileKey, formatBackupKey, manifestKey, promoteManifest, serializeManifest, type Manifest } from "../core/index.ts";
 import { JobError } from "./errors.ts";
+import { readStoredObject } from "./restore/download.ts";
 import type { BackupStore } from "./store/types.ts";
 import { StreamUpload, partSizeFor, uploadFile } from "./upload.ts";
 
@@ -62,18 +63,13 @@ export async function promoteToDaily(options: PromoteOptions): Promise<{ day: st
     if (local) {
       await uploadFile(store, key, local.path, local.sha256, { size: local.size, contentType: local.contentType, partBytes });
     } else {
-      // Not on this machine: stream it from the full backup's own object, checking its sha256 on the way.
+      // Not on this machine: stream it from the full backup's own object (resumed with Range when cut), and
+      // check its sha256 before the copy is completed.
       const source = fileKey("full", full.id, f.name);
-      const got = await store.get(source);
-      if (!got) throw new JobError("notFound", `promote '${key}': its source '${source}' is gone`, { hint: "the full backup expired before its daily copy was finished" });
       const upload = new StreamUpload(store, key, { partBytes, contentType: "application/zstd" });
       const hash = createHash("sha256");
       try {
-        const reader = got.body.getReader();
-        for (let r = await reader.read(); !r.done; r = await reader.read()) {
-          hash.update(r.value);
-          await upload.write(r.value);
-        }
+        for await (const chunk of readStoredObject(store, source, f.size, { onChunk: (c) => hash.update(c) })) await upload.write(chunk);
         const sha = hash.digest("hex");
         if (sha !== f.sha256) throw new JobError("integrity", `promote '${key}': '${source}' read back with sha256 ${sha}, the manifest says ${f.sha256}`);
         await upload.finish(sha);
