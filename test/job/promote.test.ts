@@ -30,16 +30,9 @@ describe("a daily promotion that failed half-way", () => {
     );
     try {
       const store = new HttpStore({ url: proxy.url, token: t.bucket.token, attempts: 2, backoffMs: 5 });
-      const at = (iso: string) => () => new Date(iso);
-      const first = await backup({
-        store,
-        databases: [{ path: db, source: "app" }],
-        kind: "full",
-        now: at("2026-05-01T06:00:00Z"),
-        tmpDir: join(t.dir, "work"),
-        lockFile: false,
-        documents: { dir: docs },
-      });
+      const take = (iso: string) =>
+        backup({ store, databases: [{ path: db, source: "app" }], kind: "full", now: () => new Date(iso), tmpDir: join(t.dir, "work"), lockFile: false, documents: { dir: docs } });
+      const first = await take("2026-05-01T06:00:00Z");
       expect(first.promoted).toBeNull();
       expect(first.warnings.join("\n")).toMatch(/promote to daily\/2026-05-01/);
       expect((await verifyAllComplete(t.bucket.store)).incomplete).toEqual(["daily/2026-05-01"]);
@@ -47,15 +40,7 @@ describe("a daily promotion that failed half-way", () => {
 
       failDailyManifest = false;
       appendDemoEvents(db, 100, 2);
-      const second = await backup({
-        store,
-        databases: [{ path: db, source: "app" }],
-        kind: "full",
-        now: at("2026-05-01T12:00:00Z"),
-        tmpDir: join(t.dir, "work"),
-        lockFile: false,
-        documents: { dir: docs },
-      });
+      const second = await take("2026-05-01T12:00:00Z");
       expect(second.promoted).toMatchObject({ day: "2026-05-01", reason: expect.stringMatching(new RegExp(`finished the promotion of ${first.id} .*kept 1, copied 1`)) });
       const daily = await verifySet(t.bucket.store, "daily", "2026-05-01");
       expect(daily.manifest.promotedFrom).toBe(first.id);
