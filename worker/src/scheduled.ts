@@ -9,26 +9,25 @@ export { catalogOf, missingFromReplica } from "./replicate.ts";
 /** The freshness limit when `MAX_BACKUP_AGE_HOURS` is not set: one missed 6-hourly run, as the alarms. */
 export const DEFAULT_MAX_BACKUP_AGE_HOURS = 7;
 
-/** `MAX_BACKUP_AGE_HOURS` as a number; a value that is set but not a positive number is a 500. */
-export function maxBackupAgeHours(env: Env): number {
-  const raw = env.MAX_BACKUP_AGE_HOURS;
-  if (raw === undefined || String(raw).trim() === "") return DEFAULT_MAX_BACKUP_AGE_HOURS;
+/** An hours variable as a number, `fallback` when unset; a value that is set but not a positive number is a 500. */
+function hoursVariable(env: Env, name: "MAX_BACKUP_AGE_HOURS" | "REPLICA_MAX_LAG_HOURS", fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || String(raw).trim() === "") return fallback;
   const hours = Number(raw);
   if (!Number.isFinite(hours) || hours <= 0) {
-    throw new HttpError(500, "misconfigured", `read variable 'MAX_BACKUP_AGE_HOURS' '${String(raw).slice(0, 40)}': expected a positive number of hours`);
+    throw new HttpError(500, "misconfigured", `read variable '${name}' '${String(raw).slice(0, 40)}': expected a positive number of hours`);
   }
   return hours;
 }
 
+/** `MAX_BACKUP_AGE_HOURS` as a number; a value that is set but not a positive number is a 500. */
+export function maxBackupAgeHours(env: Env): number {
+  return hoursVariable(env, "MAX_BACKUP_AGE_HOURS", DEFAULT_MAX_BACKUP_AGE_HOURS);
+}
+
 /** `REPLICA_MAX_LAG_HOURS` as a number (default 12); a value that is set but not a positive number is a 500. */
 export function replicaMaxLagHours(env: Env): number {
-  const raw = env.REPLICA_MAX_LAG_HOURS;
-  if (raw === undefined || String(raw).trim() === "") return DEFAULT_REPLICA_MAX_LAG_HOURS;
-  const hours = Number(raw);
-  if (!Number.isFinite(hours) || hours <= 0) {
-    throw new HttpError(500, "misconfigured", `read variable 'REPLICA_MAX_LAG_HOURS' '${String(raw).slice(0, 40)}': expected a positive number of hours`);
-  }
-  return hours;
+  return hoursVariable(env, "REPLICA_MAX_LAG_HOURS", DEFAULT_REPLICA_MAX_LAG_HOURS);
 }
 
 /**
