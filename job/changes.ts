@@ -1,6 +1,6 @@
 import { DatabaseSync } from "node:sqlite";
 import { encodeChangeLine, type ChangeTable, type DatabaseInfo, type Row, type Watermark } from "../core/index.ts";
-import { assertStillCovered, inspectDatabase } from "./coverage.ts";
+import { assertStillCovered, inspectDatabase, rowsAtOrBelow } from "./coverage.ts";
 import { JobError } from "./errors.ts";
 import { assertSqliteFile, keyValue, quoteIdent } from "./sqlite.ts";
 
@@ -87,7 +87,7 @@ export function exportChanges(
         }
         if (buffer) yield buffer;
         out.changes[`${src.source}/${t.table}`] = count;
-        const total = prev?.count !== undefined ? prev.count + count : countAtOrBelow(db, t, last);
+        const total = prev?.count !== undefined ? prev.count + count : rowsAtOrBelow(db, t, last);
         out.to.push({ source: src.source, table: t.table, columns: [...t.columns], value: last, count: total });
       }
       db.exec("COMMIT");
@@ -97,10 +97,4 @@ export function exportChanges(
     }
   }
   return { lines: generate(), result: () => out };
-}
-
-function countAtOrBelow(db: DatabaseSync, t: ChangeTable, key: (number | string)[] | null): number {
-  if (key === null) return 0;
-  const stmt = db.prepare(`SELECT count(*) AS n FROM ${quoteIdent(t.table)} WHERE (${t.columns.map(quoteIdent).join(", ")}) <= (${key.map(() => "?").join(", ")})`);
-  return Number((stmt.get(...key) as { n: number | bigint }).n);
 }

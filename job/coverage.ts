@@ -135,6 +135,13 @@ export function uncoveredReason(base: readonly DatabaseInfo[], sources: readonly
   return undefined;
 }
 
+/** Rows of a change table whose key tuple is at or below `key` (the `count` a watermark records); 0 for no key. */
+export function rowsAtOrBelow(db: DatabaseSync, t: Pick<ChangeTable, "table" | "columns">, key: readonly (number | string)[] | null): number {
+  if (key === null) return 0;
+  const stmt = db.prepare(`SELECT count(*) AS n FROM ${quoteIdent(t.table)} WHERE (${t.columns.map(quoteIdent).join(", ")}) <= (${key.map(() => "?").join(", ")})`);
+  return Number((stmt.get(...key) as { n: number | bigint }).n);
+}
+
 /**
  * Inside the export's read transaction: the tables incrementals do not carry are unchanged since the full
  * backup, and each change table still holds exactly the rows at or below its watermark (append-only).
@@ -146,9 +153,7 @@ export function assertStillCovered(db: DatabaseSync, source: string, base: Datab
   for (const w of from) {
     if (w.source !== source || w.value === null || w.count === undefined) continue;
     if (!inspection.changeTables.some((t) => t.table === w.table)) throw new CoverageError(source, `its change table '${w.table}' is gone or changed shape`);
-    const cols = w.columns.map(quoteIdent).join(", ");
-    const stmt = db.prepare(`SELECT count(*) AS n FROM ${quoteIdent(w.table)} WHERE (${cols}) <= (${w.value.map(() => "?").join(", ")})`);
-    const n = Number((stmt.get(...w.value) as { n: number | bigint }).n);
+    const n = rowsAtOrBelow(db, w, w.value);
     if (n !== w.count) {
       throw new CoverageError(
         source,
