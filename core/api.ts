@@ -11,6 +11,8 @@ export const PATHS = {
   uploadBackup: "/api/upload-backup",
   backups: "/api/backups",
   status: "/api/status",
+  /** The backup chain's head and the Worker's clock (GET); commit a set (POST ?expect=); rebuild (POST ?rebuild, admin). */
+  chain: "/api/chain",
 } as const;
 
 export const HEADERS = {

@@ -6,6 +6,7 @@ export * from "./manifest.ts";
 export * from "./retention.ts";
 export * from "./catalog.ts";
 export * from "./planner.ts";
+export * from "./chain.ts";
 export * from "./api.ts";
 export * from "./status.ts";
 export * from "./changes.ts";

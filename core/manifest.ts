@@ -93,6 +93,13 @@ export const manifestSchema = z.object({
   promotedFrom: timestamp.optional(),
   createdAt: z.iso.datetime(),
   completedAt: z.iso.datetime(),
+  /**
+   * When the set's data was read, on the Worker's clock (ISO, ms): an upper bound, so a restore at a time T from
+   * this set holds no change committed after T. Absent before 0.3: the id is that time.
+   */
+  capturedAt: z.iso.datetime().optional(),
+  /** The databases the set holds or carries changes of, with their paths under the data directory (lineage). */
+  sources: z.array(z.object({ source: z.string().min(1), path: relativePath.optional() })).optional(),
   app: z.object({ name: z.string(), version: z.string() }),
   tool: z.object({ name: z.string(), version: z.string() }),
   sqliteVersion: z.string().min(1),

@@ -55,8 +55,10 @@ export interface RestorePlan {
   at: string;
   full: RestoreStep;
   chain: RestoreStep[];
-  /** The time the restored database will reflect. */
+  /** The set the restored database will reflect (its id). */
   restoresTo: BackupTimestamp;
+  /** When that set's data was read, on the Worker's clock (sets from 0.3 on). */
+  capturedAt?: string;
   /** Why each set was chosen or passed over. */
   notes: string[];
 }
