@@ -1,5 +1,6 @@
 import { catalogFromKeys, type Catalog, type CatalogSet } from "../../core/catalog.ts";
 import { MANIFEST_FILE, PREFIXES } from "../../core/keys.ts";
+import { mirrorChain } from "./chain.ts";
 import { listAllKeys } from "./r2.ts";
 
 /**
@@ -92,15 +93,23 @@ export async function replicate(from: R2Bucket, to: R2Bucket, budget: CopyBudget
   const missing = missingFromReplica(source, destination);
   const meter = { parts: 0, budget };
   const copied: string[] = [];
+  // The destination's chain index follows the source's, up to the newest set the destination holds complete.
+  const held = new Set([...destination.full, ...destination.incremental].filter((s) => s.complete).map(setPrefix));
+  const index = () => mirrorChain(from, to, (e) => held.has(`${PREFIXES[e.kind]}${e.id}/`));
   for (const set of missing) {
     const prefix = setPrefix(set);
     const files = [...set.files.filter((f) => f !== MANIFEST_FILE), MANIFEST_FILE];
     for (const file of files) {
       const stopped = await copyObject(from, to, `${prefix}${file}`, meter);
-      if (stopped) return { copied, remaining: missing.length - copied.length, resumeAt: stopped };
+      if (stopped) {
+        await index();
+        return { copied, remaining: missing.length - copied.length, resumeAt: stopped };
+      }
     }
     copied.push(prefix);
+    held.add(prefix);
   }
+  await index();
   for (const key of missingDrills(source, destination)) {
     const stopped = await copyObject(from, to, key, meter);
     if (stopped) break;

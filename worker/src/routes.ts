@@ -7,6 +7,7 @@ import type { Env } from "./env.ts";
 import { HttpError, errorResponse, json } from "./errors.ts";
 import { contentSha256, countedBody, readLimited, requireContentLength, resolveRange } from "./http.ts";
 import { assertWritable, describeObject, listObjects, putObject, r2Call, r2UploadCall, readWindowBytes, resumeUpload, storedSha256, windowedBody } from "./r2.ts";
+import { chainRoute, isChainKey } from "./chain.ts";
 import { backupStatus } from "./scheduled.ts";
 
 /** The Worker API of docs/design.md; every failure leaves through the one error handler as JSON. */
@@ -16,6 +17,14 @@ export async function handleRequest(request: Request, env: Env): Promise<Respons
   } catch (error) {
     return errorResponse(error, request);
   }
+}
+
+function chainKeyRefused(key: string): HttpError {
+  return new HttpError(
+    403,
+    "forbidden",
+    `write backup key '${key}': the chain is written only through ${PATHS.chain} (a commit appends a set; an admin rebuild replaces the index)`,
+  );
 }
 
 function methodNotAllowed(path: string, allow: string): HttpError {
@@ -45,6 +54,7 @@ async function route(request: Request, env: Env): Promise<Response> {
     if (method !== "POST") throw methodNotAllowed(path, "POST");
     return formUpload(request, env);
   }
+  if (path === PATHS.chain) return chainRoute(request, url, env, role);
   if (path === PATHS.backups || path === `${PATHS.backups}/`) {
     if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(path, "GET, HEAD");
     return list(url, env);
@@ -58,6 +68,7 @@ async function objectRoute(request: Request, url: URL, env: Env, key: string, ro
   const params = url.searchParams;
   const uploadId = params.get("uploadId");
   if (uploadId !== null && uploadId.length === 0) throw new HttpError(400, "bad_request", `multipart upload of '${key}': uploadId is empty`);
+  if ((request.method === "PUT" || request.method === "POST") && isChainKey(key)) throw chainKeyRefused(key);
   switch (request.method) {
     case "GET":
     case "HEAD":
@@ -248,6 +259,7 @@ async function formUpload(request: Request, env: Env): Promise<Response> {
     throw new HttpError(400, "bad_request", `${operation}: the form has no 'file' field with a file (its filename is the key)`);
   }
   const key = validateObjectKey(file.name);
+  if (isChainKey(key)) throw chainKeyRefused(key);
   const sha256 = contentSha256(request, `${operation} '${key}'`);
   const object = await putObject(env.BACKUP_BUCKET, key, file, { ...(sha256 ? { sha256 } : {}), contentType: file.type || "application/octet-stream" });
   return json({ ...describeObject(object), success: true }, 201);
