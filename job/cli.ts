@@ -20,6 +20,8 @@ const EXIT_HELP: Record<keyof typeof EXIT, string> = {
   integrity: "a checksum or integrity check failed",
   notFound: "no backup matches (e.g. an incremental without a full backup)",
   targetExists: "the restore target exists (use --force)",
+  chainMoved: "other runs kept committing first; nothing of this run is in the chain",
+  clockSkew: "the Worker refused the set's time (a clock ahead)",
   interrupted: "stopped by SIGINT (130) or SIGTERM (143)",
 };
 

@@ -24,6 +24,10 @@ export const EXIT = {
   notFound: 9,
   /** The restore target exists and --force was not given. */
   targetExists: 10,
+  /** Other runs kept committing first: the chain moved under every attempt, and nothing of this run is in it. */
+  chainMoved: 11,
+  /** The Worker refused the set's time: this machine's clock is ahead of the Worker's beyond the allowed skew. */
+  clockSkew: 12,
   /** Stopped by SIGINT (130; the process exits 143 for SIGTERM): temporary files removed, nothing complete-looking left. */
   interrupted: 130,
 } as const;

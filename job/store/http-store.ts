@@ -6,7 +6,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import { addSecret, addUrlSecrets, displayUrl } from "../log.ts";
-import type { BackupStore, GetResult, ListPage, PutOptions, StoredObject } from "./types.ts";
+import type { BackupStore, ChainView, CommitOutcome, GetResult, ListPage, PutOptions, StoredObject } from "./types.ts";
+import { CHAIN_HEAD_KEY, parseChainHead, type ApiChain, type ApiChainCommit, type ApiChainManifests, type ChainEntry, type ChainHead } from "../../core/chain.ts";
 
 /** An HTTP answer the store could not turn into a result: carries the status for callers that branch on it. */
 export class HttpStatusError extends JobError {
@@ -170,6 +171,55 @@ export class HttpStore implements BackupStore {
         throw this.#interrupted(operation, id, e);
       });
     }
+  }
+
+  async chain(): Promise<ChainView> {
+    const sent = performance.now();
+    const localSent = Date.now();
+    const answer = await this.#exchange("read chain", PATHS.chain, PATHS.chain, { method: "GET" }, async (res) => (await res.json()) as ApiChain);
+    const received = performance.now();
+    // The Worker read its clock somewhere within the round trip: take the middle.
+    const mid = (sent + received) / 2;
+    const workerAtMid = Date.parse(answer.now);
+    return {
+      head: answer.head === null ? null : parseChainHead(answer.head, CHAIN_HEAD_KEY),
+      clock: () => new Date(workerAtMid + (performance.now() - mid)),
+      skewMs: Math.round(localSent + (received - sent) / 2 - workerAtMid),
+    };
+  }
+
+  async commitSet(manifest: string, expect: number): Promise<CommitOutcome> {
+    const answer = await this.#exchange<CommitOutcome>(
+      "commit set",
+      `expect ${expect}`,
+      `${PATHS.chain}?expect=${expect}`,
+      { method: "POST", headers: { "content-type": "application/json" }, body: manifest, expect: [400, 409] },
+      async (res) => {
+        if (res.ok) return { committed: (await res.json()) as ApiChainCommit };
+        const err = await readError(res);
+        if (res.status === 409 && err.error === "chain_moved") return { moved: err.message };
+        if (err.error === "clock_skew") throw new HttpStatusError("clockSkew", res.status, err.message, "check this machine's clock (timedatectl, chrony)");
+        throw new HttpStatusError("failed", res.status, `commit set: ${res.status} ${err.error}: ${err.message}`);
+      },
+    );
+    return answer;
+  }
+
+  async readManifests(sets: readonly string[]): Promise<Record<string, string | null>> {
+    const q = new URLSearchParams({ sets: sets.join(",") });
+    const answer = await this.#exchange("read manifests", `${sets.length} sets`, `${PATHS.chain}?${q}`, { method: "GET" }, async (res) => (await res.json()) as ApiChainManifests);
+    return answer.manifests;
+  }
+
+  async rebuildChain(entries: readonly ChainEntry[]): Promise<ChainHead> {
+    const answer = await this.#exchange(
+      "rebuild chain",
+      `${entries.length} sets`,
+      `${PATHS.chain}?rebuild`,
+      { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ entries }) },
+      async (res) => (await res.json()) as ApiChain,
+    );
+    return parseChainHead(answer.head, CHAIN_HEAD_KEY);
   }
 
   async put(key: string, body: Uint8Array | string, options: PutOptions = {}): Promise<StoredObject> {

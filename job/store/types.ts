@@ -1,3 +1,5 @@
+import type { ApiChainCommit, ChainEntry, ChainHead } from "../../core/chain.ts";
+
 /**
  * The storage interface of the job: what the backup, list, restore and verify commands need from the
  * bucket. `HttpStore` implements it over the Worker API; tests run one conformance suite against it.
@@ -31,7 +33,27 @@ export interface PutOptions {
   contentType?: string;
 }
 
+/** The chain as the Worker answered it, with the Worker's clock mapped onto this process's monotonic clock. */
+export interface ChainView {
+  head: ChainHead | null;
+  /** The Worker's time now, from its answer and the time since (never this machine's wall clock). */
+  clock: () => Date;
+  /** This machine's clock minus the Worker's, in ms (positive: ahead), for status and warnings. */
+  skewMs: number;
+}
+
+/** A commit's outcome: the set is in the chain, or another run moved the head first (take the set again). */
+export type CommitOutcome = { committed: ApiChainCommit } | { moved: string };
+
 export interface BackupStore {
+  /** The chain's head and the Worker's clock (`GET /api/chain`). */
+  chain(): Promise<ChainView>;
+  /** Stores the manifest and appends its set to the chain, if the chain still has `expect` sets (`POST /api/chain`). */
+  commitSet(manifest: string, expect: number): Promise<CommitOutcome>;
+  /** The text of up to MAX_MANIFESTS_PER_READ sets' manifests (`full/<id>`, `incremental/<id>`), null when missing. */
+  readManifests(sets: readonly string[]): Promise<Record<string, string | null>>;
+  /** Replaces the chain's index with these entries (admin token). */
+  rebuildChain(entries: readonly ChainEntry[]): Promise<ChainHead>;
   /** Stores a small object in one request. Throws `exists` (409) for an existing key outside backups/state/. */
   put(key: string, body: Uint8Array | string, options?: PutOptions): Promise<StoredObject>;
   /** Streams an object, or part of it; undefined when it does not exist. */
