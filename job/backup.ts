@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, stat, unlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
@@ -13,25 +12,26 @@ import {
   PREFIXES,
   assertSourceName,
   buildManifest,
-  catalogFromKeys,
   databaseFile,
   fileKey,
   formatBackupKey,
-  formatTimestamp,
   manifestKey,
-  newestComplete,
-  parseManifest,
-  parseTimestamp,
   planDailyPromotion,
   serializeManifest,
-  type Catalog,
+  type CatalogSet,
+  type ChainEntry,
+  type PromotionDecision,
+  entryTime,
+  formatTimestamp,
+  parseTimestamp,
+  nextSetId,
   type ChangeTable,
   type DatabaseInfo,
   type FileEntry,
   type Manifest,
-  type PlanSet,
   type Watermark,
 } from "../core/index.ts";
+import { chainPosition, readCatalog, readEntryManifest, readManifestAt } from "./chain.ts";
 import { exportChanges, type ChangeSource } from "./changes.ts";
 import { CoverageError, coverageOf, sameHead, uncoveredReason } from "./coverage.ts";
 import { documentsTar } from "./documents.ts";
@@ -42,6 +42,7 @@ import type { BackupEvent } from "./log.ts";
 import { lastGoodDrillAgeHours } from "./drills.ts";
 import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
 import { assertSqliteFile, checkSnapshot, isUnlockedLiveStoreFile, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
+import { HttpStatusError } from "./store/http-store.ts";
 import type { BackupStore } from "./store/types.ts";
 import { compressFile, compressStream, type Digest } from "./stream.ts";
 import { StreamUpload, partSizeFor } from "./upload.ts";
@@ -91,7 +92,6 @@ export interface BackupOptions {
   /** Copy the day's first complete full backup to `daily/` (default true). */
   promote?: boolean;
   app?: { name: string; version: string };
-  now?: () => Date;
   onEvent?: (event: BackupEvent) => void;
   metrics?: MetricsSink;
   /** With metrics: reads the replica's lag after the run (job/replica-lag.ts), reported as metrics too. */
@@ -180,61 +180,16 @@ export function resolveSources(inputs: readonly DatabaseInput[]): (DatabaseInput
   });
 }
 
-/** Reads every key of the backup sets into a catalog. */
-export async function readCatalog(store: BackupStore): Promise<Catalog> {
-  const keys: string[] = [];
-  for (const prefix of [PREFIXES.full, PREFIXES.incremental, PREFIXES.daily]) {
-    for (const o of await store.listAll(prefix)) keys.push(o.key);
-  }
-  return catalogFromKeys(keys);
-}
-
-/** Downloads and validates one manifest. */
-export async function readManifest(store: BackupStore, kind: "full" | "incremental" | "daily", id: string): Promise<Manifest> {
-  const key = manifestKey(kind, id);
-  const got = await store.get(key);
-  if (!got) throw new JobError("notFound", `read manifest '${key}': not found`);
-  const text = await new Response(got.body).text();
-  try {
-    return parseManifest(text, key);
-  } catch (e) {
-    throw new JobError("integrity", (e as Error).message, { cause: e });
-  }
-}
-
 /**
- * The set an incremental continues: the newest complete incremental whose base is the newest complete full,
- * else that full. Undefined when there is no complete full backup.
+ * Decides `auto` from the chain's newest full backup and the Worker's clock: full when there is none or it is at
+ * least `hours` old. An age is never negative: the chain holds no set from the Worker's future.
  */
-export async function findPrevious(store: BackupStore, catalog: Catalog): Promise<Manifest | undefined> {
-  const full = newestComplete(catalog.full);
-  if (!full) return undefined;
-  const incs = catalog.incremental.filter((s) => s.complete && s.id > full.id).reverse();
-  for (const inc of incs) {
-    const m = await readManifest(store, "incremental", inc.id);
-    if (m.base === full.id) return m;
-  }
-  return readManifest(store, "full", full.id);
-}
-
-/** Decides `auto`: full when the newest complete full is missing or at least `hours` old. */
-export function chooseKind(kind: BackupKind, catalog: Catalog, now: Date, hours = 6): { kind: "full" | "incremental"; reason: string } {
+export function chooseKind(kind: BackupKind, full: ChainEntry | undefined, now: Date, hours = 6): { kind: "full" | "incremental"; reason: string } {
   if (kind !== "auto") return { kind, reason: `--kind ${kind}` };
-  const full = newestComplete(catalog.full);
-  if (!full) return { kind: "full", reason: "no complete full backup yet" };
-  const age = (now.getTime() - parseTimestamp(full.id).getTime()) / 3_600_000;
+  if (!full) return { kind: "full", reason: "the chain holds no full backup yet" };
+  const age = Math.max(0, now.getTime() - entryTime(full)) / 3_600_000;
   if (age >= hours) return { kind: "full", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (>= ${hours} h)` };
   return { kind: "incremental", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (< ${hours} h)` };
-}
-
-/** The newest timestamp of any set, complete or not: keys are write-once, so a new set must sort after it. */
-function newestTs(catalog: Catalog): string | undefined {
-  const all = [...catalog.full, ...catalog.incremental].map((s) => s.id).sort();
-  return all.at(-1);
-}
-
-function planSets(catalog: Catalog): PlanSet[] {
-  return [...catalog.full, ...catalog.incremental, ...catalog.daily].map((s) => ({ kind: s.kind, id: s.id, complete: s.complete }));
 }
 
 async function removeStaleWorkDirs(tmpDir: string): Promise<void> {
@@ -398,306 +353,393 @@ async function snapshotAll(
   return snaps;
 }
 
+/** Attempts at committing before a run gives up to the runs that keep committing first (each retakes the set). */
+const COMMIT_ATTEMPTS = 10;
+
+type Log = (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+
+/** Another run took the same set id (same head, same second) and wrote under it first: plan again after it. */
+class SetIdTaken extends Error {
+  readonly id: string;
+  constructor(id: string) {
+    super(`set id ${id} is taken by another run`);
+    this.id = id;
+  }
+}
+
+/** What every phase of a run shares: its options, databases, and where it writes. */
+interface RunContext {
+  options: BackupOptions;
+  store: BackupStore;
+  databases: (DatabaseInput & { source: string })[];
+  changeTables: readonly ChangeTable[];
+  tmpDir: string;
+  started: number;
+  log: Log;
+  emit: (e: BackupEvent) => void;
+}
+
+/** The plan of one set: its kind and id, the chain position it continues, and whether it is promoted to daily. */
+interface SetPlan {
+  kind: "full" | "incremental";
+  reason: string;
+  id: string;
+  /** The chain's length this set commits on (compare-and-swap). */
+  expect: number;
+  clock: () => Date;
+  tip: ChainEntry | undefined;
+  /** Incremental: the manifest of the set it continues, and of its base full backup. */
+  previous?: Manifest;
+  baseFull?: Manifest;
+  promotion: PromotionDecision | undefined;
+  dailies: CatalogSet[];
+}
+
+/** What a set's capture uploaded, ready for its manifest. */
+interface CapturedSet {
+  files: FileEntry[];
+  stored: Map<string, Stored>;
+  databases: DatabaseInfo[];
+  to: Watermark[];
+  changes?: Record<string, number>;
+  sqliteVersion: string;
+  timings: Record<string, number>;
+  /** When the data was read, on the Worker's clock: an upper bound. */
+  capturedAt: Date;
+}
+
+/** Phase 1: the lock, the databases (a missing or non-SQLite file fails first, exit 3, before the Worker is asked anything). */
+async function prepare(ctx: Omit<RunContext, "databases" | "changeTables">): Promise<{ databases: RunContext["databases"]; lock: Lock | undefined }> {
+  await mkdir(ctx.tmpDir, { recursive: true });
+  const lock = ctx.options.lockFile !== false ? await acquireLock(ctx.options.lockFile ?? join(ctx.tmpDir, "r2backup.lock")) : undefined;
+  try {
+    await removeStaleWorkDirs(ctx.tmpDir);
+    const databases = resolveSources(ctx.options.databases);
+    for (const d of databases) if (d.path && !d.db && !d.snapshot) await assertSqliteFile(d.path);
+    return { databases, lock };
+  } catch (e) {
+    await lock?.release();
+    throw e;
+  }
+}
+
 /**
- * Takes one backup. Resolves with the manifest once the set is complete; throws a JobError otherwise
- * (after aborting uploads and deleting temp files), leaving no manifest for the failed set.
+ * Phase 2: plans the set on the chain's head. The kind comes from the chain's newest full (and, for an
+ * incremental, from what it can carry: other databases than the base full's never continue its chain); the id
+ * from the Worker's clock, after the tip.
+ */
+async function planSet(ctx: RunContext, forceFull: string | undefined, after: string | undefined): Promise<SetPlan> {
+  const { options, store } = ctx;
+  throwIfInterrupted(options.signal, "back up");
+  const position = await chainPosition(store);
+  const clock = position.view.clock;
+  if (Math.abs(position.view.skewMs) > 60_000) {
+    ctx.log("warn", `this machine's clock is ${(position.view.skewMs / 1000).toFixed(0)} s off the Worker's; the backup uses the Worker's`, { skewMs: position.view.skewMs });
+  }
+  let decided = forceFull ? { kind: "full" as const, reason: forceFull } : chooseKind(options.kind ?? "auto", position.full, clock(), options.fullEveryHours);
+  let previous: Manifest | undefined;
+  let baseFull: Manifest | undefined;
+  if (decided.kind === "incremental") {
+    if (!position.full || !position.tip) {
+      throw new JobError("notFound", "take incremental backup: the chain holds no full backup to continue", {
+        hint: "run a full backup first: r2backup run --kind full (a bucket from before 0.3 has no chain yet)",
+      });
+    }
+    previous = await readEntryManifest(store, position.tip);
+    baseFull = position.tip.kind === "full" ? previous : await readEntryManifest(store, position.full);
+    const blocked = uncoveredReason(
+      baseFull!.databases,
+      ctx.databases.map((d) => d.source),
+    );
+    if (blocked) {
+      if (options.kind !== "auto" && options.kind !== undefined) throw blocked;
+      decided = { kind: "full", reason: blocked.detail };
+      previous = undefined;
+      baseFull = undefined;
+    }
+  }
+  let id = nextSetId(position.view.head, clock());
+  if (after !== undefined && id <= after) id = formatTimestamp(new Date(parseTimestamp(after).getTime() + 1000));
+  let promotion: PromotionDecision | undefined;
+  let dailies: CatalogSet[] = [];
+  if (decided.kind === "full" && options.promote !== false) {
+    dailies = (await readCatalog(store, { areas: [PREFIXES.daily] })).daily;
+    const fulls = (position.view.head?.tail ?? []).filter((e) => e.kind === "full").map((e) => ({ kind: "full" as const, id: e.id, complete: true }));
+    promotion = planDailyPromotion(id, [...dailies.map((s) => ({ kind: s.kind, id: s.id, complete: s.complete })), ...fulls]);
+  }
+  return {
+    kind: decided.kind,
+    reason: decided.reason,
+    id,
+    expect: position.expect,
+    clock,
+    tip: position.tip,
+    ...(previous ? { previous } : {}),
+    ...(baseFull ? { baseFull } : {}),
+    promotion,
+    dailies,
+  };
+}
+
+/** Phase 3: snapshots (full) or exports the changes (incremental) and uploads every object of the set. */
+async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Promise<CapturedSet> {
+  const { options, store, databases, changeTables, log, emit } = ctx;
+  const { kind, id } = plan;
+  const timings: Record<string, number> = {};
+  const files: FileEntry[] = [];
+  const stored = new Map<string, Stored>();
+  const dbInfos: DatabaseInfo[] = [];
+  let to: Watermark[] = [];
+  let changes: Record<string, number> | undefined;
+  let sqliteVersion = "";
+  let capturedAt: Date;
+  // The compressed copies are kept on disk only when this run will re-send them to daily/ (no copy in R2).
+  const keepCopies = plan.promotion?.promote === true;
+
+  const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
+    const key = fileKey(kind, id, name);
+    throwIfInterrupted(options.signal, `upload '${key}'`);
+    const tmpFile = keepCopies ? join(workDir, name) : undefined;
+    const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
+    try {
+      const compressOptions = {
+        ...(tmpFile ? { tmpFile } : {}),
+        onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
+      };
+      const sink = (chunk: Buffer) => {
+        throwIfInterrupted(options.signal, `upload '${key}'`);
+        return upload.write(chunk);
+      };
+      const digest = "file" in source ? await compressFile(source.file, sink, compressOptions) : await compressStream(source, sink, compressOptions);
+      const object = await upload.finish(digest.sha256);
+      if (object.size !== digest.size) {
+        throw new JobError("integrity", `upload '${key}': the Worker stored ${object.size} bytes, ${digest.size} were sent`, { hint: "run the backup again" });
+      }
+      const s = { ...digest, tmpFile, contentType };
+      stored.set(name, s);
+      emit({ type: "progress", phase: "upload", file: name, bytes: digest.uncompressedSize, total: digest.uncompressedSize });
+      return s;
+    } catch (e) {
+      await upload.abort();
+      if (e instanceof HttpStatusError && e.status === 409) throw new SetIdTaken(id);
+      throw classify(e, `upload '${key}'`);
+    }
+  };
+
+  if (kind === "full") {
+    // Snapshot every database first (close together in time), check each, then upload.
+    let t = Date.now();
+    const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log, options.signal);
+    capturedAt = plan.clock();
+    // Each copy is checked right after it is taken (and retaken when it fails): one phase.
+    timings.snapshotAndCheck = Date.now() - t;
+    for (const s of snaps) {
+      sqliteVersion ||= s.info.sqliteVersion;
+      for (const r of s.info.inspection.rejected)
+        log("warn", `${s.input.source}: '${r.table}' is not a change table: ${r.reason}; every backup of it is a full one`, { source: s.input.source, table: r.table });
+      const coverage = s.derivedFrom ? "derived" : coverageOf(s.info.inspection);
+      dbInfos.push({
+        source: s.input.source,
+        ...(s.input.path ? { fileName: basename(s.input.path) } : {}),
+        pageSize: s.info.pageSize,
+        pageCount: s.info.pageCount,
+        integrity: "ok",
+        tables: s.info.tables,
+        ...(s.relativePath ? { path: s.relativePath } : {}),
+        coverage,
+        ...(s.derivedFrom ? { derivedFrom: s.derivedFrom } : {}),
+        ...(coverage === "rows" ? { otherTablesSha256: s.info.inspection.otherTablesSha256 } : {}),
+        ...(s.info.inspection.livestore ? { livestore: s.info.inspection.livestore } : {}),
+      });
+      for (const w of s.info.watermarks) to.push({ source: s.input.source, ...w });
+    }
+    t = Date.now();
+    for (const s of snaps) {
+      const name = databaseFile(s.input.source);
+      const size = s.info.sizeBytes;
+      const d = await put(name, { file: s.path }, size, "application/zstd", size);
+      files.push({ name, role: "database", source: s.input.source, contentType: "application/vnd.sqlite3", compression: "zstd", ...digestOf(d) });
+      log("info", `uploaded ${name}`, { bytes: d.uncompressedSize, stored: d.size });
+    }
+    timings.databases = Date.now() - t;
+    const docs = options.documents;
+    if (docs && (docs.dir || docs.query)) {
+      t = Date.now();
+      let query: { sql: string; dbPath: string } | undefined;
+      if (docs.query) {
+        const snap = docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0];
+        if (!snap) throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
+        query = { sql: docs.query, dbPath: snap.path };
+      }
+      const tarball = await documentsTar({ ...(docs.dir ? { dir: docs.dir } : {}), ...(query ? { query } : {}) });
+      const d = await put(DOCUMENTS_FILE, tarball.stream, tarball.estimateBytes, "application/zstd");
+      files.push({ name: DOCUMENTS_FILE, role: "documents", contentType: "application/x-tar", compression: "zstd", ...digestOf(d) });
+      log("info", `uploaded ${DOCUMENTS_FILE}`, { documents: tarball.count(), bytes: d.uncompressedSize, stored: d.size });
+      timings.documents = Date.now() - t;
+    }
+    for (const s of snaps) await unlink(s.path).catch(() => {});
+  } else {
+    const t = Date.now();
+    const previous = plan.previous!;
+    const baseFull = plan.baseFull!;
+    const from = previous.to;
+    const sources: ChangeSource[] = [];
+    for (const input of databases) {
+      const base = baseFull.databases.find((d) => d.source === input.source)!;
+      // A LiveStore state DB is derived from its event log: the incremental carries the log, restore rebuilds it.
+      if (base.coverage === "derived") continue;
+      if (input.db) sources.push({ source: input.source, db: input.db, base });
+      else if (input.path && !input.snapshot && !(await isUnlockedLiveStoreFile(input.path))) sources.push({ source: input.source, db: input.path, base });
+      else {
+        // No live handle (a snapshot function, or a LiveStore file no connection may lock): export from a
+        // fresh checked copy, which is just as consistent.
+        const path = join(workDir, `${input.source}.db`);
+        await snapshotOne(input, path, changeTables, options.integrity);
+        sources.push({ source: input.source, db: path, base });
+      }
+    }
+    const exported = exportChanges(sources, changeTables, from);
+    const d = await put(CHANGES_FILE, exported.lines, 0, "application/zstd");
+    const result = exported.result();
+    // The export's read transaction has ended: every row it carries was committed before now.
+    capturedAt = plan.clock();
+    changes = result.changes;
+    const reached = new Set(result.to.map((w) => `${w.source}/${w.table}`));
+    to = [...result.to, ...from.filter((w) => !reached.has(`${w.source}/${w.table}`))];
+    files.push({ name: CHANGES_FILE, role: "changes", contentType: "application/x-ndjson", compression: "zstd", ...digestOf(d) });
+    const rows = Object.values(changes).reduce((a, b) => a + b, 0);
+    log("info", `uploaded ${CHANGES_FILE}`, { rows, changes, stored: d.size });
+    timings.changes = Date.now() - t;
+  }
+  if (!sqliteVersion) {
+    const mem = new DatabaseSync(":memory:");
+    sqliteVersion = String((mem.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
+    mem.close();
+  }
+  // The chain's capture times never go backwards; this run read its data after the tip was committed.
+  if (plan.tip && capturedAt.getTime() < entryTime(plan.tip)) capturedAt = new Date(entryTime(plan.tip));
+  return { files, stored, databases: dbInfos, to, ...(changes ? { changes } : {}), sqliteVersion, timings, capturedAt };
+}
+
+function digestOf(d: Digest): Pick<FileEntry, "size" | "sha256" | "uncompressedSize" | "uncompressedSha256"> {
+  return { size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 };
+}
+
+/**
+ * Phase 4: writes the manifest and appends the set to the chain, in one request the Worker runs as a
+ * compare-and-swap on the head. `moved`: another run committed first; nothing of this set is in the chain.
+ */
+async function commitPlannedSet(ctx: RunContext, plan: SetPlan, captured: CapturedSet): Promise<{ manifest: Manifest; mKey: string } | { moved: string }> {
+  const { options, store } = ctx;
+  const { kind, id } = plan;
+  captured.timings.total = Date.now() - ctx.started;
+  const manifest = buildManifest({
+    kind,
+    id,
+    base: kind === "full" ? id : plan.previous!.base,
+    previous: kind === "full" ? null : plan.previous!.id,
+    // Every time of the manifest is the Worker's: this machine's clock may be off.
+    createdAt: new Date(plan.clock().getTime() - (Date.now() - ctx.started)).toISOString(),
+    completedAt: plan.clock().toISOString(),
+    capturedAt: captured.capturedAt.toISOString(),
+    app: options.app ?? { name: "unknown", version: "unknown" },
+    tool: { name: "r2backup", version: TOOL_VERSION },
+    sqliteVersion: captured.sqliteVersion,
+    host: hostname(),
+    files: captured.files,
+    databases: captured.databases,
+    sources: ctx.databases.map((d) => ({ source: d.source, ...(d.relativePath !== undefined ? { path: d.relativePath } : {}) })),
+    from: kind === "full" ? [] : plan.previous!.to,
+    to: captured.to,
+    ...(captured.changes ? { changes: captured.changes } : {}),
+    timings: captured.timings,
+  });
+  const mKey = manifestKey(kind, id);
+  throwIfInterrupted(options.signal, `write '${mKey}'`);
+  const outcome = await store.commitSet(serializeManifest(manifest), plan.expect);
+  if ("committed" in outcome) return { manifest, mKey };
+  // A commit whose answer was lost and was sent again meets its own success as a moved chain.
+  const after = await store.chain();
+  if (after.head?.tail.some((e) => e.id === id && e.capturedAt === manifest.capturedAt)) return { manifest, mKey };
+  return outcome;
+}
+
+/**
+ * Takes one backup. Resolves with the manifest once the set is complete and in the chain; throws a JobError
+ * otherwise (after aborting uploads and deleting temp files), leaving no set in the chain.
  */
 export async function backup(options: BackupOptions): Promise<BackupResult> {
   const started = Date.now();
-  const now = options.now ?? (() => new Date());
   const emit = (e: BackupEvent) => options.onEvent?.(e);
-  const log = (level: "info" | "warn" | "error", message: string, fields: Record<string, unknown> = {}) => emit({ type: "log", level, message, ...fields });
+  const log: Log = (level, message, fields = {}) => emit({ type: "log", level, message, ...fields });
   const tmpDir = resolve(options.tmpDir ?? tmpdir());
   let kindForReport: string = options.kind ?? "auto";
   let idForReport: string | undefined;
   let lock: Lock | undefined;
   let workDir: string | undefined;
   try {
-    await mkdir(tmpDir, { recursive: true });
-    if (options.lockFile !== false) lock = await acquireLock(options.lockFile ?? join(tmpDir, "r2backup.lock"));
-    await removeStaleWorkDirs(tmpDir);
-    const databases = resolveSources(options.databases);
-    // A missing or non-SQLite file fails first (exit 3), before the Worker is asked anything.
-    for (const d of databases) if (d.path && !d.db && !d.snapshot) await assertSqliteFile(d.path);
-    const changeTables = options.changeTables ?? DEFAULT_CHANGE_TABLES;
-    const store = options.store;
-
-    // One set: the kind is decided from the bucket and, for an incremental, from what it can carry. When
-    // `auto` finds during the export that an incremental cannot carry a change, it takes a full backup instead.
-    const takeSet = async (forceFull: string | undefined) => {
-      throwIfInterrupted(options.signal, "back up");
-      const catalog = await readCatalog(store);
-      let decided = forceFull ? { kind: "full" as const, reason: forceFull } : chooseKind(options.kind ?? "auto", catalog, now(), options.fullEveryHours);
-      let previous: Manifest | undefined;
-      let baseFull: Manifest | undefined;
-      if (decided.kind === "incremental") {
-        previous = await findPrevious(store, catalog);
-        if (!previous)
-          throw new JobError("notFound", "take incremental backup: the bucket holds no complete full backup to continue", {
-            hint: "run a full backup first: r2backup run --kind full",
-          });
-        baseFull = previous.kind === "full" ? previous : await readManifest(store, "full", previous.base);
-        const blocked = uncoveredReason(
-          baseFull.databases,
-          databases.map((d) => d.source),
-        );
-        if (blocked) {
-          if (options.kind !== "auto" && options.kind !== undefined) throw blocked;
-          decided = { kind: "full", reason: blocked.detail };
-          previous = undefined;
-          baseFull = undefined;
-        }
-      }
-      const kind = decided.kind;
-      kindForReport = kind;
-
-      // Keys are write-once and string order is time order: a new set must sort after every existing one.
-      let date = now();
-      const newest = newestTs(catalog);
-      if (newest && formatTimestamp(date) <= newest) {
-        const next = parseTimestamp(newest).getTime() + 1000;
-        if (next - date.getTime() <= 5000) {
-          await sleep(next - date.getTime() + 5);
-          date = now();
-        }
-        if (formatTimestamp(date) <= newest) date = new Date(next);
-      }
-      const id = formatTimestamp(date);
-      idForReport = id;
-      const createdAt = new Date(started).toISOString();
-      log("info", `starting ${kind} backup ${id}`, { kind, id, reason: decided.reason, databases: databases.map((d) => d.source) });
-
-      await mkdir(tmpDir, { recursive: true });
-      if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
-      workDir = await mkdtemp(join(tmpDir, `r2backup-work-${process.pid}-`));
-      const timings: Record<string, number> = {};
-      const files: FileEntry[] = [];
-      const stored = new Map<string, Stored>();
-      const dbInfos: DatabaseInfo[] = [];
-      let to: Watermark[] = [];
-      let changes: Record<string, number> | undefined;
-      let sqliteVersion = "";
-
-      // The compressed copies are kept on disk only when this run will re-send them to daily/ (no copy in R2).
-      const promotion = kind === "full" && options.promote !== false ? planDailyPromotion(id, planSets(catalog)) : undefined;
-      const keepCopies = promotion?.promote === true;
-
-      const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
-        const key = fileKey(kind, id, name);
-        throwIfInterrupted(options.signal, `upload '${key}'`);
-        const tmpFile = keepCopies ? join(workDir!, name) : undefined;
-        const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
-        try {
-          const compressOptions = {
-            ...(tmpFile ? { tmpFile } : {}),
-            onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
-          };
-          const sink = (chunk: Buffer) => {
-            throwIfInterrupted(options.signal, `upload '${key}'`);
-            return upload.write(chunk);
-          };
-          const digest = "file" in source ? await compressFile(source.file, sink, compressOptions) : await compressStream(source, sink, compressOptions);
-          const object = await upload.finish(digest.sha256);
-          if (object.size !== digest.size) {
-            throw new JobError("integrity", `upload '${key}': the Worker stored ${object.size} bytes, ${digest.size} were sent`, { hint: "run the backup again" });
-          }
-          const s = { ...digest, tmpFile, contentType };
-          stored.set(name, s);
-          emit({ type: "progress", phase: "upload", file: name, bytes: digest.uncompressedSize, total: digest.uncompressedSize });
-          return s;
-        } catch (e) {
-          await upload.abort();
-          throw classify(e, `upload '${key}'`);
-        }
-      };
-
-      if (kind === "full") {
-        // Snapshot every database first (close together in time), check each, then upload.
-        let t = Date.now();
-        const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log, options.signal);
-        // Each copy is checked right after it is taken (and retaken when it fails): one phase.
-        timings.snapshotAndCheck = Date.now() - t;
-        for (const s of snaps) {
-          sqliteVersion ||= s.info.sqliteVersion;
-          for (const r of s.info.inspection.rejected)
-            log("warn", `${s.input.source}: '${r.table}' is not a change table: ${r.reason}; every backup of it is a full one`, { source: s.input.source, table: r.table });
-          const coverage = s.derivedFrom ? "derived" : coverageOf(s.info.inspection);
-          dbInfos.push({
-            source: s.input.source,
-            ...(s.input.path ? { fileName: basename(s.input.path) } : {}),
-            pageSize: s.info.pageSize,
-            pageCount: s.info.pageCount,
-            integrity: "ok",
-            tables: s.info.tables,
-            ...(s.relativePath ? { path: s.relativePath } : {}),
-            coverage,
-            ...(s.derivedFrom ? { derivedFrom: s.derivedFrom } : {}),
-            ...(coverage === "rows" ? { otherTablesSha256: s.info.inspection.otherTablesSha256 } : {}),
-            ...(s.info.inspection.livestore ? { livestore: s.info.inspection.livestore } : {}),
-          });
-          for (const w of s.info.watermarks) to.push({ source: s.input.source, ...w });
-        }
-        t = Date.now();
-        for (const s of snaps) {
-          const name = databaseFile(s.input.source);
-          const size = s.info.sizeBytes;
-          const d = await put(name, { file: s.path }, size, "application/zstd", size);
-          files.push({
-            name,
-            role: "database",
-            source: s.input.source,
-            contentType: "application/vnd.sqlite3",
-            compression: "zstd",
-            size: d.size,
-            sha256: d.sha256,
-            uncompressedSize: d.uncompressedSize,
-            uncompressedSha256: d.uncompressedSha256,
-          });
-          log("info", `uploaded ${name}`, { bytes: d.uncompressedSize, stored: d.size });
-        }
-        timings.databases = Date.now() - t;
-        const docs = options.documents;
-        if (docs && (docs.dir || docs.query)) {
-          t = Date.now();
-          let query: { sql: string; dbPath: string } | undefined;
-          if (docs.query) {
-            const snap = docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0];
-            if (!snap)
-              throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
-            query = { sql: docs.query, dbPath: snap.path };
-          }
-          const tarball = await documentsTar({ ...(docs.dir ? { dir: docs.dir } : {}), ...(query ? { query } : {}) });
-          const d = await put(DOCUMENTS_FILE, tarball.stream, tarball.estimateBytes, "application/zstd");
-          files.push({
-            name: DOCUMENTS_FILE,
-            role: "documents",
-            contentType: "application/x-tar",
-            compression: "zstd",
-            size: d.size,
-            sha256: d.sha256,
-            uncompressedSize: d.uncompressedSize,
-            uncompressedSha256: d.uncompressedSha256,
-          });
-          log("info", `uploaded ${DOCUMENTS_FILE}`, { documents: tarball.count(), bytes: d.uncompressedSize, stored: d.size });
-          timings.documents = Date.now() - t;
-        }
-        for (const s of snaps) await unlink(s.path).catch(() => {});
-      } else {
-        const t = Date.now();
-        const from = previous!.to;
-        const sources: ChangeSource[] = [];
-        for (const input of databases) {
-          const base = baseFull!.databases.find((d) => d.source === input.source)!;
-          // A LiveStore state DB is derived from its event log: the incremental carries the log, restore rebuilds it.
-          if (base.coverage === "derived") continue;
-          if (input.db) sources.push({ source: input.source, db: input.db, base });
-          else if (input.path && !input.snapshot && !(await isUnlockedLiveStoreFile(input.path))) sources.push({ source: input.source, db: input.path, base });
-          else {
-            // No live handle (a snapshot function, or a LiveStore file no connection may lock): export from a
-            // fresh checked copy, which is just as consistent.
-            const path = join(workDir, `${input.source}.db`);
-            await snapshotOne(input, path, changeTables, options.integrity);
-            sources.push({ source: input.source, db: path, base });
-          }
-        }
-        const exported = exportChanges(sources, changeTables, from);
-        const d = await put(CHANGES_FILE, exported.lines, 0, "application/zstd");
-        const result = exported.result();
-        changes = result.changes;
-        const reached = new Set(result.to.map((w) => `${w.source}/${w.table}`));
-        to = [...result.to, ...from.filter((w) => !reached.has(`${w.source}/${w.table}`))];
-        files.push({
-          name: CHANGES_FILE,
-          role: "changes",
-          contentType: "application/x-ndjson",
-          compression: "zstd",
-          size: d.size,
-          sha256: d.sha256,
-          uncompressedSize: d.uncompressedSize,
-          uncompressedSha256: d.uncompressedSha256,
-        });
-        const rows = Object.values(changes).reduce((a, b) => a + b, 0);
-        log("info", `uploaded ${CHANGES_FILE}`, { rows, changes, stored: d.size });
-        timings.changes = Date.now() - t;
-      }
-
-      if (!sqliteVersion) {
-        const mem = new DatabaseSync(":memory:");
-        sqliteVersion = String((mem.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
-        mem.close();
-      }
-      timings.total = Date.now() - started;
-      const manifest = buildManifest({
-        kind,
-        id,
-        base: kind === "full" ? id : previous!.base,
-        previous: kind === "full" ? null : previous!.id,
-        createdAt,
-        completedAt: new Date().toISOString(),
-        app: options.app ?? { name: "unknown", version: "unknown" },
-        tool: { name: "r2backup", version: TOOL_VERSION },
-        sqliteVersion,
-        host: hostname(),
-        files,
-        databases: dbInfos,
-        from: kind === "full" ? [] : previous!.to,
-        to,
-        ...(changes ? { changes } : {}),
-        timings,
-      });
-      const mKey = manifestKey(kind, id);
-      const text = serializeManifest(manifest);
-      throwIfInterrupted(options.signal, `write '${mKey}'`);
-      // LAST: from here on the set is complete and restorable.
-      await store.put(mKey, text, { sha256: createHash("sha256").update(text).digest("hex"), contentType: "application/json" });
-      log("info", `${kind} backup ${id} complete`, { manifest: mKey });
-      return { kind, id, manifest, mKey, files, stored, promotion, catalog };
+    const prepared = await prepare({ options, store: options.store, tmpDir, started, log, emit });
+    lock = prepared.lock;
+    const ctx: RunContext = {
+      options,
+      store: options.store,
+      databases: prepared.databases,
+      changeTables: options.changeTables ?? DEFAULT_CHANGE_TABLES,
+      tmpDir,
+      started,
+      log,
+      emit,
     };
 
-    let set: Awaited<ReturnType<typeof takeSet>>;
-    try {
-      set = await takeSet(undefined);
-    } catch (e) {
-      if (!(e instanceof CoverageError) || (options.kind !== "auto" && options.kind !== undefined)) throw e;
-      log("warn", `${e.detail}: taking a full backup instead`, { source: e.source });
-      set = await takeSet(`an incremental cannot carry '${e.source}'`);
-    }
-    const { kind, id, manifest, mKey, files, stored, promotion, catalog } = set;
-
-    const warnings: string[] = [];
-    let promoted: BackupResult["promoted"] = null;
-    if (promotion?.promote) {
-      const decision = promotion;
+    let forceFull: string | undefined;
+    let taken: string | undefined;
+    let plan: SetPlan;
+    let committed: { manifest: Manifest; mKey: string };
+    let stored: Map<string, Stored>;
+    for (let attempt = 1; ; attempt++) {
+      plan = await planSet(ctx, forceFull, taken);
+      kindForReport = plan.kind;
+      idForReport = plan.id;
+      log("info", `starting ${plan.kind} backup ${plan.id}`, { kind: plan.kind, id: plan.id, reason: plan.reason, databases: ctx.databases.map((d) => d.source) });
+      if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
+      await mkdir(tmpDir, { recursive: true });
+      workDir = await mkdtemp(join(tmpDir, `r2backup-work-${process.pid}-`));
+      let captured: CapturedSet;
+      let outcome: Awaited<ReturnType<typeof commitPlannedSet>>;
       try {
-        const t = Date.now();
-        // A promotion of this day that stopped half-way is finished first, with the full backup it started from.
-        const unfinished = catalog.daily.some((s) => s.id === decision.day && !s.complete) ? await unfinishedPromotion(store, decision.day) : undefined;
-        const origin = unfinished && unfinished !== id ? await readManifest(store, "full", unfinished) : manifest;
-        const localCopies = new Map<string, { path: string; sha256: string; size: number; contentType: string }>();
-        if (origin === manifest)
-          for (const [name, s] of stored) if (s.tmpFile) localCopies.set(name, { path: s.tmpFile, sha256: s.sha256, size: s.size, contentType: s.contentType });
-        const done = await promoteToDaily({ store, full: origin, localCopies, ...(options.partBytes ? { partBytes: options.partBytes } : {}) });
-        const reason =
-          origin === manifest ? decision.reason : `finished the promotion of ${origin.id} that stopped half-way (kept ${done.kept.length}, copied ${done.copied.length})`;
-        promoted = { day: decision.day, reason };
-        log("info", `promoted ${origin.id} to daily/${decision.day}`, { reason, ms: Date.now() - t });
+        captured = await captureSet(ctx, plan, workDir);
+        outcome = await commitPlannedSet(ctx, plan, captured);
       } catch (e) {
-        warnings.push(`promote to daily/${decision.day}: ${(e as Error).message}`);
-        log("warn", `promote to daily/${decision.day} failed; the full backup is complete and the next full backup resumes the promotion`, { error: (e as Error).message });
+        if (e instanceof SetIdTaken || (e instanceof HttpStatusError && e.status === 409)) {
+          // Two runs planned on the same head in the same second: the other wrote under this id first.
+          if (attempt >= COMMIT_ATTEMPTS) throw e instanceof SetIdTaken ? new JobError("chainMoved", `take backup '${plan.id}': ${e.message}`) : e;
+          log("warn", `another run took set id ${plan.id}; taking the set again under a later one`, { id: plan.id });
+          taken = plan.id;
+          continue;
+        }
+        // `auto` finds during the export that an incremental cannot carry a change: a full backup instead.
+        if (!(e instanceof CoverageError) || (options.kind !== "auto" && options.kind !== undefined) || forceFull) throw e;
+        log("warn", `${e.detail}: taking a full backup instead`, { source: e.source });
+        forceFull = `an incremental cannot carry '${e.source}'`;
+        continue;
       }
+      if (!("moved" in outcome)) {
+        committed = outcome;
+        stored = captured.stored;
+        break;
+      }
+      if (attempt >= COMMIT_ATTEMPTS) {
+        throw new JobError("chainMoved", `commit ${plan.kind} backup '${plan.id}': other runs committed first ${attempt} times (${outcome.moved})`, {
+          hint: "nothing of this run is in the chain; too many runs share this bucket at once, space out their schedules",
+        });
+      }
+      log("warn", `another run committed first; taking the set again on the new head (attempt ${attempt + 1} of ${COMMIT_ATTEMPTS})`, { id: plan.id, reason: outcome.moved });
+      await sleep(50 + Math.random() * 200 * attempt, undefined, options.signal ? { signal: options.signal } : {}).catch(() => throwIfInterrupted(options.signal, "back up"));
     }
-    try {
-      const pointer = JSON.stringify({ kind, id, manifestKey: mKey, completedAt: manifest.completedAt, daily: promoted?.day ?? null });
-      await store.put(LATEST_KEY, pointer, { contentType: "application/json" });
-    } catch (e) {
-      warnings.push(`update ${LATEST_KEY}: ${(e as Error).message}`);
-      log("warn", `update ${LATEST_KEY} failed`, { error: (e as Error).message });
-    }
-    const storedBytes = files.reduce((a, f) => a + f.size, 0);
-    const uncompressedBytes = files.reduce((a, f) => a + f.uncompressedSize, 0);
-    const durationMs = Date.now() - started;
-    await report(options, { ok: true, kind, id, durationMs, storedBytes, uncompressedBytes, manifestKey: mKey }, warnings, log);
-    return { ok: true, kind, id, manifestKey: mKey, manifest, promoted, warnings, durationMs, storedBytes, uncompressedBytes };
+    const { manifest, mKey } = committed;
+    const { kind, id } = plan;
+    log("info", `${kind} backup ${id} complete`, { manifest: mKey });
+    return await finish(ctx, plan, manifest, mKey, stored);
   } catch (e) {
     const error = classify(e, "back up");
     const message = (error as Error).message;
@@ -721,6 +763,49 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   }
 }
 
+/** Phase 5: after the commit, the daily promotion, the latest pointer and the report (their failures are warnings). */
+async function finish(ctx: RunContext, plan: SetPlan, manifest: Manifest, mKey: string, stored: Map<string, Stored>): Promise<BackupResult> {
+  const { options, store, log } = ctx;
+  const { kind, id, promotion } = plan;
+  const warnings: string[] = [];
+  let promoted: BackupResult["promoted"] = null;
+  if (promotion?.promote) {
+    const decision = promotion;
+    try {
+      const t = Date.now();
+      // A promotion of this day that stopped half-way is finished first, with the full backup it started from.
+      const unfinished = plan.dailies.some((s) => s.id === decision.day && !s.complete) ? await unfinishedPromotion(store, decision.day) : undefined;
+      const origin = unfinished && unfinished !== id ? await readManifestAt(store, manifestKey("full", unfinished)) : manifest;
+      const localCopies = new Map<string, { path: string; sha256: string; size: number; contentType: string }>();
+      if (origin === manifest)
+        for (const f of manifest.files) {
+          const s = stored.get(f.name);
+          if (s?.tmpFile) localCopies.set(f.name, { path: s.tmpFile, sha256: s.sha256, size: s.size, contentType: s.contentType });
+        }
+      const done = await promoteToDaily({ store, full: origin, localCopies, ...(options.partBytes ? { partBytes: options.partBytes } : {}) });
+      const reason =
+        origin === manifest ? decision.reason : `finished the promotion of ${origin.id} that stopped half-way (kept ${done.kept.length}, copied ${done.copied.length})`;
+      promoted = { day: decision.day, reason };
+      log("info", `promoted ${origin.id} to daily/${decision.day}`, { reason, ms: Date.now() - t });
+    } catch (e) {
+      warnings.push(`promote to daily/${decision.day}: ${(e as Error).message}`);
+      log("warn", `promote to daily/${decision.day} failed; the full backup is complete and the next full backup resumes the promotion`, { error: (e as Error).message });
+    }
+  }
+  try {
+    const pointer = JSON.stringify({ kind, id, manifestKey: mKey, completedAt: manifest.completedAt, daily: promoted?.day ?? null });
+    await store.put(LATEST_KEY, pointer, { contentType: "application/json" });
+  } catch (e) {
+    warnings.push(`update ${LATEST_KEY}: ${(e as Error).message}`);
+    log("warn", `update ${LATEST_KEY} failed`, { error: (e as Error).message });
+  }
+  const storedBytes = manifest.files.reduce((a, f) => a + f.size, 0);
+  const uncompressedBytes = manifest.files.reduce((a, f) => a + f.uncompressedSize, 0);
+  const durationMs = Date.now() - ctx.started;
+  await report(options, { ok: true, kind, id, durationMs, storedBytes, uncompressedBytes, manifestKey: mKey }, warnings, log);
+  return { ok: true, kind, id, manifestKey: mKey, manifest, promoted, warnings, durationMs, storedBytes, uncompressedBytes };
+}
+
 async function report(
   options: BackupOptions,
   outcome: {
@@ -738,7 +823,7 @@ async function report(
 ): Promise<void> {
   if (options.metrics) {
     try {
-      const drillAgeHours = (await lastGoodDrillAgeHours(options.store, (options.now ?? (() => new Date()))()).catch(() => undefined)) ?? NEVER_DRILLED_AGE_HOURS;
+      const drillAgeHours = (await lastGoodDrillAgeHours(options.store, new Date()).catch(() => undefined)) ?? NEVER_DRILLED_AGE_HOURS;
       let replica: { lag: number; oldestMissingAgeHours: number } | undefined;
       if (options.replicaLag) {
         replica = await options.replicaLag().catch((e: unknown) => {

@@ -63,35 +63,41 @@ describe("faults between job and Worker", () => {
     const dropped = new Set<string>();
     const r = await withProxy(
       (method, url) => {
-        const target = (method === "PUT" && url.endsWith("metadata.json")) || (method === "POST" && url.includes("uploadId="));
+        const target = (method === "PUT" && url.endsWith("metadata.json")) || (method === "POST" && (url.includes("uploadId=") || url.includes("/api/chain?expect=")));
         if (!target || dropped.has(`${method} ${url}`)) return "pass";
         dropped.add(`${method} ${url}`);
         return "drop-after-upstream";
       },
       (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: PART }),
     );
-    expect([...dropped].filter((k) => k.endsWith("metadata.json")).length).toBe(2); // full and daily manifests
-    expect([...dropped].filter((k) => k.startsWith("POST")).length).toBe(2); // both completions
+    expect([...dropped].filter((k) => k.endsWith("metadata.json")).length).toBe(1); // the daily manifest
+    expect([...dropped].filter((k) => k.includes("/api/chain?expect=")).length).toBe(1); // the commit: its retry meets its own success
+    expect([...dropped].filter((k) => k.includes("uploadId=")).length).toBe(2); // both completions
+    expect((await t.bucket.store.chain()).head?.tail.map((e) => e.id)).toEqual([r.id]);
     await verifySet(t.bucket.store, "full", r.id);
     await verifySet(t.bucket.store, "daily", r.promoted!.day);
   });
 
-  it("every JSON answer cut mid-body once (listing, start, part, completion, PUT, manifest) is retried: the backup completes and restores", async () => {
+  it("every JSON answer cut mid-body once (chain, commit, listing, start, part, completion, PUT, manifest) is retried: the backup completes and restores", async () => {
     const cut = new Set<string>();
     const kinds = (method: string, url: string) =>
-      method === "GET" && /\/api\/backups\?/.test(url)
-        ? "list"
-        : method === "GET" && url.endsWith("metadata.json")
-          ? "manifest"
-          : method === "POST" && url.endsWith("?uploads")
-            ? "start"
-            : method === "PUT" && url.includes("partNumber=")
-              ? "part"
-              : method === "POST" && url.includes("uploadId=")
-                ? "complete"
-                : method === "PUT"
-                  ? "put"
-                  : undefined;
+      method === "GET" && url.endsWith("/api/chain")
+        ? "chain"
+        : method === "POST" && url.includes("/api/chain?expect=")
+          ? "commit"
+          : method === "GET" && /\/api\/backups\?/.test(url)
+            ? "list"
+            : method === "GET" && url.endsWith("metadata.json")
+              ? "manifest"
+              : method === "POST" && url.endsWith("?uploads")
+                ? "start"
+                : method === "PUT" && url.includes("partNumber=")
+                  ? "part"
+                  : method === "POST" && url.includes("uploadId=")
+                    ? "complete"
+                    : method === "PUT"
+                      ? "put"
+                      : undefined;
     const truncateFirst = (method: string, url: string): ProxyAction => {
       const kind = kinds(method, url);
       if (kind === undefined || cut.has(kind)) return "pass";
@@ -101,12 +107,12 @@ describe("faults between job and Worker", () => {
     const r = await withProxy(truncateFirst, (store) => backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: PART }));
     await verifySet(t.bucket.store, "full", r.id);
     await verifySet(t.bucket.store, "daily", r.promoted!.day);
-    // The restore reads the listing and the manifest through the same cuts.
-    cut.delete("list");
+    // The restore reads the chain and the manifest through the same cuts.
+    cut.delete("chain");
     cut.delete("manifest");
     const restored = await withProxy(truncateFirst, (store) => restore({ store, to: join(t.dir, "restored.db") }));
     expect(restored.full.id).toBe(r.id);
-    expect([...cut].sort()).toEqual(["complete", "list", "manifest", "part", "put", "start"]);
+    expect([...cut].sort()).toEqual(["chain", "commit", "complete", "list", "manifest", "part", "put", "start"]);
   });
 
   it("a Worker that keeps failing a part ends in exit 5 with no manifest and the upload aborted", async () => {

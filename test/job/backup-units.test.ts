@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { zstdDecompressSync } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { catalogFromKeys } from "../../core/index.ts";
+import type { ChainEntry } from "../../core/index.ts";
 import { chooseKind, resolveSources, sourceNameFor } from "../../job/backup.ts";
 import { exportChanges } from "../../job/changes.ts";
 import { parseChangeTable } from "../../job/commands/run.ts";
@@ -105,12 +105,14 @@ describe("pure helpers", () => {
     expect(() => resolveSources([])).toThrow(JobError);
   });
 
-  it("auto is full without a full backup or when it is 6 hours old, else incremental", () => {
-    const catalog = catalogFromKeys(["backups/full/20260101T000000Z/metadata.json", "backups/full/20260101T000000Z/a.db.zst"]);
-    expect(chooseKind("auto", catalogFromKeys([]), new Date("2026-01-01T01:00:00Z")).kind).toBe("full");
-    expect(chooseKind("auto", catalog, new Date("2026-01-01T05:59:00Z")).kind).toBe("incremental");
-    expect(chooseKind("auto", catalog, new Date("2026-01-01T06:00:00Z")).kind).toBe("full");
-    expect(chooseKind("full", catalog, new Date("2026-01-01T01:00:00Z")).kind).toBe("full");
+  it("auto is full without a full backup in the chain or when it is 6 hours old, else incremental; never a negative age", () => {
+    const full: ChainEntry = { kind: "full", id: "20260101T000000Z", base: "20260101T000000Z", previous: null, capturedAt: "2026-01-01T00:00:02.000Z", sources: ["a"] };
+    expect(chooseKind("auto", undefined, new Date("2026-01-01T01:00:00Z")).kind).toBe("full");
+    expect(chooseKind("auto", full, new Date("2026-01-01T05:59:00Z")).kind).toBe("incremental");
+    expect(chooseKind("auto", full, new Date("2026-01-01T06:00:02Z")).kind).toBe("full");
+    expect(chooseKind("full", full, new Date("2026-01-01T01:00:00Z")).kind).toBe("full");
+    // The full's data was read after "now" (the Worker's clock is the only one): age 0, not negative.
+    expect(chooseKind("auto", full, new Date("2026-01-01T00:00:00Z")).reason).toMatch(/is 0\.0 h old/);
   });
 
   it("flags: --changes-table and --listen parse or fail as usage errors", () => {

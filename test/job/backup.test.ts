@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import tar from "tar-stream";
 import { describe, expect, it } from "vitest";
-import { compareKeys, fileKey, manifestKey, parseManifest } from "../../core/index.ts";
+import { compareKeys, fileKey, manifestKey, parseManifest, parseTimestamp } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { main } from "../../job/cli.ts";
 import { EXIT } from "../../job/errors.ts";
@@ -107,13 +107,17 @@ describe("r2backup run --kind full", () => {
       const result = await backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: 5 * 1024 * 1024 });
       const writes = proxy.requests.filter((q) => q.method === "PUT" || q.method === "POST").map((q) => decodeURIComponent(q.url.split("?")[0]!));
       const setWrites = writes.filter((u) => u.includes(`/full/${result.id}/`));
-      expect(setWrites.at(-1)).toBe(`/api/backups/${manifestKey("full", result.id)}`);
+      // The manifest goes with the commit (POST /api/chain), after every object of the set.
+      const commit = writes.lastIndexOf("/api/chain");
+      expect(commit).toBeGreaterThan(writes.lastIndexOf(setWrites.at(-1)!));
+      expect((await t.bucket.store.chain()).head?.tail.at(-1)?.id).toBe(result.id);
+      await t.bucket.store.head(manifestKey("full", result.id)).then((o) => expect(o).toBeDefined());
       expect(setWrites.filter((u) => u.endsWith("big.db.zst")).length).toBeGreaterThanOrEqual(6); // create + >= 4 parts + complete
       expect(proxy.maxConcurrent(/^PUT .*big\.db\.zst$/)).toBeLessThanOrEqual(2);
       expect(proxy.maxConcurrent(/^PUT .*big\.db\.zst$/)).toBe(2);
       // Daily copy after the full manifest, its own manifest last.
       const dailyWrites = writes.filter((u) => u.includes("/daily/"));
-      expect(writes.indexOf(dailyWrites[0]!)).toBeGreaterThan(writes.indexOf(setWrites.at(-1)!));
+      expect(writes.indexOf(dailyWrites[0]!)).toBeGreaterThan(commit);
       expect(dailyWrites.at(-1)).toMatch(/\/metadata\.json$/);
       await verifySet(t.bucket.store, "full", result.id);
       await verifySet(t.bucket.store, "daily", result.promoted!.day);
@@ -205,13 +209,17 @@ describe("incremental chain", () => {
     expect(await t.bucket.store.listAll("backups/")).toEqual([]);
   });
 
-  it("a new set always sorts after the newest existing one, even an incomplete one", async () => {
+  it("a stray future-dated object does not move the chain: the set takes the Worker's time, the stray stays outside", async () => {
     const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
     const future = "20991231T235959Z";
-    await t.bucket.store.put(fileKey("full", future, "a.db.zst"), "junk");
+    // Written straight into R2 (the Worker refuses such a key), as a stray object from elsewhere would be.
+    await t.bucket.worker.mf.getR2Bucket("BACKUP_BUCKET").then((b) => b.put(fileKey("full", future, "a.db.zst"), "junk"));
+    const before = Date.now();
     const r = await backup({ store: t.bucket.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), promote: false });
-    expect(r.id > future).toBe(true);
+    expect(parseTimestamp(r.id).getTime()).toBeGreaterThanOrEqual(before - 1000);
+    expect(parseTimestamp(r.id).getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+    expect((await t.bucket.store.chain()).head?.tail.map((e) => e.id)).toEqual([r.id]);
     const all = await verifyAllComplete(t.bucket.store);
     expect(all.full).toEqual([r.id]);
     expect(all.incomplete).toEqual([`full/${future}`]);
