@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { createZstdDecompress } from "node:zlib";
 import tar from "tar-stream";
 import { allTodos, bootAndReadTodos, closeTodoStore, doWork, openTodoStore, waitPersisted } from "../examples/livestore/todo-app.ts";
-import { DOCUMENTS_FILE, catalogFromKeys, fileKey, parseTimestamp } from "../core/index.ts";
+import { DOCUMENTS_FILE, catalogFromKeys, fileKey } from "../core/index.ts";
 import { backup, sourceNameFor, type BackupOptions, type BackupResult, type DatabaseInput } from "../job/backup.ts";
 import { liveStoreDatabases, liveStoreFiles } from "../job/livestore.ts";
 import { restore, type RestoreResult } from "../job/restore/index.ts";
@@ -177,8 +177,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
 
       const points = [
         { name: "latest", at: "latest" as const, expected: atInc2, what: "after the last incremental" },
-        { name: `at-${inc1.id}`, at: parseTimestamp(inc1.id), expected: atInc1, what: `at incremental ${inc1.id}` },
-        { name: `at-${full.id}`, at: parseTimestamp(full.id), expected: atFull, what: `at full backup ${full.id}` },
+        // --at a set's capture time (the Worker's clock) restores that set: nothing committed after it.
+        { name: `at-${inc1.id}`, at: new Date(inc1.manifest.capturedAt!), expected: atInc1, what: `at incremental ${inc1.id}` },
+        { name: `at-${full.id}`, at: new Date(full.manifest.capturedAt!), expected: atFull, what: `at full backup ${full.id}` },
       ];
       for (const p of points) {
         const dir = join(restoreDir, p.name);

@@ -1,5 +1,6 @@
 import type { Command } from "../config.ts";
 import { agentCommand } from "./agent.ts";
+import { chainCommand } from "./chain.ts";
 import { listCommand } from "./list.ts";
 import { restoreCommand } from "./restore.ts";
 import { runCommand } from "./run.ts";
@@ -19,4 +20,5 @@ export const commands: Record<string, Command> = {
   trigger: triggerCommand,
   restore: restoreCommand,
   verify: verifyCommand,
+  chain: chainCommand,
 };

@@ -1,11 +1,14 @@
-import { PREFIXES, catalogFromKeys, type CatalogSet } from "../../core/index.ts";
+import { PREFIXES, type CatalogSet } from "../../core/index.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, storeFromFlags, type Command } from "../config.ts";
+import { allEntries, readCatalog } from "../chain.ts";
 import type { StoredObject } from "../store/types.ts";
 
 /** `r2backup list`: every backup set in the bucket, complete or not, with its files and stored size. */
 
 export interface ListedSet extends CatalogSet {
   bytes: number;
+  /** Full and incremental sets: whether the chain holds it (a complete set outside it lost a race, or predates the chain). */
+  inChain?: boolean;
 }
 
 function withSizes(sets: CatalogSet[], objects: StoredObject[], prefix: string): ListedSet[] {
@@ -27,11 +30,15 @@ export const listCommand: Command = {
       return 0;
     }
     const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
-    const objects = { full: await store.listAll(PREFIXES.full), incremental: await store.listAll(PREFIXES.incremental), daily: await store.listAll(PREFIXES.daily) };
-    const catalog = catalogFromKeys([...objects.full, ...objects.incremental, ...objects.daily].map((o) => o.key));
+    const catalog = await readCatalog(store);
+    const area = (prefix: string) => catalog.objects.filter((o) => o.key.startsWith(prefix));
+    const objects = { full: area(PREFIXES.full), incremental: area(PREFIXES.incremental), daily: area(PREFIXES.daily) };
+    const { head } = await store.chain();
+    const chained = new Set((await allEntries(store, head)).map((e) => `${e.kind}/${e.id}`));
+    const member = (list: ListedSet[]) => (head ? list.map((s) => ({ ...s, inChain: chained.has(`${s.kind}/${s.id}`) })) : list);
     const sets = [
-      ...withSizes(catalog.full, objects.full, PREFIXES.full),
-      ...withSizes(catalog.incremental, objects.incremental, PREFIXES.incremental),
+      ...member(withSizes(catalog.full, objects.full, PREFIXES.full)),
+      ...member(withSizes(catalog.incremental, objects.incremental, PREFIXES.incremental)),
       ...withSizes(catalog.daily, objects.daily, PREFIXES.daily),
     ];
     if (values.json) {
@@ -47,7 +54,7 @@ export const listCommand: Command = {
       lines.push([
         s.kind,
         s.id,
-        s.complete ? "complete" : "INCOMPLETE",
+        !s.complete ? "INCOMPLETE" : s.inChain === false ? "not in chain" : "complete",
         s.bytes < 1024 * 1024 ? `${(s.bytes / 1024).toFixed(1)} KiB` : `${(s.bytes / 1024 / 1024).toFixed(1)} MiB`,
         s.files.filter((f) => f !== "metadata.json").join(","),
       ]);

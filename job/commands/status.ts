@@ -1,5 +1,5 @@
-import { PREFIXES, catalogFromKeys, summarizeStatus } from "../../core/index.ts";
-import { readCatalog } from "../backup.ts";
+import { PREFIXES, summarizeStatus } from "../../core/index.ts";
+import { readCatalog } from "../chain.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, usageOf, type Command } from "../config.ts";
 
 /**
@@ -23,11 +23,14 @@ export const statusCommand: Command = {
       return 0;
     }
     const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
-    const catalog = await readCatalog(store);
     // core parses drill keys (passed `<ts>.json`, failed `<ts>.failed.json`); a failed one is a warning.
-    const { drills, failedDrills } = catalogFromKeys((await store.listAll(PREFIXES.drills)).map((o) => o.key));
-    const withDrills = { ...catalog, drills, failedDrills };
-    const status = summarizeStatus(withDrills, new Date(), intFlag(values["max-age-hours"] ?? ctx.env.MAX_BACKUP_AGE_HOURS, "max-age-hours", DEFAULT_MAX_AGE_HOURS, 1));
+    const withDrills = await readCatalog(store, { areas: [PREFIXES.full, PREFIXES.incremental, PREFIXES.daily, PREFIXES.drills] });
+    // Ages on the Worker's clock (the one set ids come from), whatever this machine's says.
+    const chain = await store.chain();
+    const status = summarizeStatus(withDrills, chain.clock(), intFlag(values["max-age-hours"] ?? ctx.env.MAX_BACKUP_AGE_HOURS, "max-age-hours", DEFAULT_MAX_AGE_HOURS, 1));
+    if (Math.abs(chain.skewMs) > 60_000) {
+      status.warnings.push(`this machine's clock is ${Math.round(chain.skewMs / 1000)} s off the Worker's; ages and set ids use the Worker's (check timedatectl or chrony here)`);
+    }
     if (values.json) ctx.io.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
     else {
       const row = (label: string, e: { id: string; ageHours: number } | null) => `  ${label.padEnd(12)}${e ? `${e.id}  (${e.ageHours} h ago)` : "none"}`;

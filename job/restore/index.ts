@@ -481,7 +481,7 @@ export interface VerifyOptions {
   at?: Date | "latest";
   /** Where the drill's temporary directory is made (default: the OS temp dir). */
   tmpDir?: string;
-  /** The clock (the drill's timestamp and the drill age). */
+  /** The clock (the drill's timestamp and the drill age); default the Worker's (`GET /api/chain`), like set ids. */
   now?: () => Date;
   check?: "integrity" | "quick";
   onProgress?: (p: RestoreProgress) => void;
@@ -507,7 +507,7 @@ export interface VerifyResult {
  * records the outcome under `backups/drills/` (a failed drill too) and puts metrics. Nothing is replaced.
  */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
-  const now = options.now ?? (() => new Date());
+  const now = options.now ?? (await options.store.chain()).clock;
   const startedAt = now();
   const started = performance.now();
   const at = options.at ?? "latest";

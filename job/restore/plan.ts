@@ -1,18 +1,17 @@
 import {
   ContractError,
-  PREFIXES,
-  catalogFromKeys,
   dayOfTimestamp,
   formatTimestamp,
   manifestKey,
-  parseManifest,
+  entriesForRestore,
+  type ChainEntry,
   planRestore,
-  type Catalog,
   type Manifest,
   type PlanSet,
   type RestorePlan,
   type RestoreStep,
 } from "../../core/index.ts";
+import { readCatalog, readEntryManifest, readEntryManifests, readManifestAt, readSegment } from "../chain.ts";
 import { JobError } from "../errors.ts";
 import type { BackupStore } from "../store/types.ts";
 
@@ -31,38 +30,95 @@ export interface LoadedPlan {
   fullTimes: string[];
 }
 
-/** Reads and validates one manifest; a missing or invalid one is an error naming its key. */
-export async function readManifest(store: BackupStore, key: string): Promise<Manifest> {
-  const res = await store.get(key);
-  if (!res) throw new JobError("notFound", `read manifest '${key}': it is gone`, { hint: "the bucket changed while restoring; run again" });
-  const text = await new Response(res.body).text();
-  try {
-    return parseManifest(text, key);
-  } catch (e) {
-    throw new JobError("integrity", (e as Error).message, { cause: e });
-  }
-}
-
-/** Lists the backup sets (full, incremental, daily) of the bucket. */
-export async function loadCatalog(store: BackupStore): Promise<Catalog> {
-  const keys: string[] = [];
-  for (const prefix of [PREFIXES.full, PREFIXES.incremental, PREFIXES.daily]) {
-    for (const o of await store.listAll(prefix)) keys.push(o.key);
-  }
-  return catalogFromKeys(keys);
-}
-
 function planError(e: unknown): never {
   if (e instanceof ContractError) throw new JobError("notFound", `${e.operation} ${e.thing} '${e.id}': ${e.reason}`, { hint: e.hint, cause: e });
   throw e;
 }
 
 /**
- * Plans a restore at `at`: the newest complete full (or daily copy) at or before it, then the contiguous
- * chain of complete incrementals. An unknown time or a gap is a `notFound` JobError naming it.
+ * Plans a restore at `at` from the chain (docs/design.md, "The chain"): the newest full whose data was read at or
+ * before `at` (its daily copy when the full has expired), then every incremental after it up to `at`, by their
+ * capture times on the Worker's clock. Sets outside the chain (a run that lost the race) are never used. A bucket
+ * from before 0.3 has no chain: it is planned from the listing, as are times before the chain's first set.
  */
 export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise<LoadedPlan> {
-  const catalog = await loadCatalog(store);
+  const { head } = await store.chain();
+  if (!head) return loadPlanFromListing(store, at);
+  const found = await entriesForRestore(head, at === "latest" ? "latest" : at.getTime(), (ref) => readSegment(store, ref));
+  if (!found) {
+    const first = head.segments[0]?.first ?? head.tail[0]!.id;
+    try {
+      return await loadPlanFromListing(store, at, first);
+    } catch (e) {
+      if (!(e instanceof JobError && e.kind === "notFound")) throw e;
+      throw new JobError(
+        "notFound",
+        `plan restore at '${at === "latest" ? "latest" : at.toISOString()}': no full backup in the chain at or before it; the oldest set is ${first}`,
+        {
+          hint: `use --at ${first} or later`,
+        },
+      );
+    }
+  }
+  return loadPlanFromChain(store, at, found.full, found.after, head.tail);
+}
+
+/** Reads the manifests of a chain's full backup (or its daily copy) and incrementals, checked against their entries. */
+async function loadPlanFromChain(store: BackupStore, at: Date | "latest", fullEntry: ChainEntry, after: ChainEntry[], tail: ChainEntry[]): Promise<LoadedPlan> {
+  const atLabel = at === "latest" ? "latest" : at.toISOString();
+  const notes: string[] = [];
+  let full: Manifest;
+  let fullStep: RestoreStep = { kind: "full", id: fullEntry.id, ts: fullEntry.id };
+  try {
+    full = await readEntryManifest(store, fullEntry);
+    notes.push(`full ${fullEntry.id}: the chain's newest full backup read at or before ${atLabel}`);
+  } catch (e) {
+    if (!(e instanceof JobError && e.kind === "notFound")) throw e;
+    const day = dayOfTimestamp(fullEntry.id);
+    const daily = await readManifestAt(store, manifestKey("daily", day)).catch((error: unknown) => {
+      if (error instanceof JobError && error.kind === "notFound") return undefined;
+      throw error;
+    });
+    if (daily?.promotedFrom !== fullEntry.id) {
+      throw new JobError("notFound", `plan restore at '${atLabel}': full backup ${fullEntry.id} has expired and daily/${day} is not a copy of it`, {
+        hint: "restore a later time, or one whose daily copy is kept (r2backup list)",
+      });
+    }
+    full = daily;
+    fullStep = { kind: "daily", id: day, ts: fullEntry.id };
+    notes.push(`full ${fullEntry.id} from daily/${day}: its own objects have expired`);
+  }
+  checkStep(full, fullStep);
+  // The incrementals' manifests, 40 to a request (a set a minute makes hundreds of them between two fulls).
+  const chain = await readEntryManifests(store, after, (i) => {
+    const before = after[i - 1]?.id ?? fullEntry.id;
+    return new JobError("notFound", `plan restore at '${atLabel}': gap in the chain: incremental ${after[i]!.id} is gone`, { hint: `restore up to ${before} with --at ${before}` });
+  });
+  for (const [i, m] of chain.entries()) {
+    const entry = after[i]!;
+    if (m.kind !== "incremental" || m.id !== entry.id || m.previous !== entry.previous || m.base !== fullEntry.id) {
+      throw new JobError("integrity", `read manifest of incremental '${entry.id}': it describes ${m.kind} ${m.id} continuing ${m.previous}, the chain says ${entry.previous}`, {
+        hint: "the manifest was written for another set; rebuild the index (r2backup chain --rebuild) and run again",
+      });
+    }
+  }
+  if (after.length > 0) notes.push(`then ${after.length} incremental(s) up to ${after.at(-1)!.id}`);
+  const last = after.at(-1) ?? fullEntry;
+  const plan: RestorePlan = {
+    at: atLabel,
+    full: fullStep,
+    chain: after.map((e) => ({ kind: "incremental", id: e.id, ts: e.id })),
+    restoresTo: last.id,
+    capturedAt: last.capturedAt,
+    notes,
+  };
+  const fullTimes = [...new Set([...tail.filter((e) => e.kind === "full" && e.id < fullEntry.id).map((e) => e.id), fullEntry.id])].sort();
+  return { plan, full, chain, fullTimes };
+}
+
+/** The plan of a bucket without a chain (before 0.3), from its listing; `before`: only sets older than the chain's first. */
+async function loadPlanFromListing(store: BackupStore, at: Date | "latest", before?: string): Promise<LoadedPlan> {
+  const catalog = await readCatalog(store, before === undefined ? {} : { before });
   const limit = at === "latest" ? "99999999T999999Z" : formatTimestamp(at);
   const fulls: PlanSet[] = catalog.full.map((s) => ({ kind: "full", id: s.id, complete: s.complete }));
   const newestFull = fulls.filter((s) => s.complete && s.id <= limit).at(-1)?.id;
@@ -83,7 +139,7 @@ export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise
     if (s.id < fromDay || s.id > toDay) continue;
     let m: Manifest;
     try {
-      m = await readManifest(store, manifestKey("daily", s.id));
+      m = await readManifestAt(store, manifestKey("daily", s.id));
     } catch (e) {
       if (!(e instanceof JobError && e.kind === "integrity")) throw e;
       damaged.push(e);
@@ -108,7 +164,7 @@ export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise
       incrementals.push({ kind: "incremental", id: s.id, complete: false });
       continue;
     }
-    const m = await readManifest(store, manifestKey("incremental", s.id));
+    const m = await readManifestAt(store, manifestKey("incremental", s.id));
     manifests.set(`incremental/${s.id}`, m);
     incrementals.push({ kind: "incremental", id: s.id, complete: true, base: m.base, previous: m.previous });
   }
@@ -120,7 +176,7 @@ export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise
   }
 
   const fullKey = plan.full.kind === "daily" ? `daily/${plan.full.id}` : `full/${plan.full.id}`;
-  const full = manifests.get(fullKey) ?? (await readManifest(store, manifestKey("full", plan.full.id)));
+  const full = manifests.get(fullKey) ?? (await readManifestAt(store, manifestKey("full", plan.full.id)));
   checkStep(full, plan.full);
   const chain = plan.chain.map((step) => {
     const m = manifests.get(`incremental/${step.id}`)!;

@@ -14,7 +14,8 @@ import { dumpDatabase } from "./restore-fixtures.ts";
  * `--kind incremental` refuses, naming the database. Every restore point equals the source at that point.
  */
 const t = useTestBucket("coverage-");
-const hour = (h: number) => () => new Date(Date.UTC(2026, 3, 1, h));
+/** The capture time of the set taken as step `h` of a test (a restore there returns that set). */
+const capturedAt = new Map<number, string>();
 
 function exec(path: string, sql: string): void {
   const db = new DatabaseSync(path);
@@ -22,13 +23,17 @@ function exec(path: string, sql: string): void {
   db.close();
 }
 
-function take(path: string, kind: BackupKind, h: number, source = "app") {
-  return backup({ store: t.bucket.store, databases: [{ path, source }], kind, now: hour(h), tmpDir: join(t.dir, "work"), lockFile: false, promote: false });
+async function take(path: string, kind: BackupKind, h: number, source = "app") {
+  const result = await backup({ store: t.bucket.store, databases: [{ path, source }], kind, tmpDir: join(t.dir, "work"), lockFile: false, promote: false });
+  capturedAt.set(h, result.manifest.capturedAt!);
+  return result;
 }
 
 async function restoredAt(h: number, name: string): Promise<ReturnType<typeof dumpDatabase>> {
   const to = join(t.dir, `${name}.db`);
-  await restore({ store: t.bucket.store, to, at: new Date(Date.UTC(2026, 3, 1, h, 30)) });
+  const at = capturedAt.get(h);
+  if (at === undefined) throw new Error(`no set was taken at step ${h}`);
+  await restore({ store: t.bucket.store, to, at: new Date(at) });
   return dumpDatabase(to);
 }
 
@@ -127,7 +132,6 @@ describe("a database with a change table and other tables", () => {
       store: t.bucket.store,
       databases: [{ path: db, source: "app" }],
       kind: "full",
-      now: hour(0),
       tmpDir: join(t.dir, "work"),
       lockFile: false,
       promote: false,

@@ -21,7 +21,8 @@ import { useTestBucket } from "./bucket.ts";
  * that point. Bytes and integrity_check are not the bar; what the app sees is.
  */
 const t = useTestBucket("livestore-");
-const at = (iso: string) => () => new Date(iso);
+/** A moment just before a set's data was read (so a restore there takes the set before it). */
+const justBefore = (b: { manifest: { capturedAt?: string | undefined } }) => new Date(Date.parse(b.manifest.capturedAt!) - 1);
 const tmp = () => join(t.dir, "work");
 
 const bootTodos = bootAndReadTodos;
@@ -37,17 +38,17 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
     const app = join(t.dir, "app");
     const store = await openTodoStore(app);
     const seen: Todo[][] = [];
-    const take = async (kind: "full" | "incremental", iso: string) => {
+    const take = async (kind: "full" | "incremental") => {
       await waitPersisted(store);
       seen.push(allTodos(store));
-      return backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind, now: at(iso), tmpDir: tmp(), lockFile: false, promote: false });
+      return backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind, tmpDir: tmp(), lockFile: false, promote: false });
     };
     doWork(store, 60, "a");
-    const full = await take("full", "2026-03-01T00:00:00Z");
+    const full = await take("full");
     doWork(store, 40, "b");
-    await take("incremental", "2026-03-01T01:00:00Z");
+    const first = await take("incremental");
     doWork(store, 25, "c");
-    await take("incremental", "2026-03-01T02:00:00Z");
+    const second = await take("incremental");
     doWork(store, 10, "d"); // never backed up
     await closeTodoStore(store);
 
@@ -57,8 +58,9 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
     ]);
 
     const points = [
-      { at: new Date("2026-03-01T00:30:00Z"), expected: seen[0]!, keep: true },
-      { at: new Date("2026-03-01T01:59:59Z"), expected: seen[1]!, keep: false },
+      { at: justBefore(first), expected: seen[0]!, keep: true },
+      { at: new Date(first.manifest.capturedAt!), expected: seen[1]!, keep: false },
+      { at: justBefore(second), expected: seen[1]!, keep: false },
       { at: "latest" as const, expected: seen[2]!, keep: false },
     ];
     for (const [i, p] of points.entries()) {
@@ -81,7 +83,7 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
     const store = await openTodoStore(app);
     doWork(store, 30, "a");
     await waitPersisted(store);
-    await backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind: "full", now: at("2026-03-02T00:00:00Z"), tmpDir: tmp(), lockFile: false, promote: false });
+    await backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind: "full", tmpDir: tmp(), lockFile: false, promote: false });
     doWork(store, 30, "b");
     await waitPersisted(store);
     const expected = allTodos(store);
@@ -89,7 +91,6 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
       store: t.bucket.store,
       databases: liveStoreDatabases(store),
       kind: "incremental",
-      now: at("2026-03-02T01:00:00Z"),
       tmpDir: tmp(),
       lockFile: false,
       promote: false,
@@ -110,7 +111,7 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
     doWork(store, 30, "a");
     await waitPersisted(store);
     const atFull = allTodos(store);
-    await backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind: "full", now: at("2026-03-02T06:00:00Z"), tmpDir: tmp(), lockFile: false, promote: false });
+    await backup({ store: t.bucket.store, databases: liveStoreDatabases(store), kind: "full", tmpDir: tmp(), lockFile: false, promote: false });
     doWork(store, 30, "b"); // the app moves on: its state DB on disk is newer than the backup's
     await closeTodoStore(store);
     const statePath = join(app, liveStoreFiles(store).state);
@@ -150,7 +151,6 @@ describe("LiveStore backed up in-process (liveStoreDatabases)", () => {
       store: t.bucket.store,
       databases: liveStoreDatabases(store),
       kind: "full",
-      now: at("2026-03-03T00:00:00Z"),
       tmpDir: tmp(),
       lockFile: false,
       promote: false,
@@ -222,18 +222,17 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
       seen.push(allTodos(store));
       await closeTodoStore(store);
     };
-    const take = async (kind: "full" | "auto", iso: string) =>
-      backup({ store: t.bucket.store, databases: await databasesInDir(app), kind, now: at(iso), tmpDir: tmp(), lockFile: false, promote: false });
+    const take = async (kind: "full" | "auto") => backup({ store: t.bucket.store, databases: await databasesInDir(app), kind, tmpDir: tmp(), lockFile: false, promote: false });
     await session("a", 50);
-    await take("full", "2026-03-04T00:00:00Z");
+    await take("full");
     await session("b", 20);
-    const i1 = await take("auto", "2026-03-04T01:00:00Z");
+    const i1 = await take("auto");
     await session("c", 20);
-    const i2 = await take("auto", "2026-03-04T02:00:00Z");
+    const i2 = await take("auto");
     expect([i1.kind, i2.kind]).toEqual(["incremental", "incremental"]);
 
     const between = join(t.dir, "between");
-    await restore({ store: t.bucket.store, dataDir: between, at: new Date("2026-03-04T01:30:00Z") });
+    await restore({ store: t.bucket.store, dataDir: between, at: justBefore(i2) });
     expect(await bootTodos(between)).toEqual(seen[1]);
     const latest = join(t.dir, "latest");
     await restore({ store: t.bucket.store, dataDir: latest });
@@ -271,7 +270,6 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
       store: t.bucket.store,
       databases: await databasesInDir(app),
       kind: "full",
-      now: at("2026-03-06T00:00:00Z"),
       tmpDir: tmp(),
       lockFile: false,
       promote: false,
@@ -296,7 +294,6 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
       store: t.bucket.store,
       databases: await databasesInDir(app),
       kind: "full",
-      now: at("2026-03-05T00:00:00Z"),
       tmpDir: tmp(),
       lockFile: false,
       promote: false,

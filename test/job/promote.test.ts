@@ -2,6 +2,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
+import { dayOfTimestamp } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { restore } from "../../job/restore/index.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
@@ -30,19 +31,19 @@ describe("a daily promotion that failed half-way", () => {
     );
     try {
       const store = new HttpStore({ url: proxy.url, token: t.bucket.token, attempts: 2, backoffMs: 5 });
-      const take = (iso: string) =>
-        backup({ store, databases: [{ path: db, source: "app" }], kind: "full", now: () => new Date(iso), tmpDir: join(t.dir, "work"), lockFile: false, documents: { dir: docs } });
-      const first = await take("2026-05-01T06:00:00Z");
+      const take = () => backup({ store, databases: [{ path: db, source: "app" }], kind: "full", tmpDir: join(t.dir, "work"), lockFile: false, documents: { dir: docs } });
+      const first = await take();
+      const day = dayOfTimestamp(first.id);
       expect(first.promoted).toBeNull();
-      expect(first.warnings.join("\n")).toMatch(/promote to daily\/2026-05-01/);
-      expect((await verifyAllComplete(t.bucket.store)).incomplete).toEqual(["daily/2026-05-01"]);
+      expect(first.warnings.join("\n")).toMatch(/promote to daily\//);
+      expect((await verifyAllComplete(t.bucket.store)).incomplete).toEqual([`daily/${day}`]);
       const atFirst = dumpDatabase(db);
 
       failDailyManifest = false;
       appendDemoEvents(db, 100, 2);
-      const second = await take("2026-05-01T12:00:00Z");
-      expect(second.promoted).toMatchObject({ day: "2026-05-01", reason: expect.stringMatching(new RegExp(`finished the promotion of ${first.id} .*kept 1, copied 1`)) });
-      const daily = await verifySet(t.bucket.store, "daily", "2026-05-01");
+      const second = await take();
+      expect(second.promoted).toMatchObject({ day, reason: expect.stringMatching(new RegExp(`finished the promotion of ${first.id} .*kept 1, copied 1`)) });
+      const daily = await verifySet(t.bucket.store, "daily", day);
       expect(daily.manifest.promotedFrom).toBe(first.id);
       expect((await verifyAllComplete(t.bucket.store)).incomplete).toEqual([]);
 
@@ -50,8 +51,9 @@ describe("a daily promotion that failed half-way", () => {
       for (const o of await t.bucket.admin.listAll(`backups/full/${first.id}/`)) await t.bucket.admin.delete(o.key);
       for (const o of await t.bucket.admin.listAll(`backups/full/${second.id}/`)) await t.bucket.admin.delete(o.key);
       const to = join(t.dir, "from-daily.db");
-      const r = await restore({ store: t.bucket.store, to, at: new Date("2026-05-01T13:00:00Z") });
-      expect(r.full).toMatchObject({ kind: "daily", id: "2026-05-01" });
+      // Just before the second full's data was read: the first full, from its daily copy.
+      const r = await restore({ store: t.bucket.store, to, at: new Date(Date.parse(second.manifest.capturedAt!) - 1) });
+      expect(r.full).toMatchObject({ kind: "daily", id: day });
       expect(dumpDatabase(to)).toEqual(atFirst);
     } finally {
       await proxy.close();

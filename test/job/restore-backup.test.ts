@@ -2,7 +2,7 @@ import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
-import { PREFIXES } from "../../core/index.ts";
+import { PREFIXES, dayOfTimestamp } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { JobError } from "../../job/errors.ts";
 import { restore, verify } from "../../job/restore/index.ts";
@@ -17,12 +17,11 @@ const t = useTestBucket("restore-backup-");
 
 const at = (iso: string) => () => new Date(iso);
 
-function take(path: string, kind: "full" | "incremental", iso: string, source = "eventlog@6", documents?: string) {
+function take(path: string, kind: "full" | "incremental", source = "eventlog@6", documents?: string) {
   return backup({
     store: t.bucket.store,
     databases: [{ path, source }],
     kind,
-    now: at(iso),
     tmpDir: join(t.dir, "work"),
     lockFile: false,
     ...(documents ? { documents: { dir: documents } } : {}),
@@ -34,7 +33,7 @@ describe("backup → restore", () => {
     const src = join(t.dir, "app.db");
     appendDemoEvents(src, 500, 1);
     const expected = dumpDatabase(src);
-    const b = await take(src, "full", "2026-01-05T06:00:00Z");
+    const b = await take(src, "full");
     appendDemoEvents(src, 100, 2);
     const to = join(t.dir, "restored.db");
 
@@ -50,17 +49,18 @@ describe("backup → restore", () => {
   it("restores a time between two incrementals to exactly the events committed up to the earlier one", async () => {
     const src = join(t.dir, "app.db");
     appendDemoEvents(src, 200, 1);
-    await take(src, "full", "2026-01-05T06:00:00Z");
+    await take(src, "full");
     appendDemoEvents(src, 50, 2);
-    const i1 = await take(src, "incremental", "2026-01-05T07:00:00Z");
+    const i1 = await take(src, "incremental");
     const atI1 = dumpDatabase(src).rows.eventlog;
     appendDemoEvents(src, 30, 3);
-    const i2 = await take(src, "incremental", "2026-01-05T08:00:00Z");
+    const i2 = await take(src, "incremental");
     const atI2 = dumpDatabase(src).rows.eventlog;
     appendDemoEvents(src, 10, 4); // never backed up
     const to = join(t.dir, "pitr.db");
 
-    const between = await restore({ store: t.bucket.store, to, at: new Date("2026-01-05T07:59:59Z") });
+    // Just before the second incremental's data was read: the first one.
+    const between = await restore({ store: t.bucket.store, to, at: new Date(Date.parse(i2.manifest.capturedAt!) - 1) });
     expect(between.restoresTo).toBe(i1.id);
     expect(between.rows).toEqual({ "eventlog@6/eventlog": 50 });
     expect(dumpDatabase(to).rows.eventlog).toEqual(atI1);
@@ -74,14 +74,15 @@ describe("backup → restore", () => {
     const src = join(t.dir, "app.db");
     appendDemoEvents(src, 120, 1);
     const expected = dumpDatabase(src);
-    const b = await take(src, "full", "2026-01-05T06:00:00Z");
-    expect(b.promoted?.day).toBe("2026-01-05");
+    const b = await take(src, "full");
+    const day = dayOfTimestamp(b.id);
+    expect(b.promoted?.day).toBe(day);
     for (const o of await t.bucket.admin.listAll(`${PREFIXES.full}${b.id}/`)) await t.bucket.admin.delete(o.key);
     const to = join(t.dir, "from-daily.db");
 
     const r = await restore({ store: t.bucket.store, to });
 
-    expect(r.full).toEqual({ kind: "daily", id: "2026-01-05", ts: b.id });
+    expect(r.full).toEqual({ kind: "daily", id: day, ts: b.id });
     expect(dumpDatabase(to)).toEqual(expected);
   });
 
@@ -89,8 +90,8 @@ describe("backup → restore", () => {
     const src = join(t.dir, "app.db");
     appendDemoEvents(src, 120, 1);
     const expected = dumpDatabase(src);
-    const b = await take(src, "full", "2026-01-05T06:00:00Z");
-    const dailyManifest = `${PREFIXES.daily}2026-01-05/metadata.json`;
+    const b = await take(src, "full");
+    const dailyManifest = `${PREFIXES.daily}${dayOfTimestamp(b.id)}/metadata.json`;
     await t.bucket.admin.delete(dailyManifest);
     await t.bucket.store.put(dailyManifest, '{"not": "a manifest"');
     const to = join(t.dir, "restored.db");
@@ -111,9 +112,9 @@ describe("backup → restore", () => {
   it("the drill passes on real backups and is recorded", async () => {
     const src = join(t.dir, "app.db");
     appendDemoEvents(src, 100, 1);
-    await take(src, "full", "2026-01-05T06:00:00Z");
+    await take(src, "full");
     appendDemoEvents(src, 10, 2);
-    const i1 = await take(src, "incremental", "2026-01-05T07:00:00Z");
+    const i1 = await take(src, "incremental");
 
     const d = await verify({ store: t.bucket.store, now: at("2026-02-01T00:00:00Z") });
 
@@ -128,7 +129,7 @@ describe("backup → restore", () => {
     await mkdir(join(docs, "notes"), { recursive: true });
     await writeFile(join(docs, "readme.md"), "# Hello\n");
     await writeFile(join(docs, "notes", "a.md"), "- one\n- two\n");
-    await take(src, "full", "2026-01-05T06:00:00Z", "app", docs);
+    await take(src, "full", "app", docs);
     const out = join(t.dir, "restored-docs");
 
     const r = await restore({ store: t.bucket.store, to: join(t.dir, "restored.db"), documentsTo: out });

@@ -1,0 +1,238 @@
+import { copyFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { describe, expect, it } from "vitest";
+import { CHAIN_HEAD_KEY, MAX_CLOCK_SKEW_MS, buildManifest, formatTimestamp, linearProblem, serializeManifest, type ChainEntry, type Manifest } from "../../core/index.ts";
+import { backup } from "../../job/backup.ts";
+import { allEntries, rebuildChain } from "../../job/chain.ts";
+import { EXIT } from "../../job/errors.ts";
+import { restore } from "../../job/restore/index.ts";
+import { runCli, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { useTestBucket } from "./bucket.ts";
+import { dumpDatabase } from "./restore-fixtures.ts";
+
+/**
+ * One authority for the chain (issue 13): the Worker appends a set only on the head its run planned on, so runs
+ * at once, from different machines or tmp dirs, never fork it; a database never continues another's chain; and
+ * a restore follows the chain, never key names.
+ */
+const t = useTestBucket("chain-");
+const env = () => ({ R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token });
+
+function eventCount(path: string): number {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return (db.prepare("SELECT count(*) AS n FROM eventlog").get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+/** A manifest the Worker accepts as a chain entry (the chain reads only its links). */
+function fakeManifest(kind: "full" | "incremental", id: string, previous: string | null, base: string, capturedAt: string): string {
+  const manifest: Omit<Manifest, "format"> = {
+    kind,
+    id,
+    base,
+    previous,
+    createdAt: capturedAt,
+    completedAt: capturedAt,
+    capturedAt,
+    app: { name: "t", version: "0" },
+    tool: { name: "r2backup", version: "0" },
+    sqliteVersion: "3",
+    files:
+      kind === "full"
+        ? [
+            {
+              name: "app.db.zst",
+              role: "database",
+              source: "app",
+              contentType: "x",
+              compression: "zstd",
+              size: 1,
+              sha256: "0".repeat(64),
+              uncompressedSize: 1,
+              uncompressedSha256: "0".repeat(64),
+            },
+          ]
+        : [
+            {
+              name: "changes.ndjson.zst",
+              role: "changes",
+              contentType: "x",
+              compression: "zstd",
+              size: 1,
+              sha256: "0".repeat(64),
+              uncompressedSize: 1,
+              uncompressedSha256: "0".repeat(64),
+            },
+          ],
+    databases: kind === "full" ? [{ source: "app", pageSize: 4096, pageCount: 1, integrity: "ok", tables: {} }] : [],
+    sources: [{ source: "app" }],
+    from: [],
+    to: [],
+    timings: {},
+  };
+  return serializeManifest(buildManifest(manifest));
+}
+
+describe("the chain head is a compare-and-swap", () => {
+  it("16 runs committing on the same head at once: exactly one joins the chain, the rest are told it moved", async () => {
+    const now = Date.now();
+    const outcomes = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => {
+        const id = formatTimestamp(new Date(now - 60_000 + i * 1000));
+        return t.bucket.store.commitSet(fakeManifest("full", id, null, id, new Date(now - 60_000 + i * 1000).toISOString()), 0);
+      }),
+    );
+    const committed = outcomes.filter((o) => "committed" in o);
+    expect(committed).toHaveLength(1);
+    expect(outcomes.filter((o) => "moved" in o)).toHaveLength(15);
+    const { head } = await t.bucket.store.chain();
+    expect(head?.length).toBe(1);
+    expect(head?.tail[0]?.id).toBe("committed" in committed[0]! ? committed[0].committed.entry.id : "");
+  });
+
+  it("refuses a set dated after the Worker's clock, an incremental that does not continue the tip, and direct writes to the chain", async () => {
+    const ahead = new Date(Date.now() + MAX_CLOCK_SKEW_MS + 60_000);
+    const future = formatTimestamp(ahead);
+    await expect(t.bucket.store.commitSet(fakeManifest("full", future, null, future, ahead.toISOString()), 0)).rejects.toMatchObject({
+      kind: "clockSkew",
+      message: expect.stringMatching(/after the Worker's clock/),
+    });
+    expect((await t.bucket.store.chain()).head).toBeNull();
+    expect(await t.bucket.store.head(`backups/full/${future}/metadata.json`)).toBeUndefined();
+
+    const base = formatTimestamp(new Date(Date.now() - 10_000));
+    expect("committed" in (await t.bucket.store.commitSet(fakeManifest("full", base, null, base, new Date(Date.now() - 10_000).toISOString()), 0))).toBe(true);
+    const stray = formatTimestamp(new Date(Date.now() - 5000));
+    const other = formatTimestamp(new Date(Date.now() - 20_000));
+    const moved = await t.bucket.store.commitSet(fakeManifest("incremental", stray, other, other, new Date(Date.now() - 5000).toISOString()), 1);
+    expect(moved).toMatchObject({ moved: expect.stringMatching(/continues .* but the chain's newest set is/) });
+    await expect(t.bucket.store.put(CHAIN_HEAD_KEY, "{}")).rejects.toMatchObject({ kind: "auth" });
+  });
+});
+
+describe("runs at once against one bucket", () => {
+  it("8 processes with their own tmp dirs while the app writes: the chain stays linear, every set restores, every run's rows are in it or it failed clearly", async () => {
+    const db = join(t.dir, "app.db");
+    writeLiveStoreDb(db, { events: 200 });
+    const first = await runCli(["run", "--db", db, "--source", "app", "--kind", "full", "--tmp-dir", join(t.dir, "tmp-0")], env()).done;
+    expect(first.code, first.stderr).toBe(0);
+
+    // The app: a commit of 5 events every 15 ms, waiting for the runs' read locks like any SQLite writer.
+    let next = 201;
+    const app = new DatabaseSync(db, { timeout: 10_000 });
+    const insert = app.prepare(
+      "INSERT INTO eventlog (seqNumGlobal, seqNumClient, parentSeqNumGlobal, parentSeqNumClient, name, argsJson, clientId, sessionId, schemaHash) VALUES (?, 0, ?, 0, 'todoCreated-v1', '{}', 'c', 's', 42)",
+    );
+    const writer = setInterval(() => {
+      app.exec("BEGIN IMMEDIATE");
+      for (let i = 0; i < 5; i++, next++) insert.run(next, next - 1);
+      app.exec("COMMIT");
+    }, 15);
+    const runs = Array.from(
+      { length: 8 },
+      (_, i) => runCli(["run", "--db", db, "--source", "app", "--kind", i < 2 ? "full" : "auto", "--tmp-dir", join(t.dir, `tmp-${i + 1}`), "--json"], env()).done,
+    );
+    const results = await Promise.all(runs);
+    clearInterval(writer);
+    app.close();
+    const written = eventCount(db);
+
+    for (const r of results) expect([EXIT.ok, EXIT.chainMoved], r.stderr).toContain(r.code);
+    const ok = results.filter((r) => r.code === EXIT.ok).map((r) => JSON.parse(r.stdout) as { id: string; manifest: Manifest });
+    expect(ok.length).toBeGreaterThanOrEqual(1);
+    for (const r of results.filter((x) => x.code === EXIT.chainMoved)) expect(r.stderr).toMatch(/other runs committed first .*nothing of this run is in the chain/);
+
+    const { head } = await t.bucket.store.chain();
+    const entries = await allEntries(t.bucket.store, head);
+    expect(linearProblem(entries)).toBeUndefined();
+    expect(entries).toHaveLength(1 + ok.length);
+    expect(entries.map((e) => e.id).sort()).toEqual(entries.map((e) => e.id));
+    for (const r of ok) expect(entries.map((e) => e.id)).toContain(r.id);
+    // Some runs lost a race and took their set again on the new head (the log says so).
+    expect(results.some((r) => /another run committed first; taking the set again/.test(r.stderr))).toBe(true);
+
+    // Every set of the chain restores, and each holds at least the rows of the set before it.
+    let before = 0;
+    for (const [i, e] of entries.entries()) {
+      const to = join(t.dir, `at-${i}.db`);
+      const r = await restore({ store: t.bucket.store, to, at: new Date(e.capturedAt) });
+      expect(r.restoresTo).toBe(e.id);
+      const n = eventCount(to);
+      expect(n).toBeGreaterThanOrEqual(before);
+      before = n;
+    }
+    // The newest set holds what its run read: every row up to its watermark, no gap.
+    const latest = join(t.dir, "latest.db");
+    await restore({ store: t.bucket.store, to: latest });
+    const top = Math.max(...ok.map((r) => Number(r.manifest.to.find((w) => w.table === "eventlog")!.value![0])));
+    expect(eventCount(latest)).toBe(top);
+    expect(top).toBeLessThanOrEqual(written);
+  });
+});
+
+describe("two databases into one bucket", () => {
+  it("backed up alternately by separate runs: every restore at every set returns that database's own content", async () => {
+    const alpha = join(t.dir, "alpha.db");
+    const beta = join(t.dir, "beta.db");
+    writeLiveStoreDb(alpha, { events: 30 });
+    writeLiveStoreDb(beta, { from: 1000, events: 70 });
+    const expected = new Map<string, { source: string; dump: ReturnType<typeof dumpDatabase> }>();
+    for (let round = 0; round < 3; round++) {
+      for (const [source, path, from] of [
+        ["alpha", alpha, 100 + round * 10],
+        ["beta", beta, 2000 + round * 10],
+      ] as const) {
+        writeLiveStoreDb(path, { from, events: 5 });
+        const r = await runCli(["run", "--db", path, "--source", source, "--tmp-dir", join(t.dir, "tmp"), "--json"], env()).done;
+        expect(r.code, r.stderr).toBe(0);
+        const result = JSON.parse(r.stdout) as { kind: string; manifest: Manifest };
+        // The other database's set is the tip: a run never continues it, so each run is a full of its own.
+        expect(result.kind).toBe("full");
+        expect(result.manifest.sources).toEqual([{ source }]);
+        const copy = join(t.dir, `${source}-${round}.db`);
+        await copyFile(path, copy);
+        expected.set(result.manifest.capturedAt!, { source, dump: dumpDatabase(copy) });
+      }
+    }
+    const { head } = await t.bucket.store.chain();
+    const entries: ChainEntry[] = await allEntries(t.bucket.store, head);
+    expect(entries).toHaveLength(6);
+    for (const [i, e] of entries.entries()) {
+      const want = expected.get(e.capturedAt)!;
+      expect(e.sources).toEqual([want.source]);
+      const to = join(t.dir, `restored-${i}.db`);
+      const r = await restore({ store: t.bucket.store, to, at: new Date(e.capturedAt) });
+      expect(r.targets.map((x) => x.source)).toEqual([want.source]);
+      expect(dumpDatabase(to)).toEqual(want.dump);
+    }
+  });
+});
+
+describe("the index is rebuildable from the manifests", () => {
+  it("a lost head is rebuilt (admin) with the same entries, and restores read it again", async () => {
+    const db = join(t.dir, "app.db");
+    writeLiveStoreDb(db, { events: 20 });
+    const opts = { store: t.bucket.store, databases: [{ path: db, source: "app" }], tmpDir: join(t.dir, "tmp"), lockFile: false as const, promote: false };
+    await backup({ ...opts, kind: "full" });
+    writeLiveStoreDb(db, { from: 21, events: 5 });
+    await backup({ ...opts, kind: "incremental" });
+    writeLiveStoreDb(db, { from: 26, events: 5 });
+    await backup({ ...opts, kind: "incremental" });
+    const before = await allEntries(t.bucket.store, (await t.bucket.store.chain()).head);
+
+    await t.bucket.admin.delete(CHAIN_HEAD_KEY);
+    expect((await t.bucket.store.chain()).head).toBeNull();
+    await expect(rebuildChain(t.bucket.store)).rejects.toMatchObject({ kind: "auth" });
+    const rebuilt = await rebuildChain(t.bucket.admin);
+    expect(rebuilt.leftOut).toEqual([]);
+    expect(await allEntries(t.bucket.store, (await t.bucket.store.chain()).head)).toEqual(before);
+    const to = join(t.dir, "latest.db");
+    const r = await restore({ store: t.bucket.store, to });
+    expect(r.restoresTo).toBe(before.at(-1)!.id);
+    expect(eventCount(to)).toBe(30);
+  });
+});
