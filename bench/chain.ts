@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +19,9 @@ import { round } from "./report.ts";
  */
 
 const MINUTE = 60_000;
-const SET_FILE = { contentType: "application/zstd", compression: "zstd" as const, size: 1, sha256: "0".repeat(64), uncompressedSize: 1, uncompressedSha256: "0".repeat(64) };
+const X_SHA256 = createHash("sha256").update("x").digest("hex");
+/** Each synthetic set lists one object of one byte, "x" (stored for the sets the bench commits: the Worker checks). */
+const SET_FILE = { contentType: "application/zstd", compression: "zstd" as const, size: 1, sha256: X_SHA256, uncompressedSize: 1, uncompressedSha256: X_SHA256 };
 
 function manifestOf(e: ChainEntry): string {
   const m: Omit<Manifest, "format"> = {
@@ -106,6 +109,7 @@ export async function benchChain(options: { sets?: number; runs?: number; say?: 
         capturedAt: new Date(at + 1).toISOString(),
         sources: ["app"],
       };
+      await store.put(`backups/incremental/${entry.id}/changes.ndjson.zst`, "x");
       const t = performance.now();
       const position = await chainPosition(store);
       const outcome = await store.commitSet(manifestOf(entry), position.expect);

@@ -223,3 +223,8 @@ export function manifestKey(kind: BackupSetKind, id: string): string {
 export function dailyKeyFor(fullTs: BackupTimestamp, file: string): string {
   return formatBackupKey({ kind: "daily", day: dayOfTimestamp(fullTs), file });
 }
+
+/** The key of one file of a set, for the set's own location. */
+export function fileKey(setKind: BackupSetKind, setId: string, name: string): string {
+  return setKind === "daily" ? formatBackupKey({ kind: "daily", day: setId, file: name }) : formatBackupKey({ kind: setKind, ts: setId, file: name });
+}

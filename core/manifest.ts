@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ContractError } from "./errors.ts";
-import { CHANGES_FILE, DOCUMENTS_FILE, MANIFEST_FILE, databaseFile, formatBackupKey, type BackupSetKind } from "./keys.ts";
+import { CHANGES_FILE, DOCUMENTS_FILE, MANIFEST_FILE, databaseFile } from "./keys.ts";
 import { dayOfTimestamp, isTimestamp } from "./time.ts";
 
 /** A path under a data directory as manifests record it: '/'-separated segments of core's source charset, at most 8 deep. */
@@ -195,11 +195,6 @@ function validateManifest(value: unknown, where: string): Manifest {
 /** Serializes a manifest as stored (stable, indented JSON). */
 export function serializeManifest(m: Manifest): string {
   return `${JSON.stringify(m, null, 2)}\n`;
-}
-
-/** The key of one file of a set, for the set's own location. */
-export function fileKey(setKind: BackupSetKind, setId: string, name: string): string {
-  return setKind === "daily" ? formatBackupKey({ kind: "daily", day: setId, file: name }) : formatBackupKey({ kind: setKind, ts: setId, file: name });
 }
 
 /** The manifest of a full backup's daily copy: the same content, marked as promoted from it. */

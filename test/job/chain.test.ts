@@ -1,8 +1,9 @@
+import { createHash } from "node:crypto";
 import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
-import { CHAIN_HEAD_KEY, MAX_CLOCK_SKEW_MS, buildManifest, formatTimestamp, linearProblem, serializeManifest, type ChainEntry, type Manifest } from "../../core/index.ts";
+import { CHAIN_HEAD_KEY, MAX_CLOCK_SKEW_MS, buildManifest, fileKey, formatTimestamp, linearProblem, serializeManifest, type ChainEntry, type Manifest } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { allEntries, rebuildChain } from "../../job/chain.ts";
 import { EXIT } from "../../job/errors.ts";
@@ -28,6 +29,14 @@ function eventCount(path: string): number {
   }
 }
 
+const ONE_BYTE_SHA256 = createHash("sha256").update("x").digest("hex");
+
+/** Stores the one object a fake manifest lists, then commits the manifest (the Worker checks the object is there). */
+async function commitFake(kind: "full" | "incremental", id: string, previous: string | null, base: string, capturedAt: string, expect: number) {
+  await t.bucket.store.put(fileKey(kind, id, kind === "full" ? "app.db.zst" : "changes.ndjson.zst"), "x");
+  return t.bucket.store.commitSet(fakeManifest(kind, id, previous, base, capturedAt), expect);
+}
+
 /** A manifest the Worker accepts as a chain entry (the chain reads only its links). */
 function fakeManifest(kind: "full" | "incremental", id: string, previous: string | null, base: string, capturedAt: string): string {
   const manifest: Omit<Manifest, "format"> = {
@@ -51,9 +60,9 @@ function fakeManifest(kind: "full" | "incremental", id: string, previous: string
               contentType: "x",
               compression: "zstd",
               size: 1,
-              sha256: "0".repeat(64),
+              sha256: ONE_BYTE_SHA256,
               uncompressedSize: 1,
-              uncompressedSha256: "0".repeat(64),
+              uncompressedSha256: ONE_BYTE_SHA256,
             },
           ]
         : [
@@ -63,9 +72,9 @@ function fakeManifest(kind: "full" | "incremental", id: string, previous: string
               contentType: "x",
               compression: "zstd",
               size: 1,
-              sha256: "0".repeat(64),
+              sha256: ONE_BYTE_SHA256,
               uncompressedSize: 1,
-              uncompressedSha256: "0".repeat(64),
+              uncompressedSha256: ONE_BYTE_SHA256,
             },
           ],
     databases: kind === "full" ? [{ source: "app", pageSize: 4096, pageCount: 1, integrity: "ok", tables: {} }] : [],
@@ -83,7 +92,7 @@ describe("the chain head is a compare-and-swap", () => {
     const outcomes = await Promise.all(
       Array.from({ length: 16 }, (_, i) => {
         const id = formatTimestamp(new Date(now - 60_000 + i * 1000));
-        return t.bucket.store.commitSet(fakeManifest("full", id, null, id, new Date(now - 60_000 + i * 1000).toISOString()), 0);
+        return commitFake("full", id, null, id, new Date(now - 60_000 + i * 1000).toISOString(), 0);
       }),
     );
     const committed = outcomes.filter((o) => "committed" in o);
@@ -105,10 +114,14 @@ describe("the chain head is a compare-and-swap", () => {
     expect(await t.bucket.store.head(`backups/full/${future}/metadata.json`)).toBeUndefined();
 
     const base = formatTimestamp(new Date(Date.now() - 10_000));
-    expect("committed" in (await t.bucket.store.commitSet(fakeManifest("full", base, null, base, new Date(Date.now() - 10_000).toISOString()), 0))).toBe(true);
+    // A set whose objects are not all stored is never committed.
+    await expect(t.bucket.store.commitSet(fakeManifest("full", base, null, base, new Date(Date.now() - 10_000).toISOString()), 0)).rejects.toMatchObject({
+      message: expect.stringMatching(/is not stored; upload every object of the set before committing it/),
+    });
+    expect("committed" in (await commitFake("full", base, null, base, new Date(Date.now() - 10_000).toISOString(), 0))).toBe(true);
     const stray = formatTimestamp(new Date(Date.now() - 5000));
     const other = formatTimestamp(new Date(Date.now() - 20_000));
-    const moved = await t.bucket.store.commitSet(fakeManifest("incremental", stray, other, other, new Date(Date.now() - 5000).toISOString()), 1);
+    const moved = await commitFake("incremental", stray, other, other, new Date(Date.now() - 5000).toISOString(), 1);
     expect(moved).toMatchObject({ moved: expect.stringMatching(/continues .* but the chain's newest set is/) });
     await expect(t.bucket.store.put(CHAIN_HEAD_KEY, "{}")).rejects.toMatchObject({ kind: "auth" });
   });

@@ -18,7 +18,7 @@ import {
   type ChainHead,
 } from "../../core/chain.ts";
 import { ContractError } from "../../core/errors.ts";
-import { manifestKey } from "../../core/keys.ts";
+import { fileKey, manifestKey } from "../../core/keys.ts";
 import { isTimestamp } from "../../core/time.ts";
 import { requireAdmin, type Role } from "./auth.ts";
 import type { Env } from "./env.ts";
@@ -108,6 +108,10 @@ async function commit(request: Request, url: URL, env: Env): Promise<Response> {
   const refusal = refuseAppend(current?.head ?? null, entry, expect, now, MAX_CLOCK_SKEW_MS);
   if (refusal) throw new HttpError(refusal.status, refusal.code, `${operation}: ${refusal.reason} (${refusal.hint})`);
 
+  // Every object the manifest lists must be stored, at its size (and its SHA-256 where R2 kept one): a set that
+  // looks complete is complete.
+  await checkSetObjects(bucket, entry, JSON.parse(new TextDecoder().decode(bytes)) as { files?: unknown }, operation);
+
   // The manifest first: a head never points at a set without one. A retry of this same commit finds it stored.
   const key = manifestKey(entry.kind, entry.id);
   const sha256 = toHex(await crypto.subtle.digest("SHA-256", bytes));
@@ -129,6 +133,33 @@ async function commit(request: Request, url: URL, env: Env): Promise<Response> {
   }
   const answer: ApiChainCommit = { key, entry, head };
   return json(answer, 201);
+}
+
+async function checkSetObjects(bucket: R2Bucket, entry: ChainEntry, manifest: { files?: unknown }, operation: string): Promise<void> {
+  const files = Array.isArray(manifest.files) ? (manifest.files as { name?: unknown; size?: unknown; sha256?: unknown }[]) : [];
+  if (files.length === 0 || files.length > 1000) throw new HttpError(400, "bad_request", `${operation}: the manifest lists no files (or too many)`);
+  const found = await Promise.all(
+    files.map(async (f) => {
+      if (typeof f?.name !== "string" || typeof f.size !== "number") throw new HttpError(400, "bad_request", `${operation}: a file entry has no name or size`);
+      let key: string;
+      try {
+        key = fileKey(entry.kind, entry.id, f.name);
+      } catch (e) {
+        throw new HttpError(400, "bad_request", `${operation}: ${(e as Error).message}`);
+      }
+      return { f, key, object: await bucket.head(key) };
+    }),
+  );
+  for (const { f, key, object } of found) {
+    const stored = object === null ? undefined : storedSha256(object);
+    if (object === null || object.size !== f.size || (stored !== undefined && typeof f.sha256 === "string" && stored !== f.sha256)) {
+      throw new HttpError(
+        409,
+        "incomplete_set",
+        `${operation}: '${key}' ${object === null ? "is not stored" : `does not match the manifest (${object.size} bytes stored, ${f.size} listed)`}; upload every object of the set before committing it`,
+      );
+    }
+  }
 }
 
 async function rebuild(request: Request, env: Env, role: Role): Promise<Response> {
