@@ -34,6 +34,13 @@ export const BINDINGS = {
   replicaMaxLagHours: "REPLICA_MAX_LAG_HOURS",
 } as const;
 
+/**
+ * Write-once is kept by a per-key claim (worker/src/claims.ts, docs/design.md "Worker API"). A claim older
+ * than this was left by a Worker that died, and the next writer may take it over. Longer than any write
+ * that holds one: a completion takes seconds, a single PUT of 100 MB over 1 Mbit/s about 14 minutes.
+ */
+export const WRITE_CLAIM_TTL_MS = 15 * 60 * 1000;
+
 /** Workers accept request bodies of at most 100 MB on Free/Pro (docs/design.md fact 2). */
 export const MAX_REQUEST_BYTES = 100_000_000;
 /** The largest single `PUT`; above it the client must use multipart. */

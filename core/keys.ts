@@ -223,3 +223,9 @@ export function manifestKey(kind: BackupSetKind, id: string): string {
 export function dailyKeyFor(fullTs: BackupTimestamp, file: string): string {
   return formatBackupKey({ kind: "daily", day: dayOfTimestamp(fullTs), file });
 }
+
+/**
+ * Where the Worker keeps its per-key write claims (worker/src/claims.ts): outside `backups/`, so no key the
+ * API accepts (`validateObjectKey`) can name one, and no client can write or delete a claim.
+ */
+export const CLAIMS_PREFIX = ".claims/";
