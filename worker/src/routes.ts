@@ -1,7 +1,18 @@
 // Core modules by name, not core/index.ts: the index pulls in the manifest's zod schemas, which the
 // Worker never uses and esbuild cannot drop (top-level calls), tripling the bundle.
-import { HEADERS, MAX_FORM_UPLOAD_BYTES, MAX_PART_BYTES, MAX_PARTS, MAX_SINGLE_PUT_BYTES, PATHS, keyFromPath, type ApiMultipartCreated, type ApiPart } from "../../core/api.ts";
-import { ROOT, validateObjectKey } from "../../core/keys.ts";
+import {
+  HEADERS,
+  MAX_CLOCK_SKEW_MS,
+  MAX_FORM_UPLOAD_BYTES,
+  MAX_PART_BYTES,
+  MAX_PARTS,
+  MAX_SINGLE_PUT_BYTES,
+  PATHS,
+  keyFromPath,
+  type ApiMultipartCreated,
+  type ApiPart,
+} from "../../core/api.ts";
+import { ROOT, futureKeyReason, validateObjectKey } from "../../core/keys.ts";
 import { authenticate, requireAdmin, type Role } from "./auth.ts";
 import { writeOnce } from "./claims.ts";
 import type { Env } from "./env.ts";
@@ -28,6 +39,21 @@ function methodNotAllowed(path: string, allow: string): HttpError {
   return new HttpError(405, "method_not_allowed", `request '${path}': method not allowed (allowed: ${allow})`, { Allow: allow });
 }
 
+/**
+ * The one-clock rule (issue 13, core's `futureKeyReason`): a write whose set id is more than
+ * MAX_CLOCK_SKEW_MS after the Worker's clock is refused, so a stray or skewed object cannot end the chain.
+ */
+function assertNotFuture(operation: string, key: string, now: Date): void {
+  const reason = futureKeyReason(key, now, MAX_CLOCK_SKEW_MS);
+  if (reason !== undefined) {
+    throw new HttpError(
+      400,
+      "clock_skew",
+      `${operation} '${key}': ${reason} (the job takes set ids from the Worker's clock; check the job machine's clock and what wrote this key)`,
+    );
+  }
+}
+
 /** Runs a write to the end even when the client hangs up, so its claim is always released. */
 function finish<T>(ctx: Background | undefined, work: Promise<T>): Promise<T> {
   ctx?.waitUntil(work.catch(() => undefined));
@@ -41,7 +67,8 @@ async function route(request: Request, env: Env, ctx: Background | undefined): P
 
   if (path === PATHS.health) {
     if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(path, "GET, HEAD");
-    return json({ ok: true, service: "r2-sqlite-backup" });
+    // `now` is the Worker's clock, the one clock set ids come from (issue 13).
+    return json({ ok: true, service: "r2-sqlite-backup", now: new Date().toISOString() });
   }
   if (path !== "/api" && !path.startsWith("/api/")) {
     throw new HttpError(404, "not_found", `request '${path}': not found (the API is under /api)`);
@@ -131,6 +158,7 @@ async function read(request: Request, env: Env, key: string): Promise<Response> 
 async function put(request: Request, env: Env, key: string, ctx: Background | undefined): Promise<Response> {
   const operation = `write backup key '${key}'`;
   const now = new Date();
+  assertNotFuture("write backup key", key, now);
   const length = requireContentLength(request, MAX_SINGLE_PUT_BYTES, operation, "use a multipart upload: POST ?uploads, PUT ?uploadId=&partNumber=, POST ?uploadId=");
   const sha256 = contentSha256(request, operation);
   const contentType = request.headers.get("Content-Type") ?? undefined;
@@ -159,6 +187,7 @@ async function put(request: Request, env: Env, key: string, ctx: Background | un
 }
 
 async function createUpload(request: Request, env: Env, key: string): Promise<Response> {
+  assertNotFuture("start multipart upload of", key, new Date());
   await assertWritable(env.BACKUP_BUCKET, key);
   const contentType = request.headers.get("Content-Type") ?? undefined;
   const upload = await r2Call("start multipart upload of", key, () => env.BACKUP_BUCKET.createMultipartUpload(key, contentType ? { httpMetadata: { contentType } } : {}));
@@ -198,6 +227,7 @@ const MAX_COMPLETE_BODY_BYTES = 2 * 1024 * 1024;
 async function completeUpload(request: Request, env: Env, key: string, uploadId: string, ctx: Background | undefined): Promise<Response> {
   const operation = `complete multipart upload of '${key}'`;
   const now = new Date();
+  assertNotFuture("complete multipart upload of", key, now);
   const bytes = await readLimited(request, MAX_COMPLETE_BODY_BYTES, operation, `10,000 parts fit in ${MAX_COMPLETE_BODY_BYTES} bytes`);
   let parsed: unknown;
   try {
@@ -287,6 +317,7 @@ async function formUpload(request: Request, env: Env, ctx: Background | undefine
   }
   const key = validateObjectKey(file.name);
   const now = new Date();
+  assertNotFuture(operation, key, now);
   const sha256 = contentSha256(request, `${operation} '${key}'`);
   const bucket = env.BACKUP_BUCKET;
   const object = await finish(
