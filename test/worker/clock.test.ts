@@ -73,12 +73,14 @@ describe("a key from the future is refused on every write path", () => {
 
 describe("keys the Worker's clock allows", () => {
   test("a set id 1 minute ahead (within the skew), a past one, today's daily and backups/state/ are accepted on every path", async () => {
+    // One base time and ten seconds apart per path: every key is new however long the loop takes.
+    const base = Date.now();
+    const tsAt = (ms: number) => formatTimestamp(new Date(base + ms));
     for (const [n, path] of (["put", "form", "create"] as const).entries()) {
-      // Distinct seconds per path: every key is new.
       for (const key of [
-        `backups/full/${tsIn(MINUTE + n * 1000)}/app.db.zst`,
-        `backups/incremental/${tsIn(-60 * MINUTE - n * 1000)}/changes.ndjson.zst`,
-        `backups/drills/${tsIn(-MINUTE - n * 1000)}.json`,
+        `backups/full/${tsAt(MINUTE + n * 10_000)}/app.db.zst`,
+        `backups/incremental/${tsAt(-60 * MINUTE - n * 10_000)}/changes.ndjson.zst`,
+        `backups/drills/${tsAt(-MINUTE - n * 10_000)}.json`,
         `backups/daily/${formatDay(new Date())}/${path}.db.zst`,
       ]) {
         const response = await write(path, key);
