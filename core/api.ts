@@ -36,6 +36,20 @@ export const BINDINGS = {
   replicaMaxLagHours: "REPLICA_MAX_LAG_HOURS",
 } as const;
 
+/**
+ * One clock (issue 13): the Worker refuses a write whose set id (the `<ts>` of `full/`, `incremental/`,
+ * `drills/`, the day of `daily/`) is more than this after its own clock. The job takes set ids from the
+ * Worker's time (`GET /api/health` answers `now`), so only a stray or skewed writer is ever this far ahead;
+ * `status` judges a set this far in the future as a problem, never as fresh. 5 minutes.
+ */
+export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+/**
+ * Write-once is kept by a per-key claim (worker/src/claims.ts, docs/design.md "Worker API"). A claim older
+ * than this was left by a Worker that died, and the next writer may take it over. Longer than any write
+ * that holds one: a completion takes seconds, a single PUT of 100 MB over 1 Mbit/s about 14 minutes.
+ */
+export const WRITE_CLAIM_TTL_MS = 15 * 60 * 1000;
+
 /** Workers accept request bodies of at most 100 MB on Free/Pro (docs/design.md fact 2). */
 export const MAX_REQUEST_BYTES = 100_000_000;
 /** The largest single `PUT`; above it the client must use multipart. */

@@ -15,11 +15,6 @@ export const CHAIN_FORMAT = "r2-sqlite-backup/chain@1";
 export const CHAIN_PREFIX = `${PREFIXES.state}chain/`;
 export const CHAIN_HEAD_KEY = `${CHAIN_PREFIX}head.json`;
 export const CHAIN_SEGMENT_PREFIX = `${CHAIN_PREFIX}segments/`;
-/**
- * How far ahead of the Worker's clock a set may be dated: the job takes ids from the Worker (GET /api/chain), so
- * only its own clock's drift during one run (and a round trip) can put it ahead.
- */
-export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 /** Entries per sealed segment; the head's tail holds at most this many. */
 export const CHAIN_SEGMENT_ENTRIES = 1000;
 

@@ -1,5 +1,5 @@
 import { ContractError, describeValue } from "./errors.ts";
-import { dayOfTimestamp, parseDay, parseTimestamp, type BackupDay, type BackupTimestamp } from "./time.ts";
+import { dayOfTimestamp, formatDay, parseDay, parseTimestamp, type BackupDay, type BackupTimestamp } from "./time.ts";
 
 /**
  * The storage layout of docs/design.md, owned here and nowhere else:
@@ -227,4 +227,58 @@ export function dailyKeyFor(fullTs: BackupTimestamp, file: string): string {
 /** The key of one file of a set, for the set's own location. */
 export function fileKey(setKind: BackupSetKind, setId: string, name: string): string {
   return setKind === "daily" ? formatBackupKey({ kind: "daily", day: setId, file: name }) : formatBackupKey({ kind: setKind, ts: setId, file: name });
+}
+
+/**
+ * Where the Worker keeps its per-key write claims (worker/src/claims.ts): outside `backups/`, so no key the
+ * API accepts (`validateObjectKey`) can name one, and no client can write or delete a claim.
+ */
+export const CLAIMS_PREFIX = ".claims/";
+
+/** True when a backup timestamp is more than `maxSkewMs` after `now`: it cannot come from the Worker's clock. */
+export function isFutureTimestamp(ts: BackupTimestamp, now: Date, maxSkewMs: number): boolean {
+  return parseTimestamp(ts).getTime() > now.getTime() + maxSkewMs;
+}
+
+/** True when a UTC day is after the day of `now + maxSkewMs` (today's daily key is fine all day). */
+export function isFutureDay(day: BackupDay, now: Date, maxSkewMs: number): boolean {
+  return day > formatDay(new Date(now.getTime() + maxSkewMs));
+}
+
+const TS_PREFIX_RE = /^\d{8}T\d{6}Z/;
+
+/**
+ * The one-clock rule of the Worker (issue 13): why a write to `key` is refused because its set id is in the
+ * future, or undefined when it is not. `full/<ts>/`, `incremental/<ts>/` and `drills/<ts>...` are future when
+ * `<ts>` is more than `maxSkewMs` after `now`; `daily/<day>/` when the day is after the day of `now + maxSkewMs`.
+ * It reads keys as loosely as `validateObjectKey` accepts them (any file name), so a stray object cannot slip
+ * past; `state/` and ids that are not times have no date and pass.
+ */
+export function futureKeyReason(key: string, now: Date, maxSkewMs: number): string | undefined {
+  const [root, area, id = ""] = key.split("/");
+  if (root !== "backups") return undefined;
+  const ahead = (at: Date) => `${Math.round(((at.getTime() - now.getTime()) / 3_600_000) * 100) / 100} hours`;
+  if (area === "full" || area === "incremental" || area === "drills") {
+    const ts = TS_PREFIX_RE.exec(id)?.[0];
+    if (ts === undefined) return undefined;
+    let at: Date;
+    try {
+      at = parseTimestamp(ts);
+    } catch {
+      return undefined;
+    }
+    if (!isFutureTimestamp(ts, now, maxSkewMs)) return undefined;
+    return `the set id ${ts} is ${ahead(at)} after the Worker's clock (${now.toISOString()}; at most ${maxSkewMs / 60_000} minutes of skew are allowed)`;
+  }
+  if (area === "daily") {
+    let at: Date;
+    try {
+      at = parseDay(id);
+    } catch {
+      return undefined;
+    }
+    if (!isFutureDay(id, now, maxSkewMs)) return undefined;
+    return `the day ${id} is after the Worker's UTC day (${formatDay(now)}, ${now.toISOString()}; ${ahead(at)} ahead)`;
+  }
+  return undefined;
 }

@@ -1,8 +1,7 @@
-import { PATHS } from "../../core/api.ts";
+import { MAX_CLOCK_SKEW_MS, PATHS } from "../../core/api.ts";
 import {
   CHAIN_HEAD_KEY,
   CHAIN_PREFIX,
-  MAX_CLOCK_SKEW_MS,
   MAX_MANIFESTS_PER_READ,
   appendEntry,
   entryFromManifest,

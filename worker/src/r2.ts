@@ -31,7 +31,8 @@ export function describeObject(object: R2Object): ApiObject {
   };
 }
 
-function conflict(key: string): HttpError {
+/** The 409 for a create-only key that exists already. */
+export function existsConflict(key: string): HttpError {
   return new HttpError(409, "conflict", `write backup key '${key}': the object already exists and backups are never overwritten (only backups/state/ is mutable); write a new key`);
 }
 
@@ -102,14 +103,14 @@ export async function putObject(bucket: R2Bucket, key: string, body: ReadableStr
   if (options.sha256) put.sha256 = options.sha256;
   if (options.contentType) put.httpMetadata = { contentType: options.contentType };
   const object = await r2Call("write backup key", key, () => bucket.put(key, body, put));
-  if (object === null) throw conflict(key);
+  if (object === null) throw existsConflict(key);
   return object;
 }
 
-/** 409 when a create-only key exists already (multipart has no atomic create-only complete). */
+/** 409 when a create-only key exists already: a cheap early refusal (the claim in claims.ts is what makes writes atomic). */
 export async function assertWritable(bucket: R2Bucket, key: string): Promise<void> {
   if (isOverwritableKey(key)) return;
-  if ((await bucket.head(key)) !== null) throw conflict(key);
+  if ((await bucket.head(key)) !== null) throw existsConflict(key);
 }
 
 /** A multipart upload of the binding, by id. R2 does not check the id here: errors surface on use. */

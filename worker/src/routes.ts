@@ -1,19 +1,36 @@
 // Core modules by name, not core/index.ts: the index pulls in the manifest's zod schemas, which the
 // Worker never uses and esbuild cannot drop (top-level calls), tripling the bundle.
-import { HEADERS, MAX_FORM_UPLOAD_BYTES, MAX_PART_BYTES, MAX_PARTS, MAX_SINGLE_PUT_BYTES, PATHS, keyFromPath, type ApiMultipartCreated, type ApiPart } from "../../core/api.ts";
-import { ROOT, validateObjectKey } from "../../core/keys.ts";
+import {
+  HEADERS,
+  MAX_CLOCK_SKEW_MS,
+  MAX_FORM_UPLOAD_BYTES,
+  MAX_PART_BYTES,
+  MAX_PARTS,
+  MAX_SINGLE_PUT_BYTES,
+  PATHS,
+  keyFromPath,
+  type ApiMultipartCreated,
+  type ApiPart,
+} from "../../core/api.ts";
+import { ROOT, futureKeyReason, validateObjectKey } from "../../core/keys.ts";
 import { authenticate, requireAdmin, type Role } from "./auth.ts";
+import { writeOnce } from "./claims.ts";
 import type { Env } from "./env.ts";
 import { HttpError, errorResponse, json } from "./errors.ts";
 import { contentSha256, countedBody, readLimited, requireContentLength, resolveRange } from "./http.ts";
-import { assertWritable, describeObject, listObjects, putObject, r2Call, r2UploadCall, readWindowBytes, resumeUpload, storedSha256, windowedBody } from "./r2.ts";
+import { assertWritable, describeObject, existsConflict, listObjects, putObject, r2Call, r2UploadCall, readWindowBytes, resumeUpload, storedSha256, windowedBody } from "./r2.ts";
 import { chainRoute, isChainKey } from "./chain.ts";
 import { backupStatus } from "./scheduled.ts";
 
+/** What the Worker needs of its ExecutionContext: a write keeps running (and releases its claim) when the client hangs up. */
+export interface Background {
+  waitUntil(promise: Promise<unknown>): void;
+}
+
 /** The Worker API of docs/design.md; every failure leaves through the one error handler as JSON. */
-export async function handleRequest(request: Request, env: Env): Promise<Response> {
+export async function handleRequest(request: Request, env: Env, ctx?: Background): Promise<Response> {
   try {
-    return await route(request, env);
+    return await route(request, env, ctx);
   } catch (error) {
     return errorResponse(error, request);
   }
@@ -31,14 +48,36 @@ function methodNotAllowed(path: string, allow: string): HttpError {
   return new HttpError(405, "method_not_allowed", `request '${path}': method not allowed (allowed: ${allow})`, { Allow: allow });
 }
 
-async function route(request: Request, env: Env): Promise<Response> {
+/**
+ * The one-clock rule (issue 13, core's `futureKeyReason`): a write whose set id is more than
+ * MAX_CLOCK_SKEW_MS after the Worker's clock is refused, so a stray or skewed object cannot end the chain.
+ */
+function assertNotFuture(operation: string, key: string, now: Date): void {
+  const reason = futureKeyReason(key, now, MAX_CLOCK_SKEW_MS);
+  if (reason !== undefined) {
+    throw new HttpError(
+      400,
+      "clock_skew",
+      `${operation} '${key}': ${reason} (the job takes set ids from the Worker's clock; check the job machine's clock and what wrote this key)`,
+    );
+  }
+}
+
+/** Runs a write to the end even when the client hangs up, so its claim is always released. */
+function finish<T>(ctx: Background | undefined, work: Promise<T>): Promise<T> {
+  ctx?.waitUntil(work.catch(() => undefined));
+  return work;
+}
+
+async function route(request: Request, env: Env, ctx: Background | undefined): Promise<Response> {
   const url = new URL(request.url);
   const path = url.pathname;
   const method = request.method;
 
   if (path === PATHS.health) {
     if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(path, "GET, HEAD");
-    return json({ ok: true, service: "r2-sqlite-backup" });
+    // `now` is the Worker's clock, the one clock set ids come from (issue 13).
+    return json({ ok: true, service: "r2-sqlite-backup", now: new Date().toISOString() });
   }
   if (path !== "/api" && !path.startsWith("/api/")) {
     throw new HttpError(404, "not_found", `request '${path}': not found (the API is under /api)`);
@@ -52,7 +91,7 @@ async function route(request: Request, env: Env): Promise<Response> {
   }
   if (path === PATHS.uploadBackup) {
     if (method !== "POST") throw methodNotAllowed(path, "POST");
-    return formUpload(request, env);
+    return formUpload(request, env, ctx);
   }
   if (path === PATHS.chain) return chainRoute(request, url, env, role);
   if (path === PATHS.backups || path === `${PATHS.backups}/`) {
@@ -61,10 +100,10 @@ async function route(request: Request, env: Env): Promise<Response> {
   }
   const key = keyFromPath(path);
   if (key === undefined) throw new HttpError(404, "not_found", `request '${path}': not found`);
-  return objectRoute(request, url, env, key, role);
+  return objectRoute(request, url, env, key, role, ctx);
 }
 
-async function objectRoute(request: Request, url: URL, env: Env, key: string, role: Role): Promise<Response> {
+async function objectRoute(request: Request, url: URL, env: Env, key: string, role: Role, ctx: Background | undefined): Promise<Response> {
   const params = url.searchParams;
   const uploadId = params.get("uploadId");
   if (uploadId !== null && uploadId.length === 0) throw new HttpError(400, "bad_request", `multipart upload of '${key}': uploadId is empty`);
@@ -74,10 +113,10 @@ async function objectRoute(request: Request, url: URL, env: Env, key: string, ro
     case "HEAD":
       return read(request, env, key);
     case "PUT":
-      return uploadId === null ? put(request, env, key) : uploadPart(request, url, env, key, uploadId);
+      return uploadId === null ? put(request, env, key, ctx) : uploadPart(request, url, env, key, uploadId);
     case "POST":
       if (params.has("uploads")) return createUpload(request, env, key);
-      if (uploadId !== null) return completeUpload(request, env, key, uploadId);
+      if (uploadId !== null) return completeUpload(request, env, key, uploadId, ctx);
       throw new HttpError(400, "bad_request", `post backup key '${key}': expected ?uploads (start a multipart upload) or ?uploadId= (complete one)`);
     case "DELETE":
       if (uploadId !== null) return abortUpload(env, key, uploadId);
@@ -127,22 +166,39 @@ async function read(request: Request, env: Env, key: string): Promise<Response> 
   return new Response(windowedBody(bucket, key, head, first.body, { offset, length, step }), { status, headers });
 }
 
-async function put(request: Request, env: Env, key: string): Promise<Response> {
+async function put(request: Request, env: Env, key: string, ctx: Background | undefined): Promise<Response> {
   const operation = `write backup key '${key}'`;
+  const now = new Date();
+  assertNotFuture("write backup key", key, now);
   const length = requireContentLength(request, MAX_SINGLE_PUT_BYTES, operation, "use a multipart upload: POST ?uploads, PUT ?uploadId=&partNumber=, POST ?uploadId=");
   const sha256 = contentSha256(request, operation);
   const contentType = request.headers.get("Content-Type") ?? undefined;
   const options = { ...(sha256 ? { sha256 } : {}), ...(contentType ? { contentType } : {}) };
-  if (length === 0) return json(describeObject(await putObject(env.BACKUP_BUCKET, key, null, options)), 201);
-  const counted = countedBody(request, length, operation);
-  try {
-    return json(describeObject(await putObject(env.BACKUP_BUCKET, key, counted.body, options)), 201);
-  } catch (error) {
-    throw counted.failure(error) ?? error;
-  }
+  const bucket = env.BACKUP_BUCKET;
+  const object = await finish(
+    ctx,
+    writeOnce(
+      bucket,
+      key,
+      crypto.randomUUID(),
+      now,
+      () => existsConflict(key),
+      async () => {
+        if (length === 0) return putObject(bucket, key, null, options);
+        const counted = countedBody(request, length, operation);
+        try {
+          return await putObject(bucket, key, counted.body, options);
+        } catch (error) {
+          throw counted.failure(error) ?? error;
+        }
+      },
+    ),
+  );
+  return json(describeObject(object), 201);
 }
 
 async function createUpload(request: Request, env: Env, key: string): Promise<Response> {
+  assertNotFuture("start multipart upload of", key, new Date());
   await assertWritable(env.BACKUP_BUCKET, key);
   const contentType = request.headers.get("Content-Type") ?? undefined;
   const upload = await r2Call("start multipart upload of", key, () => env.BACKUP_BUCKET.createMultipartUpload(key, contentType ? { httpMetadata: { contentType } } : {}));
@@ -179,8 +235,10 @@ async function uploadPart(request: Request, url: URL, env: Env, key: string, upl
 /** The biggest completion body: 10,000 parts of `{"partNumber":n,"etag":"..."}` fit easily. */
 const MAX_COMPLETE_BODY_BYTES = 2 * 1024 * 1024;
 
-async function completeUpload(request: Request, env: Env, key: string, uploadId: string): Promise<Response> {
+async function completeUpload(request: Request, env: Env, key: string, uploadId: string, ctx: Background | undefined): Promise<Response> {
   const operation = `complete multipart upload of '${key}'`;
+  const now = new Date();
+  assertNotFuture("complete multipart upload of", key, now);
   const bytes = await readLimited(request, MAX_COMPLETE_BODY_BYTES, operation, `10,000 parts fit in ${MAX_COMPLETE_BODY_BYTES} bytes`);
   let parsed: unknown;
   try {
@@ -203,9 +261,19 @@ async function completeUpload(request: Request, env: Env, key: string, uploadId:
   if (checked.some((p, i) => i > 0 && checked[i - 1]!.partNumber === p.partNumber)) {
     throw new HttpError(400, "bad_request", `${operation}: a part number is listed twice`);
   }
-  // R2's complete() has no onlyIf: this check narrows the race; the bucket lock closes it in production.
-  await assertWritable(env.BACKUP_BUCKET, key);
-  const object = await r2UploadCall("complete multipart upload of", key, () => resumeUpload(env.BACKUP_BUCKET, key, uploadId).complete(checked));
+  // R2's complete() has no onlyIf: the key's claim (owned by this upload) makes it the only writer.
+  const bucket = env.BACKUP_BUCKET;
+  const object = await finish(
+    ctx,
+    writeOnce(
+      bucket,
+      key,
+      uploadId,
+      now,
+      () => existsConflict(key),
+      () => r2UploadCall("complete multipart upload of", key, () => resumeUpload(bucket, key, uploadId).complete(checked)),
+    ),
+  );
   return json(describeObject(object), 201);
 }
 
@@ -238,7 +306,7 @@ async function list(url: URL, env: Env): Promise<Response> {
   return json(await listObjects(env.BACKUP_BUCKET, { prefix, ...(cursor ? { cursor } : {}), ...(delimiter ? { delimiter } : {}), ...(limit ? { limit } : {}) }));
 }
 
-async function formUpload(request: Request, env: Env): Promise<Response> {
+async function formUpload(request: Request, env: Env, ctx: Background | undefined): Promise<Response> {
   const operation = "upload backup form";
   // formData() buffers the whole body: refuse big ones before reading a byte (docs/design.md fact 2).
   requireContentLength(request, MAX_FORM_UPLOAD_BYTES, operation, `use PUT ${PATHS.backups}/<key> or a multipart upload for larger files`);
@@ -260,7 +328,20 @@ async function formUpload(request: Request, env: Env): Promise<Response> {
   }
   const key = validateObjectKey(file.name);
   if (isChainKey(key)) throw chainKeyRefused(key);
+  const now = new Date();
+  assertNotFuture(operation, key, now);
   const sha256 = contentSha256(request, `${operation} '${key}'`);
-  const object = await putObject(env.BACKUP_BUCKET, key, file, { ...(sha256 ? { sha256 } : {}), contentType: file.type || "application/octet-stream" });
+  const bucket = env.BACKUP_BUCKET;
+  const object = await finish(
+    ctx,
+    writeOnce(
+      bucket,
+      key,
+      crypto.randomUUID(),
+      now,
+      () => existsConflict(key),
+      () => putObject(bucket, key, file, { ...(sha256 ? { sha256 } : {}), contentType: file.type || "application/octet-stream" }),
+    ),
+  );
   return json({ ...describeObject(object), success: true }, 201);
 }
