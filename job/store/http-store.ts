@@ -173,6 +173,14 @@ export class HttpStore implements BackupStore {
     }
   }
 
+  /** The backoff between attempts (doubled per attempt, with jitter, capped at 5 s); a signal stops it. */
+  async #pause(operation: string, id: string, attempt: number): Promise<void> {
+    const backoff = Math.min(5000, this.#backoffMs * 2 ** (attempt - 1));
+    await sleep(Math.round(backoff / 2 + Math.random() * (backoff / 2)), undefined, this.#signal ? { signal: this.#signal } : {}).catch((e: unknown) => {
+      throw this.#interrupted(operation, id, e);
+    });
+  }
+
   async chain(): Promise<ChainView> {
     const sent = performance.now();
     const localSent = Date.now();
@@ -227,13 +235,19 @@ export class HttpStore implements BackupStore {
     // Always hashed: R2 checks it, and a retried PUT recognises its own earlier success by it.
     const sha256 = options.sha256 ?? createHash("sha256").update(bytes).digest("hex");
     const headers: Record<string, string> = { "content-type": options.contentType ?? "application/octet-stream", [HEADERS.contentSha256]: sha256 };
-    const answer = await this.#exchange<{ conflict: ApiError } | { object: StoredObject }>(
-      "upload",
-      key,
-      objectPath(key),
-      { method: "PUT", body: bytes, headers, expect: [409] },
-      async (res) => (res.status === 409 ? { conflict: await readError(res) } : { object: toStored((await res.json()) as ApiObject) }),
-    );
+    let answer: { conflict: ApiError } | { object: StoredObject };
+    for (let attempt = 1; ; attempt++) {
+      answer = await this.#exchange<{ conflict: ApiError } | { object: StoredObject }>(
+        "upload",
+        key,
+        objectPath(key),
+        { method: "PUT", body: bytes, headers, expect: [409] },
+        async (res) => (res.status === 409 ? { conflict: await readError(res) } : { object: toStored((await res.json()) as ApiObject) }),
+      );
+      // Another write of this key holds its claim (our own earlier attempt, cut off): wait for it to end, then look.
+      if (!("conflict" in answer) || answer.conflict.error !== "write_in_progress" || attempt >= this.#attempts) break;
+      await this.#pause("upload", key, attempt);
+    }
     if ("conflict" in answer) {
       // Write-once keys: a PUT retried after a lost response meets its own earlier success. The same
       // bytes (R2-checked sha256 and size) are that success; anything else is a real conflict.
@@ -316,13 +330,19 @@ export class HttpStore implements BackupStore {
 
   async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<StoredObject> {
     const q = new URLSearchParams({ uploadId });
-    const answer = await this.#exchange<{ status: number; err: ApiError } | { object: StoredObject }>(
-      "complete multipart upload of",
-      key,
-      `${objectPath(key)}?${q}`,
-      { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ parts }), expect: [404, 409] },
-      async (res) => (res.status === 404 || res.status === 409 ? { status: res.status, err: await readError(res) } : { object: toStored((await res.json()) as ApiObject) }),
-    );
+    let answer: { status: number; err: ApiError } | { object: StoredObject };
+    for (let attempt = 1; ; attempt++) {
+      answer = await this.#exchange<{ status: number; err: ApiError } | { object: StoredObject }>(
+        "complete multipart upload of",
+        key,
+        `${objectPath(key)}?${q}`,
+        { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ parts }), expect: [404, 409] },
+        async (res) => (res.status === 404 || res.status === 409 ? { status: res.status, err: await readError(res) } : { object: toStored((await res.json()) as ApiObject) }),
+      );
+      // Our own earlier completion, its answer lost, may still hold the key's claim: wait for it, then look.
+      if (!("status" in answer) || answer.err.error !== "write_in_progress" || attempt >= this.#attempts) break;
+      await this.#pause("complete multipart upload of", key, attempt);
+    }
     if ("status" in answer) {
       // A retried completion whose first attempt succeeded (its answer lost) finds the upload gone (404) or
       // the key taken (409). The object is ours when its multipart etag is the one these parts produce.

@@ -122,6 +122,26 @@ afterAll(async () => {
 storeConformance("HttpStore over the local Worker", () => ({ store: bucket.store, admin: bucket.admin, clear: () => bucket.clear() }));
 
 describe("HttpStore retries and errors", () => {
+  it("a write that meets the key's live claim (another attempt still writing) waits for it, then writes or finds its own bytes", async () => {
+    const key = "backups/full/20260301T000000Z/claimed.db.zst";
+    const claimKey = `.claims/${sha256(key)}`;
+    const r2 = await bucket.worker.mf.getR2Bucket("BACKUP_BUCKET");
+    const takenAt = new Date().toISOString();
+    await r2.put(claimKey, JSON.stringify({ key, owner: "earlier-attempt", takenAt }), { customMetadata: { key, owner: "earlier-attempt", takenAt } });
+    const store = new HttpStore({ url: bucket.url, token: bucket.token, attempts: 6, backoffMs: 100 });
+    const released = new Promise<void>((resolve) => setTimeout(() => void r2.delete(claimKey).then(() => resolve()), 400));
+    const written = await store.put(key, "bytes");
+    await released;
+    expect(written.size).toBe(5);
+    expect(await text(store, key)).toBe("bytes");
+    // With too few attempts the clear 409 of the Worker comes through.
+    const other = `${key}.2`;
+    await r2.put(`.claims/${sha256(other)}`, "{}", { customMetadata: { key: other, owner: "x", takenAt } });
+    await expect(new HttpStore({ url: bucket.url, token: bucket.token, attempts: 1 }).put(other, "b")).rejects.toThrow(/in progress/);
+    await bucket.admin.delete(key);
+    await r2.delete(`.claims/${sha256(other)}`);
+  });
+
   it("a wrong token is an auth error (exit 4) at once, never retried", async () => {
     const retries: string[] = [];
     const store = new HttpStore({ url: bucket.url, token: "nope", attempts: 5, backoffMs: 1, onRetry: (r) => retries.push(r.reason) });
