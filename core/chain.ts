@@ -206,11 +206,14 @@ export function entryFromManifest(value: unknown, where = "metadata.json"): Chai
     capturedAt?: unknown;
     sources?: { source?: unknown }[];
     databases?: { source?: unknown }[];
+    to?: { source?: unknown }[];
   } | null;
   if (typeof m !== "object" || m === null || typeof m.format !== "string" || !m.format.startsWith("r2-sqlite-backup/manifest@")) {
     throw new ContractError("read", "manifest", where, "not a backup manifest (no 'format: r2-sqlite-backup/manifest@1')");
   }
-  const named = (Array.isArray(m.sources) && m.sources.length > 0 ? m.sources : Array.isArray(m.databases) ? m.databases : []).map((d) => d?.source);
+  // Lineage: `sources` from 0.3 on; before, a full's databases, an incremental's watermarks.
+  const listed = [m.sources, m.databases, m.to].find((l) => Array.isArray(l) && l.length > 0) ?? [];
+  const named = [...new Set(listed.map((d) => d?.source))];
   const id = typeof m.id === "string" && isTimestamp(m.id) ? m.id : undefined;
   const capturedAt = m.capturedAt ?? (id ? parseTimestamp(id).toISOString() : undefined);
   return parseChainEntry({ kind: m.kind, id: m.id, base: m.base, previous: m.previous, capturedAt, sources: named }, where);

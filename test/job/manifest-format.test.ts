@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { MANIFEST_FORMAT, parseManifest } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
+import { rebuildChain } from "../../job/chain.ts";
 import { restore } from "../../job/restore/index.ts";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { useTestBucket } from "./bucket.ts";
@@ -76,6 +77,29 @@ describe("a bucket written by 0.1.0", () => {
     expect(dumpDatabase(latest).rows.eventlog).toHaveLength(17);
     // An incremental carries the event log (docs/design.md fact 8: the state tables are derived from it).
     expect(contentDigest(latest, "eventlog")).toBe(LATEST_EVENTLOG_DIGEST);
+  });
+
+  it("gets a chain from its first 0.3 run (a full), and keeps restoring its old sets; chain --rebuild indexes them all", async () => {
+    for (const o of await fixtureObjects()) await t.bucket.store.put(o.key, o.bytes);
+    const db = join(t.dir, "app.db");
+    appendDemoEvents(db, 30, 7);
+    // No chain yet: an incremental has nothing to continue, auto starts the chain with a full.
+    await expect(backup({ store: t.bucket.store, databases: [{ path: db, source: "app" }], kind: "incremental", tmpDir: t.dir })).rejects.toMatchObject({ kind: "notFound" });
+    const r = await backup({ store: t.bucket.store, databases: [{ path: db, source: "app" }], tmpDir: t.dir });
+    expect(r.kind).toBe("full");
+    expect((await t.bucket.store.chain()).head?.tail.map((e) => e.id)).toEqual([r.id]);
+    // Latest follows the chain; a time before it, the old sets from the listing.
+    const latest = await restore({ store: t.bucket.store, to: join(t.dir, "latest.db") });
+    expect(latest.restoresTo).toBe(r.id);
+    const old = await restore({ store: t.bucket.store, to: join(t.dir, "old.db"), at: new Date("2026-12-01T07:30:00Z") });
+    expect(old).toMatchObject({ restoresTo: "20261201T070000Z", chain: [{ id: "20261201T070000Z" }] });
+    expect(contentDigest(join(t.dir, "old.db"), "eventlog")).toBe(LATEST_EVENTLOG_DIGEST);
+    // The admin rebuilds the index from every manifest: the old full, its incremental, then the new full.
+    const { head, leftOut } = await rebuildChain(t.bucket.admin);
+    expect(leftOut).toEqual([]);
+    expect(head.tail.map((e) => `${e.kind}/${e.id}`)).toEqual(["full/20261201T060000Z", "incremental/20261201T070000Z", `full/${r.id}`]);
+    const again = await restore({ store: t.bucket.store, to: join(t.dir, "old-again.db"), at: new Date("2026-12-01T07:30:00Z") });
+    expect(again.restoresTo).toBe("20261201T070000Z");
   });
 });
 
