@@ -1,10 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { backup } from "../../job/backup.ts";
-import { decodeChanges, openBytes, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { decodeChanges, eventCount, openBytes, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 
 /**
@@ -48,15 +47,6 @@ async function startWriter(db: string, mode: "events-and-documents" | "events-on
     child.once("exit", (code) => reject(new Error(`writer exited ${code}`)));
   });
   return child;
-}
-
-function eventCount(path: string): number {
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    return (db.prepare("SELECT count(*) AS n FROM eventlog").get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
 }
 
 describe("backups under a continuous writer", () => {

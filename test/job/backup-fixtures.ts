@@ -61,6 +61,16 @@ export function writeLiveStoreDb(path: string, options: { from?: number; events:
   }
 }
 
+/** The rows of a database's `eventlog`, read without a lock held past the query. */
+export function eventCount(path: string): number {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return (db.prepare("SELECT count(*) AS n FROM eventlog").get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
 /** Adds incompressible bytes so the compressed snapshot spans several multipart parts. */
 export function addRandomBlob(path: string, bytes: number): void {
   const db = new DatabaseSync(path);

@@ -8,7 +8,7 @@ import { backup } from "../../job/backup.ts";
 import { allEntries, rebuildChain } from "../../job/chain.ts";
 import { EXIT } from "../../job/errors.ts";
 import { restore } from "../../job/restore/index.ts";
-import { runCli, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { eventCount, runCli, writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 import { dumpDatabase } from "./restore-fixtures.ts";
 
@@ -19,15 +19,6 @@ import { dumpDatabase } from "./restore-fixtures.ts";
  */
 const t = useTestBucket("chain-");
 const env = () => ({ R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token });
-
-function eventCount(path: string): number {
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    return (db.prepare("SELECT count(*) AS n FROM eventlog").get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 const ONE_BYTE_SHA256 = createHash("sha256").update("x").digest("hex");
 
@@ -50,33 +41,19 @@ function fakeManifest(kind: "full" | "incremental", id: string, previous: string
     app: { name: "t", version: "0" },
     tool: { name: "r2backup", version: "0" },
     sqliteVersion: "3",
-    files:
-      kind === "full"
-        ? [
-            {
-              name: "app.db.zst",
-              role: "database",
-              source: "app",
-              contentType: "x",
-              compression: "zstd",
-              size: 1,
-              sha256: ONE_BYTE_SHA256,
-              uncompressedSize: 1,
-              uncompressedSha256: ONE_BYTE_SHA256,
-            },
-          ]
-        : [
-            {
-              name: "changes.ndjson.zst",
-              role: "changes",
-              contentType: "x",
-              compression: "zstd",
-              size: 1,
-              sha256: ONE_BYTE_SHA256,
-              uncompressedSize: 1,
-              uncompressedSha256: ONE_BYTE_SHA256,
-            },
-          ],
+    files: [
+      {
+        name: kind === "full" ? "app.db.zst" : "changes.ndjson.zst",
+        role: kind === "full" ? "database" : "changes",
+        ...(kind === "full" ? { source: "app" } : {}),
+        contentType: "x",
+        compression: "zstd",
+        size: 1,
+        sha256: ONE_BYTE_SHA256,
+        uncompressedSize: 1,
+        uncompressedSha256: ONE_BYTE_SHA256,
+      },
+    ],
     databases: kind === "full" ? [{ source: "app", pageSize: 4096, pageCount: 1, integrity: "ok", tables: {} }] : [],
     sources: [{ source: "app" }],
     from: [],

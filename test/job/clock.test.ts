@@ -1,11 +1,10 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseTimestamp } from "../../core/index.ts";
 import { restore } from "../../job/restore/index.ts";
-import { BIN, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { BIN, eventCount, writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 
 /**
@@ -15,15 +14,6 @@ import { useTestBucket } from "./bucket.ts";
  */
 const t = useTestBucket("clock-");
 const FAKE_CLOCK = fileURLToPath(new URL("./fixtures/fake-clock.mjs", import.meta.url));
-
-function eventCount(path: string): number {
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    return (db.prepare("SELECT count(*) AS n FROM eventlog").get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 /** `r2backup <args>` in a process whose wall clock is `offsetMs` off. */
 function skewedCli(offsetMs: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

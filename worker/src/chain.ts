@@ -23,7 +23,8 @@ import { requireAdmin, type Role } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { HttpError, json } from "./errors.ts";
 import { readLimited } from "./http.ts";
-import { putObject, r2Call, storedSha256, toHex } from "./r2.ts";
+import { writeOnce } from "./claims.ts";
+import { existsConflict, putObject, r2Call, storedSha256, toHex } from "./r2.ts";
 
 /**
  * The chain endpoint (docs/design.md, "The chain"): `GET /api/chain` answers the head and the Worker's clock;
@@ -115,7 +116,16 @@ async function commit(request: Request, url: URL, env: Env): Promise<Response> {
   const key = manifestKey(entry.kind, entry.id);
   const sha256 = toHex(await crypto.subtle.digest("SHA-256", bytes));
   const existing = await bucket.head(key);
-  if (existing === null) await putObject(bucket, key, new Blob([bytes]), { sha256, contentType: "application/json" });
+  // Under the key's claim, like every create-only write (worker/src/claims.ts).
+  if (existing === null)
+    await writeOnce(
+      bucket,
+      key,
+      crypto.randomUUID(),
+      now,
+      () => existsConflict(key),
+      () => putObject(bucket, key, new Blob([bytes]), { sha256, contentType: "application/json" }),
+    );
   else if (storedSha256(existing) !== sha256) {
     throw new HttpError(409, "conflict", `${operation}: another manifest is stored at '${key}' (take the set again under a new id)`);
   }

@@ -63,8 +63,12 @@ function assertNotFuture(operation: string, key: string, now: Date): void {
   }
 }
 
-/** Runs a write to the end even when the client hangs up, so its claim is always released. */
-function finish<T>(ctx: Background | undefined, work: Promise<T>): Promise<T> {
+/**
+ * A create-only write of `key` by `owner` (a request id, or the multipart uploadId): under the key's claim (an
+ * existing key is a 409), run to the end even when the client hangs up, so its claim is always released.
+ */
+function createOnce(ctx: Background | undefined, bucket: R2Bucket, key: string, owner: string, now: Date, write: () => Promise<R2Object>): Promise<R2Object> {
+  const work = writeOnce(bucket, key, owner, now, () => existsConflict(key), write);
   ctx?.waitUntil(work.catch(() => undefined));
   return work;
 }
@@ -175,25 +179,15 @@ async function put(request: Request, env: Env, key: string, ctx: Background | un
   const contentType = request.headers.get("Content-Type") ?? undefined;
   const options = { ...(sha256 ? { sha256 } : {}), ...(contentType ? { contentType } : {}) };
   const bucket = env.BACKUP_BUCKET;
-  const object = await finish(
-    ctx,
-    writeOnce(
-      bucket,
-      key,
-      crypto.randomUUID(),
-      now,
-      () => existsConflict(key),
-      async () => {
-        if (length === 0) return putObject(bucket, key, null, options);
-        const counted = countedBody(request, length, operation);
-        try {
-          return await putObject(bucket, key, counted.body, options);
-        } catch (error) {
-          throw counted.failure(error) ?? error;
-        }
-      },
-    ),
-  );
+  const object = await createOnce(ctx, bucket, key, crypto.randomUUID(), now, async () => {
+    if (length === 0) return putObject(bucket, key, null, options);
+    const counted = countedBody(request, length, operation);
+    try {
+      return await putObject(bucket, key, counted.body, options);
+    } catch (error) {
+      throw counted.failure(error) ?? error;
+    }
+  });
   return json(describeObject(object), 201);
 }
 
@@ -263,16 +257,8 @@ async function completeUpload(request: Request, env: Env, key: string, uploadId:
   }
   // R2's complete() has no onlyIf: the key's claim (owned by this upload) makes it the only writer.
   const bucket = env.BACKUP_BUCKET;
-  const object = await finish(
-    ctx,
-    writeOnce(
-      bucket,
-      key,
-      uploadId,
-      now,
-      () => existsConflict(key),
-      () => r2UploadCall("complete multipart upload of", key, () => resumeUpload(bucket, key, uploadId).complete(checked)),
-    ),
+  const object = await createOnce(ctx, bucket, key, uploadId, now, () =>
+    r2UploadCall("complete multipart upload of", key, () => resumeUpload(bucket, key, uploadId).complete(checked)),
   );
   return json(describeObject(object), 201);
 }
@@ -332,16 +318,8 @@ async function formUpload(request: Request, env: Env, ctx: Background | undefine
   assertNotFuture(operation, key, now);
   const sha256 = contentSha256(request, `${operation} '${key}'`);
   const bucket = env.BACKUP_BUCKET;
-  const object = await finish(
-    ctx,
-    writeOnce(
-      bucket,
-      key,
-      crypto.randomUUID(),
-      now,
-      () => existsConflict(key),
-      () => putObject(bucket, key, file, { ...(sha256 ? { sha256 } : {}), contentType: file.type || "application/octet-stream" }),
-    ),
+  const object = await createOnce(ctx, bucket, key, crypto.randomUUID(), now, () =>
+    putObject(bucket, key, file, { ...(sha256 ? { sha256 } : {}), contentType: file.type || "application/octet-stream" }),
   );
   return json({ ...describeObject(object), success: true }, 201);
 }
