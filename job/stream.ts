@@ -4,7 +4,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { availableParallelism } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
-import { constants, createZstdCompress, zstdCompress, zstdCompressSync } from "node:zlib";
+import { constants, createZstdCompress, zstdCompressSync } from "node:zlib";
 import { JobError } from "./errors.ts";
 import { pinnedAt } from "./pinned.ts";
 
@@ -22,7 +22,10 @@ export interface Digest {
   uncompressedSha256: string;
 }
 
-/** The consumer of the compressed chunks, in order; its promise applies backpressure. */
+/**
+ * The consumer of the compressed chunks, in order; its promise applies backpressure. A chunk is valid only until
+ * that promise resolves: `compressFile` frees its memory then, so a sink that keeps bytes copies them.
+ */
 export type ChunkSink = (chunk: Buffer) => Promise<void>;
 
 /** Counts and hashes bytes passing through, and reports progress. */
@@ -89,12 +92,12 @@ export const ZSTD_LEVEL = 1;
 
 /**
  * A database file is compressed as independent zstd frames of this many input bytes, several at once on the
- * libuv pool. 2 MiB is a multiple of every power-of-two output buffer up to 2 MiB, so each frame but the last
+ * libuv pool. 1 MiB is a multiple of every power-of-two output buffer up to 1 MiB, so each frame but the last
  * ends exactly where a decoder's output buffer fills: Node's streaming `createZstdDecompress` stops at a frame
  * that ends with room left in its buffer and input after it (it drops or misreads what follows), and frames
  * aligned this way are read whole by it, by `zstdDecompressSync` and by `zstd -d` (test/job/stream.test.ts).
  */
-export const FRAME_BYTES = 2 * 1024 * 1024;
+export const FRAME_BYTES = 1024 * 1024;
 
 /** Frames compressed at once by default: one per core, at most 4 (the libuv pool's default size). */
 export function defaultCompressThreads(): number {
@@ -163,7 +166,10 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
   const limit = length ?? Number.POSITIVE_INFINITY;
   const source = await open(pin ? pin.file : path, "r");
   let file: FileHandle | undefined;
-  const queue: Promise<Buffer>[] = [];
+  const queue: { frame: Promise<Buffer[]>; block: Buffer }[] = [];
+  // Input blocks are reused and every frame is freed once consumed: V8 frees unreferenced buffers only after
+  // ~64 MiB of them pile up, which in a host process would be memory taken from the app (issue 16).
+  const blocks: Buffer[] = [];
   try {
     if (options.tmpFile) file = await open(options.tmpFile, "wx");
     const emit = async (frame: Buffer) => {
@@ -172,15 +178,23 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
       if (file) await file.write(frame);
       await sink(frame);
     };
+    const next = async () => {
+      const { frame, block } = queue.shift()!;
+      const chunks = await frame;
+      blocks.push(block);
+      for (const chunk of chunks) await emit(chunk);
+      free(chunks);
+    };
     for (let position = 0; position < limit; ) {
-      const block = Buffer.allocUnsafe(Math.min(FRAME_BYTES, limit - position));
+      const block = blocks.pop() ?? Buffer.allocUnsafe(FRAME_BYTES);
+      const want = Math.min(FRAME_BYTES, limit - position);
       let filled = 0;
-      while (filled < block.length) {
-        const { bytesRead } = await source.read(block, filled, block.length - filled, position + filled);
+      while (filled < want) {
+        const { bytesRead } = await source.read(block, filled, want - filled, position + filled);
         if (bytesRead === 0) break;
         filled += bytesRead;
       }
-      if (filled < block.length && length !== undefined) {
+      if (filled < want && length !== undefined) {
         throw new JobError("integrity", `compress '${path}': the file ended at ${position + filled} bytes, ${length} were expected`, {
           hint: "the database changed size under the backup; run it again",
         });
@@ -192,19 +206,19 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
       input.hash.update(chunk);
       options.onProgress?.(input.bytes);
       await pacer?.wait();
-      const frame = new Promise<Buffer>((resolve, reject) => zstdCompress(chunk, { params, chunkSize: FRAME_BYTES + 64 * 1024 }, (e, out) => (e ? reject(e) : resolve(out))));
+      const frame = compressFrame(chunk, params);
       frame.catch(() => {}); // awaited in order below; an early failure must not go unhandled meanwhile
-      queue.push(frame);
+      queue.push({ frame, block });
       // One frame more than `threads` waits in the pool, so a core never idles while the next block is read.
-      if (queue.length > threads) await emit(await queue.shift()!);
+      if (queue.length > threads) await next();
       if (filled < FRAME_BYTES) break;
     }
-    while (queue.length) await emit(await queue.shift()!);
+    while (queue.length) await next();
     // An empty file is one empty frame, as a streaming compressor writes it.
     if (input.bytes === 0) await emit(zstdCompressSync(Buffer.alloc(0), { params }));
     if (file) await file.sync();
   } finally {
-    await Promise.allSettled(queue);
+    await Promise.allSettled(queue.map((q) => q.frame));
     await source.close().catch(() => {});
     await file?.close().catch(() => {});
   }
@@ -214,6 +228,37 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
     uncompressedSize: input.bytes,
     uncompressedSha256: input.hash.digest("hex"),
   };
+}
+
+/**
+ * One block as one zstd frame, on the libuv pool, through its own compressor whose output buffer is larger
+ * than any frame: the chunks it hands back are slices of buffers nothing else holds once the compressor ended.
+ * (zlib's one-shot `zstdCompress` copies its output into a new buffer and leaves its own to the GC.)
+ */
+function compressFrame(block: Buffer, params: Record<number, number>): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const z = createZstdCompress({ params, chunkSize: FRAME_BYTES + 64 * 1024 });
+    const chunks: Buffer[] = [];
+    z.on("data", (c: Buffer) => chunks.push(c));
+    z.on("error", reject);
+    z.on("end", () => resolve(chunks));
+    z.end(block);
+  });
+}
+
+/**
+ * Frees a frame's buffers now instead of at a later GC (V8 collects unreferenced buffers only after ~64 MiB of
+ * them pile up, memory a host process's app would miss). Small (pooled) buffers are left to the GC.
+ */
+function free(chunks: readonly Buffer[]): void {
+  for (const buffer of new Set(chunks.map((c) => c.buffer))) {
+    if (!(buffer instanceof ArrayBuffer) || buffer.byteLength < 64 * 1024 || buffer.detached) continue;
+    try {
+      buffer.transfer(0);
+    } catch {
+      // not detachable: the GC frees it later
+    }
+  }
 }
 
 /** sha256 and size of a local file, streamed. */
