@@ -153,13 +153,13 @@ function litestreamTable(r: Loose): string {
 
 function writerRows(r: Loose, sizeBytes: number): BenchRow[] {
   return (r.modes as Loose[]).map((m) => ({
-    name: `writer p99 during a full backup (${m.mode === "wal" ? "WAL" : "rollback journal"})`,
+    name: `writer p99 during a full backup (${m.mode === "wal" ? "WAL" : "rollback journal"}${m.args ? `, ${m.args}` : ""})`,
     sizeBytes,
     medianMs: m.duringBackup.p99Ms,
     baseline: { name: "idle p99", medianMs: m.idle.p99Ms },
     target: "p99 ≤ 50 ms",
     pass: m.duringBackup.p99Ms <= 50,
-    note: `${m.duringBackup.commits} commits in the ${m.backupSeconds} s backup: p50 ${m.duringBackup.p50Ms} ms, max ${m.duringBackup.maxMs} ms, p99 lateness against the 10 ms schedule ${m.duringBackup.lateP99Ms} ms (idle: p50 ${m.idle.p50Ms}, max ${m.idle.maxMs})`,
+    note: `${m.duringBackup.commits} commits in the ${m.backupSeconds} s backup (CPU ${m.backupCpuSeconds} s): p50 ${m.duringBackup.p50Ms} ms, max ${m.duringBackup.maxMs} ms, p99 lateness against the 10 ms schedule ${m.duringBackup.lateP99Ms} ms (idle: p50 ${m.idle.p50Ms}, max ${m.idle.maxMs})`,
   }));
 }
 

@@ -105,8 +105,8 @@ export interface SnapshotOptions {
   stepPages?: number;
 }
 
-/** A rollback-journal copy takes the shared lock for this many pages at a time (16 MiB of 4 KiB pages, a few ms). */
-export const STEP_PAGES = 4096;
+/** A rollback-journal copy takes the shared lock for this many pages at a time (4 MiB of 4 KiB pages, a few ms). */
+export const STEP_PAGES = 1024;
 
 /** Restarts a stepped copy tolerates (a writer committed between steps) before it copies the rest in one step. */
 export const STEP_RESTARTS = 2;
