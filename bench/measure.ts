@@ -10,6 +10,8 @@ import { readFile } from "node:fs/promises";
 export interface Measured {
   ms: number;
   peakRssMiB: number;
+  /** User + system CPU seconds of the command and the children it waited for (GNU time), with `cpu: true`. */
+  cpuSeconds?: number;
   code: number | null;
   stdout: string;
   stderr: string;
@@ -33,7 +35,7 @@ async function readStatus(pid: number): Promise<{ hwmKiB: number; rssKiB: number
 }
 
 /** Peak memory of a running process (and, with `tree`, its descendants), sampled every `everyMs`. */
-export function samplePeakRss(pid: number, options: { tree?: boolean; everyMs?: number } = {}): { stop(): Promise<number> } {
+export function samplePeakRss(pid: number, options: { tree?: boolean; everyMs?: number; skipRoot?: boolean } = {}): { stop(): Promise<number> } {
   const peaks = new Map<number, number>();
   let running = true;
   const loop = (async () => {
@@ -53,26 +55,41 @@ export function samplePeakRss(pid: number, options: { tree?: boolean; everyMs?: 
     async stop() {
       running = false;
       await loop;
-      const values = [...peaks.values()];
-      return (options.tree ? values.reduce((a, b) => a + b, 0) : (peaks.get(pid) ?? 0)) / 1024;
+      const values = [...peaks.entries()].filter(([p]) => !options.skipRoot || p !== pid).map(([, v]) => v);
+      // skipRoot: the root is GNU time, the measured command is its child (and the child's own children).
+      return (options.tree ? values.reduce((a, b) => a + b, 0) : options.skipRoot ? Math.max(0, ...values) : (peaks.get(pid) ?? 0)) / 1024;
     },
   };
 }
 
-export function runMeasured(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; tree?: boolean } = {}): Promise<Measured> {
+const TIME_MARK = "__bench_cpu__";
+
+export function runMeasured(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; tree?: boolean; cpu?: boolean } = {}): Promise<Measured> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    // GNU time reports the CPU of the command and its waited-for children; it execs the command, so the
+    // sampled tree below starts one process higher (time's own few hundred KiB are in `tree` sums only).
+    const [cmd, argv] = options.cpu ? ["/usr/bin/time", ["-f", `${TIME_MARK} %U %S`, command, ...args]] : [command, args];
+    const child = spawn(cmd as string, argv as string[], { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const sampler = child.pid === undefined ? undefined : samplePeakRss(child.pid, { tree: options.tree ?? false });
+    const sampler =
+      child.pid === undefined
+        ? undefined
+        : samplePeakRss(child.pid, { tree: (options.tree ?? false) || (options.cpu ?? false), ...(options.cpu && !options.tree ? { skipRoot: true } : {}) });
     child.on("error", reject);
     child.on("close", async (code) => {
       const ms = performance.now() - start;
       const peakRssMiB = (await sampler?.stop()) ?? 0;
-      resolve({ ms, peakRssMiB, code, stdout, stderr });
+      let cpuSeconds: number | undefined;
+      if (options.cpu) {
+        const m = new RegExp(`${TIME_MARK} ([\\d.]+) ([\\d.]+)\\s*$`).exec(stderr);
+        if (m) cpuSeconds = Number(m[1]) + Number(m[2]);
+        stderr = stderr.replace(new RegExp(`${TIME_MARK}.*\\s*$`), "");
+      }
+      resolve({ ms, peakRssMiB, code, stdout, stderr, ...(cpuSeconds !== undefined ? { cpuSeconds } : {}) });
     });
   });
 }

@@ -53,7 +53,7 @@ export function describeMachine(sqliteVersion?: string): Machine {
 }
 
 const MiB = 1024 * 1024;
-export const formatSize = (bytes: number) => (bytes >= 1024 * MiB ? `${Math.round((bytes / (1024 * MiB)) * 100) / 100} GiB` : `${Math.round(bytes / MiB)} MiB`);
+export const formatSize = (bytes: number) => (bytes === 0 ? "—" : bytes >= 1024 * MiB ? `${Math.round((bytes / (1024 * MiB)) * 100) / 100} GiB` : `${Math.round(bytes / MiB)} MiB`);
 const fmtMs = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
 
 /** Rounds to `digits` decimals (2 by default), for figures in results. */

@@ -3,26 +3,46 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { spawn } from "node:child_process";
 import { benchBackup } from "./backup.ts";
+import { benchChain, type ChainBench } from "./chain.ts";
+import { benchLitestream } from "./litestream.ts";
+import { benchProfile } from "./profile.ts";
+import { benchWriterLatency } from "./writer-latency.ts";
 import { cachedDemoDatabase } from "./livestore-db.ts";
-import { describeMachine, renderMarkdown, renderSvg, type BenchReport, type BenchRow } from "./report.ts";
+import { describeMachine, median, renderMarkdown, renderSvg, type BenchReport, type BenchRow } from "./report.ts";
 import { benchRestore } from "./restore.ts";
 import { benchWorker } from "./worker.ts";
 
 /**
- * `npm run bench [-- --sizes 100,1024] [--runs 3] [--only worker,backup,restore]`: every benchmark of the
+ * `npm run bench [-- --sizes 100,1024] [--runs 3] [--only ...]`: every benchmark of the
  * issues with its baseline in the same run, written to bench/results/<date>.{json,md,svg}.
  */
-const USAGE = `usage: npm run bench [-- --sizes <MiB,...>] [--runs <n>] [--only worker,backup,restore]
+const ALL = "worker,backup,restore,litestream,writer,library,profile,chain";
+const USAGE = `usage: npm run bench [-- --sizes <MiB,...>] [--runs <n>] [--only ${ALL}]
 
   --sizes   database (and object) sizes in MiB (default 100,1024: the 1 GiB targets, and flatness from 100 MiB)
   --runs    measurements per side, alternating which goes first; medians are reported (default 3)
-  --only    run a subset
+  --only    run a subset; litestream (r2backup vs Litestream 0.3.13, full backup and restore), writer (a
+            writer's commit latency during a full backup) and profile (per stage) run at the largest size,
+            library (RSS a backup adds to a host process) at every size; chain (commit a set and plan a
+            restore with 43,200 sets in the chain)
 `;
 
 const MiB = 1024 * 1024;
 const RESULTS = fileURLToPath(new URL("./results/", import.meta.url));
 type Loose = Record<string, any>;
+
+function chainRows(r: ChainBench): BenchRow[] {
+  const row = (name: string, samples: number[], note: string): BenchRow => {
+    const ms = median(samples);
+    return { name, sizeBytes: 0, medianMs: ms, target: "< 1 s", pass: ms < 1000, note };
+  };
+  return [
+    row(`commit a set, ${r.sets} sets in the chain`, r.commitMs, "read the head, then the compare-and-swap that stores the manifest (local Worker)"),
+    row(`plan a restore, ${r.sets} sets in the chain`, r.planMs, `the newest full before the time and the ${r.planIncrementals} incrementals after it, their manifests read`),
+  ];
+}
 
 function workerRows(r: Loose): BenchRow[] {
   const size = r.sizeBytes as number;
@@ -91,6 +111,121 @@ function restoreRows(r: Loose): BenchRow[] {
     }));
 }
 
+const mb = (bytes: number) => `${Math.round(bytes / 1e6)} MB`;
+
+function litestreamRows(r: Loose): BenchRow[] {
+  const a = r.r2backup as Loose;
+  const b = r.litestream as Loose;
+  const q = r.ratios as Loose;
+  const full = q.fullWall <= 1.2 && q.fullCpu <= 1.5 && q.storedBytes <= 0.75 && a.fullPeakRssMiB <= 80;
+  return [
+    {
+      name: "full backup vs Litestream (file replica)",
+      sizeBytes: r.sizeBytes,
+      medianMs: a.fullSeconds * 1000,
+      baseline: { name: `Litestream ${r.litestreamVersion} to a file replica`, medianMs: b.fullSeconds * 1000 },
+      ratio: q.fullWall,
+      peakRssMiB: a.fullPeakRssMiB,
+      target: "wall ≤ 1.2×, CPU ≤ 1.5×, bytes ≤ 0.75× Litestream; CLI ≤ 80 MiB",
+      pass: full,
+      note: `CPU ${a.fullCpuSeconds} s vs ${b.fullCpuSeconds} s (${q.fullCpu}×); stored ${mb(a.storedBytes)} vs ${mb(b.storedBytes)} (${q.storedBytes}×); Litestream's peak RSS ${b.fullPeakRssMiB} MiB`,
+    },
+    {
+      name: "restore + integrity_check vs Litestream",
+      sizeBytes: r.sizeBytes,
+      medianMs: a.restoreSeconds * 1000,
+      baseline: { name: "litestream restore + sqlite3 integrity_check", medianMs: b.restoreSeconds * 1000 },
+      ratio: q.restoreWall,
+      peakRssMiB: a.restorePeakRssMiB,
+      target: "≤ 1.0× Litestream",
+      pass: q.restoreWall <= 1.0,
+      note: `CPU ${a.restoreCpuSeconds} s vs ${b.restoreCpuSeconds} s; Litestream's restore peak RSS ${b.restorePeakRssMiB} MiB (with sqlite3's)`,
+    },
+  ];
+}
+
+/** The issue's side-by-side table, from one run. */
+function litestreamTable(r: Loose): string {
+  const a = r.r2backup as Loose;
+  const b = r.litestream as Loose;
+  const lines = [
+    `## r2backup and Litestream side by side (${Math.round(r.sizeBytes / MiB)} MiB, medians of ${r.runs})`,
+    "",
+    `| step | r2backup | Litestream ${r.litestreamVersion} → file | ratio |`,
+    "| --- | --- | --- | --- |",
+    `| full backup, wall | ${a.fullSeconds} s | ${b.fullSeconds} s | ${r.ratios.fullWall} |`,
+    `| full backup, CPU (user+sys) | ${a.fullCpuSeconds} s | ${b.fullCpuSeconds} s | ${r.ratios.fullCpu} |`,
+    `| full backup, peak RSS | ${a.fullPeakRssMiB} MiB | ${b.fullPeakRssMiB} MiB | |`,
+    `| bytes stored | ${mb(a.storedBytes)} | ${mb(b.storedBytes)} | ${r.ratios.storedBytes} |`,
+    `| restore + integrity_check, wall | ${a.restoreSeconds} s | ${b.restoreSeconds} s | ${r.ratios.restoreWall} |`,
+    `| restore, CPU | ${a.restoreCpuSeconds} s | ${b.restoreCpuSeconds} s | |`,
+    `| restore, peak RSS | ${a.restorePeakRssMiB} MiB | ${b.restorePeakRssMiB} MiB | |`,
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+function writerRows(r: Loose, sizeBytes: number): BenchRow[] {
+  return (r.modes as Loose[]).map((m) => ({
+    name: `writer p99 during a full backup (${m.mode === "wal" ? "WAL" : "rollback journal"}${m.args ? `, ${m.args}` : ""})`,
+    sizeBytes,
+    medianMs: m.duringBackup.p99Ms,
+    baseline: { name: "idle p99", medianMs: m.idle.p99Ms },
+    target: "p99 ≤ 50 ms",
+    pass: m.duringBackup.p99Ms <= 50,
+    note: `${m.duringBackup.commits} commits in the ${m.backupSeconds} s backup (CPU ${m.backupCpuSeconds} s): p50 ${m.duringBackup.p50Ms} ms, max ${m.duringBackup.maxMs} ms, p99 lateness against the 10 ms schedule ${m.duringBackup.lateP99Ms} ms (idle: p50 ${m.idle.p50Ms}, max ${m.idle.maxMs})`,
+  }));
+}
+
+/** Runs bench/library-host.ts (a host process running one in-process full backup) and returns its figures. */
+async function libraryHost(dbPath: string, tmpDir: string, workerUrl: string, token: string): Promise<Loose> {
+  const host = fileURLToPath(new URL("./library-host.ts", import.meta.url));
+  const { mkdir, copyFile, rm } = await import("node:fs/promises");
+  await mkdir(tmpDir, { recursive: true });
+  const db = join(tmpDir, "host.db");
+  await copyFile(dbPath, db);
+  try {
+    const out = await new Promise<string>((resolve, reject) => {
+      const c = spawn(process.execPath, ["--expose-gc", host, db, join(tmpDir, "tmp")], {
+        env: { ...process.env, R2_WORKER_URL: workerUrl, SERVER_BYPASS_TOKEN: token },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      let s = "";
+      c.stdout.on("data", (d: Buffer) => (s += d.toString()));
+      c.on("error", reject);
+      c.on("close", (code) => (code === 0 ? resolve(s) : reject(new Error(`bench library: host exited ${code}`))));
+    });
+    return JSON.parse(out.trim().split("\n").at(-1)!) as Loose;
+  } finally {
+    for (const s of ["", "-wal", "-shm"]) await rm(db + s, { force: true });
+  }
+}
+
+function libraryRows(list: Loose[]): BenchRow[] {
+  const added = list.map((x) => x.addedMiB as number);
+  const flat = added.length < 2 || Math.max(...added) - Math.min(...added) <= 8;
+  return list.map((x) => ({
+    name: "library backups in-process, RSS added to the host",
+    sizeBytes: x.sizeBytes,
+    medianMs: x.ms,
+    peakRssMiB: Math.round(x.addedMiB * 10) / 10,
+    target: "≤ 32 MiB added, flat across sizes",
+    pass: x.addedMiB <= 32 && flat,
+    note: `two backups per host process, peak over both against the RSS before them; median of ${x.addedMiBRuns.length} hosts (added ${x.addedMiBRuns.join(", ")} MiB); host RSS ${Math.round(x.rssBeforeMiB)} MiB before, peak ${Math.round(x.peakMiB)} MiB (after the first backup ${Math.round(x.runs[0].peakMiB)} MiB)`,
+  }));
+}
+
+/** The per-stage profile as a markdown table. */
+function profileTable(r: Loose): string {
+  const lines = [
+    `## Full backup, per stage (${Math.round(r.sizeBytes / MiB)} MiB, one run, in one process)`,
+    "",
+    "| stage | wall | CPU | CPU / wall |",
+    "| --- | --- | --- | --- |",
+    ...(r.stages as Loose[]).map((s) => `| ${s.stage} | ${(s.wallMs / 1000).toFixed(2)} s | ${(s.cpuMs / 1000).toFixed(2)} s | ${s.cpuShare} |`),
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
 async function main(argv: string[]): Promise<number> {
   let values;
   try {
@@ -112,7 +247,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`npm run bench: --sizes '${values.sizes}' and --runs '${values.runs}': expected sizes in MiB (≥ 1) and a whole number of runs\n`);
     return 2;
   }
-  const only = new Set((values.only ?? "worker,backup,restore").split(","));
+  const only = new Set((values.only ?? ALL).split(","));
   const sizesBytes = sizesMiB.map((m) => Math.round(m * MiB));
   const raw: Loose = {};
   const rows: BenchRow[] = [];
@@ -155,6 +290,56 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
+  const largest = sizesBytes.at(-1)!;
+  const extra: string[] = [];
+  if (only.has("litestream") || only.has("writer") || only.has("library") || only.has("profile")) {
+    const { startLocalWorker } = await import("../worker/local.ts");
+    const scratch = join(RESULTS, "..", "tmp", `run-16-${process.pid}`);
+    const worker = await startLocalWorker({ persistDir: join(scratch, "worker") });
+    const token = worker.bindings.SERVER_BYPASS_TOKEN!;
+    try {
+      const dbPath = await cachedDemoDatabase(largest);
+      if (only.has("litestream")) {
+        say(`litestream: ${Math.round(largest / MiB)} MiB, r2backup vs Litestream (file replica), full backup and restore, ${runs} run(s) per side`);
+        raw.litestream = await benchLitestream({ dbPath, workerUrl: worker.url, token, runs, scratch: join(scratch, "litestream") });
+        rows.push(...litestreamRows(raw.litestream));
+        extra.push(litestreamTable(raw.litestream));
+      }
+      if (only.has("writer")) {
+        say(`writer: commit latency of a writer (every 10 ms) during a full backup of ${Math.round(largest / MiB)} MiB, WAL and rollback journal`);
+        raw.writer = await benchWriterLatency({ dbPath, workerUrl: worker.url, token, scratch: join(scratch, "writer") });
+        rows.push(...writerRows(raw.writer, largest));
+      }
+      if (only.has("library")) {
+        raw.library = [];
+        for (const sizeBytes of sizesBytes) {
+          say(`library: RSS added to a host process by an in-process full backup of ${Math.round(sizeBytes / MiB)} MiB`);
+          // The host's young generation is collected when V8 decides, so the figure varies from run to run: median.
+          const samples: Loose[] = [];
+          for (let i = 0; i < runs; i++) samples.push(await libraryHost(await cachedDemoDatabase(sizeBytes), join(scratch, "library"), worker.url, token));
+          const mid = [...samples].sort((a, b) => a.addedMiB - b.addedMiB)[samples.length >> 1]!;
+          raw.library.push({ sizeBytes, ...mid, addedMiBRuns: samples.map((x) => Math.round(x.addedMiB * 10) / 10) });
+        }
+        rows.push(...libraryRows(raw.library));
+      }
+      if (only.has("profile")) {
+        say(`profile: the full backup's stages, ${Math.round(largest / MiB)} MiB`);
+        raw.profile = await benchProfile({ dbPath, workerUrl: worker.url, token, scratch: join(scratch, "profile") });
+        extra.push(profileTable(raw.profile));
+      }
+    } finally {
+      await worker.stop();
+      const { rm } = await import("node:fs/promises");
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  if (only.has("chain")) {
+    say("chain: commit a set and plan a restore with 43,200 sets in the chain");
+    raw.chain = await benchChain({ runs, say });
+    rows.push(...chainRows(raw.chain));
+  }
+
   const sqlite = (() => {
     const db = new DatabaseSync(":memory:");
     const v = (db.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v;
@@ -166,7 +351,7 @@ async function main(argv: string[]): Promise<number> {
   await mkdir(RESULTS, { recursive: true });
   const base = join(RESULTS, date);
   await writeFile(`${base}.json`, `${JSON.stringify({ ...report, runs, sizesMiB, raw }, null, 2)}\n`);
-  const md = renderMarkdown(report);
+  const md = renderMarkdown(report) + extra.map((e) => `\n${e}`).join("");
   await writeFile(`${base}.md`, md);
   await writeFile(`${base}.svg`, renderSvg(report));
   process.stdout.write(md);

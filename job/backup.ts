@@ -41,7 +41,8 @@ import { promoteToDaily, unfinishedPromotion } from "./promote.ts";
 import type { BackupEvent } from "./log.ts";
 import { lastGoodDrillAgeHours } from "./drills.ts";
 import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
-import { assertSqliteFile, checkSnapshot, isUnlockedLiveStoreFile, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
+import { releasePinned } from "./pinned.ts";
+import { assertSqliteFile, checkSnapshot, isUnlockedLiveStoreFile, materializeSnapshot, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
 import { HttpStatusError } from "./store/http-store.ts";
 import type { BackupStore } from "./store/types.ts";
 import { compressFile, compressStream, type Digest } from "./stream.ts";
@@ -85,6 +86,8 @@ export interface BackupOptions {
   /** The lock file (default `<tmpDir>/r2backup.lock`); false when the caller serialises runs itself. */
   lockFile?: string | false;
   integrity?: IntegrityLevel;
+  /** A cap on the backup's average CPU share while it compresses, in cores (e.g. 0.5; job/stream.ts CpuPacer). */
+  cpu?: number;
   /** `auto` takes a full backup when the newest complete full is at least this old (default 6). */
   fullEveryHours?: number;
   /** Preferred multipart part size (5 MiB..95 MiB; default 16 MiB, grown for huge objects). */
@@ -283,7 +286,7 @@ async function snapshotOne(
       let info = await checkSnapshot(path, changeTables, { ...(pages !== undefined ? { pagesCopied: pages } : {}), ...(integrity ? { integrity } : {}) });
       // LiveStore's SQLite takes no file locks (docs/design.md fact 7): a copy of its file can interleave with a
       // write. integrity_check (not quick_check) sees a row whose index entries are missing, so it is retaken.
-      if (info.inspection.livestore && input.path && !input.snapshot && !input.db && integrity !== "full") info = await checkSnapshot(path, changeTables, { integrity: "full" });
+      if (lockFree && info.inspection.livestore && integrity !== "full") info = await checkSnapshot(path, changeTables, { integrity: "full" });
       return info;
     } catch (e) {
       if (!(e instanceof JobError && e.kind === "integrity") || attempt >= SNAPSHOT_ATTEMPTS) throw e;
@@ -299,7 +302,7 @@ async function snapshotOnce(input: DatabaseInput & { source: string }, path: str
     return undefined;
   }
   if (input.db) return snapshotDatabase(input.db, path);
-  if (input.path) return snapshotDatabase(input.path, path, { lockFree });
+  if (input.path) return snapshotDatabase(input.path, path, { lockFree, pin: true });
   throw new JobError("usage", `back up '${input.source}': give a path, an open database or a snapshot function`);
 }
 
@@ -504,6 +507,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
     try {
       const compressOptions = {
         ...(tmpFile ? { tmpFile } : {}),
+        ...(options.cpu !== undefined ? { cpu: options.cpu } : {}),
         onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
       };
       const sink = (chunk: Buffer) => {
@@ -569,7 +573,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
       if (docs.query) {
         const snap = docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0];
         if (!snap) throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
-        query = { sql: docs.query, dbPath: snap.path };
+        query = { sql: docs.query, dbPath: await materializeSnapshot(snap.path) };
       }
       const tarball = await documentsTar({ ...(docs.dir ? { dir: docs.dir } : {}), ...(query ? { query } : {}) });
       const d = await put(DOCUMENTS_FILE, tarball.stream, tarball.estimateBytes, "application/zstd");
@@ -701,7 +705,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       kindForReport = plan.kind;
       idForReport = plan.id;
       log("info", `starting ${plan.kind} backup ${plan.id}`, { kind: plan.kind, id: plan.id, reason: plan.reason, databases: ctx.databases.map((d) => d.source) });
-      if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
+      if (workDir) {
+        releasePinned(workDir);
+        await rm(workDir, { recursive: true, force: true }).catch(() => {});
+      }
       await mkdir(tmpDir, { recursive: true });
       workDir = await mkdtemp(join(tmpDir, `r2backup-work-${process.pid}-`));
       let captured: CapturedSet;
@@ -758,6 +765,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     );
     throw error;
   } finally {
+    if (workDir) releasePinned(workDir);
     if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
     await lock?.release();
   }

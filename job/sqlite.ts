@@ -1,9 +1,10 @@
-import { open, stat } from "node:fs/promises";
+import { open, stat, unlink } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import { backup as sqliteBackup, DatabaseSync } from "node:sqlite";
 import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
 import { LIVESTORE, inspectDatabase, type DatabaseInspection } from "./coverage.ts";
 import { JobError } from "./errors.ts";
+import { type PinnedSnapshot, pinnedAt, releasePinned, setPinned } from "./pinned.ts";
 
 /**
  * The SQLite adapter of the job: check that a file is SQLite without creating it, snapshot a live
@@ -90,28 +91,62 @@ export async function isUnlockedLiveStoreFile(path: string): Promise<boolean> {
   }
 }
 
+/** Options of `snapshotDatabase`. */
+export interface SnapshotOptions {
+  /** A LiveStore file no connection may lock (read through `?immutable=1`); asked of the file when unset. */
+  lockFree?: boolean;
+  /**
+   * For a WAL file: pin it at its latest transaction instead of copying it (job/pinned.ts), when its log can be
+   * checkpointed whole. The copy at `destPath` is then never written; `checkSnapshot`, `compressFile` and
+   * `materializeSnapshot` read the pin, and `releasePinned(destPath)` must end it.
+   */
+  pin?: boolean;
+  /** Pages per step of a rollback-journal copy (default STEP_PAGES); see `stepsThenOneStep`. */
+  stepPages?: number;
+}
+
+/** A rollback-journal copy takes the shared lock for this many pages at a time (4 MiB of 4 KiB pages, a few ms). */
+export const STEP_PAGES = 1024;
+
+/** Restarts a stepped copy tolerates (a writer committed between steps) before it copies the rest in one step. */
+export const STEP_RESTARTS = 2;
+
 /**
- * Copies a live database into `destPath` in one step with SQLite's backup API. With an already open
- * connection (the in-process case of fact 7) that connection is used; otherwise the file is opened after
- * its header is checked. Writers through other connections keep writing (WAL) and never restart the copy.
+ * Copies a live database into `destPath` with SQLite's backup API, or pins it (`pin`, WAL files). With an
+ * already open connection (the in-process case of fact 7) that connection is used, in one step: its own
+ * writes update the copy. A WAL file is copied in one step: its readers never block its writers. A
+ * rollback-journal file is copied in steps of `stepPages`, the writers committing in between; a commit restarts
+ * the copy (fact 5), so after STEP_RESTARTS restarts the copy is taken in one step and cannot be starved.
+ * Returns the pages copied (or pinned).
  */
-export async function snapshotDatabase(source: string | DatabaseSync, destPath: string, options: { lockFree?: boolean } = {}): Promise<number> {
+export async function snapshotDatabase(source: string | DatabaseSync, destPath: string, options: SnapshotOptions = {}): Promise<number> {
   let db: DatabaseSync;
   let owned = false;
+  let stepped = false;
   if (typeof source === "string") {
     await assertSqliteFile(source);
+    const lockFree = options.lockFree ?? (await isUnlockedLiveStoreFile(source));
+    const wal = !lockFree && (await isWalFile(source));
+    if (options.pin && wal) {
+      const pin = await pinWalDatabase(source).catch(() => undefined);
+      if (pin) {
+        setPinned(destPath, pin);
+        return pin.pageCount;
+      }
+    }
     try {
       // `lockFree` when the caller already knows (a retrying caller asks once, not on every attempt).
-      db = (options.lockFree ?? (await isUnlockedLiveStoreFile(source))) ? openImmutable(source) : new DatabaseSync(source, { timeout: 30_000 });
+      db = lockFree ? openImmutable(source) : new DatabaseSync(source, { timeout: 30_000 });
     } catch (e) {
       throw new JobError("database", `open database '${source}': ${(e as Error).message}`, { cause: e });
     }
     owned = true;
+    stepped = !lockFree && !wal;
   } else {
     db = source;
   }
   try {
-    return await sqliteBackup(db, destPath, { rate: ONE_STEP_RATE });
+    return stepped ? await stepsThenOneStep(db, destPath, options.stepPages ?? STEP_PAGES) : await sqliteBackup(db, destPath, { rate: ONE_STEP_RATE });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOSPC" || /disk is full|SQLITE_FULL/i.test((e as Error).message)) {
       throw new JobError("diskFull", `snapshot database into '${destPath}': the temporary disk is full`, {
@@ -125,6 +160,104 @@ export async function snapshotDatabase(source: string | DatabaseSync, destPath: 
   }
 }
 
+/** Thrown from the progress callback to stop a stepped copy that restarted too often. */
+class Restarted extends Error {}
+
+/**
+ * A rollback-journal copy in steps: node:sqlite runs each `sqlite3_backup_step` on the libuv pool and the next
+ * one only after this thread has seen its progress, so the shared lock is free between steps and a writer
+ * commits there. A restart shows as more pages remaining than before; after STEP_RESTARTS of them the copy
+ * is stopped and taken again in one step (the writer then waits for that one copy).
+ */
+async function stepsThenOneStep(db: DatabaseSync, destPath: string, stepPages: number): Promise<number> {
+  let restarts = 0;
+  let lastRemaining = Number.POSITIVE_INFINITY;
+  try {
+    return await sqliteBackup(db, destPath, {
+      rate: stepPages,
+      progress: ({ remainingPages }) => {
+        if (remainingPages > lastRemaining && ++restarts > STEP_RESTARTS) throw new Restarted();
+        lastRemaining = remainingPages;
+      },
+    });
+  } catch {
+    // Stopped after its restarts, or a step met the writer's lock (node:sqlite reports SQLITE_BUSY as a failure,
+    // sometimes as "not an error"): the partial copy is thrown away and the one-step copy decides.
+    await unlink(destPath).catch(() => {});
+    return sqliteBackup(db, destPath, { rate: ONE_STEP_RATE });
+  }
+}
+
+/** True when the file's header says WAL (bytes 18 and 19 are 2). */
+async function isWalFile(path: string): Promise<boolean> {
+  const handle = await open(path, "r");
+  try {
+    const header = Buffer.alloc(20);
+    await handle.read(header, 0, 20, 0);
+    return header[18] === 2 && header[19] === 2;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Pins a WAL database (job/pinned.ts): a first connection takes the write lock (a writer waits a few ms), a
+ * second checkpoints the whole log into the file and opens a read transaction, then the write lock goes.
+ * The read transaction sees exactly the file's pages and keeps every later checkpoint from writing the file.
+ * Undefined when the log cannot be checkpointed whole (another reader is behind it): the caller copies.
+ */
+export async function pinWalDatabase(path: string): Promise<PinnedSnapshot | undefined> {
+  const writer = new DatabaseSync(path, { timeout: 30_000 });
+  let reader: DatabaseSync | undefined;
+  try {
+    writer.exec("BEGIN IMMEDIATE");
+    reader = new DatabaseSync(path, { timeout: 30_000 });
+    const ckpt = reader.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as { busy: number; log: number; checkpointed: number };
+    if (Number(ckpt.busy) !== 0 || Number(ckpt.log) !== Number(ckpt.checkpointed)) return undefined;
+    reader.exec("BEGIN");
+    const pageSize = Number((reader.prepare("PRAGMA page_size").get() as { page_size: number }).page_size);
+    const pageCount = Number((reader.prepare("PRAGMA page_count").get() as { page_count: number }).page_count);
+    const size = (await stat(path)).size;
+    // The file holds every page of the transaction once the log is checkpointed; anything else is not a pin.
+    if (pageCount <= 0 || size < pageCount * pageSize) return undefined;
+    const pin: PinnedSnapshot = { file: path, bytes: pageCount * pageSize, pageSize, pageCount, db: reader };
+    reader = undefined;
+    return pin;
+  } finally {
+    if (reader) {
+      if (reader.isTransaction) reader.exec("ROLLBACK");
+      reader.close();
+    }
+    if (writer.isTransaction) writer.exec("ROLLBACK");
+    writer.close();
+  }
+}
+
+/**
+ * Writes a pinned snapshot at `path` out as a file (for a reader that needs one, e.g. a documents query) and
+ * returns `path`; a real copy is left as it is.
+ */
+export async function materializeSnapshot(path: string): Promise<string> {
+  const pin = pinnedAt(path);
+  if (!pin) return path;
+  const from = await open(pin.file, "r");
+  const to = await open(path, "wx");
+  try {
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    for (let at = 0; at < pin.bytes; ) {
+      const { bytesRead } = await from.read(buffer, 0, Math.min(buffer.length, pin.bytes - at), at);
+      if (bytesRead === 0) throw new JobError("integrity", `copy snapshot '${path}': the database file ended at ${at} bytes, ${pin.bytes} were pinned`);
+      await to.write(buffer.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    await from.close();
+    await to.close();
+  }
+  releasePinned(path);
+  return path;
+}
+
 /**
  * Opens a snapshot and checks it: the file exists, holds pages, its size is `page_count * page_size`, and
  * `quick_check` (or `integrity_check`) says ok. A backup call can report success and leave no file (fact 5),
@@ -134,9 +267,11 @@ export async function checkSnapshot(path: string, changeTables: readonly ChangeT
   const fail = (reason: string): never => {
     throw new JobError("integrity", `check snapshot '${path}': ${reason}`, { hint: "the copy is unusable; nothing was uploaded. Run the backup again" });
   };
+  // A pinned snapshot (job/pinned.ts) is checked inside the read transaction that pins it: the same pages.
+  const pin = pinnedAt(path);
   let size: number;
   try {
-    size = (await stat(path)).size;
+    size = pin ? pin.bytes : (await stat(path)).size;
   } catch {
     return fail("the backup reported success but left no file");
   }
@@ -144,7 +279,7 @@ export async function checkSnapshot(path: string, changeTables: readonly ChangeT
   if (size === 0) fail("the file is empty");
   let db: DatabaseSync | undefined;
   try {
-    db = new DatabaseSync(path, { readOnly: true });
+    db = pin ? pin.db : new DatabaseSync(path, { readOnly: true });
     const pageSize = Number((db!.prepare("PRAGMA page_size").get() as { page_size: number }).page_size);
     const pageCount = Number((db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count);
     if (pageCount <= 0) fail("it holds no pages");
@@ -170,7 +305,7 @@ export async function checkSnapshot(path: string, changeTables: readonly ChangeT
     if (e instanceof JobError) throw e;
     return fail((e as Error).message);
   } finally {
-    db?.close();
+    if (!pin) db?.close();
   }
 }
 

@@ -2,10 +2,14 @@ import { createHash } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { constants, createZstdCompress } from "node:zlib";
+import { availableParallelism } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import { constants, createZstdCompress, zstdCompressSync } from "node:zlib";
+import { JobError } from "./errors.ts";
+import { pinnedAt } from "./pinned.ts";
 
 /**
- * The streaming pipeline of the job: source bytes -> sha256 and size -> zstd (level 3) -> sha256 and size
+ * The streaming pipeline of the job: source bytes -> sha256 and size -> zstd -> sha256 and size
  * -> a local temp file (kept for the daily promotion) and a consumer (the uploader), chunk by chunk. Nothing
  * holds more than a chunk, so memory stays flat whatever the database size.
  */
@@ -18,7 +22,10 @@ export interface Digest {
   uncompressedSha256: string;
 }
 
-/** The consumer of the compressed chunks, in order; its promise applies backpressure. */
+/**
+ * The consumer of the compressed chunks, in order; its promise applies backpressure. A chunk is valid only until
+ * that promise resolves: `compressFile` frees its memory then, so a sink that keeps bytes copies them.
+ */
 export type ChunkSink = (chunk: Buffer) => Promise<void>;
 
 /** Counts and hashes bytes passing through, and reports progress. */
@@ -36,7 +43,7 @@ function tap(state: { bytes: number; hash: ReturnType<typeof createHash> }, onBy
 export interface CompressOptions {
   /** Where the compressed bytes are also written (kept until the daily promotion is done). */
   tmpFile?: string;
-  /** zstd level; 3 is zstd's own default and the benchmark's baseline. */
+  /** zstd level (default ZSTD_LEVEL). */
   level?: number;
   /** Reports uncompressed bytes read so far. */
   onProgress?: (uncompressedBytes: number) => void;
@@ -56,7 +63,7 @@ export async function compressStream(source: Readable | AsyncIterable<Buffer | s
     await pipeline(
       readable,
       tap(input, options.onProgress),
-      createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: options.level ?? 3 } }),
+      createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL } }),
       tap(output),
       async function consume(chunks: AsyncIterable<Buffer>) {
         for await (const chunk of chunks) {
@@ -77,62 +84,141 @@ export async function compressStream(source: Readable | AsyncIterable<Buffer | s
   };
 }
 
-const READ_BYTES = 256 * 1024;
+/**
+ * The zstd level of the job's output: 1. On the LiveStore-shaped benchmark database it stores ~5% more bytes
+ * than level 3 (zstd's default) for half the CPU, and still ~0.7x what Litestream stores (bench/results).
+ */
+export const ZSTD_LEVEL = 1;
 
 /**
- * `compressStream` for a local file (the database snapshot), reading into two reused buffers: the input
- * side allocates nothing per chunk, which keeps the garbage (and so the peak RSS) flat for any size.
- * A buffer is reused only after zstd has consumed it (its write callback).
+ * A database file is compressed as independent zstd frames of this many input bytes, several at once on the
+ * libuv pool. 1 MiB is a multiple of every power-of-two output buffer up to 1 MiB, so each frame but the last
+ * ends exactly where a decoder's output buffer fills: Node's streaming `createZstdDecompress` stops at a frame
+ * that ends with room left in its buffer and input after it (it drops or misreads what follows), and frames
+ * aligned this way are read whole by it, by `zstdDecompressSync` and by `zstd -d` (test/job/stream.test.ts).
  */
-export async function compressFile(path: string, sink: ChunkSink, options: CompressOptions = {}): Promise<Digest> {
+export const FRAME_BYTES = 1024 * 1024;
+
+/** Frames compressed at once by default: one per core, at most 4 (the libuv pool's default size). */
+export function defaultCompressThreads(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+/**
+ * Checks a CPU cap: a number of cores above 0 (0.5 is half of one), at most 64. `what` names it in the error
+ * (`flag '--cpu'` for the CLI, `option 'cpu'` for the library). Throws a usage error (exit 2) otherwise.
+ */
+export function parseCpuShare(value: string | number, what = "option 'cpu'"): number {
+  const n = typeof value === "number" ? value : value.trim() === "" ? Number.NaN : Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 64) {
+    throw new JobError("usage", `parse ${what}: '${value}' is not a number of cores above 0 and at most 64`, { hint: "e.g. --cpu 0.5 for half a core, --cpu 1 for one" });
+  }
+  return n;
+}
+
+/**
+ * Paces work to an average CPU share: `wait()` sleeps while the process has used more CPU time (all its
+ * threads, from `process.cpuUsage`) than `cores` x the wall time since the pacer started.
+ */
+export class CpuPacer {
+  readonly cores: number;
+  readonly #start = performance.now();
+  readonly #cpuStart = process.cpuUsage();
+  constructor(cores: number) {
+    this.cores = parseCpuShare(cores);
+  }
+  /** The wall time to sleep now to bring the share back to the cap (0 when under it). */
+  debtMs(): number {
+    const u = process.cpuUsage(this.#cpuStart);
+    const cpuMs = (u.user + u.system) / 1000;
+    return Math.max(0, cpuMs / this.cores - (performance.now() - this.#start));
+  }
+  async wait(): Promise<void> {
+    const ms = this.debtMs();
+    if (ms >= 1) await sleep(ms);
+  }
+}
+
+export interface CompressFileOptions extends CompressOptions {
+  /** Frames compressed at once (default `defaultCompressThreads()`; with `cpu` at most its ceiling). */
+  threads?: number;
+  /** A cap on the process's average CPU share while compressing, in cores (e.g. 0.5); unset: no cap. */
+  cpu?: number;
+  /** Read only the first `length` bytes of the file (a pinned live database, docs/design.md). */
+  length?: number;
+}
+
+/**
+ * `compressStream` for a local file (the database snapshot) in one pass: the file is read in FRAME_BYTES
+ * blocks, each compressed as its own zstd frame on the libuv pool (`threads` at once), while this thread
+ * hashes the input as it is read and the output as it is handed to `sink`, in order. Memory is bounded by
+ * `threads + 2` blocks and their frames, whatever the file's size.
+ */
+export async function compressFile(path: string, sink: ChunkSink, options: CompressFileOptions = {}): Promise<Digest> {
   const input = { bytes: 0, hash: createHash("sha256") };
   const output = { bytes: 0, hash: createHash("sha256") };
-  const source = await open(path, "r");
+  const pacer = options.cpu === undefined ? undefined : new CpuPacer(options.cpu);
+  const threads = Math.max(1, Math.min(options.threads ?? defaultCompressThreads(), pacer ? Math.ceil(pacer.cores) : 64));
+  const params = { [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL, [constants.ZSTD_c_checksumFlag]: 0 };
+  // A pinned snapshot (job/pinned.ts) is read from the live file it pins, up to its size.
+  const pin = pinnedAt(path);
+  const length = pin ? pin.bytes : options.length;
+  const limit = length ?? Number.POSITIVE_INFINITY;
+  const source = await open(pin ? pin.file : path, "r");
   let file: FileHandle | undefined;
-  const zstd = createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: options.level ?? 3 }, chunkSize: 64 * 1024 });
+  const queue: { frame: Promise<Buffer[]>; block: Buffer }[] = [];
+  // Input blocks are reused and every frame is freed once consumed: V8 frees unreferenced buffers only after
+  // ~64 MiB of them pile up, which in a host process would be memory taken from the app (issue 16).
+  const blocks: Buffer[] = [];
   try {
     if (options.tmpFile) file = await open(options.tmpFile, "wx");
-    const consume = (async () => {
-      for await (const chunk of zstd as AsyncIterable<Buffer>) {
-        output.bytes += chunk.length;
-        output.hash.update(chunk);
-        if (file) await file.write(chunk);
-        await sink(chunk);
+    const emit = async (frame: Buffer) => {
+      output.bytes += frame.length;
+      output.hash.update(frame);
+      if (file) await file.write(frame);
+      await sink(frame);
+    };
+    const next = async () => {
+      const { frame, block } = queue.shift()!;
+      const chunks = await frame;
+      blocks.push(block);
+      for (const chunk of chunks) await emit(chunk);
+      free(chunks);
+    };
+    for (let position = 0; position < limit; ) {
+      const block = blocks.pop() ?? Buffer.allocUnsafe(FRAME_BYTES);
+      const want = Math.min(FRAME_BYTES, limit - position);
+      let filled = 0;
+      while (filled < want) {
+        const { bytesRead } = await source.read(block, filled, want - filled, position + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
       }
-    })();
-    let failure: unknown;
-    const failed = consume.then(
-      () => undefined,
-      (e: unknown) => {
-        failure = e;
-        zstd.destroy(e as Error);
-      },
-    );
-    const buffers = [Buffer.allocUnsafe(READ_BYTES), Buffer.allocUnsafe(READ_BYTES)];
-    const pending: (Promise<void> | undefined)[] = [undefined, undefined];
-    for (let i = 0; ; i++) {
-      const slot = i % 2;
-      if (pending[slot]) await Promise.race([pending[slot], failed]);
-      if (failure) throw failure;
-      const { bytesRead } = await source.read(buffers[slot]!, 0, READ_BYTES, null);
-      if (bytesRead === 0) break;
-      const chunk = buffers[slot]!.subarray(0, bytesRead);
-      input.bytes += bytesRead;
+      if (filled < want && length !== undefined) {
+        throw new JobError("integrity", `compress '${path}': the file ended at ${position + filled} bytes, ${length} were expected`, {
+          hint: "the database changed size under the backup; run it again",
+        });
+      }
+      if (filled === 0) break;
+      const chunk = block.subarray(0, filled);
+      position += filled;
+      input.bytes += filled;
       input.hash.update(chunk);
       options.onProgress?.(input.bytes);
-      pending[slot] = new Promise<void>((resolve, reject) => zstd.write(chunk, (e) => (e ? reject(e) : resolve())));
-      // A write that fails is reported through `consume` as well; avoid an unhandled rejection here.
-      pending[slot]!.catch(() => {});
+      await pacer?.wait();
+      const frame = compressFrame(chunk, params);
+      frame.catch(() => {}); // awaited in order below; an early failure must not go unhandled meanwhile
+      queue.push({ frame, block });
+      // One frame more than `threads` waits in the pool, so a core never idles while the next block is read.
+      if (queue.length > threads) await next();
+      if (filled < FRAME_BYTES) break;
     }
-    await Promise.race([Promise.all(pending), failed]);
-    if (failure) throw failure;
-    zstd.end();
-    await consume;
+    while (queue.length) await next();
+    // An empty file is one empty frame, as a streaming compressor writes it.
+    if (input.bytes === 0) await emit(zstdCompressSync(Buffer.alloc(0), { params }));
     if (file) await file.sync();
-  } catch (e) {
-    zstd.destroy();
-    throw e;
   } finally {
+    await Promise.allSettled(queue.map((q) => q.frame));
     await source.close().catch(() => {});
     await file?.close().catch(() => {});
   }
@@ -142,6 +228,37 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
     uncompressedSize: input.bytes,
     uncompressedSha256: input.hash.digest("hex"),
   };
+}
+
+/**
+ * One block as one zstd frame, on the libuv pool, through its own compressor whose output buffer is larger
+ * than any frame: the chunks it hands back are slices of buffers nothing else holds once the compressor ended.
+ * (zlib's one-shot `zstdCompress` copies its output into a new buffer and leaves its own to the GC.)
+ */
+function compressFrame(block: Buffer, params: Record<number, number>): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const z = createZstdCompress({ params, chunkSize: FRAME_BYTES + 64 * 1024 });
+    const chunks: Buffer[] = [];
+    z.on("data", (c: Buffer) => chunks.push(c));
+    z.on("error", reject);
+    z.on("end", () => resolve(chunks));
+    z.end(block);
+  });
+}
+
+/**
+ * Frees a frame's buffers now instead of at a later GC (V8 collects unreferenced buffers only after ~64 MiB of
+ * them pile up, memory a host process's app would miss). Small (pooled) buffers are left to the GC.
+ */
+function free(chunks: readonly Buffer[]): void {
+  for (const buffer of new Set(chunks.map((c) => c.buffer))) {
+    if (!(buffer instanceof ArrayBuffer) || buffer.byteLength < 64 * 1024 || buffer.detached) continue;
+    try {
+      buffer.transfer(0);
+    } catch {
+      // not detachable: the GC frees it later
+    }
+  }
 }
 
 /** sha256 and size of a local file, streamed. */

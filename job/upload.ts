@@ -115,10 +115,10 @@ export class StreamUpload {
 }
 
 /**
- * The job's preferred part size: 8 MiB keeps the (2 in flight + 1 filling) part buffers at 24 MiB, inside
- * the 200 MiB peak RSS budget with Node, the type stripper and zod loaded; parts grow for huge objects.
+ * The job's preferred part size: R2's minimum, 5 MiB, keeps the (2 in flight + 1 filling) part buffers at 15 MiB,
+ * most of what an in-process backup may add to its host (32 MiB, issue 16); parts grow for huge objects.
  */
-export const JOB_PART_BYTES = 8 * 1024 * 1024;
+export const JOB_PART_BYTES = 5 * 1024 * 1024;
 
 /** The part size for a compressed stream of an input of `uncompressedBytes` (zstd output can exceed its input a little). */
 export function partSizeFor(uncompressedBytes: number, preferred?: number): number {

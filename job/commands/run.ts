@@ -5,6 +5,7 @@ import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, prep
 import { JobError } from "../errors.ts";
 import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
+import { parseCpuShare } from "../stream.ts";
 import { workerReplicaLag } from "../replica-lag.ts";
 
 /** `r2backup run`: one backup now, where the database file is (docs/design.md fact 1). */
@@ -21,6 +22,7 @@ export const BACKUP_OPTIONS = {
   "tmp-dir": { type: "string" },
   "lock-file": { type: "string" },
   integrity: { type: "string" },
+  cpu: { type: "string" },
   "part-mib": { type: "string" },
   "full-every-hours": { type: "string" },
   "no-promote": { type: "boolean" },
@@ -52,6 +54,7 @@ ${usageOf(BACKUP_OPTIONS, {
   "tmp-dir": { arg: "<dir>", text: "snapshots and compressed copies", env: "BACKUP_TMP_DIR", fallback: "the OS temp dir" },
   "lock-file": { arg: "<path>", text: "one run at a time", fallback: "<tmp-dir>/r2backup.lock" },
   integrity: { arg: "quick|full", text: "quick_check or integrity_check on the snapshot (restore's flag too)", fallback: "quick" },
+  cpu: { arg: "<cores>", text: "cap the average CPU share while compressing, e.g. 0.5 (half a core)", fallback: "no cap" },
   "part-mib": { arg: "<n>", text: `multipart part size in MiB (5..${MAX_PART_MIB})`, fallback: DEFAULT_PART_MIB },
   "full-every-hours": { arg: "<h>", text: "the age of the newest full at which auto takes a full backup", fallback: DEFAULT_FULL_EVERY_HOURS },
   "no-promote": { text: "skip the daily copy" },
@@ -93,6 +96,7 @@ export async function backupOptionsFromFlags(
   if (kind !== "full" && kind !== "incremental" && kind !== "auto") throw new JobError("usage", `parse flag '--kind': '${kind}' is not full, incremental or auto`);
   const integrity = values.integrity ?? "quick";
   if (integrity !== "quick" && integrity !== "full") throw new JobError("usage", `parse flag '--integrity': '${integrity}' is not quick or full`);
+  const cpu = values.cpu === undefined ? undefined : parseCpuShare(values.cpu, "flag '--cpu'");
   const partMiB = values["part-mib"] === undefined ? undefined : intFlag(values["part-mib"], "part-mib", DEFAULT_PART_MIB, 5);
   if (partMiB !== undefined && partMiB > MAX_PART_MIB) throw new JobError("usage", `parse flag '--part-mib': ${partMiB} is over 95 (the Worker's request limit)`);
   const metrics = metricsFromEnv(env);
@@ -115,6 +119,7 @@ export async function backupOptionsFromFlags(
     databases,
     kind,
     integrity,
+    ...(cpu !== undefined ? { cpu } : {}),
     ...(docs ? { documents: docs } : {}),
     ...(values["changes-table"]?.length ? { changeTables: values["changes-table"].map(parseChangeTable) } : {}),
     ...(tmpDir ? { tmpDir } : {}),

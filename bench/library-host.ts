@@ -1,0 +1,28 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { backup, HttpStore } from "../job/index.ts";
+
+/**
+ * The in-process library case (issue 16): a host process that imports the package, makes one request through
+ * its store, settles, then runs two full backups of `<db>` and prints its RSS before them (after resetting the
+ * kernel's high-water mark through /proc/self/clear_refs) and the high-water mark after: what backing up adds.
+ * `node bench/library-host.ts <db> <tmpDir>` with R2_WORKER_URL and SERVER_BYPASS_TOKEN set.
+ */
+const [db, tmpDir] = process.argv.slice(2);
+const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0);
+const store = new HttpStore({ url: process.env.R2_WORKER_URL!, token: process.env.SERVER_BYPASS_TOKEN! });
+// A host that talks HTTP already has Node's fetch loaded: one request through the store before the baseline.
+await store.list("backups/manifests/");
+globalThis.gc?.();
+await new Promise((r) => setTimeout(r, 200));
+writeFileSync("/proc/self/clear_refs", "5");
+const before = kib("VmRSS");
+// Two backups, as a host that backs up every few hours runs them: the peak over both against the RSS before the
+// first (what the first leaves allocated counts against the second).
+const runs: { id: string; ms: number; peakMiB: number }[] = [];
+for (let i = 0; i < 2; i++) {
+  const t = performance.now();
+  const r = await backup({ store, databases: [{ path: db!, source: "host" }], kind: "full", tmpDir: tmpDir!, lockFile: false, promote: false });
+  runs.push({ id: r.id, ms: Math.round(performance.now() - t), peakMiB: kib("VmHWM") / 1024 });
+}
+const hwm = kib("VmHWM");
+process.stdout.write(`${JSON.stringify({ ms: runs[0]!.ms, rssBeforeMiB: before / 1024, peakMiB: hwm / 1024, addedMiB: (hwm - before) / 1024, runs })}\n`);
