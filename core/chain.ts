@@ -1,3 +1,4 @@
+import type { Catalog, CatalogSet } from "./catalog.ts";
 import { ContractError, describeValue } from "./errors.ts";
 import { PREFIXES } from "./keys.ts";
 import { formatTimestamp, isTimestamp, parseTimestamp, type BackupTimestamp } from "./time.ts";
@@ -82,6 +83,19 @@ export interface ApiChainManifests {
 
 /** Manifests per `GET /api/chain?sets=` (each is one subrequest of the Worker; the Free plan allows 50). */
 export const MAX_MANIFESTS_PER_READ = 40;
+
+/**
+ * A catalog (from a listing) as the chain sees it: of the full and incremental sets from the chain's tail on, only
+ * those the chain holds (a complete set it does not hold lost a race or was written around it, and is neither the
+ * newest backup nor missing from a replica). Sets older than the tail are left as listed. Without a head: as is.
+ */
+export function catalogInChain<C extends Pick<Catalog, "full" | "incremental">>(catalog: C, head: ChainHead | null): C {
+  if (!head) return catalog;
+  const held = new Set(head.tail.map((e) => `${e.kind}/${e.id}`));
+  const first = head.tail[0]!.id;
+  const keep = (s: CatalogSet) => s.id < first || held.has(`${s.kind}/${s.id}`);
+  return { ...catalog, full: catalog.full.filter(keep), incremental: catalog.incremental.filter(keep) };
+}
 
 /** The key of the segment whose first entry is at `seq`. */
 export function segmentKey(seq: number): string {

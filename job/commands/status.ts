@@ -1,4 +1,4 @@
-import { PREFIXES, summarizeStatus } from "../../core/index.ts";
+import { PREFIXES, catalogInChain, summarizeStatus } from "../../core/index.ts";
 import { readCatalog } from "../chain.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, storeFromFlags, usageOf, type Command } from "../config.ts";
 
@@ -24,9 +24,9 @@ export const statusCommand: Command = {
     }
     const store = storeFromFlags(values, ctx.env, ctx.logger, ctx.io.signal);
     // core parses drill keys (passed `<ts>.json`, failed `<ts>.failed.json`); a failed one is a warning.
-    const withDrills = await readCatalog(store, { areas: [PREFIXES.full, PREFIXES.incremental, PREFIXES.daily, PREFIXES.drills] });
-    // Ages on the Worker's clock (the one set ids come from), whatever this machine's says.
+    // Ages on the Worker's clock (the one set ids come from), whatever this machine's says; the newest sets are the chain's.
     const chain = await store.chain();
+    const withDrills = catalogInChain(await readCatalog(store, { areas: [PREFIXES.full, PREFIXES.incremental, PREFIXES.daily, PREFIXES.drills] }), chain.head);
     const status = summarizeStatus(withDrills, chain.clock(), intFlag(values["max-age-hours"] ?? ctx.env.MAX_BACKUP_AGE_HOURS, "max-age-hours", DEFAULT_MAX_AGE_HOURS, 1));
     if (Math.abs(chain.skewMs) > 60_000) {
       status.warnings.push(`this machine's clock is ${Math.round(chain.skewMs / 1000)} s off the Worker's; ages and set ids use the Worker's (check timedatectl or chrony here)`);

@@ -3,7 +3,18 @@ import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
-import { CHAIN_HEAD_KEY, MAX_CLOCK_SKEW_MS, buildManifest, fileKey, formatTimestamp, linearProblem, serializeManifest, type ChainEntry, type Manifest } from "../../core/index.ts";
+import {
+  CHAIN_HEAD_KEY,
+  MAX_CLOCK_SKEW_MS,
+  buildManifest,
+  fileKey,
+  manifestKey,
+  formatTimestamp,
+  linearProblem,
+  serializeManifest,
+  type ChainEntry,
+  type Manifest,
+} from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { allEntries, rebuildChain } from "../../job/chain.ts";
 import { EXIT } from "../../job/errors.ts";
@@ -199,6 +210,32 @@ describe("two databases into one bucket", () => {
       expect(r.targets.map((x) => x.source)).toEqual([want.source]);
       expect(dumpDatabase(to)).toEqual(want.dump);
     }
+  });
+});
+
+describe("a complete set outside the chain", () => {
+  it("is never the newest backup: status (Worker and CLI) and restore follow the chain, list marks it", async () => {
+    const db = join(t.dir, "app.db");
+    writeLiveStoreDb(db, { events: 10 });
+    const r = await backup({ store: t.bucket.store, databases: [{ path: db, source: "app" }], kind: "full", tmpDir: join(t.dir, "tmp"), lockFile: false, promote: false });
+    // A complete-looking set written around the chain (straight into R2), newer than the chain's tip.
+    const stray = formatTimestamp(new Date(Date.now() + 60_000));
+    const r2 = await t.bucket.worker.mf.getR2Bucket("BACKUP_BUCKET");
+    await r2.put(fileKey("full", stray, "app.db.zst"), "x");
+    await r2.put(manifestKey("full", stray), fakeManifest("full", stray, null, stray, new Date().toISOString()));
+
+    const api = (await (await fetch(`${t.bucket.url}/api/status`, { headers: { "X-Server-Token": t.bucket.token } })).json()) as { full: { id: string } };
+    expect(api.full.id).toBe(r.id);
+    const cliStatus = await runCli(["status", "--json"], env()).done;
+    expect((JSON.parse(cliStatus.stdout) as { full: { id: string } }).full.id).toBe(r.id);
+    const listed = await runCli(["list", "--json"], env()).done;
+    const sets = (JSON.parse(listed.stdout) as { sets: { kind: string; id: string; inChain?: boolean }[] }).sets;
+    expect(sets.filter((x) => x.kind === "full").map((x) => [x.id, x.inChain])).toEqual([
+      [r.id, true],
+      [stray, false],
+    ]);
+    const restored = await restore({ store: t.bucket.store, to: join(t.dir, "latest.db") });
+    expect(restored.restoresTo).toBe(r.id);
   });
 });
 

@@ -1,5 +1,7 @@
 import type { ApiStatus } from "../../core/api.ts";
 import { DEFAULT_REPLICA_MAX_LAG_HOURS, summarizeReplica, summarizeStatus } from "../../core/status.ts";
+import { catalogInChain } from "../../core/chain.ts";
+import { readHead } from "./chain.ts";
 import type { Env } from "./env.ts";
 import { HttpError, describeError } from "./errors.ts";
 import { catalogOf, copyBudget, missingFromReplica, replicate, type ReplicationRun } from "./replicate.ts";
@@ -37,7 +39,8 @@ export function replicaMaxLagHours(env: Env): number {
  */
 export async function backupStatus(env: Env, now: Date): Promise<ApiStatus> {
   const hours = maxBackupAgeHours(env);
-  const catalog = await catalogOf(env.BACKUP_BUCKET);
+  // The newest backups are the chain's: a complete set outside it (a commit that lost) is not the freshest.
+  const catalog = catalogInChain(await catalogOf(env.BACKUP_BUCKET), (await readHead(env.BACKUP_BUCKET))?.head ?? null);
   const status = summarizeStatus(catalog, now, hours);
   if (env.BACKUP_REPLICA_BUCKET) {
     const missing = missingFromReplica(catalog, await catalogOf(env.BACKUP_REPLICA_BUCKET));
