@@ -255,12 +255,13 @@ export function refuseAppend(head: ChainHead | null, entry: ChainEntry, expectLe
     hint: "another run committed first; take the set again on the new head (r2backup run does this by itself)",
   });
   if (expectLength !== length) return moved(`the chain has ${length} sets, the run planned on ${expectLength}`);
-  const ahead = parseTimestamp(entry.id).getTime() - now.getTime();
-  if (ahead > maxSkewMs || entryTime(entry) - now.getTime() > maxSkewMs) {
+  // The later of its id and its capture time, against the Worker's clock.
+  const ahead = Math.max(parseTimestamp(entry.id).getTime(), entryTime(entry)) - now.getTime();
+  if (ahead > maxSkewMs) {
     return {
       status: 400,
       code: "clock_skew",
-      reason: `the set is dated ${Math.round(Math.max(ahead, entryTime(entry) - now.getTime()) / 1000)} s after the Worker's clock (${now.toISOString()}), more than the ${maxSkewMs / 1000} s allowed`,
+      reason: `the set is dated ${Math.round(ahead / 1000)} s after the Worker's clock (${now.toISOString()}), more than the ${maxSkewMs / 1000} s allowed`,
       hint: "set ids come from the Worker's clock (GET /api/chain); check the clock of the machine that made it",
     };
   }

@@ -96,8 +96,10 @@ async function commit(request: Request, url: URL, env: Env): Promise<Response> {
   const expect = Number(raw);
   const bytes = await readLimited(request, MAX_MANIFEST_BYTES, "commit set", `a manifest is at most ${MAX_MANIFEST_BYTES} bytes`);
   let entry: ChainEntry;
+  let manifest: { files?: unknown };
   try {
-    entry = entryFromManifest(JSON.parse(new TextDecoder().decode(bytes)));
+    manifest = JSON.parse(new TextDecoder().decode(bytes)) as { files?: unknown };
+    entry = entryFromManifest(manifest);
   } catch (e) {
     throw new HttpError(400, "bad_request", `commit set: the body is not a backup manifest (${e instanceof ContractError ? e.reason : "not JSON"})`);
   }
@@ -110,7 +112,7 @@ async function commit(request: Request, url: URL, env: Env): Promise<Response> {
 
   // Every object the manifest lists must be stored, at its size (and its SHA-256 where R2 kept one): a set that
   // looks complete is complete.
-  await checkSetObjects(bucket, entry, JSON.parse(new TextDecoder().decode(bytes)) as { files?: unknown }, operation);
+  await checkSetObjects(bucket, entry, manifest, operation);
 
   // The manifest first: a head never points at a set without one. A retry of this same commit finds it stored.
   const key = manifestKey(entry.kind, entry.id);
