@@ -164,19 +164,21 @@ export class HttpStore implements BackupStore {
           hint: "check R2_WORKER_URL and that the Worker is up (GET /api/health), then run again",
         });
       }
-      const backoff = Math.min(5000, this.#backoffMs * 2 ** (attempt - 1));
-      const delayMs = Math.min(60_000, retryAfterMs ?? Math.round(backoff / 2 + Math.random() * (backoff / 2)));
+      const delayMs = Math.min(60_000, retryAfterMs ?? this.#backoff(attempt));
       this.#onRetry?.({ operation, attempt, delayMs, reason: lastReason });
-      await sleep(delayMs, undefined, this.#signal ? { signal: this.#signal } : {}).catch((e: unknown) => {
-        throw this.#interrupted(operation, id, e);
-      });
+      await this.#pause(operation, id, delayMs);
     }
   }
 
-  /** The backoff between attempts (doubled per attempt, with jitter, capped at 5 s); a signal stops it. */
-  async #pause(operation: string, id: string, attempt: number): Promise<void> {
+  /** The backoff after `attempt`: doubled per attempt from `backoffMs`, capped at 5 s, with jitter (half to all of it). */
+  #backoff(attempt: number): number {
     const backoff = Math.min(5000, this.#backoffMs * 2 ** (attempt - 1));
-    await sleep(Math.round(backoff / 2 + Math.random() * (backoff / 2)), undefined, this.#signal ? { signal: this.#signal } : {}).catch((e: unknown) => {
+    return Math.round(backoff / 2 + Math.random() * (backoff / 2));
+  }
+
+  /** Waits `ms`; a signal stops the wait as the `interrupted` JobError. */
+  async #pause(operation: string, id: string, ms: number): Promise<void> {
+    await sleep(ms, undefined, this.#signal ? { signal: this.#signal } : {}).catch((e: unknown) => {
       throw this.#interrupted(operation, id, e);
     });
   }
@@ -246,7 +248,7 @@ export class HttpStore implements BackupStore {
       );
       // Another write of this key holds its claim (our own earlier attempt, cut off): wait for it to end, then look.
       if (!("conflict" in answer) || answer.conflict.error !== "write_in_progress" || attempt >= this.#attempts) break;
-      await this.#pause("upload", key, attempt);
+      await this.#pause("upload", key, this.#backoff(attempt));
     }
     if ("conflict" in answer) {
       // Write-once keys: a PUT retried after a lost response meets its own earlier success. The same
@@ -341,7 +343,7 @@ export class HttpStore implements BackupStore {
       );
       // Our own earlier completion, its answer lost, may still hold the key's claim: wait for it, then look.
       if (!("status" in answer) || answer.err.error !== "write_in_progress" || attempt >= this.#attempts) break;
-      await this.#pause("complete multipart upload of", key, attempt);
+      await this.#pause("complete multipart upload of", key, this.#backoff(attempt));
     }
     if ("status" in answer) {
       // A retried completion whose first attempt succeeded (its answer lost) finds the upload gone (404) or
