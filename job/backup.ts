@@ -660,7 +660,10 @@ async function commitPlannedSet(ctx: RunContext, plan: SetPlan, captured: Captur
   });
   const mKey = manifestKey(kind, id);
   throwIfInterrupted(options.signal, `write '${mKey}'`);
-  const outcome = await store.commitSet(serializeManifest(manifest), plan.expect);
+  const outcome = await store.commitSet(serializeManifest(manifest), plan.expect).catch((e: unknown) => {
+    // Another manifest under this id (a run that planned on the same head in the same second) or its objects.
+    throw e instanceof HttpStatusError && e.status === 409 ? new SetIdTaken(id) : e;
+  });
   if ("committed" in outcome) return { manifest, mKey };
   // A commit whose answer was lost and was sent again meets its own success as a moved chain.
   const after = await store.chain();
@@ -717,9 +720,9 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         captured = await captureSet(ctx, plan, workDir);
         outcome = await commitPlannedSet(ctx, plan, captured);
       } catch (e) {
-        if (e instanceof SetIdTaken || (e instanceof HttpStatusError && e.status === 409)) {
+        if (e instanceof SetIdTaken) {
           // Two runs planned on the same head in the same second: the other wrote under this id first.
-          if (attempt >= COMMIT_ATTEMPTS) throw e instanceof SetIdTaken ? new JobError("chainMoved", `take backup '${plan.id}': ${e.message}`) : e;
+          if (attempt >= COMMIT_ATTEMPTS) throw new JobError("chainMoved", `take backup '${plan.id}': ${e.message}`);
           log("warn", `another run took set id ${plan.id}; taking the set again under a later one`, { id: plan.id });
           taken = plan.id;
           continue;
