@@ -16,30 +16,38 @@ const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
 /** One step: node:sqlite refuses -1, and 2^31-1 pages is more than any database holds (fact 5). */
 export const ONE_STEP_RATE = 2147483647;
 
-/**
- * Checks that `path` is an existing SQLite file by reading its 16-byte header, so a typo never creates an
- * empty database (opening a missing path with SQLite would). Throws a JobError of kind `database` (exit 3).
- */
-export async function assertSqliteFile(path: string): Promise<void> {
-  let handle;
+/** The first 20 bytes of a database file (fewer when it is shorter): the format string, page size and journal mode. */
+async function readHeader(path: string): Promise<Buffer> {
+  const handle = await open(path, "r");
   try {
-    handle = await open(path, "r");
+    const header = Buffer.alloc(20);
+    const { bytesRead } = await handle.read(header, 0, 20, 0);
+    return header.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Checks that `path` is an existing SQLite file by reading its header, so a typo never creates an empty
+ * database (opening a missing path with SQLite would), and returns the header. Throws a JobError of kind
+ * `database` (exit 3).
+ */
+export async function assertSqliteFile(path: string): Promise<Buffer> {
+  let header: Buffer;
+  try {
+    header = await readHeader(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : (e as Error).message;
     throw new JobError("database", `open database '${path}': ${reason}`, { hint: "check --db (the path of the app's SQLite file); the job never creates one", cause: e });
   }
-  try {
-    const header = Buffer.alloc(16);
-    const { bytesRead } = await handle.read(header, 0, 16, 0);
-    if (bytesRead < 16 || !header.equals(SQLITE_HEADER)) {
-      throw new JobError("database", `open database '${path}': not a SQLite database (${bytesRead === 0 ? "the file is empty" : "its header is not 'SQLite format 3'"})`, {
-        hint: "point --db at the app's SQLite file",
-      });
-    }
-  } finally {
-    await handle.close();
+  if (header.length < 16 || !header.subarray(0, 16).equals(SQLITE_HEADER)) {
+    throw new JobError("database", `open database '${path}': not a SQLite database (${header.length === 0 ? "the file is empty" : "its header is not 'SQLite format 3'"})`, {
+      hint: "point --db at the app's SQLite file",
+    });
   }
+  return header;
 }
 
 /** What a checked snapshot holds (the manifest's database entry) and the watermarks it reaches. */
@@ -70,15 +78,7 @@ function openImmutable(path: string): DatabaseSync {
  * taken again. Read from the header and the schema without any lock.
  */
 export async function isUnlockedLiveStoreFile(path: string): Promise<boolean> {
-  const handle = await open(path, "r");
-  let header: Buffer;
-  try {
-    header = Buffer.alloc(20);
-    await handle.read(header, 0, 20, 0);
-  } finally {
-    await handle.close();
-  }
-  if (header[18] === 2) return false; // WAL: its writers use the -shm locks
+  if ((await readHeader(path))[18] === 2) return false; // WAL: its writers use the -shm locks
   let db: DatabaseSync | undefined;
   try {
     db = openImmutable(path);
@@ -124,9 +124,9 @@ export async function snapshotDatabase(source: string | DatabaseSync, destPath: 
   let owned = false;
   let stepped = false;
   if (typeof source === "string") {
-    await assertSqliteFile(source);
+    const header = await assertSqliteFile(source);
     const lockFree = options.lockFree ?? (await isUnlockedLiveStoreFile(source));
-    const wal = !lockFree && (await isWalFile(source));
+    const wal = !lockFree && header[18] === 2 && header[19] === 2; // the header's read and write versions say WAL
     if (options.pin && wal) {
       const pin = await pinWalDatabase(source).catch(() => undefined);
       if (pin) {
@@ -185,18 +185,6 @@ async function stepsThenOneStep(db: DatabaseSync, destPath: string, stepPages: n
     // sometimes as "not an error"): the partial copy is thrown away and the one-step copy decides.
     await unlink(destPath).catch(() => {});
     return sqliteBackup(db, destPath, { rate: ONE_STEP_RATE });
-  }
-}
-
-/** True when the file's header says WAL (bytes 18 and 19 are 2). */
-async function isWalFile(path: string): Promise<boolean> {
-  const handle = await open(path, "r");
-  try {
-    const header = Buffer.alloc(20);
-    await handle.read(header, 0, 20, 0);
-    return header[18] === 2 && header[19] === 2;
-  } finally {
-    await handle.close();
   }
 }
 

@@ -144,8 +144,6 @@ export interface CompressFileOptions extends CompressOptions {
   threads?: number;
   /** A cap on the process's average CPU share while compressing, in cores (e.g. 0.5); unset: no cap. */
   cpu?: number;
-  /** Read only the first `length` bytes of the file (a pinned live database, docs/design.md). */
-  length?: number;
 }
 
 /**
@@ -162,7 +160,7 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
   const params = { [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL, [constants.ZSTD_c_checksumFlag]: 0 };
   // A pinned snapshot (job/pinned.ts) is read from the live file it pins, up to its size.
   const pin = pinnedAt(path);
-  const length = pin ? pin.bytes : options.length;
+  const length = pin?.bytes;
   const limit = length ?? Number.POSITIVE_INFINITY;
   const source = await open(pin ? pin.file : path, "r");
   let file: FileHandle | undefined;
