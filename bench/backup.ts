@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { appendDemoEvents, cachedDemoDatabase } from "./livestore-db.ts";
-import { nodeFlagsOf, runMeasured, type Measured } from "./measure.ts";
+import { nodeFlagsOf, runMeasured, succeeded, type Measured } from "./measure.ts";
 import { median, round } from "./report.ts";
 
 /**
@@ -63,11 +63,6 @@ function tsKey(n: number): string {
     .replace(/\.\d+Z$/, "Z");
 }
 
-function ok(what: string, m: Measured): Measured {
-  if (m.code !== 0) throw new Error(`bench backup: ${what} exited ${m.code}: ${m.stderr.slice(-1500)}`);
-  return m;
-}
-
 /** The cached database of a size (shared with the other benches): bench/tmp/livestore-<MiB>MiB.db. */
 function countEvents(path: string): number {
   const db = new DatabaseSync(path, { readOnly: true });
@@ -112,11 +107,15 @@ export async function benchBackup(options: BenchBackupOptions): Promise<Record<s
         const runBaseline = async () => {
           const key = `backups/full/${tsKey(keyN++)}/baseline.db.zst`;
           baseline.push(
-            ok("baseline", await runMeasured("sh", ["-c", BASELINE], { env: { ...env, DB: db, WORK: join(scratch, "baseline"), URL: `${url}/api/backups/${key}` }, tree: true })),
+            succeeded(
+              "backup",
+              "baseline",
+              await runMeasured("sh", ["-c", BASELINE], { env: { ...env, DB: db, WORK: join(scratch, "baseline"), URL: `${url}/api/backups/${key}` }, tree: true }),
+            ),
           );
         };
         const runJob = async () => {
-          job.push(ok("r2backup run --kind full", await runMeasured(process.execPath, jobArgs("full"), { env })));
+          job.push(succeeded("backup", "r2backup run --kind full", await runMeasured(process.execPath, jobArgs("full"), { env })));
         };
         if (i % 2 === 0) {
           await runBaseline();
@@ -129,7 +128,7 @@ export async function benchBackup(options: BenchBackupOptions): Promise<Record<s
       await rm(join(scratch, "baseline"), { recursive: true, force: true });
       const added = Math.ceil(events * 0.01);
       appendDemoEvents(db, added, 99);
-      const incremental = ok("r2backup run --kind incremental", await runMeasured(process.execPath, jobArgs("incremental"), { env }));
+      const incremental = succeeded("backup", "r2backup run --kind incremental", await runMeasured(process.execPath, jobArgs("incremental"), { env }));
       const lastJob = job.at(-1)!;
       const summary = /complete: .*$/m.exec(lastJob.stdout)?.[0] ?? "";
       const fullMs = median(job.map((m) => m.ms));

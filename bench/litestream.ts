@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { nodeFlagsOf, runMeasured, samplePeakRss, type Measured } from "./measure.ts";
+import { nodeFlagsOf, runMeasured, samplePeakRss, succeeded, type Measured } from "./measure.ts";
 import { median, round } from "./report.ts";
 
 /**
@@ -27,11 +27,6 @@ export interface BenchLitestreamOptions {
 const HERE = fileURLToPath(new URL("./", import.meta.url));
 const BIN = join(HERE, "../job/bin.js");
 export const LITESTREAM = join(HERE, "../node_modules/@flydotio/litestream-linux-x64/litestream");
-
-function ok(what: string, m: Measured): Measured {
-  if (m.code !== 0) throw new Error(`bench litestream: ${what} exited ${m.code}: ${m.stderr.slice(-1500)}`);
-  return m;
-}
 
 async function dirBytes(dir: string): Promise<number> {
   let total = 0;
@@ -101,7 +96,8 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
   for (let i = 0; i < runs; i++) {
     const sides = [
       async () => {
-        const m = ok(
+        const m = succeeded(
+          "litestream",
           "r2backup run",
           await runMeasured(
             process.execPath,
@@ -129,7 +125,8 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
       async () => {
         await clean(out);
         restore.push(
-          ok(
+          succeeded(
+            "litestream",
             "r2backup restore",
             await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", ids.at(-1)!, "--integrity", "full", "--json"], { env, cpu: true }),
           ),
@@ -137,7 +134,8 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
       },
       async () => {
         await clean(out);
-        const m = ok(
+        const m = succeeded(
+          "litestream",
           "litestream restore + integrity_check",
           await runMeasured("sh", ["-c", `"${LITESTREAM}" restore -o "$OUT" "file://${replica}" && sqlite3 "$OUT" "PRAGMA integrity_check"`], {
             env: { ...env, OUT: out },

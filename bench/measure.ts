@@ -64,6 +64,12 @@ export function samplePeakRss(pid: number, options: { tree?: boolean; everyMs?: 
 
 const TIME_MARK = "__bench_cpu__";
 
+/** A measured command that must have succeeded: otherwise an error naming the bench, the step and the end of its stderr. */
+export function succeeded(bench: string, what: string, m: Measured, tail = 1500): Measured {
+  if (m.code !== 0) throw new Error(`bench ${bench}: ${what} exited ${m.code}: ${m.stderr.slice(-tail)}`);
+  return m;
+}
+
 export function runMeasured(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; tree?: boolean; cpu?: boolean } = {}): Promise<Measured> {
   return new Promise((resolve, reject) => {
     const start = performance.now();

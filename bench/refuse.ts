@@ -1,7 +1,7 @@
-import { readFileSync, readdirSync } from "node:fs";
 import { connect } from "node:net";
 import { BINDINGS, objectPath } from "../core/index.ts";
 import { startLocalWorker } from "../worker/local.ts";
+import { readMemory, workerdPid } from "./worker.ts";
 
 /**
  * The workerd process's memory while the Worker refuses oversized chunked bodies (issue 14): a 90 MiB
@@ -14,27 +14,17 @@ import { startLocalWorker } from "../worker/local.ts";
 const MiB = 1024 * 1024;
 const worker = await startLocalWorker();
 try {
-  const pid = readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .find((p) => {
-      try {
-        return readFileSync(`/proc/${p}/stat`, "utf8").includes("(workerd)") && readFileSync(`/proc/${p}/status`, "utf8").includes(`PPid:\t${process.pid}\n`);
-      } catch {
-        return false;
-      }
-    });
-  if (!pid) throw new Error("bench refuse: no workerd child process found (Linux /proc only)");
-  const memory = () => {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)![1]);
-    return { rssMiB: Math.round(kib("VmRSS") / 1024), peakRssMiB: Math.round(kib("VmHWM") / 1024) };
+  const pid = await workerdPid();
+  const memory = async () => {
+    const m = await readMemory(pid);
+    return { rssMiB: Math.round(m.rssMiB), peakRssMiB: Math.round(m.hwmMiB) };
   };
   const token = worker.bindings[BINDINGS.serverToken]!;
   const key = "backups/full/20260101T000000Z/refuse.db.zst";
   const created = await fetch(`${worker.url}${objectPath(key)}?uploads`, { method: "POST", headers: { "X-Server-Token": token } });
   const { uploadId } = (await created.json()) as { uploadId: string };
   await new Promise((r) => setTimeout(r, 500));
-  const idle = memory();
+  const idle = await memory();
   const url = new URL(worker.url);
   const block = Buffer.alloc(256 * 1024, 0x61);
   const frame = Buffer.concat([Buffer.from(`${block.byteLength.toString(16)}\r\n`), block, Buffer.from("\r\n")]);
@@ -57,7 +47,7 @@ try {
         setTimeout(() => socket.destroy(), 3000);
       })();
     });
-    rounds.push({ status, sentMiB: Math.round((sent / MiB) * 10) / 10, ...memory() });
+    rounds.push({ status, sentMiB: Math.round((sent / MiB) * 10) / 10, ...(await memory()) });
   }
   console.log(JSON.stringify({ limitMiB: 2, bodyMiB: 90, idle, rounds }, null, 2));
 } finally {

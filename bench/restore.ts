@@ -5,7 +5,7 @@ import { fileKey, objectPath } from "../core/index.ts";
 import { backup } from "../job/backup.ts";
 import { HttpStore } from "../job/store/http-store.ts";
 import { cachedDemoDatabase } from "./livestore-db.ts";
-import { nodeFlagsOf, runMeasured, type Measured } from "./measure.ts";
+import { nodeFlagsOf, runMeasured, succeeded, type Measured } from "./measure.ts";
 import { median, round } from "./report.ts";
 
 /**
@@ -32,10 +32,6 @@ export interface BenchRestoreOptions {
 
 const BIN = fileURLToPath(new URL("../job/bin.js", import.meta.url));
 
-function assertOk(what: string, m: Measured): void {
-  if (m.code !== 0) throw new Error(`bench restore: ${what} exited ${m.code}: ${m.stderr.slice(-800)}`);
-}
-
 /** Backs up `dbPath` (one full backup), then measures restore against the baseline. */
 export async function benchRestore(options: BenchRestoreOptions): Promise<Record<string, unknown>> {
   const runs = options.runs ?? 3;
@@ -61,7 +57,7 @@ export async function benchRestore(options: BenchRestoreOptions): Promise<Record
     const sides = {
       baseline: async () => {
         const m = await runMeasured("sh", ["-c", baselineScript], { env, tree: true });
-        assertOk("the baseline", m);
+        succeeded("restore", "the baseline", m, 800);
         if (m.stdout.trim() !== "ok") throw new Error(`bench restore: the baseline's quick_check said ${m.stdout.trim()}`);
         baseline.push(m);
       },
@@ -71,12 +67,12 @@ export async function benchRestore(options: BenchRestoreOptions): Promise<Record
           [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--integrity", check === "integrity" ? "full" : "quick", "--json"],
           { env },
         );
-        assertOk("r2backup restore", m);
+        succeeded("restore", "r2backup restore", m, 800);
         restored.push(m);
       },
       restoreQuick: async () => {
         const m = await runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--to", out, "--at", b.id, "--integrity", "quick", "--json"], { env });
-        assertOk("r2backup restore --integrity quick", m);
+        succeeded("restore", "r2backup restore --integrity quick", m, 800);
         restoredQuick.push(m);
       },
     };

@@ -89,7 +89,7 @@ async function timed<T>(run: () => Promise<T>): Promise<{ ms: number; value: T }
 }
 
 /** The workerd child of this process (Miniflare spawns it); other processes' workerd are not ours. */
-async function workerdPid(): Promise<number> {
+export async function workerdPid(): Promise<number> {
   const children = (await readFile(`/proc/${process.pid}/task/${process.pid}/children`, "utf8")).trim().split(/\s+/).filter(Boolean);
   for (const child of children) {
     const cmdline = await readFile(`/proc/${child}/cmdline`, "utf8").catch(() => "");
@@ -105,7 +105,8 @@ async function workerdPid(): Promise<number> {
   throw new Error("bench worker: no workerd child process found (is this Linux, with /proc?)");
 }
 
-async function readMemory(pid: number): Promise<{ rssMiB: number; hwmMiB: number }> {
+/** VmRSS and VmHWM (the peak) of a process, in MiB. */
+export async function readMemory(pid: number): Promise<{ rssMiB: number; hwmMiB: number }> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { rssMiB: round(kib("VmRSS") / 1024), hwmMiB: round(kib("VmHWM") / 1024) };
