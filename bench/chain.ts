@@ -1,13 +1,12 @@
-import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildManifest, formatTimestamp, manifestKey, serializeManifest, type ChainEntry, type Manifest } from "../core/index.ts";
+import { fileKey, formatTimestamp, manifestKey, type ChainEntry } from "../core/index.ts";
 import { backup } from "../job/backup.ts";
 import { chainPosition } from "../job/chain.ts";
 import { loadPlan } from "../job/restore/plan.ts";
 import { HttpStore } from "../job/store/http-store.ts";
-import { writeLiveStoreDb } from "../test/job/backup-fixtures.ts";
+import { ONE_BYTE, oneByteSetFile, oneByteSetManifest, writeLiveStoreDb } from "../test/job/backup-fixtures.ts";
 import { startLocalWorker } from "../worker/local.ts";
 import { round } from "./report.ts";
 
@@ -19,32 +18,6 @@ import { round } from "./report.ts";
  */
 
 const MINUTE = 60_000;
-const X_SHA256 = createHash("sha256").update("x").digest("hex");
-/** Each synthetic set lists one object of one byte, "x" (stored for the sets the bench commits: the Worker checks). */
-const SET_FILE = { contentType: "application/zstd", compression: "zstd" as const, size: 1, sha256: X_SHA256, uncompressedSize: 1, uncompressedSha256: X_SHA256 };
-
-function manifestOf(e: ChainEntry): string {
-  const m: Omit<Manifest, "format"> = {
-    kind: e.kind,
-    id: e.id,
-    base: e.base,
-    previous: e.previous,
-    createdAt: e.capturedAt,
-    completedAt: e.capturedAt,
-    capturedAt: e.capturedAt,
-    app: { name: "bench", version: "0" },
-    tool: { name: "r2backup", version: "0" },
-    sqliteVersion: "3",
-    files: e.kind === "full" ? [{ name: "app.db.zst", role: "database", source: "app", ...SET_FILE }] : [{ name: "changes.ndjson.zst", role: "changes", ...SET_FILE }],
-    databases: e.kind === "full" ? [{ source: "app", pageSize: 4096, pageCount: 1, integrity: "ok", tables: { eventlog: 0 } }] : [],
-    sources: [{ source: "app" }],
-    from: [],
-    to: [],
-    timings: {},
-  };
-  return serializeManifest(buildManifest(m));
-}
-
 /** `count` entries a minute apart ending `endMs`, a full every `fullEvery`. */
 export function syntheticChain(count: number, endMs: number, fullEvery = 360): ChainEntry[] {
   const entries: ChainEntry[] = [];
@@ -83,7 +56,7 @@ export async function benchChain(options: { sets?: number; runs?: number; say?: 
     const needed = entries.slice(lastFull);
     say(`chain: writing ${needed.length} manifests and an index of ${sets} sets`);
     for (let i = 0; i < needed.length; i += 16)
-      await Promise.all(needed.slice(i, i + 16).map((e) => admin.put(manifestKey(e.kind, e.id), manifestOf(e), { contentType: "application/json" })));
+      await Promise.all(needed.slice(i, i + 16).map((e) => admin.put(manifestKey(e.kind, e.id), oneByteSetManifest(e), { contentType: "application/json" })));
     await admin.rebuildChain(entries);
 
     const planMs: number[] = [];
@@ -109,10 +82,10 @@ export async function benchChain(options: { sets?: number; runs?: number; say?: 
         capturedAt: new Date(at + 1).toISOString(),
         sources: ["app"],
       };
-      await store.put(`backups/incremental/${entry.id}/changes.ndjson.zst`, "x");
+      await store.put(fileKey(entry.kind, entry.id, oneByteSetFile(entry.kind)), ONE_BYTE);
       const t = performance.now();
       const position = await chainPosition(store);
-      const outcome = await store.commitSet(manifestOf(entry), position.expect);
+      const outcome = await store.commitSet(oneByteSetManifest(entry), position.expect);
       commitMs.push(performance.now() - t);
       if (!("committed" in outcome)) throw new Error(`bench chain: the commit moved: ${outcome.moved}`);
       tip = entry;

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { zstdDecompressSync } from "node:zlib";
-import { catalogFromKeys, decodeChangeLine, manifestKey, parseManifest, type ChangeLine, type Manifest } from "../../core/index.ts";
+import { buildManifest, catalogFromKeys, decodeChangeLine, manifestKey, parseManifest, serializeManifest, type ChangeLine, type Manifest } from "../../core/index.ts";
 import type { HttpStore } from "../../job/store/http-store.ts";
 
 /**
@@ -59,6 +59,49 @@ export function writeLiveStoreDb(path: string, options: { from?: number; events:
   } finally {
     db.close();
   }
+}
+
+/** The one object a `oneByteSetManifest` lists: this one byte, under `oneByteSetFile(kind)` of the set. */
+export const ONE_BYTE = "x";
+const ONE_BYTE_SHA256 = createHash("sha256").update(ONE_BYTE).digest("hex");
+export const oneByteSetFile = (kind: "full" | "incremental") => (kind === "full" ? "app.db.zst" : "changes.ndjson.zst");
+
+/**
+ * A manifest of a set of database `app` whose one object is ONE_BYTE: what the chain reads (its links and lineage)
+ * with nothing to restore, for tests and the chain bench that need many sets fast.
+ */
+export function oneByteSetManifest(e: { kind: "full" | "incremental"; id: string; base: string; previous: string | null; capturedAt: string }): string {
+  const manifest: Omit<Manifest, "format"> = {
+    kind: e.kind,
+    id: e.id,
+    base: e.base,
+    previous: e.previous,
+    createdAt: e.capturedAt,
+    completedAt: e.capturedAt,
+    capturedAt: e.capturedAt,
+    app: { name: "t", version: "0" },
+    tool: { name: "r2backup", version: "0" },
+    sqliteVersion: "3",
+    files: [
+      {
+        name: oneByteSetFile(e.kind),
+        role: e.kind === "full" ? "database" : "changes",
+        ...(e.kind === "full" ? { source: "app" } : {}),
+        contentType: "x",
+        compression: "zstd",
+        size: 1,
+        sha256: ONE_BYTE_SHA256,
+        uncompressedSize: 1,
+        uncompressedSha256: ONE_BYTE_SHA256,
+      },
+    ],
+    databases: e.kind === "full" ? [{ source: "app", pageSize: 4096, pageCount: 1, integrity: "ok", tables: {} }] : [],
+    sources: [{ source: "app" }],
+    from: [],
+    to: [],
+    timings: {},
+  };
+  return serializeManifest(buildManifest(manifest));
 }
 
 /** The rows of a database's `eventlog`, read without a lock held past the query. */
@@ -249,9 +292,9 @@ export interface CliRun {
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
 }
 
-/** Runs `r2backup` as a child process (Node 24 from vitest: process.execPath). */
-export function runCli(args: string[], env: Record<string, string>): CliRun {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/** Runs `r2backup` as a child process (Node 24 from vitest: process.execPath), `nodeArgs` before the script. */
+export function runCli(args: string[], env: Record<string, string>, options: { nodeArgs?: string[] } = {}): CliRun {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...args], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d) => (stdout += d));

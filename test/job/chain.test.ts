@@ -1,25 +1,13 @@
-import { createHash } from "node:crypto";
 import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
-import {
-  CHAIN_HEAD_KEY,
-  MAX_CLOCK_SKEW_MS,
-  buildManifest,
-  fileKey,
-  manifestKey,
-  formatTimestamp,
-  linearProblem,
-  serializeManifest,
-  type ChainEntry,
-  type Manifest,
-} from "../../core/index.ts";
+import { CHAIN_HEAD_KEY, MAX_CLOCK_SKEW_MS, fileKey, manifestKey, formatTimestamp, linearProblem, type ChainEntry, type Manifest } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { allEntries, rebuildChain } from "../../job/chain.ts";
 import { EXIT } from "../../job/errors.ts";
 import { restore } from "../../job/restore/index.ts";
-import { eventCount, runCli, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { ONE_BYTE, eventCount, oneByteSetFile, oneByteSetManifest, runCli, writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 import { dumpDatabase } from "./restore-fixtures.ts";
 
@@ -31,48 +19,15 @@ import { dumpDatabase } from "./restore-fixtures.ts";
 const t = useTestBucket("chain-");
 const env = () => ({ R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token });
 
-const ONE_BYTE_SHA256 = createHash("sha256").update("x").digest("hex");
-
 /** Stores the one object a fake manifest lists, then commits the manifest (the Worker checks the object is there). */
 async function commitFake(kind: "full" | "incremental", id: string, previous: string | null, base: string, capturedAt: string, expect: number) {
-  await t.bucket.store.put(fileKey(kind, id, kind === "full" ? "app.db.zst" : "changes.ndjson.zst"), "x");
+  await t.bucket.store.put(fileKey(kind, id, oneByteSetFile(kind)), ONE_BYTE);
   return t.bucket.store.commitSet(fakeManifest(kind, id, previous, base, capturedAt), expect);
 }
 
 /** A manifest the Worker accepts as a chain entry (the chain reads only its links). */
-function fakeManifest(kind: "full" | "incremental", id: string, previous: string | null, base: string, capturedAt: string): string {
-  const manifest: Omit<Manifest, "format"> = {
-    kind,
-    id,
-    base,
-    previous,
-    createdAt: capturedAt,
-    completedAt: capturedAt,
-    capturedAt,
-    app: { name: "t", version: "0" },
-    tool: { name: "r2backup", version: "0" },
-    sqliteVersion: "3",
-    files: [
-      {
-        name: kind === "full" ? "app.db.zst" : "changes.ndjson.zst",
-        role: kind === "full" ? "database" : "changes",
-        ...(kind === "full" ? { source: "app" } : {}),
-        contentType: "x",
-        compression: "zstd",
-        size: 1,
-        sha256: ONE_BYTE_SHA256,
-        uncompressedSize: 1,
-        uncompressedSha256: ONE_BYTE_SHA256,
-      },
-    ],
-    databases: kind === "full" ? [{ source: "app", pageSize: 4096, pageCount: 1, integrity: "ok", tables: {} }] : [],
-    sources: [{ source: "app" }],
-    from: [],
-    to: [],
-    timings: {},
-  };
-  return serializeManifest(buildManifest(manifest));
-}
+const fakeManifest = (kind: "full" | "incremental", id: string, previous: string | null, base: string, capturedAt: string) =>
+  oneByteSetManifest({ kind, id, base, previous, capturedAt });
 
 describe("the chain head is a compare-and-swap", () => {
   it("16 runs committing on the same head at once: exactly one joins the chain, the rest are told it moved", async () => {
@@ -221,7 +176,7 @@ describe("a complete set outside the chain", () => {
     // A complete-looking set written around the chain (straight into R2), newer than the chain's tip.
     const stray = formatTimestamp(new Date(Date.now() + 60_000));
     const r2 = await t.bucket.worker.mf.getR2Bucket("BACKUP_BUCKET");
-    await r2.put(fileKey("full", stray, "app.db.zst"), "x");
+    await r2.put(fileKey("full", stray, oneByteSetFile("full")), ONE_BYTE);
     await r2.put(manifestKey("full", stray), fakeManifest("full", stray, null, stray, new Date().toISOString()));
 
     const api = (await (await fetch(`${t.bucket.url}/api/status`, { headers: { "X-Server-Token": t.bucket.token } })).json()) as { full: { id: string } };

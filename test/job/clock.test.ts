@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseTimestamp } from "../../core/index.ts";
 import { restore } from "../../job/restore/index.ts";
-import { BIN, eventCount, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { eventCount, runCli, writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 
 /**
@@ -16,16 +15,9 @@ const t = useTestBucket("clock-");
 const FAKE_CLOCK = fileURLToPath(new URL("./fixtures/fake-clock.mjs", import.meta.url));
 
 /** `r2backup <args>` in a process whose wall clock is `offsetMs` off. */
-function skewedCli(offsetMs: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", FAKE_CLOCK, BIN, ...args], {
-    env: { PATH: process.env.PATH ?? "", R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token, FAKE_CLOCK_OFFSET_MS: String(offsetMs) },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d) => (stdout += d));
-  child.stderr.on("data", (d) => (stderr += d));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+function skewedCli(offsetMs: number, args: string[]) {
+  const env = { R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token, FAKE_CLOCK_OFFSET_MS: String(offsetMs) };
+  return runCli(args, env, { nodeArgs: ["--import", FAKE_CLOCK] }).done;
 }
 
 const HOUR = 3_600_000;

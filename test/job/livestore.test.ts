@@ -27,6 +27,10 @@ const tmp = () => join(t.dir, "work");
 
 const bootTodos = bootAndReadTodos;
 
+/** A backup of every database file under a data directory (the CLI's `run --data-dir`). */
+const backupDir = async (dir: string, kind: "full" | "auto" = "full") =>
+  backup({ store: t.bucket.store, databases: await databasesInDir(dir), kind, tmpDir: tmp(), lockFile: false, promote: false });
+
 /** What an event log alone materializes: the restore with its state DB removed, booted (LiveStore rebuilds it). */
 async function materializedFromLog(dataDir: string): Promise<Todo[]> {
   for (const f of await readdir(join(dataDir, "todos"))) if (f.startsWith("state")) await rm(join(dataDir, "todos", f));
@@ -222,7 +226,7 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
       seen.push(allTodos(store));
       await closeTodoStore(store);
     };
-    const take = async (kind: "full" | "auto") => backup({ store: t.bucket.store, databases: await databasesInDir(app), kind, tmpDir: tmp(), lockFile: false, promote: false });
+    const take = (kind: "full" | "auto") => backupDir(app, kind);
     await session("a", 50);
     await take("full");
     await session("b", 20);
@@ -266,14 +270,7 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
     const before = await readFile(log);
     expect((await readdir(join(app, "todos"))).some((f) => f.endsWith("-journal"))).toBe(true);
 
-    await backup({
-      store: t.bucket.store,
-      databases: await databasesInDir(app),
-      kind: "full",
-      tmpDir: tmp(),
-      lockFile: false,
-      promote: false,
-    }).catch(() => undefined);
+    await backupDir(app).catch(() => undefined);
 
     expect((await readFile(log)).equals(before)).toBe(true);
     expect((await readdir(join(app, "todos"))).some((f) => f.endsWith("-journal"))).toBe(true);
@@ -290,14 +287,7 @@ describe("LiveStore files backed up by another process (run --data-dir)", () => 
       child!.stdout!.once("data", () => resolve());
       child!.once("exit", (code) => reject(new Error(`writer exited ${code}`)));
     });
-    const b = await backup({
-      store: t.bucket.store,
-      databases: await databasesInDir(app),
-      kind: "full",
-      tmpDir: tmp(),
-      lockFile: false,
-      promote: false,
-    });
+    const b = await backupDir(app);
     child.kill("SIGKILL");
     child = undefined;
     expect(b.manifest.databases.map((d) => d.coverage).sort()).toEqual(["derived", "rows"]);
