@@ -1,5 +1,4 @@
 import {
-  CHAIN_HEAD_KEY,
   catalogFromKeys,
   type Catalog,
   MAX_MANIFESTS_PER_READ,
@@ -38,16 +37,21 @@ export async function readCatalog(store: BackupStore, options: { before?: string
   return { ...catalog, full: catalog.full.filter((s) => s.id < before), incremental: catalog.incremental.filter((s) => s.id < before), objects };
 }
 
-/** Reads and validates one manifest; a missing or invalid one is an error naming its key. */
-export async function readManifestAt(store: BackupStore, key: string): Promise<Manifest> {
-  const res = await store.get(key);
-  if (!res) throw new JobError("notFound", `read manifest '${key}': not found`, { hint: "the set expired or the bucket changed; run again" });
-  const text = await new Response(res.body).text();
+/** A manifest's text (undefined: not stored) as a validated manifest; missing is `notFound`, invalid is `integrity`. */
+function manifestFromText(text: string | null | undefined, key: string, missing?: () => Error): Manifest {
+  if (text === null || text === undefined)
+    throw missing?.() ?? new JobError("notFound", `read manifest '${key}': not found`, { hint: "the set expired or the bucket changed; run again" });
   try {
     return parseManifest(text, key);
   } catch (e) {
     throw new JobError("integrity", (e as Error).message, { cause: e });
   }
+}
+
+/** Reads and validates one manifest; a missing or invalid one is an error naming its key. */
+export async function readManifestAt(store: BackupStore, key: string): Promise<Manifest> {
+  const res = await store.get(key);
+  return manifestFromText(res && (await new Response(res.body).text()), key);
 }
 
 /** The manifest of a set of the chain. */
@@ -70,15 +74,7 @@ export async function readEntryManifests(store: BackupStore, entries: readonly P
       const part = entries.slice(start, start + MAX_MANIFESTS_PER_READ);
       const texts = await store.readManifests(part.map((e) => `${e.kind}/${e.id}`));
       for (const [j, e] of part.entries()) {
-        const key = manifestKey(e.kind, e.id);
-        const text = texts[`${e.kind}/${e.id}`];
-        if (text === null || text === undefined)
-          throw onMissing?.(start + j) ?? new JobError("notFound", `read manifest '${key}': not found`, { hint: "the set expired or the bucket changed; run again" });
-        try {
-          out[start + j] = parseManifest(text, key);
-        } catch (err) {
-          throw new JobError("integrity", (err as Error).message, { cause: err });
-        }
+        out[start + j] = manifestFromText(texts[`${e.kind}/${e.id}`], manifestKey(e.kind, e.id), onMissing && (() => onMissing(start + j)));
       }
     }
   };
@@ -111,7 +107,7 @@ export interface ChainPosition {
   view: ChainView;
   expect: number;
   tip: ChainEntry | undefined;
-  /** The newest full backup in the chain and the entries after it (all incrementals of its chain). */
+  /** The newest full backup in the chain. */
   full: ChainEntry | undefined;
 }
 
@@ -128,10 +124,9 @@ export async function chainPosition(store: BackupStore): Promise<ChainPosition> 
  * Reads the manifests of every complete set under full/ and incremental/ and rebuilds the chain from them: the
  * line of sets each continuing the one before (forks that lost and orphans left out, with the reason).
  */
-export async function chainFromBucket(store: BackupStore, signal?: AbortSignal): Promise<ReturnType<typeof chainFromManifests>> {
+export async function chainFromBucket(store: BackupStore): Promise<ReturnType<typeof chainFromManifests>> {
   const catalog = await readCatalog(store, { areas: [PREFIXES.full, PREFIXES.incremental] });
   const complete = [...catalog.full, ...catalog.incremental].filter((s) => s.complete);
-  signal?.throwIfAborted();
   return chainFromManifests(await readEntryManifests(store, complete as { kind: "full" | "incremental"; id: string }[]));
 }
 
@@ -141,5 +136,3 @@ export async function rebuildChain(store: BackupStore): Promise<{ head: ChainHea
   if (entries.length === 0) throw new JobError("notFound", "rebuild chain: the bucket holds no complete backup set", { hint: "run a full backup first: r2backup run --kind full" });
   return { head: await store.rebuildChain(entries), leftOut };
 }
-
-export { CHAIN_HEAD_KEY };
