@@ -15,6 +15,7 @@ import {
   type ApiChainManifests,
   type ChainEntry,
   type ChainHead,
+  type ChainSegmentRef,
 } from "../../core/chain.ts";
 import { ContractError } from "../../core/errors.ts";
 import { fileKey, manifestKey } from "../../core/keys.ts";
@@ -200,6 +201,11 @@ async function rebuild(request: Request, env: Env, role: Role): Promise<Response
 export async function mirrorChain(from: R2Bucket, to: R2Bucket, holds: (entry: ChainEntry) => boolean): Promise<{ length: number } | undefined> {
   const source = await readHead(from);
   if (!source) return undefined;
+  const segmentText = async (ref: ChainSegmentRef) => {
+    const object = await from.get(ref.key);
+    if (object === null) throw new Error(`mirror chain: segment '${ref.key}' is missing from the source`);
+    return object.text();
+  };
   let segments = source.head.segments.length;
   let window = source.head.tail;
   let end = -1;
@@ -207,9 +213,7 @@ export async function mirrorChain(from: R2Bucket, to: R2Bucket, holds: (entry: C
     for (let i = window.length - 1; i >= 0 && end < 0; i--) if (holds(window[i]!)) end = i;
     if (end >= 0 || segments === 0) break;
     const ref = source.head.segments[--segments]!;
-    const object = await from.get(ref.key);
-    if (object === null) throw new Error(`mirror chain: segment '${ref.key}' is missing from the source`);
-    window = parseChainSegment(await object.text(), ref).entries;
+    window = parseChainSegment(await segmentText(ref), ref).entries;
   }
   if (end < 0) return undefined;
   const refs = source.head.segments.slice(0, segments);
@@ -219,10 +223,7 @@ export async function mirrorChain(from: R2Bucket, to: R2Bucket, holds: (entry: C
   if (current && current.head.length === length && current.head.tail.at(-1)?.id === tail.at(-1)!.id) return { length };
   for (const ref of refs) {
     const has = current?.head.segments.some((r) => r.key === ref.key && r.first === ref.first && r.last === ref.last && r.count === ref.count);
-    if (has) continue;
-    const object = await from.get(ref.key);
-    if (object === null) throw new Error(`mirror chain: segment '${ref.key}' is missing from the source`);
-    await to.put(ref.key, await object.text());
+    if (!has) await to.put(ref.key, await segmentText(ref));
   }
   const head: ChainHead = { format: source.head.format, length, segments: refs, tail, updatedAt: new Date().toISOString() };
   await to.put(CHAIN_HEAD_KEY, JSON.stringify(head));
