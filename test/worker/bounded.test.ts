@@ -163,6 +163,22 @@ describe("bounded reads", () => {
     expect(await w.bucket.head(key)).toBeNull();
   });
 
+  test("a part whose client stops sending mid-body gets 400 incomplete_body, and the upload cannot complete with it", async () => {
+    const key = `${FULL}/short-part.db.zst`;
+    const uploadId = await startUpload(key);
+    const part = await exchange(
+      head("PUT", `${objectPath(key)}?uploadId=${encodeURIComponent(uploadId)}&partNumber=1`, { "Content-Length": String(6 * MiB) }),
+      [Buffer.alloc(MiB, 2)],
+      { halfClose: true },
+    );
+    expect(part.status, part.body).toBe(400);
+    expect(JSON.parse(part.body)).toMatchObject({ error: "incomplete_body" });
+    const complete = await api(`${objectPath(key)}?uploadId=${encodeURIComponent(uploadId)}`, { method: "POST", body: JSON.stringify({ parts: [{ partNumber: 1, etag: "x" }] }) });
+    expect(complete.status).toBeGreaterThanOrEqual(400);
+    expect(complete.status).toBeLessThan(500);
+    expect(await w.bucket.head(key)).toBeNull();
+  });
+
   test("a client that stops sending mid-body gets 400 incomplete_body, and nothing is stored", async () => {
     const key = `${FULL}/short.db.zst`;
     const r = await exchange(head("PUT", objectPath(key), { "Content-Length": "1000000" }), [Buffer.alloc(1000, 1)], { halfClose: true });

@@ -44,11 +44,52 @@ export interface CountedBody {
 
 export function countedBody(request: Request, length: number, operation: string, options: { sha256?: boolean } = {}): CountedBody {
   if (request.body === null) throw new HttpError(400, "bad_request", `${operation}: the request has no body`);
+  return options.sha256 ? hashedBody(request.body, length, operation) : pipedBody(request.body, length, operation);
+}
+
+const tooLong = (operation: string, length: number) => new HttpError(400, "bad_request", `${operation}: the body is longer than its Content-Length of ${length} bytes`);
+
+/**
+ * Without a hash the body is piped natively into the FixedLengthStream: workerd hands a request body over in
+ * 4 KiB chunks, and a JavaScript loop over them doubled the CPU workerd spends per uploaded byte (measured in
+ * Miniflare: ~34 against ~17 ms per MiB). The FixedLengthStream enforces the length itself: an excess chunk or
+ * an early end fails the pipe, and the failure says which.
+ */
+function pipedBody(body: ReadableStream<Uint8Array>, length: number, operation: string): CountedBody {
+  const fixed = new FixedLengthStream(length);
+  // What went wrong with the body, from the pipe's failure or R2's (a body that ends early fails only R2's read).
+  const bodyFault = (error: unknown): HttpError | undefined => {
+    const message = String((error as Error)?.message ?? error);
+    if (/too many bytes/i.test(message)) return tooLong(operation, length);
+    if (/did not see all expected bytes|disconnect|connection|aborted|closed/i.test(message)) {
+      return new HttpError(400, "incomplete_body", `${operation}: the body ended before its ${length} bytes (the client stopped sending, or sent fewer)`);
+    }
+    return undefined;
+  };
+  let failure: HttpError | undefined;
+  let pipeError: unknown;
+  body.pipeTo(fixed.writable).catch((e: unknown) => {
+    pipeError = e;
+    failure = bodyFault(e);
+  });
+  return {
+    body: fixed.readable,
+    // A failed pipe is the body's fault whatever it said (R2 only saw its stream end early).
+    failure: (error) =>
+      failure ??
+      (pipeError !== undefined ? (bodyFault(error) ?? new HttpError(400, "incomplete_body", `${operation}: the body could not be read to its ${length} bytes`)) : undefined) ??
+      (error instanceof HttpError ? error : bodyFault(error)),
+    sha256: () => Promise.reject(new Error("countedBody: sha256 was not asked for")),
+  };
+}
+
+/** With a hash, each chunk goes to the digest and then to R2 (a `tee()` would let the digest run ahead and buffer the rest). */
+function hashedBody(body: ReadableStream<Uint8Array>, length: number, operation: string): CountedBody {
   let seen = 0;
   let failure: HttpError | undefined;
-  const digest = options.sha256 ? new crypto.DigestStream("SHA-256") : undefined;
-  const digestWriter = digest?.getWriter();
-  const reader = request.body.getReader();
+  const digest = new crypto.DigestStream("SHA-256");
+  const digestWriter = digest.getWriter();
+  const reader = body.getReader();
   const fixed = new FixedLengthStream(length);
   const writer = fixed.writable.getWriter();
   const fail = async (error: HttpError) => {
@@ -66,20 +107,19 @@ export function countedBody(request: Request, length: number, operation: string,
       }
       if (next.done) break;
       seen += next.value.byteLength;
-      if (seen > length) return fail(new HttpError(400, "bad_request", `${operation}: the body is longer than its Content-Length of ${length} bytes`));
-      await digestWriter?.write(next.value);
+      if (seen > length) return fail(tooLong(operation, length));
+      await digestWriter.write(next.value);
       // Resolves once R2 has taken the chunk: memory stays at a chunk or two whatever the client's speed.
       await writer.write(next.value);
     }
     if (seen < length) return fail(new HttpError(400, "incomplete_body", `${operation}: the body ended after ${seen} of its ${length} bytes`));
-    await digestWriter?.close();
+    await digestWriter.close();
     await writer.close();
   })().catch(() => undefined);
   return {
     body: fixed.readable,
     failure: (error) => failure ?? (error instanceof HttpError ? error : undefined),
     async sha256() {
-      if (!digest) throw new Error("countedBody: sha256 was not asked for");
       return [...new Uint8Array(await digest.digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
     },
   };
