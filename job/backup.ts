@@ -502,11 +502,13 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
   const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
     const key = fileKey(kind, id, name);
     throwIfInterrupted(options.signal, `upload '${key}'`);
-    const tmpFile = keepCopies ? join(workDir, name) : undefined;
-    const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType });
+    // The compressed bytes are spooled to the work dir and sent from there (no part held in memory); the file
+    // is kept only when this run re-sends it to daily/.
+    const spool = join(workDir, name);
+    const tmpFile = keepCopies ? spool : undefined;
+    const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType, spool });
     try {
       const compressOptions = {
-        ...(tmpFile ? { tmpFile } : {}),
         ...(options.cpu !== undefined ? { cpu: options.cpu } : {}),
         onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
       };
@@ -519,12 +521,14 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
       if (object.size !== digest.size) {
         throw new JobError("integrity", `upload '${key}': the Worker stored ${object.size} bytes, ${digest.size} were sent`, { hint: "run the backup again" });
       }
+      if (!keepCopies) await rm(spool, { force: true });
       const s = { ...digest, tmpFile, contentType };
       stored.set(name, s);
       emit({ type: "progress", phase: "upload", file: name, bytes: digest.uncompressedSize, total: digest.uncompressedSize });
       return s;
     } catch (e) {
       await upload.abort();
+      await rm(spool, { force: true });
       if (e instanceof HttpStatusError && e.status === 409) throw new SetIdTaken(id);
       throw classify(e, `upload '${key}'`);
     }

@@ -1,13 +1,17 @@
-import { createReadStream } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import { MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_SINGLE_PUT_BYTES, choosePartSize } from "../core/index.ts";
 import { JobError } from "./errors.ts";
-import type { BackupStore, StoredObject } from "./store/types.ts";
+import { bodyLength, type BackupStore, type Body, type FileRange, type StoredObject } from "./store/types.ts";
 
 /**
- * Uploads a stream whose final size is not known in advance (compressed output): bytes are buffered up to
- * one part; a stream that ends before filling one part goes up as a single PUT with `X-Content-SHA256`,
- * anything longer as an R2 multipart upload of equal parts with at most 2 in flight (docs/design.md fact 2).
- * Memory is bounded by (MAX_PARTS_IN_FLIGHT + 1) part buffers, reused.
+ * Uploads a stream whose final size is not known in advance (compressed output): a stream that ends before
+ * filling one part goes up as a single PUT with `X-Content-SHA256`, anything longer as an R2 multipart upload
+ * of equal parts with at most 2 in flight (docs/design.md fact 2).
+ *
+ * With `spool` (a path in the temp dir) every byte is appended to that file and each part is sent as a range
+ * of it, read back from disk (the page cache) as it goes out: no part is held in memory, whatever its size,
+ * and a retried part is read again. The file is the compressed copy the daily promotion re-sends; the caller
+ * removes it otherwise. Without `spool` parts are buffered in memory: (MAX_PARTS_IN_FLIGHT + 1) buffers, reused.
  */
 export class StreamUpload {
   readonly key: string;
@@ -15,6 +19,11 @@ export class StreamUpload {
   readonly #store: BackupStore;
   readonly #contentType: string;
   readonly #onPart: ((info: { partNumber: number; bytes: number }) => void) | undefined;
+  readonly #spool: string | undefined;
+  #file: FileHandle | undefined;
+  /** Bytes written to the spool file, and how many of them are already handed to parts. */
+  #spooled = 0;
+  #sent = 0;
   readonly #pool: Buffer[] = [];
   #current: Buffer | undefined;
   #filled = 0;
@@ -25,18 +34,40 @@ export class StreamUpload {
   #error: unknown;
   #done = false;
 
-  constructor(store: BackupStore, key: string, options: { partBytes?: number; contentType?: string; onPart?: (info: { partNumber: number; bytes: number }) => void } = {}) {
+  constructor(
+    store: BackupStore,
+    key: string,
+    options: { partBytes?: number; contentType?: string; spool?: string; onPart?: (info: { partNumber: number; bytes: number }) => void } = {},
+  ) {
     this.#store = store;
     this.key = key;
     this.partBytes = options.partBytes ?? JOB_PART_BYTES;
     if (this.partBytes > MAX_SINGLE_PUT_BYTES) throw new JobError("usage", `upload '${key}': part size ${this.partBytes} is over the ${MAX_SINGLE_PUT_BYTES}-byte request limit`);
     this.#contentType = options.contentType ?? "application/octet-stream";
     this.#onPart = options.onPart;
+    this.#spool = options.spool;
   }
 
-  /** Appends bytes; resolves when they are buffered (waiting for a free upload slot when the buffer is full). */
+  /** An upload of a complete local file of `size` bytes: its parts are ranges of it, sent by `finish`. */
+  static ofFile(store: BackupStore, key: string, path: string, size: number, options: { partBytes?: number; contentType?: string } = {}): StreamUpload {
+    const upload = new StreamUpload(store, key, { ...options, spool: path });
+    upload.#spooled = size;
+    return upload;
+  }
+
+  /** Appends bytes; resolves when they are spooled or buffered (waiting for a free upload slot when a part is due). */
   async write(chunk: Uint8Array): Promise<void> {
     if (this.#error) throw this.#error;
+    if (this.#spool !== undefined) {
+      this.#file ??= await open(this.#spool, "wx");
+      for (let offset = 0; offset < chunk.length; ) {
+        const { bytesWritten } = await this.#file.write(chunk, offset, chunk.length - offset, this.#spooled);
+        offset += bytesWritten;
+        this.#spooled += bytesWritten;
+      }
+      while (this.#spooled - this.#sent >= this.partBytes) await this.#sendPart({ path: this.#spool, offset: this.#sent, length: this.partBytes });
+      return;
+    }
     let offset = 0;
     while (offset < chunk.length) {
       this.#current ??= this.#pool.pop() ?? Buffer.allocUnsafe(this.partBytes);
@@ -44,24 +75,30 @@ export class StreamUpload {
       this.#current.set(chunk.subarray(offset, offset + n), this.#filled);
       this.#filled += n;
       offset += n;
-      if (this.#filled === this.partBytes) await this.#flushPart();
+      if (this.#filled === this.partBytes) await this.#flushBuffer();
     }
   }
 
-  async #flushPart(): Promise<void> {
+  async #flushBuffer(): Promise<void> {
     const buffer = this.#current!;
     const bytes = this.#filled;
     this.#current = undefined;
     this.#filled = 0;
+    await this.#sendPart(buffer.subarray(0, bytes), () => this.#pool.push(buffer));
+  }
+
+  /** Starts the next part once a slot is free (at most MAX_PARTS_IN_FLIGHT); `release` runs when it is done. */
+  async #sendPart(body: Body, release?: () => void): Promise<void> {
     if (this.#uploadId === undefined) this.#uploadId = await this.#store.createMultipart(this.key, { contentType: this.#contentType });
     while (this.#inFlight.size >= MAX_PARTS_IN_FLIGHT) await Promise.race(this.#inFlight);
     if (this.#error) throw this.#error;
     const partNumber = this.#nextPart++;
     if (partNumber > MAX_PARTS)
       throw new JobError("failed", `upload '${this.key}': more than ${MAX_PARTS} parts of ${this.partBytes} bytes`, { hint: "the part size was chosen too small for this object" });
-    const uploadId = this.#uploadId;
+    const bytes = bodyLength(body);
+    if (!(body instanceof Uint8Array)) this.#sent += bytes;
     const task = this.#store
-      .uploadPart(this.key, uploadId, partNumber, buffer.subarray(0, bytes))
+      .uploadPart(this.key, this.#uploadId, partNumber, body)
       .then((part) => {
         this.#parts.push({ partNumber: part.partNumber ?? partNumber, etag: part.etag });
         this.#onPart?.({ partNumber, bytes });
@@ -71,37 +108,53 @@ export class StreamUpload {
       })
       .finally(() => {
         this.#inFlight.delete(task);
-        this.#pool.push(buffer);
+        release?.();
       });
     this.#inFlight.add(task);
   }
 
   /**
    * Ends the upload. `sha256` is of all the bytes written: checked by R2 on a single PUT; on a multipart
-   * upload R2 takes no checksum, so the manifest's sha256 is what restore checks.
+   * upload R2 takes no checksum, so the manifest's sha256 is what restore checks. A spool file is synced
+   * to disk (it may be re-sent later in the run) and left in place.
    */
   async finish(sha256: string): Promise<StoredObject> {
     if (this.#done) throw new JobError("failed", `upload '${this.key}': finished twice`);
     this.#done = true;
-    if (this.#uploadId === undefined) {
-      const body = this.#current ? this.#current.subarray(0, this.#filled) : new Uint8Array(0);
-      const stored = await this.#store.put(this.key, body, { sha256, contentType: this.#contentType });
+    try {
+      if (this.#spool !== undefined) {
+        await this.#file?.sync();
+        await this.#file?.close();
+        this.#file = undefined;
+        const rest = (): FileRange => ({ path: this.#spool!, offset: this.#sent, length: this.#spooled - this.#sent });
+        if (this.#uploadId === undefined && this.#spooled <= this.partBytes) {
+          if (this.#spooled === 0) return await this.#store.put(this.key, new Uint8Array(0), { sha256, contentType: this.#contentType });
+          return await this.#store.put(this.key, rest(), { sha256, contentType: this.#contentType });
+        }
+        while (this.#spooled - this.#sent > this.partBytes) await this.#sendPart({ ...rest(), length: this.partBytes });
+        if (this.#spooled > this.#sent) await this.#sendPart(rest());
+      } else {
+        if (this.#uploadId === undefined) {
+          const body = this.#current ? this.#current.subarray(0, this.#filled) : new Uint8Array(0);
+          return await this.#store.put(this.key, body, { sha256, contentType: this.#contentType });
+        }
+        if (this.#filled > 0) await this.#flushBuffer();
+      }
+      while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
+      if (this.#error) throw this.#error;
+      const parts = [...this.#parts].sort((a, b) => a.partNumber - b.partNumber);
+      return await this.#store.completeMultipart(this.key, this.#uploadId!, parts);
+    } finally {
       this.#release();
-      return stored;
     }
-    if (this.#filled > 0) await this.#flushPart();
-    while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
-    if (this.#error) throw this.#error;
-    const parts = [...this.#parts].sort((a, b) => a.partNumber - b.partNumber);
-    const stored = await this.#store.completeMultipart(this.key, this.#uploadId, parts);
-    this.#release();
-    return stored;
   }
 
   /** Abandons the upload: waits for parts in flight, then aborts the multipart upload (best effort). */
   async abort(): Promise<void> {
     this.#done = true;
     await Promise.allSettled([...this.#inFlight]);
+    await this.#file?.close().catch(() => {});
+    this.#file = undefined;
     const uploadId = this.#uploadId;
     this.#uploadId = undefined;
     this.#release();
@@ -126,7 +179,7 @@ export function partSizeFor(uncompressedBytes: number, preferred?: number): numb
   return choosePartSize(uncompressedBytes + margin, preferred ?? JOB_PART_BYTES);
 }
 
-/** Uploads a local file of known size and sha256 (the daily promotion re-sends the kept temp files). */
+/** Uploads a local file of known size and sha256 (the daily promotion re-sends the kept temp files): parts are ranges of it. */
 export async function uploadFile(
   store: BackupStore,
   key: string,
@@ -134,12 +187,11 @@ export async function uploadFile(
   sha256: string,
   options: { size: number; partBytes?: number; contentType?: string },
 ): Promise<StoredObject> {
-  const upload = new StreamUpload(store, key, {
+  const upload = StreamUpload.ofFile(store, key, path, options.size, {
     partBytes: options.partBytes ?? choosePartSize(options.size, JOB_PART_BYTES),
     ...(options.contentType ? { contentType: options.contentType } : {}),
   });
   try {
-    for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) await upload.write(chunk as Buffer);
     return await upload.finish(sha256);
   } catch (e) {
     await upload.abort();

@@ -27,6 +27,24 @@ export interface GetResult extends StoredObject {
   range?: { offset: number; length: number };
 }
 
+/**
+ * Bytes of a local file as a request body: read afresh from the file on every attempt, never held in memory
+ * (the backup's compressed output is spooled to its temp dir and its parts are ranges of that file).
+ */
+export interface FileRange {
+  path: string;
+  offset: number;
+  length: number;
+}
+
+/** What a PUT or a part sends: bytes in memory, or a range of a local file. */
+export type Body = Uint8Array | FileRange;
+
+/** The byte length of a body. */
+export function bodyLength(body: Body): number {
+  return body instanceof Uint8Array ? body.byteLength : body.length;
+}
+
 export interface PutOptions {
   /** Lowercase hex sha256 of the body; the store rejects a mismatch and stores nothing. */
   sha256?: string;
@@ -54,8 +72,11 @@ export interface BackupStore {
   readManifests(sets: readonly string[]): Promise<Record<string, string | null>>;
   /** Replaces the chain's index with these entries (admin token). */
   rebuildChain(entries: readonly ChainEntry[]): Promise<ChainHead>;
-  /** Stores a small object in one request. Throws `exists` (409) for an existing key outside backups/state/. */
-  put(key: string, body: Uint8Array | string, options?: PutOptions): Promise<StoredObject>;
+  /**
+   * Stores an object in one request. Throws `exists` (409) for an existing key outside backups/state/. A file
+   * range needs `options.sha256`.
+   */
+  put(key: string, body: Body | string, options?: PutOptions): Promise<StoredObject>;
   /** Streams an object, or part of it; undefined when it does not exist. */
   get(key: string, options?: { offset?: number; length?: number }): Promise<GetResult | undefined>;
   head(key: string): Promise<StoredObject | undefined>;
@@ -66,7 +87,7 @@ export interface BackupStore {
   /** Deletes an object (admin token only; the job's token gets 403). */
   delete(key: string): Promise<void>;
   createMultipart(key: string, options?: { contentType?: string }): Promise<string>;
-  uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<{ partNumber: number; etag: string }>;
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Body): Promise<{ partNumber: number; etag: string }>;
   completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<StoredObject>;
   abortMultipart(key: string, uploadId: string): Promise<void>;
 }
