@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpAgent, request as httpRequest } from "../node-http.ts";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
