@@ -1,7 +1,7 @@
 import type { Catalog, CatalogSet } from "./catalog.ts";
 import { ContractError, describeValue } from "./errors.ts";
 import { PREFIXES } from "./keys.ts";
-import { formatTimestamp, isTimestamp, parseTimestamp, type BackupTimestamp } from "./time.ts";
+import { formatTimestamp, isIsoTime, isTimestamp, parseTimestamp, type BackupTimestamp } from "./time.ts";
 
 /**
  * The backup chain (docs/design.md, "The chain"): the one authority on which sets are the bucket's history and
@@ -9,7 +9,7 @@ import { formatTimestamp, isTimestamp, parseTimestamp, type BackupTimestamp } fr
  * only once `POST /api/chain` has appended it, a compare-and-swap on `backups/state/chain/head.json`, so two runs
  * can never both continue the same set. The head keeps the newest entries (its tail) and points at sealed
  * segments of older ones, so a chain of 43,200 sets (one a minute for 30 days) is read without listing the bucket.
- * Pure, and free of zod: the Worker bundles it.
+ * Pure: the Worker bundles it.
  */
 
 export const CHAIN_FORMAT = "r2-sqlite-backup/chain@1";
@@ -117,10 +117,6 @@ const fail = (where: string, reason: string): never => {
   throw new ContractError("validate", "chain", where, reason, "rebuild the index from the manifests: r2backup chain --rebuild");
 };
 
-function isIso(value: unknown): value is string {
-  return typeof value === "string" && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(value) && !Number.isNaN(Date.parse(value));
-}
-
 /** Checks one entry (of a head, a segment, or a rebuild). */
 export function parseChainEntry(value: unknown, where: string): ChainEntry {
   const e = value as Partial<ChainEntry> | null;
@@ -131,7 +127,7 @@ export function parseChainEntry(value: unknown, where: string): ChainEntry {
   if (e.kind === "full" ? e.previous !== null || e.base !== e.id : typeof e.previous !== "string" || !isTimestamp(e.previous) || e.previous >= e.id || e.base >= e.id) {
     return fail(where, `entry ${e.id}: a full has base = its id and no previous; an incremental comes after its base and previous`);
   }
-  if (!isIso(e.capturedAt)) return fail(where, `entry ${e.id}: capturedAt ${describeValue(e.capturedAt)} is not an ISO time`);
+  if (!isIsoTime(e.capturedAt)) return fail(where, `entry ${e.id}: capturedAt ${describeValue(e.capturedAt)} is not an ISO time`);
   if (!Array.isArray(e.sources) || e.sources.length === 0 || !e.sources.every((s) => typeof s === "string" && s.length > 0)) {
     return fail(where, `entry ${e.id}: sources must name at least one database`);
   }
@@ -187,7 +183,7 @@ export function parseChainHead(text: string | unknown, where = "head"): ChainHea
   if (problem) return fail(where, problem);
   if (segments.length === 0 && tail[0]!.kind !== "full") return fail(where, "the chain does not start with a full backup");
   if (segments.length > 0 && segments.at(-1)!.last >= tail[0]!.id) return fail(where, "the tail does not come after the last segment");
-  if (!isIso(h.updatedAt)) return fail(where, "updatedAt is not an ISO time");
+  if (!isIsoTime(h.updatedAt)) return fail(where, "updatedAt is not an ISO time");
   return { format: CHAIN_FORMAT, length: h.length, segments, tail, updatedAt: h.updatedAt };
 }
 

@@ -23,6 +23,7 @@ export class ContractError extends Error {
 /** Renders any value for an error message: strings as-is, everything else as short JSON. */
 export function describeValue(value: unknown): string {
   if (typeof value === "string") return value;
+  if (typeof value === "number") return String(value); // JSON would render NaN and Infinity as null
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? "Invalid Date" : value.toISOString();
   try {
     const text = JSON.stringify(value);

@@ -1,7 +1,7 @@
-import { z } from "zod";
 import { ContractError } from "./errors.ts";
 import { CHANGES_FILE, DOCUMENTS_FILE, MANIFEST_FILE, databaseFile } from "./keys.ts";
-import { dayOfTimestamp, isTimestamp } from "./time.ts";
+import { dayOfTimestamp, isIsoTime, isTimestamp, type BackupTimestamp } from "./time.ts";
+import { finiteNumber, listOf, nonEmptyString, nullable, object, oneOf, optional, pair, recordOf, rule, string, wholeNumber, type Check } from "./validate.ts";
 
 /** A path under a data directory as manifests record it: '/'-separated segments of core's source charset, at most 8 deep. */
 export function isRelativeDataPath(path: unknown): path is string {
@@ -16,19 +16,32 @@ export function isRelativeDataPath(path: unknown): path is string {
  */
 export const MANIFEST_FORMAT = "r2-sqlite-backup/manifest@1";
 
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters (sha256)");
-const timestamp = z.string().refine(isTimestamp, "expected a UTC YYYYMMDDTHHMMSSZ timestamp");
-const count = z.number().int().nonnegative();
-const relativePath = z.string().refine(isRelativeDataPath, "expected a relative path of safe segments ('a/b.db'), no '..' or leading '/'");
+const sha256: Check<string> = rule("64 lowercase hex characters (sha256)", (v) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v));
+const timestamp: Check<BackupTimestamp> = rule("a UTC YYYYMMDDTHHMMSSZ timestamp", (v) => typeof v === "string" && isTimestamp(v));
+const isoTime: Check<string> = rule("an ISO time in UTC (2026-01-31T06:00:00.000Z)", isIsoTime);
+const count = wholeNumber(0);
+const relativePath: Check<string> = rule("a relative path of safe segments ('a/b.db'), no '..' or leading '/'", isRelativeDataPath);
 
 /** One stored object of the set. `size`/`sha256` are of the bytes as stored (compressed). */
-export const fileEntrySchema = z.object({
-  name: z.string().min(1),
-  role: z.enum(["database", "documents", "changes"]),
+export interface FileEntry {
+  name: string;
+  role: "database" | "documents" | "changes";
   /** The database this object belongs to (role `database`). */
-  source: z.string().optional(),
-  contentType: z.string().min(1),
-  compression: z.enum(["zstd", "none"]),
+  source?: string;
+  contentType: string;
+  compression: "zstd" | "none";
+  size: number;
+  sha256: string;
+  uncompressedSize: number;
+  uncompressedSha256: string;
+}
+
+const fileEntry = object<FileEntry>({
+  name: nonEmptyString,
+  role: oneOf("database", "documents", "changes"),
+  source: optional(string),
+  contentType: nonEmptyString,
+  compression: oneOf("zstd", "none"),
   size: count,
   sha256,
   uncompressedSize: count,
@@ -36,90 +49,133 @@ export const fileEntrySchema = z.object({
 });
 
 /** What the job learned of a database while snapshotting it, checked again on restore. */
-export const databaseInfoSchema = z.object({
-  source: z.string().min(1),
+export interface DatabaseInfo {
+  source: string;
   /** The file name the snapshot was taken from (informational; never used as a restore target). */
-  fileName: z.string().optional(),
-  pageSize: z.number().int().positive(),
-  pageCount: count,
-  integrity: z.literal("ok"),
+  fileName?: string;
+  pageSize: number;
+  pageCount: number;
+  integrity: "ok";
   /** Row count per table at the snapshot. */
-  tables: z.record(z.string(), count),
+  tables: Record<string, number>;
   /**
    * Where the file sat under the data directory it was taken from (`<storeId>/eventlog@6.db`), '/'-separated;
    * `restore --data-dir` puts it back there. Absent for a database given by path alone.
    */
-  path: relativePath.optional(),
+  path?: string;
   /**
    * How incrementals carry this database's changes (see job/coverage.ts): `rows` (its change tables, while every
    * other table stays as the full backup has it), `derived` (a LiveStore state DB, rebuilt from `derivedFrom`'s
    * event log), or `none` (every backup of it is a full one). Absent in manifests before 0.2: `rows`.
    */
-  coverage: z.enum(["rows", "derived", "none"]).optional(),
+  coverage?: "rows" | "derived" | "none";
   /** For `derived`: the source whose event log this database is materialized from. */
-  derivedFrom: z.string().min(1).optional(),
+  derivedFrom?: string;
   /** For `rows`: sha256 over every table that is not a change table, as the snapshot holds them. */
-  otherTablesSha256: sha256.optional(),
+  otherTablesSha256?: string;
   /**
    * LiveStore's own record of what the file holds: for an event log its newest event, for a state DB the
    * newest event it materialized (`__livestore_session_changeset`), as (seqNumGlobal, seqNumClient); null: none.
    */
-  livestore: z.object({ role: z.enum(["eventlog", "state"]), head: z.tuple([z.number().int(), z.number().int()]).nullable() }).optional(),
+  livestore?: { role: "eventlog" | "state"; head: [number, number] | null };
+}
+
+const databaseInfo = object<DatabaseInfo>({
+  source: nonEmptyString,
+  fileName: optional(string),
+  pageSize: wholeNumber(1),
+  pageCount: count,
+  integrity: oneOf("ok"),
+  tables: recordOf(count),
+  path: optional(relativePath),
+  coverage: optional(oneOf("rows", "derived", "none")),
+  derivedFrom: optional(nonEmptyString),
+  otherTablesSha256: optional(sha256),
+  livestore: optional(object<NonNullable<DatabaseInfo["livestore"]>>({ role: oneOf("eventlog", "state"), head: nullable(pair(wholeNumber(), wholeNumber())) })),
 });
 
 /**
  * How far the changes of one table go: the largest key tuple included, `null` when the table was empty.
  * For LiveStore's `eventlog` the columns are `["seqNumGlobal", "seqNumClient"]`.
  */
-export const watermarkSchema = z.object({
-  source: z.string().min(1),
-  table: z.string().min(1),
-  columns: z.array(z.string().min(1)).min(1),
-  value: z.array(z.union([z.number(), z.string()])).nullable(),
+export interface Watermark {
+  source: string;
+  table: string;
+  columns: string[];
+  value: (number | string)[] | null;
   /** Rows at or below `value`: an incremental checks it again, so a delete or a late insert below it is seen. */
-  count: count.optional(),
+  count?: number;
+}
+
+const watermark = object<Watermark>({
+  source: nonEmptyString,
+  table: nonEmptyString,
+  columns: listOf(nonEmptyString, 1),
+  value: nullable(listOf(rule<number | string>("a number or a string", (v) => typeof v === "string" || (typeof v === "number" && Number.isFinite(v))))),
+  count: optional(count),
 });
 
-export const manifestSchema = z.object({
-  format: z.literal(MANIFEST_FORMAT),
-  kind: z.enum(["full", "incremental"]),
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  kind: "full" | "incremental";
   /** The set's timestamp: `backups/<kind>/<id>/`. */
-  id: timestamp,
+  id: BackupTimestamp;
   /** The full backup this set's chain starts from (its own id for a full backup). */
-  base: timestamp,
+  base: BackupTimestamp;
   /** The set this incremental continues (full or incremental); null for a full backup. */
-  previous: timestamp.nullable(),
+  previous: BackupTimestamp | null;
   /** For a daily copy: the full backup it was promoted from. */
-  promotedFrom: timestamp.optional(),
-  createdAt: z.iso.datetime(),
-  completedAt: z.iso.datetime(),
+  promotedFrom?: BackupTimestamp;
+  createdAt: string;
+  completedAt: string;
   /**
    * When the set's data was read, on the Worker's clock (ISO, ms): an upper bound, so a restore at a time T from
    * this set holds no change committed after T. Absent before 0.3: the id is that time.
    */
-  capturedAt: z.iso.datetime().optional(),
+  capturedAt?: string;
   /** The databases the set holds or carries changes of, with their paths under the data directory (lineage). */
-  sources: z.array(z.object({ source: z.string().min(1), path: relativePath.optional() })).optional(),
-  app: z.object({ name: z.string(), version: z.string() }),
-  tool: z.object({ name: z.string(), version: z.string() }),
-  sqliteVersion: z.string().min(1),
-  host: z.string().optional(),
-  files: z.array(fileEntrySchema),
-  databases: z.array(databaseInfoSchema),
+  sources?: { source: string; path?: string }[];
+  app: { name: string; version: string };
+  tool: { name: string; version: string };
+  sqliteVersion: string;
+  host?: string;
+  files: FileEntry[];
+  databases: DatabaseInfo[];
   /** Incremental: the watermarks it starts after (exclusive). Full: empty. */
-  from: z.array(watermarkSchema),
+  from: Watermark[];
   /** The watermarks this set reaches (inclusive): the next incremental starts after them. */
-  to: z.array(watermarkSchema),
+  to: Watermark[];
   /** Rows carried by an incremental, per `<source>/<table>`. */
-  changes: z.record(z.string(), count).optional(),
+  changes?: Record<string, number>;
   /** Milliseconds per phase (snapshot, compress, upload, total, ...). */
-  timings: z.record(z.string(), z.number().nonnegative()),
-});
+  timings: Record<string, number>;
+}
 
-export type FileEntry = z.infer<typeof fileEntrySchema>;
-export type DatabaseInfo = z.infer<typeof databaseInfoSchema>;
-export type Watermark = z.infer<typeof watermarkSchema>;
-export type Manifest = z.infer<typeof manifestSchema>;
+const nameAndVersion = object<Manifest["app"]>({ name: string, version: string });
+
+/** The manifest's shape; fields it does not declare are dropped (a newer writer's additions). */
+const manifest = object<Manifest>({
+  format: oneOf(MANIFEST_FORMAT),
+  kind: oneOf("full", "incremental"),
+  id: timestamp,
+  base: timestamp,
+  previous: nullable(timestamp),
+  promotedFrom: optional(timestamp),
+  createdAt: isoTime,
+  completedAt: isoTime,
+  capturedAt: optional(isoTime),
+  sources: optional(listOf(object<NonNullable<Manifest["sources"]>[number]>({ source: nonEmptyString, path: optional(relativePath) }))),
+  app: nameAndVersion,
+  tool: nameAndVersion,
+  sqliteVersion: nonEmptyString,
+  host: optional(string),
+  files: listOf(fileEntry),
+  databases: listOf(databaseInfo),
+  from: listOf(watermark),
+  to: listOf(watermark),
+  changes: optional(recordOf(count)),
+  timings: recordOf(finiteNumber(0)),
+});
 
 function checkInvariants(m: Manifest): string[] {
   const problems: string[] = [];
@@ -182,14 +238,12 @@ export function parseManifest(text: string | unknown, where = "metadata.json"): 
 }
 
 function validateManifest(value: unknown, where: string): Manifest {
-  const result = manifestSchema.safeParse(value);
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new ContractError("validate", "manifest", where, problems.join("; "), "was it written by this tool's version?");
-  }
-  const problems = checkInvariants(result.data);
+  const shapeProblems: string[] = [];
+  const m = manifest(value, "", shapeProblems);
+  if (shapeProblems.length > 0) throw new ContractError("validate", "manifest", where, shapeProblems.join("; "), "was it written by this tool's version?");
+  const problems = checkInvariants(m);
   if (problems.length > 0) throw new ContractError("validate", "manifest", where, problems.join("; "));
-  return result.data;
+  return m;
 }
 
 /** Serializes a manifest as stored (stable, indented JSON). */

@@ -1,30 +1,40 @@
-import { z } from "zod";
 import { ContractError } from "./errors.ts";
 import { PREFIXES } from "./keys.ts";
+import { object, wholeNumber } from "./validate.ts";
 
 /**
  * The retention policy, one object: infra derives the R2 lifecycle and lock rules from it, and the job
  * explains it. Ages are in days here and in SECONDS in the rules (the R2 API's unit, docs/design.md fact 3).
  */
-export const retentionPolicySchema = z
-  .object({
-    /** `backups/full/`: deleted after this many days (the seed's "30 days of hourly"). */
-    fullDays: z.number().int().positive(),
-    /** `backups/incremental/`: deleted after this many days. */
-    incrementalDays: z.number().int().positive(),
-    /** `backups/daily/`: moved to InfrequentAccess, then deleted ("12 months of daily"). */
-    dailyInfrequentAccessDays: z.number().int().positive(),
-    dailyDays: z.number().int().positive(),
-    /** `backups/drills/`: drill records are small; kept for a year of history. */
-    drillDays: z.number().int().positive(),
-    /** Incomplete multipart uploads are aborted after this many days. */
-    abortMultipartDays: z.number().int().positive(),
-    /** Bucket lock: objects under each protected prefix cannot be deleted or overwritten for this long. 0 = no lock. */
-    lockDays: z.number().int().nonnegative(),
-  })
-  .strict();
+export interface RetentionPolicy {
+  /** `backups/full/`: deleted after this many days (the seed's "30 days of hourly"). */
+  fullDays: number;
+  /** `backups/incremental/`: deleted after this many days. */
+  incrementalDays: number;
+  /** `backups/daily/`: moved to InfrequentAccess, then deleted ("12 months of daily"). */
+  dailyInfrequentAccessDays: number;
+  dailyDays: number;
+  /** `backups/drills/`: drill records are small; kept for a year of history. */
+  drillDays: number;
+  /** Incomplete multipart uploads are aborted after this many days. */
+  abortMultipartDays: number;
+  /** Bucket lock: objects under each protected prefix cannot be deleted or overwritten for this long. 0 = no lock. */
+  lockDays: number;
+}
 
-export type RetentionPolicy = z.infer<typeof retentionPolicySchema>;
+/** The policy's shape: whole days, and no other field (a misspelt one would silently keep the default). */
+const retentionPolicy = object<RetentionPolicy>(
+  {
+    fullDays: wholeNumber(1),
+    incrementalDays: wholeNumber(1),
+    dailyInfrequentAccessDays: wholeNumber(1),
+    dailyDays: wholeNumber(1),
+    drillDays: wholeNumber(1),
+    abortMultipartDays: wholeNumber(1),
+    lockDays: wholeNumber(0),
+  },
+  "reject",
+);
 
 export const DAY_SECONDS = 86_400;
 
@@ -44,13 +54,9 @@ export const LOCKED_PREFIXES = [PREFIXES.full, PREFIXES.incremental, PREFIXES.da
 
 /** Validates a policy (e.g. from stack config merged over the default); throws naming every problem. */
 export function validateRetentionPolicy(value: unknown): RetentionPolicy {
-  const result = retentionPolicySchema.safeParse(value);
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new ContractError("validate", "retention policy", JSON.stringify(value), problems.join("; "));
-  }
-  const p = result.data;
   const problems: string[] = [];
+  const p = retentionPolicy(value, "", problems);
+  if (problems.length > 0) throw new ContractError("validate", "retention policy", JSON.stringify(value), problems.join("; "));
   if (p.dailyInfrequentAccessDays >= p.dailyDays) {
     problems.push(`dailyInfrequentAccessDays (${p.dailyInfrequentAccessDays}) must be less than dailyDays (${p.dailyDays}): a delete within a day of a transition wins`);
   }

@@ -67,6 +67,22 @@ export function parseDay(day: string): Date {
   return date;
 }
 
+const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?Z$/;
+const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * True for a UTC time as `Date.toISOString()` writes it (`2026-01-31T06:00:00.000Z`, any fraction of a second or
+ * none) that is a real calendar time: what manifests and the chain record (`createdAt`, `capturedAt`, ...).
+ */
+export function isIsoTime(value: unknown): value is string {
+  const m = typeof value === "string" ? ISO_RE.exec(value) : null;
+  if (!m) return false;
+  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  const days = mo === 2 && leap ? 29 : MONTH_DAYS[mo - 1];
+  return days !== undefined && d >= 1 && d <= days && h < 24 && mi < 60 && s < 60;
+}
+
 /** The UTC day a backup timestamp falls on. */
 export function dayOfTimestamp(ts: BackupTimestamp): BackupDay {
   return formatDay(parseTimestamp(ts));

@@ -1,7 +1,7 @@
 import { commands } from "./commands/index.ts";
-import { loggerFor, type Io } from "./config.ts";
+import type { Io } from "./config.ts";
 import { EXIT, JobError, toJobError } from "./errors.ts";
-import { addSecretsFromEnv, redactingWriter } from "./log.ts";
+import { addSecretsFromEnv, createLogger, redactingWriter } from "./log.ts";
 
 /**
  * The `r2backup` CLI: `main(argv)` dispatches to a command of `commands/index.ts` and returns the exit code;
@@ -58,7 +58,7 @@ export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
     env,
     ...(io?.signal ? { signal: io.signal } : {}),
   };
-  const logger = loggerFor(full);
+  const logger = createLogger(full.stderr);
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     full.stdout.write(helpText());
@@ -68,13 +68,14 @@ export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
     full.stdout.write("r2backup\n");
     return EXIT.ok;
   }
-  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
-  if (!command) {
+  const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!entry) {
     const error = new JobError("usage", `run command '${name}': unknown command`, { hint: `commands: ${Object.keys(commands).join(", ")}; see r2backup --help` });
     logger.error(error.message, { exitCode: error.exitCode, kind: error.kind });
     return error.exitCode;
   }
   try {
+    const command = await entry.load();
     return await command.run(rest, { io: full, env: full.env, logger });
   } catch (e) {
     const error = toJobError(e, name);

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { JobError } from "./errors.ts";
-import { addSecret, createLogger, type Logger, type Writer } from "./log.ts";
+import { addSecret, type Logger, type Writer } from "./log.ts";
 import { HttpStore } from "./store/http-store.ts";
 
 /**
@@ -26,8 +26,8 @@ export interface CommandContext {
   logger: Logger;
 }
 
+/** A command of the CLI (its one-line summary is in commands/index.ts, which loads it). */
 export interface Command {
-  summary: string;
   /** Usage text shown by `r2backup <command> --help`. */
   usage: string;
   run(args: string[], ctx: CommandContext): Promise<number>;
@@ -144,11 +144,6 @@ export function storeFromFlags(
     ...(signal ? { signal } : {}),
     ...(logger ? { onRetry: (r) => logger.warn(`retrying ${r.operation} (attempt ${r.attempt} failed: ${r.reason})`, { delayMs: r.delayMs }) } : {}),
   });
-}
-
-/** The logger of a CLI run: JSON lines unless stderr is a terminal. */
-export function loggerFor(io: Io): Logger {
-  return createLogger(io.stderr);
 }
 
 /**

@@ -3,7 +3,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { once } from "node:events";
 import { DatabaseSync } from "node:sqlite";
-import tar from "tar-stream";
+import type { Pack } from "tar-stream";
 import { JobError } from "./errors.ts";
 
 /**
@@ -34,7 +34,7 @@ export async function listDocuments(dir: string): Promise<string[]> {
     .sort();
 }
 
-async function writeEntry(pack: tar.Pack, name: string, size: number, chunks: AsyncIterable<Buffer> | Buffer[], mtime?: Date): Promise<void> {
+async function writeEntry(pack: Pack, name: string, size: number, chunks: AsyncIterable<Buffer> | Buffer[], mtime?: Date): Promise<void> {
   let done: (e?: Error | null) => void = () => {};
   const finished = new Promise<void>((resolve, reject) => {
     done = (e) => (e ? reject(e) : resolve());
@@ -77,7 +77,8 @@ export async function documentsTar(source: DocumentsSource): Promise<{ stream: A
     // Query output size is unknown up front; the default part size covers 160 GB.
     queryDb = new DatabaseSync(source.query.dbPath, { readOnly: true });
   }
-  const pack = tar.pack();
+  // tar-stream is loaded by the backups that export documents, not by every start of the CLI (issue 16).
+  const pack = (await import("tar-stream")).default.pack();
   let count = 0;
   const produce = async () => {
     for (const [i, f] of files.entries()) {

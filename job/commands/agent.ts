@@ -1,9 +1,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from "node:http";
 import { backup, type BackupKind, type BackupResult } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, usageOf, type Command } from "../config.ts";
 import { EXIT, JobError, toJobError } from "../errors.ts";
 import { addSecret, redact, type BackupEvent } from "../log.ts";
+import { createServer } from "../node-http.ts";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupOptionsFromFlags } from "./run.ts";
 
 /**
@@ -219,7 +220,6 @@ const AGENT_OPTIONS = { listen: { type: "string" } } as const;
 const DEFAULT_LISTEN = "127.0.0.1:8788";
 
 export const agentCommand: Command = {
-  summary: "serve POST /backup (token BACKUP_AGENT_TOKEN) inside the service that owns the database",
   usage: `r2backup agent --listen <host:port> --db <path> [backup options]\n\n${usageOf(AGENT_OPTIONS, {
     listen: { arg: "<host:port>", text: "where to listen (e.g. 0.0.0.0:8788 on Render's private network)", fallback: DEFAULT_LISTEN },
   })}\n  Token: BACKUP_AGENT_TOKEN (required; the trigger sends it); during a rotation BACKUP_AGENT_TOKEN_PREVIOUS too\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}`,

@@ -8,7 +8,6 @@ import { chainPosition, rebuildChain } from "../chain.ts";
 const CHAIN_OPTIONS = { rebuild: { type: "boolean" } } as const;
 
 export const chainCommand: Command = {
-  summary: "show the backup chain's head; --rebuild rebuilds its index from the manifests (admin token)",
   usage: `r2backup chain [--rebuild] [--json]\n\n${usageOf(CHAIN_OPTIONS, {
     rebuild: { text: "read every manifest and write the index again (needs ADMIN_TOKEN as --token); sets that fork or do not continue the chain are left out" },
   })}\n${WORKER_USAGE}\n  --json                    print the head as JSON`,

@@ -21,7 +21,6 @@ function withSizes(sets: CatalogSet[], objects: StoredObject[], prefix: string):
 }
 
 export const listCommand: Command = {
-  summary: "list backup sets (full, incremental, daily) and whether each is complete",
   usage: `r2backup list [--json]\n\n${WORKER_USAGE}\n  --json                    print the sets as JSON`,
   async run(args, ctx) {
     const { values } = parseFlags(args, { ...WORKER_OPTIONS, ...COMMON_OPTIONS }, "list");

@@ -84,7 +84,6 @@ export function summarizeRestore(r: RestoreResult): string {
 }
 
 export const restoreCommand: Command = {
-  summary: "restore a database at a point in time (refuses an existing target without --force)",
   usage: `r2backup restore --to <path> | --data-dir <dir> [--at <time>|latest] [--source <name>] [--dry-run] [--force] [--json]
 
 ${usageOf(RESTORE_OPTIONS, {

@@ -151,7 +151,6 @@ export function summarize(r: BackupResult): string {
 }
 
 export const runCommand: Command = {
-  summary: "take a backup now (full, incremental or auto) and upload it through the Worker",
   usage: `r2backup run --db <path> [--db <path>...] | --data-dir <dir> [options]\n\n${BACKUP_USAGE}\n\n${WORKER_USAGE}\n  --json                    print the result (with the manifest) as JSON on stdout`,
   async run(args, ctx) {
     const { values } = parseFlags(args, { ...BACKUP_OPTIONS, ...WORKER_OPTIONS, ...COMMON_OPTIONS }, "run");

@@ -12,7 +12,6 @@ const STATUS_OPTIONS = { "max-age-hours": { type: "string" } } as const;
 const DEFAULT_MAX_AGE_HOURS = 7;
 
 export const statusCommand: Command = {
-  summary: "show the newest backups and their ages; exit 1 when the newest full is too old",
   usage: `r2backup status [--json] [--max-age-hours <h>]\n\n${usageOf(STATUS_OPTIONS, {
     "max-age-hours": { arg: "<h>", text: "a full backup older than this is unhealthy", env: "MAX_BACKUP_AGE_HOURS", fallback: DEFAULT_MAX_AGE_HOURS },
   })}\n${WORKER_USAGE}\n  --json                    print the status as JSON`,

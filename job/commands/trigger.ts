@@ -104,7 +104,6 @@ const TRIGGER_OPTIONS = {
 const DEFAULT_TRIGGER_RETRIES = 2;
 
 export const triggerCommand: Command = {
-  summary: "ask an agent to take a backup, stream its progress, exit 0 only when it completed",
   usage: `r2backup trigger --agent-url <url> [--kind full|incremental|auto] [--json]\n\n${usageOf(TRIGGER_OPTIONS, {
     "agent-url": { arg: "<url>", text: "the agent, e.g. http://app:8788", env: "BACKUP_AGENT_URL" },
     kind: { arg: "full|incremental|auto", text: "passed to the agent", fallback: "auto" },

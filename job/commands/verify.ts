@@ -12,7 +12,6 @@ import { parseAtFlag, parseIntegrityFlag, progressTo } from "./restore.ts";
 const VERIFY_OPTIONS = { at: { type: "string" }, "tmp-dir": { type: "string" }, integrity: { type: "string" } } as const;
 
 export const verifyCommand: Command = {
-  summary: "the restore drill: restore into a temporary directory, check, record under backups/drills/",
   usage: `r2backup verify [--at <time>|latest] [--tmp-dir <dir>] [--json]
 
 ${usageOf(VERIFY_OPTIONS, {

@@ -36,14 +36,35 @@ describe("the retention policy", () => {
   });
 
   it.each([
-    [{ ...DEFAULT_RETENTION, fullDays: 0 }, /fullDays: Too small/i],
-    [{ ...DEFAULT_RETENTION, fullDays: 1.5 }, /fullDays/],
+    [{ ...DEFAULT_RETENTION, fullDays: 0 }, /fullDays: expected a whole number >= 1, got 0/],
+    [{ ...DEFAULT_RETENTION, fullDays: 1.5 }, /fullDays: expected a whole number >= 1, got 1.5/],
     [{ ...DEFAULT_RETENTION, dailyInfrequentAccessDays: 365 }, /dailyInfrequentAccessDays \(365\) must be less than dailyDays \(365\)/],
     [{ ...DEFAULT_RETENTION, lockDays: 31 }, /lockDays \(31\) must not exceed fullDays \(30\)/],
-    [{ ...DEFAULT_RETENTION, glacierDays: 10 }, /Unrecognized key/],
+    [{ ...DEFAULT_RETENTION, glacierDays: 10 }, /glacierDays: unknown field \(expected only fullDays, incrementalDays, /],
   ])("rejects %j naming the problem", (policy, message) => {
     expect(() => validateRetentionPolicy(policy)).toThrow(message);
     expect(() => validateRetentionPolicy(policy)).toThrow(/^validate retention policy/);
+  });
+
+  // Each field's rule: one policy it accepts, one it refuses (the rest of the policy is the default).
+  it.each<[string, number, unknown, string]>([
+    ["fullDays", 7, "30", "fullDays: expected a whole number >= 1, got 30"],
+    ["incrementalDays", 7, -1, "incrementalDays: expected a whole number >= 1, got -1"],
+    ["dailyInfrequentAccessDays", 1, null, "dailyInfrequentAccessDays: expected a whole number >= 1, got null"],
+    ["dailyDays", 3650, Number.POSITIVE_INFINITY, "dailyDays: expected a whole number >= 1, got Infinity"],
+    ["drillDays", 7, undefined, "drillDays: expected a whole number >= 1, got nothing"],
+    ["abortMultipartDays", 2, 0, "abortMultipartDays: expected a whole number >= 1, got 0"],
+    ["lockDays", 0, -1, "lockDays: expected a whole number >= 0, got -1"],
+  ])("%s: takes %j, refuses %j", (field, good, bad, message) => {
+    expect(validateRetentionPolicy({ ...DEFAULT_RETENTION, [field]: good })).toEqual({ ...DEFAULT_RETENTION, [field]: good });
+    expect(() => validateRetentionPolicy({ ...DEFAULT_RETENTION, [field]: bad })).toThrow(message);
+  });
+
+  it("names every problem at once, and refuses a policy that is not an object", () => {
+    expect(() => validateRetentionPolicy({ ...DEFAULT_RETENTION, fullDays: 0, lockDays: "7" })).toThrow(
+      "fullDays: expected a whole number >= 1, got 0; lockDays: expected a whole number >= 0, got 7",
+    );
+    expect(() => validateRetentionPolicy([])).toThrow("validate retention policy '[]': (root): expected an object, got []");
   });
 
   it("explains each key's fate", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { dayOfTimestamp, formatDay, formatTimestamp, parseDay, parsePointInTime, parseTimestamp } from "../../core/index.ts";
+import { dayOfTimestamp, formatDay, formatTimestamp, isIsoTime, parseDay, parsePointInTime, parseTimestamp } from "../../core/index.ts";
 
 const times = fc.date({ min: new Date("1970-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59Z"), noInvalidDate: true });
 
@@ -59,6 +59,36 @@ describe("days", () => {
 
   it("reject a day that does not exist", () => {
     expect(() => parseDay("2026-02-30")).toThrow("parse day '2026-02-30': not a real calendar day");
+  });
+});
+
+describe("ISO times (manifests' and the chain's createdAt, capturedAt, ...)", () => {
+  it("accept what Date.toISOString() writes (property)", () => {
+    fc.assert(fc.property(times, (t) => isIsoTime(t.toISOString())));
+  });
+
+  it.each([
+    ["2026-01-31T06:00:00Z", true],
+    ["2026-01-31T06:00:00.123456789Z", true],
+    ["2028-02-29T23:59:59.999Z", true],
+    ["2000-02-29T00:00:00.000Z", true],
+    ["2026-02-29T00:00:00.000Z", false],
+    ["1900-02-29T00:00:00.000Z", false],
+    ["2026-04-31T00:00:00.000Z", false],
+    ["2026-13-01T00:00:00.000Z", false],
+    ["2026-00-01T00:00:00.000Z", false],
+    ["2026-01-00T00:00:00.000Z", false],
+    ["2026-01-31T24:00:00.000Z", false],
+    ["2026-01-31T06:60:00.000Z", false],
+    ["2026-01-31T06:00:60.000Z", false],
+    ["2026-01-31T06:00Z", false],
+    ["2026-01-31T06:00:00.Z", false],
+    ["2026-01-31T06:00:00+01:00", false],
+    ["2026-01-31T06:00:00", false],
+    ["20260131T060000Z", false],
+    [1769839200000, false],
+  ])("%j: %s", (value, ok) => {
+    expect(isIsoTime(value)).toBe(ok);
   });
 });
 

@@ -138,7 +138,9 @@ describe("the packed package, installed into a fresh app", () => {
   it("installs only the runtime dependencies: no Pulumi, esbuild, test, benchmark or LiveStore package", async () => {
     const installed = await readdir(join(app, "node_modules"));
     for (const dev of ["@pulumi", "esbuild", "miniflare", "vitest", "typescript", "@livestore", "fast-check", "undici", "yaml", "node"]) expect(installed).not.toContain(dev);
-    expect(installed).toEqual(expect.arrayContaining(["r2-sqlite-backup", "zod", "tar-stream", "@aws-sdk"]));
+    expect(installed).toEqual(expect.arrayContaining(["r2-sqlite-backup", "tar-stream", "@aws-sdk"]));
+    // core/ checks manifests with its own functions: zod cost the CLI 16 MiB at start-up (issue 16).
+    expect(installed).not.toContain("zod");
     const own = JSON.parse(await readFile(join(app, "node_modules", PKG.name, "package.json"), "utf8")) as { version: string };
     expect(own.version).toBe(PKG.version);
   });

@@ -1,5 +1,5 @@
-// Core modules by name, not core/index.ts: the index pulls in the manifest's zod schemas, which the
-// Worker never uses and esbuild cannot drop (top-level calls), tripling the bundle.
+// Core modules by name, not core/index.ts: the index pulls in the manifest's and the retention policy's
+// checks, which the Worker never uses and esbuild cannot drop (top-level calls). (With zod, they tripled it.)
 import {
   HEADERS,
   MAX_CLOCK_SKEW_MS,
