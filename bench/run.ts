@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { spawn } from "node:child_process";
 import { benchBackup } from "./backup.ts";
 import { benchChain, type ChainBench } from "./chain.ts";
-import { benchLitestream } from "./litestream.ts";
+import { S3_KEYS, benchLitestream } from "./litestream.ts";
 import { benchProfile } from "./profile.ts";
 import { benchWriterLatency } from "./writer-latency.ts";
 import { cachedDemoDatabase } from "./livestore-db.ts";
@@ -295,13 +295,14 @@ async function main(argv: string[]): Promise<number> {
   if (only.has("litestream") || only.has("writer") || only.has("library") || only.has("profile")) {
     const { startLocalWorker } = await import("../worker/local.ts");
     const scratch = join(RESULTS, "..", "tmp", `run-16-${process.pid}`);
-    const worker = await startLocalWorker({ persistDir: join(scratch, "worker") });
+    // The S3 endpoint is for Litestream's side on the same local R2 as r2backup's (bench/litestream.ts).
+    const worker = await startLocalWorker({ persistDir: join(scratch, "worker"), s3Credentials: S3_KEYS });
     const token = worker.bindings.SERVER_BYPASS_TOKEN!;
     try {
       const dbPath = await cachedDemoDatabase(largest);
       if (only.has("litestream")) {
         say(`litestream: ${Math.round(largest / MiB)} MiB, r2backup vs Litestream (file replica), full backup and restore, ${runs} run(s) per side`);
-        raw.litestream = await benchLitestream({ dbPath, workerUrl: worker.url, token, runs, scratch: join(scratch, "litestream") });
+        raw.litestream = await benchLitestream({ dbPath, worker, runs, scratch: join(scratch, "litestream") });
         rows.push(...litestreamRows(raw.litestream));
         extra.push(litestreamTable(raw.litestream));
       }
