@@ -1,12 +1,14 @@
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BINDINGS } from "../core/index.ts";
+import { partSizeFor } from "../job/upload.ts";
 import { LOCAL_BUCKETS, type LocalWorker } from "../worker/local.ts";
 import { nodeFlagsOf, runMeasured, samplePeakRss, succeeded, type Measured } from "./measure.ts";
 import { median, round } from "./report.ts";
-import { workerdPid } from "./worker.ts";
+import { drain, fetchBody, timed, uploadThroughWorker, workerdPid } from "./worker.ts";
 
 /**
  * r2backup against Litestream 0.3.13 (issue 16), side by side in one run on copies of the same database:
@@ -18,7 +20,9 @@ import { workerdPid } from "./worker.ts";
  * - restore with its check: `r2backup restore --integrity full` (integrity_check before the replace) against
  *   `litestream restore -o` from either replica, then `sqlite3 'PRAGMA integrity_check'`;
  * - bytes stored: the full backup's object against the replica directory and the replica's objects;
- * - the CPU of the workerd process (the Worker and the simulated R2 in one) during each side, beside the client's.
+ * - the CPU of the workerd process (the Worker and the simulated R2 in one) during each side, beside the client's;
+ * - the storage floor: the local R2 alone accepting as many bytes as r2backup stored (a multipart upload through
+ *   the Worker in the job's part size, 2 parts in flight, from a buffer in memory) and serving them back (a GET drained).
  * Sides rotate which goes first; medians of `runs`.
  */
 export interface BenchLitestreamOptions {
@@ -57,6 +61,8 @@ export interface LitestreamBench {
   litestream: LitestreamSide;
   /** Litestream to the local R2 over Miniflare's S3 endpoint. */
   litestreamS3: LitestreamSide;
+  /** The local R2 alone taking and serving r2backup's stored bytes through the Worker. */
+  floor: { bytes: number; partBytes: number; uploadSeconds: number; uploadWorkerdCpuSeconds: number; downloadSeconds: number; downloadWorkerdCpuSeconds: number };
   /** r2backup over Litestream to the file replica (the issue's targets). */
   ratios: { fullWall: number; fullCpu: number; storedBytes: number; restoreWall: number };
   /** r2backup over Litestream to the local R2. */
@@ -221,6 +227,10 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
     if (m.stdout.trim() !== "ok") throw new Error(`bench litestream: integrity_check of Litestream's restore (${what}) said ${m.stdout.trim().slice(0, 200)}`);
     return m;
   };
+  const floorUp: { ms: number; workerdCpuSeconds: number }[] = [];
+  const floorDown: { ms: number; workerdCpuSeconds: number }[] = [];
+  const partBytes = partSizeFor(sizeBytes);
+  const part = randomBytes(partBytes);
   const rotate = <T>(xs: T[], i: number) => xs.map((_, j) => xs[(i + j) % xs.length]!);
   for (let i = 0; i < runs; i++) {
     const s3Path = `litestream/run-${i}`;
@@ -251,6 +261,13 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
       },
     ];
     for (const side of rotate(sides, i)) await side();
+    // The floor: as many bytes as r2backup stored, through the Worker into the local R2 and back, nothing else running.
+    const key = `backups/full/20250101T0000${String(i % 60).padStart(2, "0")}Z/floor.db.zst`;
+    const bytes = stored.at(-1)!;
+    floorUp.push(await withWorkerdCpu(workerd, () => timed(() => uploadThroughWorker(worker, key, bytes, part))));
+    const down = await withWorkerdCpu(workerd, () => timed(() => drain(fetchBody(worker, key))));
+    if (down.value !== bytes) throw new Error(`bench litestream: the floor read back ${down.value} bytes of ${bytes}`);
+    floorDown.push(down);
     const restores = [
       async () => {
         await clean(out);
@@ -317,6 +334,14 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
     r2backup: r2,
     litestream,
     litestreamS3,
+    floor: {
+      bytes: median(stored),
+      partBytes,
+      uploadSeconds: med(floorUp.map((m) => m.ms / 1000)),
+      uploadWorkerdCpuSeconds: med(floorUp.map((m) => m.workerdCpuSeconds)),
+      downloadSeconds: med(floorDown.map((m) => m.ms / 1000)),
+      downloadWorkerdCpuSeconds: med(floorDown.map((m) => m.workerdCpuSeconds)),
+    },
     ratios: ratios(litestream),
     ratiosS3: ratios(litestreamS3),
   };
