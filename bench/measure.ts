@@ -65,7 +65,7 @@ export function samplePeakRss(pid: number, options: { tree?: boolean; everyMs?: 
 const TIME_MARK = "__bench_cpu__";
 
 /** A measured command that must have succeeded: otherwise an error naming the bench, the step and the end of its stderr. */
-export function succeeded(bench: string, what: string, m: Measured, tail = 1500): Measured {
+export function succeeded<M extends Measured>(bench: string, what: string, m: M, tail = 1500): M {
   if (m.code !== 0) throw new Error(`bench ${bench}: ${what} exited ${m.code}: ${m.stderr.slice(-tail)}`);
   return m;
 }

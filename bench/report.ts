@@ -1,4 +1,5 @@
 import { cpus, totalmem, release, platform, arch } from "node:os";
+import type { LitestreamBench } from "./litestream.ts";
 
 /**
  * The benchmark report: one row per measurement, rendered as JSON, a markdown table and an SVG chart of
@@ -90,6 +91,45 @@ export function renderMarkdown(report: BenchReport): string {
   if (growth.length) lines.push("", "Peak memory against size (flat means it does not grow with the database):", ...growth.map((g) => `- ${g}`));
   const notes = report.rows.filter((r) => r.note).map((r) => `- ${r.name} (${formatSize(r.sizeBytes)}): ${r.note}`);
   if (notes.length) lines.push("", "Notes:", ...notes);
+  return `${lines.join("\n")}\n`;
+}
+
+/** Bytes in MB (10^6), rounded, for the report's text. */
+export const mb = (bytes: number) => `${Math.round(bytes / 1e6)} MB`;
+
+/**
+ * The issue's side-by-side table, from one run: r2backup, Litestream to a file replica, and Litestream to
+ * the same local R2 as r2backup over its S3 endpoint, each with the CPU of workerd (the Worker and the
+ * simulated R2) beside the client's; then the storage floor, the local R2 alone taking and serving r2backup's bytes.
+ */
+export function renderLitestreamTable(r: LitestreamBench): string {
+  const a = r.r2backup;
+  const b = r.litestream;
+  const c = r.litestreamS3;
+  const f = r.floor;
+  const q = r.ratios;
+  const q3 = r.ratiosS3;
+  const row = (step: string, cell: (x: LitestreamBench["r2backup"]) => string, ratio = "", ratioS3 = "") =>
+    `| ${step} | ${cell(a)} | ${cell(b)} | ${cell(c)} | ${ratio} | ${ratioS3} |`;
+  const lines = [
+    `## r2backup and Litestream side by side (${Math.round(r.sizeBytes / MiB)} MiB, medians of ${r.runs})`,
+    "",
+    `| step | r2backup | Litestream ${r.litestreamVersion} → file | Litestream ${r.litestreamVersion} → local R2 over S3 | ratio | ratio to local R2 |`,
+    "| --- | --- | --- | --- | --- | --- |",
+    row("full backup, wall", (x) => `${x.fullSeconds} s`, `${q.fullWall}`, `${q3.fullWall}`),
+    row("full backup, CPU (user+sys)", (x) => `${x.fullCpuSeconds} s`, `${q.fullCpu}`, `${q3.fullCpu}`),
+    row("full backup, workerd CPU (Worker + local R2)", (x) => `${x.fullWorkerdCpuSeconds} s`),
+    row("full backup, peak RSS", (x) => `${x.fullPeakRssMiB} MiB`),
+    row("bytes stored", (x) => mb(x.storedBytes), `${q.storedBytes}`, `${q3.storedBytes}`),
+    row("restore + integrity_check, wall", (x) => `${x.restoreSeconds} s`, `${q.restoreWall}`, `${q3.restoreWall}`),
+    row("restore, CPU", (x) => `${x.restoreCpuSeconds} s`),
+    row("restore, workerd CPU (Worker + local R2)", (x) => `${x.restoreWorkerdCpuSeconds} s`),
+    row("restore, peak RSS", (x) => `${x.restorePeakRssMiB} MiB`),
+    "",
+    "Ratios are r2backup's figure over Litestream's: \"ratio\" against the file replica (the issue's targets), \"ratio to local R2\" against Litestream writing to the same Miniflare R2 as r2backup (its S3 endpoint, SigV4, path-style). workerd's CPU is that of the one process running the Worker and Miniflare's simulated R2 during the step (about 0 for the file replica).",
+    "",
+    `Storage floor: of r2backup's ${a.fullSeconds} s full backup, the local R2 alone needs ${f.uploadSeconds} s to take its ${mb(f.bytes)} (a multipart upload through the Worker in ${Math.round(f.partBytes / MiB)} MiB parts, 2 in flight, from memory; workerd CPU ${f.uploadWorkerdCpuSeconds} s); of its ${a.restoreSeconds} s restore, ${f.downloadSeconds} s to serve them back (a GET drained; workerd CPU ${f.downloadWorkerdCpuSeconds} s).`,
+  ];
   return `${lines.join("\n")}\n`;
 }
 

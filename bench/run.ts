@@ -6,11 +6,11 @@ import { parseArgs } from "node:util";
 import { spawn } from "node:child_process";
 import { benchBackup } from "./backup.ts";
 import { benchChain, type ChainBench } from "./chain.ts";
-import { benchLitestream } from "./litestream.ts";
+import { S3_KEYS, benchLitestream } from "./litestream.ts";
 import { benchProfile } from "./profile.ts";
 import { benchWriterLatency } from "./writer-latency.ts";
 import { cachedDemoDatabase } from "./livestore-db.ts";
-import { describeMachine, median, renderMarkdown, renderSvg, type BenchReport, type BenchRow } from "./report.ts";
+import { describeMachine, mb, median, renderLitestreamTable, round, renderMarkdown, renderSvg, type BenchReport, type BenchRow } from "./report.ts";
 import { benchRestore } from "./restore.ts";
 import { benchWorker } from "./worker.ts";
 
@@ -23,7 +23,8 @@ const USAGE = `usage: npm run bench [-- --sizes <MiB,...>] [--runs <n>] [--only 
 
   --sizes   database (and object) sizes in MiB (default 100,1024: the 1 GiB targets, and flatness from 100 MiB)
   --runs    measurements per side, alternating which goes first; medians are reported (default 3)
-  --only    run a subset; litestream (r2backup vs Litestream 0.3.13, full backup and restore), writer (a
+  --only    run a subset; litestream (r2backup vs Litestream 0.3.13 to a file replica and to the same local R2
+            over S3, full backup and restore, and the local R2's own time for the bytes), writer (a
             writer's commit latency during a full backup) and profile (per stage) run at the largest size,
             library (RSS a backup adds to a host process) at every size; chain (commit a set and plan a
             restore with 43,200 sets in the chain)
@@ -111,12 +112,13 @@ function restoreRows(r: Loose): BenchRow[] {
     }));
 }
 
-const mb = (bytes: number) => `${Math.round(bytes / 1e6)} MB`;
-
 function litestreamRows(r: Loose): BenchRow[] {
   const a = r.r2backup as Loose;
   const b = r.litestream as Loose;
+  const c = r.litestreamS3 as Loose;
   const q = r.ratios as Loose;
+  const q3 = r.ratiosS3 as Loose;
+  const f = r.floor as Loose;
   const full = q.fullWall <= 1.2 && q.fullCpu <= 1.5 && q.storedBytes <= 0.75 && a.fullPeakRssMiB <= 80;
   return [
     {
@@ -141,27 +143,34 @@ function litestreamRows(r: Loose): BenchRow[] {
       pass: q.restoreWall <= 1.0,
       note: `CPU ${a.restoreCpuSeconds} s vs ${b.restoreCpuSeconds} s; Litestream's restore peak RSS ${b.restorePeakRssMiB} MiB (with sqlite3's)`,
     },
+    // Like for like on the storage: Litestream writes to the same local R2 as r2backup (Miniflare's S3 endpoint).
+    {
+      name: "full backup vs Litestream (local R2 over S3)",
+      sizeBytes: r.sizeBytes,
+      medianMs: a.fullSeconds * 1000,
+      baseline: { name: `Litestream ${r.litestreamVersion} to the local R2 over S3`, medianMs: c.fullSeconds * 1000 },
+      ratio: q3.fullWall,
+      peakRssMiB: a.fullPeakRssMiB,
+      note: `CPU ${a.fullCpuSeconds} s vs ${c.fullCpuSeconds} s (${q3.fullCpu}×), workerd (Worker + local R2) ${a.fullWorkerdCpuSeconds} s vs ${c.fullWorkerdCpuSeconds} s; stored ${mb(a.storedBytes)} vs ${mb(c.storedBytes)}; Litestream's peak RSS ${c.fullPeakRssMiB} MiB`,
+    },
+    {
+      name: "restore + integrity_check vs Litestream (local R2 over S3)",
+      sizeBytes: r.sizeBytes,
+      medianMs: a.restoreSeconds * 1000,
+      baseline: { name: "litestream restore (S3) + sqlite3 integrity_check", medianMs: c.restoreSeconds * 1000 },
+      ratio: q3.restoreWall,
+      peakRssMiB: a.restorePeakRssMiB,
+      note: `CPU ${a.restoreCpuSeconds} s vs ${c.restoreCpuSeconds} s, workerd ${a.restoreWorkerdCpuSeconds} s vs ${c.restoreWorkerdCpuSeconds} s; Litestream's restore peak RSS ${c.restorePeakRssMiB} MiB (with sqlite3's)`,
+    },
+    {
+      name: "storage floor: the local R2 alone takes r2backup's stored bytes",
+      sizeBytes: r.sizeBytes,
+      medianMs: f.uploadSeconds * 1000,
+      baseline: { name: "r2backup's full backup", medianMs: a.fullSeconds * 1000 },
+      ratio: round(f.uploadSeconds / a.fullSeconds),
+      note: `${mb(f.bytes)} through the Worker, ${Math.round(f.partBytes / MiB)} MiB parts, 2 in flight, workerd CPU ${f.uploadWorkerdCpuSeconds} s; served back (a GET drained) in ${f.downloadSeconds} s of r2backup's ${a.restoreSeconds} s restore, workerd CPU ${f.downloadWorkerdCpuSeconds} s`,
+    },
   ];
-}
-
-/** The issue's side-by-side table, from one run. */
-function litestreamTable(r: Loose): string {
-  const a = r.r2backup as Loose;
-  const b = r.litestream as Loose;
-  const lines = [
-    `## r2backup and Litestream side by side (${Math.round(r.sizeBytes / MiB)} MiB, medians of ${r.runs})`,
-    "",
-    `| step | r2backup | Litestream ${r.litestreamVersion} → file | ratio |`,
-    "| --- | --- | --- | --- |",
-    `| full backup, wall | ${a.fullSeconds} s | ${b.fullSeconds} s | ${r.ratios.fullWall} |`,
-    `| full backup, CPU (user+sys) | ${a.fullCpuSeconds} s | ${b.fullCpuSeconds} s | ${r.ratios.fullCpu} |`,
-    `| full backup, peak RSS | ${a.fullPeakRssMiB} MiB | ${b.fullPeakRssMiB} MiB | |`,
-    `| bytes stored | ${mb(a.storedBytes)} | ${mb(b.storedBytes)} | ${r.ratios.storedBytes} |`,
-    `| restore + integrity_check, wall | ${a.restoreSeconds} s | ${b.restoreSeconds} s | ${r.ratios.restoreWall} |`,
-    `| restore, CPU | ${a.restoreCpuSeconds} s | ${b.restoreCpuSeconds} s | |`,
-    `| restore, peak RSS | ${a.restorePeakRssMiB} MiB | ${b.restorePeakRssMiB} MiB | |`,
-  ];
-  return `${lines.join("\n")}\n`;
 }
 
 function writerRows(r: Loose, sizeBytes: number): BenchRow[] {
@@ -295,15 +304,16 @@ async function main(argv: string[]): Promise<number> {
   if (only.has("litestream") || only.has("writer") || only.has("library") || only.has("profile")) {
     const { startLocalWorker } = await import("../worker/local.ts");
     const scratch = join(RESULTS, "..", "tmp", `run-16-${process.pid}`);
-    const worker = await startLocalWorker({ persistDir: join(scratch, "worker") });
+    // The S3 endpoint is for Litestream's side on the same local R2 as r2backup's (bench/litestream.ts).
+    const worker = await startLocalWorker({ persistDir: join(scratch, "worker"), s3Credentials: S3_KEYS });
     const token = worker.bindings.SERVER_BYPASS_TOKEN!;
     try {
       const dbPath = await cachedDemoDatabase(largest);
       if (only.has("litestream")) {
-        say(`litestream: ${Math.round(largest / MiB)} MiB, r2backup vs Litestream (file replica), full backup and restore, ${runs} run(s) per side`);
-        raw.litestream = await benchLitestream({ dbPath, workerUrl: worker.url, token, runs, scratch: join(scratch, "litestream") });
+        say(`litestream: ${Math.round(largest / MiB)} MiB, r2backup vs Litestream (file replica and local R2 over S3), full backup and restore, ${runs} run(s) per side`);
+        raw.litestream = await benchLitestream({ dbPath, worker, runs, scratch: join(scratch, "litestream") });
         rows.push(...litestreamRows(raw.litestream));
-        extra.push(litestreamTable(raw.litestream));
+        extra.push(renderLitestreamTable(raw.litestream));
       }
       if (only.has("writer")) {
         say(`writer: commit latency of a writer (every 10 ms) during a full backup of ${Math.round(largest / MiB)} MiB, WAL and rollback journal`);

@@ -82,7 +82,7 @@ async function phase(persistDir: string, run: (worker: LocalWorker) => Promise<n
   }
 }
 
-async function timed<T>(run: () => Promise<T>): Promise<{ ms: number; value: T }> {
+export async function timed<T>(run: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const start = performance.now();
   const value = await run();
   return { ms: performance.now() - start, value };
@@ -147,7 +147,7 @@ async function inParts(total: number, part: Buffer, send: (partNumber: number, b
   return parts.sort((a, b) => a.partNumber - b.partNumber);
 }
 
-async function uploadThroughWorker(worker: LocalWorker, key: string, total: number, part: Buffer): Promise<void> {
+export async function uploadThroughWorker(worker: LocalWorker, key: string, total: number, part: Buffer): Promise<void> {
   const headers = { "X-Server-Token": worker.bindings[BINDINGS.serverToken]! };
   const url = `${worker.url}${objectPath(key)}`;
   const created = await fetch(`${url}?uploads`, { method: "POST", headers });
@@ -174,13 +174,13 @@ async function uploadDirect(bucket: Bucket, key: string, total: number, part: Bu
   await upload.complete(parts);
 }
 
-async function fetchBody(worker: LocalWorker, key: string): Promise<AsyncIterable<Uint8Array>> {
+export async function fetchBody(worker: LocalWorker, key: string): Promise<AsyncIterable<Uint8Array>> {
   const response = await fetch(`${worker.url}${objectPath(key)}`, { headers: { "X-Server-Token": worker.bindings[BINDINGS.serverToken]! } });
   if (response.status !== 200 || !response.body) throw new Error(`bench worker: download: ${response.status}`);
   return response.body as AsyncIterable<Uint8Array>;
 }
 
-async function drain(body: AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>): Promise<number> {
+export async function drain(body: AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>): Promise<number> {
   let bytes = 0;
   for await (const chunk of await body) bytes += chunk.length;
   return bytes;

@@ -1,4 +1,4 @@
-import { Miniflare } from "miniflare";
+import { Miniflare, type R2S3Credentials } from "miniflare";
 import { resolve } from "node:path";
 import { BINDINGS } from "../core/index.ts";
 import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, bundleWorker } from "./bundle.ts";
@@ -47,6 +47,11 @@ export interface LocalWorkerOptions {
   failover?: FailoverMode;
   /** Lets `GET /cdn-cgi/handler/scheduled` run the cron handler (handy in `npm run dev`). */
   triggerHandlers?: boolean;
+  /**
+   * Also serves the local buckets over Miniflare's S3-compatible endpoint (`s3Url`), signed (SigV4) with
+   * these keys; off by default. Path-style only: `<s3Url>/<bucket>/<key>`, the buckets named as in LOCAL_BUCKETS.
+   */
+  s3Credentials?: R2S3Credentials;
 }
 
 export interface LocalWorker {
@@ -56,10 +61,18 @@ export interface LocalWorker {
   mf: Miniflare;
   /** The secrets and variables the Worker runs with (tokens included). */
   bindings: Record<string, string>;
+  /** With `s3Credentials`: the S3 endpoint of the same local R2, e.g. `http://127.0.0.1:54321/cdn-cgi/local/r2/s3`. */
+  s3Url?: string;
   /** Runs the Worker's scheduled handler once, as the cron trigger would. */
   scheduled(): Promise<{ outcome: string }>;
   /** Stops workerd (and with it the listening socket). Safe to call twice. */
   stop(): Promise<void>;
+}
+
+/** The buckets as Miniflare takes them: by name, or with the keys of its S3 endpoint. */
+function withS3(buckets: Record<string, string>, s3Credentials: R2S3Credentials | undefined): Record<string, string | { id: string; s3Credentials: R2S3Credentials }> {
+  if (s3Credentials === undefined) return buckets;
+  return Object.fromEntries(Object.entries(buckets).map(([binding, id]) => [binding, { id, s3Credentials }]));
 }
 
 /** Starts the bundled Worker in Miniflare on 127.0.0.1 and resolves once it answers. */
@@ -76,7 +89,7 @@ export async function startLocalWorker(options: LocalWorkerOptions = {}): Promis
     compatibilityFlags: COMPATIBILITY_FLAGS,
     host: "127.0.0.1",
     port: options.port ?? 0,
-    r2Buckets: localR2Buckets(options.replica ?? false, options.failover),
+    r2Buckets: withS3(localR2Buckets(options.replica ?? false, options.failover), options.s3Credentials),
     r2Persist: options.persistDir === undefined ? false : resolve(options.persistDir, "r2"),
     bindings,
     unsafeTriggerHandlers: options.triggerHandlers ?? false,
@@ -94,6 +107,7 @@ export async function startLocalWorker(options: LocalWorkerOptions = {}): Promis
       url,
       mf,
       bindings,
+      ...(options.s3Credentials ? { s3Url: `${url}/cdn-cgi/local/r2/s3` } : {}),
       async scheduled() {
         const worker = await mf.getWorker();
         const result = await worker.scheduled({ cron: "0 * * * *", scheduledTime: new Date() });

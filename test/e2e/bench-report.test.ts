@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { median, renderMarkdown, renderSvg, type BenchReport } from "../../bench/report.ts";
+import type { LitestreamBench, LitestreamSide } from "../../bench/litestream.ts";
+import { median, renderLitestreamTable, renderMarkdown, renderSvg, type BenchReport } from "../../bench/report.ts";
 import { runMeasured } from "../../bench/measure.ts";
 
 const report: BenchReport = {
@@ -50,6 +51,44 @@ describe("the benchmark report", () => {
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg.match(/<polyline/g)).toHaveLength(2);
     expect(svg.match(/<circle/g)).toHaveLength(4);
+  });
+
+  it("puts r2backup beside Litestream to a file replica and to the same local R2 over S3, with workerd's CPU and the storage floor", () => {
+    const side = (full: number, cpu: number, workerd: number, stored: number, restore: number): LitestreamSide => ({
+      fullSeconds: full,
+      fullCpuSeconds: cpu,
+      fullWorkerdCpuSeconds: workerd,
+      fullPeakRssMiB: 40,
+      storedBytes: stored,
+      restoreSeconds: restore,
+      restoreCpuSeconds: 1,
+      restoreWorkerdCpuSeconds: workerd / 2,
+      restorePeakRssMiB: 50,
+      runs: { fullSeconds: [full], restoreSeconds: [restore] },
+    });
+    const r: LitestreamBench = {
+      bench: "litestream",
+      litestreamVersion: "v0.3.13",
+      sizeBytes: 2 ** 30,
+      runs: 3,
+      r2backup: side(20, 30, 25, 300e6, 12),
+      litestream: side(25, 20, 0, 400e6, 10),
+      litestreamS3: side(40, 22, 12, 400e6, 14),
+      floor: { bytes: 300e6, partBytes: 5 * 2 ** 20, uploadSeconds: 8, uploadWorkerdCpuSeconds: 7.5, downloadSeconds: 3, downloadWorkerdCpuSeconds: 2 },
+      ratios: { fullWall: 0.8, fullCpu: 1.5, storedBytes: 0.75, restoreWall: 1.2 },
+      ratiosS3: { fullWall: 0.5, fullCpu: 1.36, storedBytes: 0.75, restoreWall: 0.86 },
+    };
+    const md = renderLitestreamTable(r);
+    expect(md).toContain("## r2backup and Litestream side by side (1024 MiB, medians of 3)");
+    expect(md).toContain("| step | r2backup | Litestream v0.3.13 → file | Litestream v0.3.13 → local R2 over S3 | ratio | ratio to local R2 |");
+    expect(md).toContain("| full backup, wall | 20 s | 25 s | 40 s | 0.8 | 0.5 |");
+    expect(md).toContain("| full backup, workerd CPU (Worker + local R2) | 25 s | 0 s | 12 s |  |  |");
+    expect(md).toContain("| bytes stored | 300 MB | 400 MB | 400 MB | 0.75 | 0.75 |");
+    expect(md).toContain("| restore + integrity_check, wall | 12 s | 10 s | 14 s | 1.2 | 0.86 |");
+    expect(md).toContain("Storage floor: of r2backup's 20 s full backup, the local R2 alone needs 8 s to take its 300 MB (a multipart upload through the Worker in 5 MiB parts");
+    expect(md).toContain("of its 12 s restore, 3 s to serve them back");
+    // Every table row has the six columns.
+    for (const line of md.split("\n").filter((l) => l.startsWith("| "))) expect(line.split(" | ")).toHaveLength(6);
   });
 
   it("takes the median of the runs", () => {
