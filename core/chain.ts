@@ -332,8 +332,9 @@ export function nextSetId(head: ChainHead | null, workerNow: Date): BackupTimest
 
 /**
  * The entries a restore at `at` (ms, or latest) needs, from the newest segments back: the newest full whose data
- * was read at or before `at`, and every entry after it up to `at`. `readSegment` fetches a sealed segment.
- * Resolves to undefined when no full is at or before `at`.
+ * was read at or before `at`, and every entry after it up to `at`. A time that is exactly a set's id (`--at` with
+ * an id from `list`) reaches that set too, whose data was read a little after its id was given. `readSegment`
+ * fetches a sealed segment. Resolves to undefined when no full is at or before `at`.
  */
 export async function entriesForRestore(
   head: ChainHead,
@@ -341,9 +342,12 @@ export async function entriesForRestore(
   readSegment: (ref: ChainSegmentRef) => Promise<ChainSegment>,
 ): Promise<{ full: ChainEntry; after: ChainEntry[] } | undefined> {
   const limit = at === "latest" ? Number.POSITIVE_INFINITY : at;
+  const named = at !== "latest" && at % 1000 === 0 ? formatTimestamp(new Date(at)) : undefined;
   let window: ChainEntry[] = head.tail;
   for (let i = head.segments.length; ; i--) {
-    const eligible = window.filter((e) => entryTime(e) <= limit);
+    // The entries are in order (ids and capture times both increase): the eligible ones are a prefix.
+    const cut = window.reduce((n, e, k) => (entryTime(e) <= limit || e.id === named ? k + 1 : n), 0);
+    const eligible = window.slice(0, cut);
     for (let j = eligible.length - 1; j >= 0; j--) {
       if (eligible[j]!.kind === "full") return { full: eligible[j]!, after: eligible.slice(j + 1) };
     }
