@@ -246,11 +246,14 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
  * replaces by a new one when it is full. `release` (after the frame's chunks are consumed, and before the
  * compressor takes another frame) frees the buffers zlib has moved on from now, instead of at a later GC.
  */
+/** A compressor's output buffer: a frame (~240 KiB on average, at most a little over FRAME_BYTES) spans one to five. */
+const OUTPUT_CHUNK_BYTES = 256 * 1024;
+
 class FrameCompressor {
   readonly #z: ZstdCompress;
   #error: Error | undefined;
   constructor(params: Record<number, number>) {
-    this.#z = createZstdCompress({ params, chunkSize: FRAME_BYTES + 64 * 1024 });
+    this.#z = createZstdCompress({ params, chunkSize: OUTPUT_CHUNK_BYTES });
     this.#z.on("error", (e: Error) => (this.#error ??= e));
   }
 
