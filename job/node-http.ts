@@ -4,4 +4,4 @@
  * and node:http's lazy `WebSocket` export then loads Node's bundled undici, 13 MiB of RSS at start-up that the
  * job never uses (issue 16). `process.getBuiltinModule` reads only these.
  */
-export const { Agent, createServer, request } = process.getBuiltinModule("node:http");
+export const { Agent, IncomingMessage, createServer, request } = process.getBuiltinModule("node:http");

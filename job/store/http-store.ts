@@ -2,8 +2,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
-import type { ClientRequest } from "node:http";
-import { Agent as HttpAgent, request as httpRequest } from "../node-http.ts";
+import type { ClientRequest, IncomingMessage as Incoming } from "node:http";
+import { Agent as HttpAgent, IncomingMessage, request as httpRequest } from "../node-http.ts";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
@@ -57,7 +57,7 @@ function toStored(o: ApiObject): StoredObject {
   return { key: o.key, size: o.size, etag: o.etag, uploaded: new Date(o.uploaded), ...(o.sha256 ? { sha256: o.sha256 } : {}) };
 }
 
-function fromHeaders(key: string, res: Response): StoredObject {
+function fromHeaders(key: string, res: Answer): StoredObject {
   const sha = res.headers.get(HEADERS.contentSha256);
   const range = res.headers.get("content-range");
   const total = range ? Number(range.split("/")[1]) : Number(res.headers.get("content-length") ?? "0");
@@ -118,7 +118,7 @@ export class HttpStore implements BackupStore {
   }
 
   /** One request with retries. `expect` lists statuses returned to the caller instead of thrown. */
-  async #request(operation: string, id: string, path: string, init: Init = {}): Promise<Response> {
+  async #request(operation: string, id: string, path: string, init: Init = {}): Promise<Answer> {
     return this.#exchange(operation, id, path, init, async (res) => res);
   }
 
@@ -128,12 +128,12 @@ export class HttpStore implements BackupStore {
    * requests that may be repeated: idempotent ones, and commits whose outcome the caller checks (a
    * write-once PUT or a completion that meets its own earlier success).
    */
-  async #exchange<T>(operation: string, id: string, path: string, init: Init, read: (res: Response) => Promise<T>): Promise<T> {
+  async #exchange<T>(operation: string, id: string, path: string, init: Init, read: (res: Answer) => Promise<T>): Promise<T> {
     const { expect = [], ...rest } = init;
     let lastReason = "";
     for (let attempt = 1; ; attempt++) {
       if (this.#signal?.aborted) throw this.#interrupted(operation, id);
-      let res: Response | undefined;
+      let res: Answer | undefined;
       let retryAfterMs: number | undefined;
       const timeout = AbortSignal.timeout(this.#timeoutMs);
       try {
@@ -144,6 +144,7 @@ export class HttpStore implements BackupStore {
         });
       } catch (e) {
         if (this.#signal?.aborted) throw this.#interrupted(operation, id, e);
+        if (e instanceof JobError) throw e; // a redirect: retrying goes to the same place
         lastReason = describeNetworkError(e);
       }
       if (res) {
@@ -413,7 +414,7 @@ const SMALL_GET_BYTES = 1024 * 1024;
  * is handed on as a stream that starts with the bytes already read. The Worker may send JSON without a
  * length, so the size is found by reading up to the limit.
  */
-async function bufferSmall(res: Response): Promise<Response> {
+async function bufferSmall(res: Answer): Promise<Answer> {
   const declared = res.headers.get("content-length");
   // Data objects stream to readers that resume them by range (restore/download.ts); JSON is read here.
   const isJson = /^application\/json\b/i.test(res.headers.get("content-type") ?? "");
@@ -437,47 +438,131 @@ async function bufferSmall(res: Response): Promise<Response> {
         },
         cancel: (reason) => reader.cancel(reason),
       });
-      return new Response(body, { status: res.status, headers: res.headers });
+      return res.withBody(body);
     }
   }
   if (declared !== null && size !== Number(declared)) throw new Error(`the body ended after ${size} of ${declared} bytes`);
-  return new Response(Buffer.concat(chunks), { status: res.status, headers: res.headers });
+  return res.withBody(Buffer.concat(chunks));
 }
 
-/** Bodies from this size on go through node:http, which sends the caller's bytes without a copy. */
-const LARGE_BODY_BYTES = 1024 * 1024;
 const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
 const agents = { http: new HttpAgent({ keepAlive: true, maxSockets: 4 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 4 }) };
 
 /**
- * `fetch`, except for large byte bodies: the fetch spec copies a BufferSource body, so every part in flight
- * would be held twice and left to the GC (and npm undici costs ~25 MiB just to load). node:http sends the
- * buffer as is; its answer is wrapped in a Response so the callers see one shape.
+ * One answer of the Worker, as the store reads it: status, headers, and the body as a web stream (or whole).
+ * Not fetch's Response: `fetch` and `Response` load Node's bundled undici at first use (~13 MiB), and its HTTP
+ * parser, WebAssembly, is compiled again in the background once a few requests made it hot, which kept
+ * another ~15 MiB for good (heaptrack of a host's backup, issue 16). node:http parses in C.
  */
-async function send(url: string, init: RequestInit & { file?: FileRange }): Promise<Response> {
-  const { file, ...rest } = init;
-  const body = rest.body;
-  if (!file && (!(body instanceof Uint8Array) || body.byteLength < LARGE_BODY_BYTES)) return fetch(url, rest);
+export class Answer {
+  readonly status: number;
+  readonly statusText: string;
+  readonly headers: { get(name: string): string | null };
+  readonly #raw: Record<string, string | string[] | undefined>;
+  #source: Incoming | Uint8Array | ReadableStream<Uint8Array> | null;
+  #body: ReadableStream<Uint8Array> | null | undefined;
+
+  constructor(status: number, statusText: string, headers: Record<string, string | string[] | undefined>, source: Incoming | Uint8Array | ReadableStream<Uint8Array> | null) {
+    this.status = status;
+    this.statusText = statusText;
+    this.#raw = headers;
+    this.headers = {
+      get: (name: string) => {
+        const v = headers[name.toLowerCase()];
+        return v === undefined ? null : Array.isArray(v) ? v.join(", ") : String(v);
+      },
+    };
+    this.#source = NULL_BODY_STATUS.has(status) ? null : source;
+    if (this.#source === null && source instanceof IncomingMessage) source.resume();
+  }
+
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300;
+  }
+
+  /** The body as a web stream (read once), or null for an answer without one. */
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#body !== undefined) return this.#body;
+    const source = this.#source;
+    const body =
+      source === null
+        ? null
+        : source instanceof IncomingMessage
+          ? (Readable.toWeb(source) as ReadableStream<Uint8Array>)
+          : source instanceof Uint8Array
+            ? new ReadableStream<Uint8Array>({
+                start(controller) {
+                  if (source.byteLength > 0) controller.enqueue(source);
+                  controller.close();
+                },
+              })
+            : source;
+    this.#body = body;
+    return body;
+  }
+
+  /** The same answer with another body (a small one read whole, or a stream that starts with what was read). */
+  withBody(body: Uint8Array | ReadableStream<Uint8Array>): Answer {
+    return new Answer(this.status, this.statusText, this.#raw, body);
+  }
+
+  async text(): Promise<string> {
+    if (this.#source instanceof Uint8Array && this.#body === undefined) return Buffer.from(this.#source).toString("utf8");
+    const chunks: Uint8Array[] = [];
+    const body = this.body;
+    if (body) for await (const chunk of body) chunks.push(chunk);
+    return Buffer.concat(chunks).toString("utf8");
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
+}
+
+/**
+ * One request through node:http(s) (see Answer): a byte body is sent as it is (no copy), a file range is read
+ * afresh from disk on every attempt, and the answer's headers resolve it. A redirect is not followed: the
+ * Worker never sends one, so it means R2_WORKER_URL points somewhere else (e.g. http:// behind "always HTTPS").
+ */
+async function send(url: string, init: RequestInit & { file?: FileRange }): Promise<Answer> {
+  try {
+    return await sendOnce(url, init);
+  } catch (e) {
+    // A kept-alive connection the Worker had already closed (it answers some requests before reading their
+    // body, then hangs up): Node's advice is to send again on a new one. Any other failure is the caller's to retry.
+    if ((e as { reusedSocket?: boolean }).reusedSocket && ["ECONNRESET", "EPIPE"].includes(String((e as { cause?: { code?: string } }).cause?.code))) return sendOnce(url, init);
+    throw e;
+  }
+}
+
+async function sendOnce(url: string, init: RequestInit & { file?: FileRange }): Promise<Answer> {
+  const { file, body } = init;
+  if (body !== undefined && body !== null && typeof body !== "string" && !(body instanceof Uint8Array)) throw new Error("send: a body is a string, bytes or a file range");
+  const bytes = typeof body === "string" ? Buffer.from(body) : (body ?? undefined);
   const target = new URL(url);
   const secure = target.protocol === "https:";
-  const length = file ? file.length : (body as Uint8Array).byteLength;
-  const headers: Record<string, string> = { ...(init.headers as Record<string, string>), "content-length": String(length) };
-  return new Promise<Response>((resolve, reject) => {
+  const length = file ? file.length : bytes?.byteLength;
+  const headers: Record<string, string> = { ...(init.headers as Record<string, string>), ...(length !== undefined ? { "content-length": String(length) } : {}) };
+  return new Promise<Answer>((resolve, reject) => {
     const req = (secure ? httpsRequest : httpRequest)(
       target,
-      { method: init.method ?? "PUT", headers, agent: secure ? agents.https : agents.http, ...(init.signal ? { signal: init.signal } : {}) },
+      { method: init.method ?? "GET", headers, agent: secure ? agents.https : agents.http, ...(init.signal ? { signal: init.signal } : {}) },
       (res) => {
-        const h = new Headers();
-        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(", ") : String(v));
         const status = res.statusCode ?? 502;
-        if (NULL_BODY_STATUS.has(status)) {
+        if (status >= 300 && status < 400) {
           res.resume();
-          resolve(new Response(null, { status, headers: h }));
-        } else resolve(new Response(Readable.toWeb(res) as ReadableStream<Uint8Array>, { status, headers: h }));
+          const to = res.headers.location ?? "(no Location)";
+          return reject(
+            new JobError("usage", `${init.method ?? "GET"} ${displayUrl(target)}: the Worker URL redirects (${status}) to ${displayUrl(to)}`, {
+              hint: "set R2_WORKER_URL (or --worker-url) to the address it redirects to, e.g. https:// instead of http://",
+            }),
+          );
+        }
+        resolve(new Answer(status, res.statusMessage ?? "", res.headers, res));
       },
     );
-    req.on("error", (e) => reject(Object.assign(new Error(e.message), { cause: e })));
-    if (!file) return void req.end(body);
+    req.on("error", (e) => reject(Object.assign(new Error(e.message), { cause: e, reusedSocket: req.reusedSocket })));
+    if (!file) return void req.end(bytes);
     sendFileRange(file, req).catch((e: Error) => {
       req.destroy(e);
       reject(Object.assign(new Error(`read '${file.path}': ${e.message}`), { cause: e }));
@@ -508,7 +593,7 @@ async function sendFileRange(file: FileRange, req: ClientRequest): Promise<void>
 
 const FILE_CHUNK_BYTES = 256 * 1024;
 
-async function readError(res: Response): Promise<ApiError> {
+async function readError(res: Answer): Promise<ApiError> {
   const text = await res.text().catch(() => "");
   try {
     const body = JSON.parse(text) as Partial<ApiError>;

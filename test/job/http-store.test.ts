@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { fileURLToPath } from "node:url";
 import { JobError } from "../../job/errors.ts";
 import { HttpStore, multipartEtag } from "../../job/store/http-store.ts";
 import type { BackupStore } from "../../job/store/types.ts";
@@ -157,8 +160,11 @@ describe("HttpStore retries and errors", () => {
       const retries: string[] = [];
       const store = new HttpStore({ url: proxy.url, token: bucket.token, attempts: 3, backoffMs: 1, onRetry: (r) => retries.push(r.reason) });
       await expect(store.list("backups/")).resolves.toMatchObject({ objects: [] });
-      expect(retries).toHaveLength(2);
+      // The 500 is retried after a backoff; the connection dropped next (a kept-alive one) is sent again at once on a
+      // new one, as Node advises, or after a backoff: either way the third request gets the answer.
       expect(retries[0]).toMatch(/^500/);
+      expect(retries.length).toBeGreaterThanOrEqual(1);
+      expect(proxy.requests).toHaveLength(3);
     } finally {
       await proxy.close();
     }
@@ -171,5 +177,49 @@ describe("HttpStore retries and errors", () => {
     } finally {
       await always.close();
     }
+  });
+
+  it("a Worker URL that redirects is a usage error naming where to (exit 2), never followed or retried", async () => {
+    const server = createServer((req, res) => {
+      res.writeHead(301, { location: `https://backups.example.com${req.url}` });
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const retries: string[] = [];
+      const store = new HttpStore({
+        url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+        token: "t",
+        attempts: 5,
+        backoffMs: 1,
+        onRetry: (r) => retries.push(r.reason),
+      });
+      const err = (await store.list("backups/").catch((e: unknown) => e)) as JobError;
+      expect(err.exitCode).toBe(2);
+      expect(err.message).toMatch(/redirects \(301\) to https:\/\/backups\.example\.com\/api/);
+      expect(retries).toEqual([]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("never loads fetch's undici: every request, the streamed download and the file-range part go through node:http", () => {
+    // A child process: vitest itself uses fetch. `process.moduleLoadList` names every builtin module loaded.
+    const script = `
+      import { HttpStore } from ${JSON.stringify(fileURLToPath(new URL("../../job/store/http-store.ts", import.meta.url)))};
+      import { writeFileSync } from "node:fs";
+      const store = new HttpStore({ url: process.env.URL, token: process.env.TOKEN });
+      const key = "backups/full/20260302T000000Z/undici.db.zst";
+      writeFileSync("/tmp/undici-probe-" + process.pid, Buffer.alloc(6 * 1024 * 1024, 7));
+      const id = await store.createMultipart(key);
+      const part = await store.uploadPart(key, id, 1, { path: "/tmp/undici-probe-" + process.pid, offset: 0, length: 6 * 1024 * 1024 });
+      const done = await store.completeMultipart(key, id, [part]);
+      const got = await store.get(key);
+      let n = 0; for await (const c of got.body) n += c.byteLength;
+      await store.list("backups/"); await store.head(key); await store.chain();
+      console.log(JSON.stringify({ size: done.size, n, undici: process.moduleLoadList.filter((m) => /undici/.test(m)) }));
+    `;
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, URL: bucket.url, TOKEN: bucket.token }, encoding: "utf8" });
+    expect(JSON.parse(out.trim().split("\n").at(-1)!)).toEqual({ size: 6 * 1024 * 1024, n: 6 * 1024 * 1024, undici: [] });
   });
 });
