@@ -4,7 +4,6 @@ import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { ClientRequest, IncomingMessage as Incoming } from "node:http";
 import { Agent as HttpAgent, IncomingMessage, request as httpRequest } from "../node-http.ts";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import { addSecret, addUrlSecrets, displayUrl } from "../log.ts";
@@ -446,7 +445,20 @@ async function bufferSmall(res: Answer): Promise<Answer> {
 }
 
 const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
-const agents = { http: new HttpAgent({ keepAlive: true, maxSockets: 4 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 4 }) };
+const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
+
+/**
+ * node:https and its agent, loaded for the first https:// request: TLS and its CA store are ~7 MiB of RSS a job
+ * talking to a local Worker or agent over http:// never needs.
+ */
+let https: { request: typeof import("node:https").request; agent: import("node:https").Agent } | undefined;
+function httpsClient(): NonNullable<typeof https> {
+  if (!https) {
+    const { Agent, request } = process.getBuiltinModule("node:https");
+    https = { request, agent: new Agent({ keepAlive: true, maxSockets: 4 }) };
+  }
+  return https;
+}
 
 /**
  * One answer of the Worker, as the store reads it: status, headers, and the body as a web stream (or whole).
@@ -544,23 +556,20 @@ async function sendOnce(url: string, init: RequestInit & { file?: FileRange }): 
   const length = file ? file.length : bytes?.byteLength;
   const headers: Record<string, string> = { ...(init.headers as Record<string, string>), ...(length !== undefined ? { "content-length": String(length) } : {}) };
   return new Promise<Answer>((resolve, reject) => {
-    const req = (secure ? httpsRequest : httpRequest)(
-      target,
-      { method: init.method ?? "GET", headers, agent: secure ? agents.https : agents.http, ...(init.signal ? { signal: init.signal } : {}) },
-      (res) => {
-        const status = res.statusCode ?? 502;
-        if (status >= 300 && status < 400) {
-          res.resume();
-          const to = res.headers.location ?? "(no Location)";
-          return reject(
-            new JobError("usage", `${init.method ?? "GET"} ${displayUrl(target)}: the Worker URL redirects (${status}) to ${displayUrl(to)}`, {
-              hint: "set R2_WORKER_URL (or --worker-url) to the address it redirects to, e.g. https:// instead of http://",
-            }),
-          );
-        }
-        resolve(new Answer(status, res.statusMessage ?? "", res.headers, res));
-      },
-    );
+    const client = secure ? httpsClient() : { request: httpRequest, agent: httpAgent };
+    const req = client.request(target, { method: init.method ?? "GET", headers, agent: client.agent, ...(init.signal ? { signal: init.signal } : {}) }, (res) => {
+      const status = res.statusCode ?? 502;
+      if (status >= 300 && status < 400) {
+        res.resume();
+        const to = res.headers.location ?? "(no Location)";
+        return reject(
+          new JobError("usage", `${init.method ?? "GET"} ${displayUrl(target)}: the Worker URL redirects (${status}) to ${displayUrl(to)}`, {
+            hint: "set R2_WORKER_URL (or --worker-url) to the address it redirects to, e.g. https:// instead of http://",
+          }),
+        );
+      }
+      resolve(new Answer(status, res.statusMessage ?? "", res.headers, res));
+    });
     req.on("error", (e) => reject(Object.assign(new Error(e.message), { cause: e, reusedSocket: req.reusedSocket })));
     if (!file) return void req.end(bytes);
     sendFileRange(file, req).catch((e: Error) => {
