@@ -1,4 +1,5 @@
 import { copyFile, mkdir, rm, stat } from "node:fs/promises";
+import { CLI_BIN } from "./installed.ts";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
@@ -28,7 +29,7 @@ export interface BenchBackupOptions {
 
 const HERE = fileURLToPath(new URL("./", import.meta.url));
 const TMP = join(HERE, "tmp");
-const BIN = join(HERE, "../job/bin.js");
+const BIN = CLI_BIN;
 
 const BASELINE = `
 set -e

@@ -1,5 +1,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import { backup, HttpStore } from "../job/index.ts";
+import { LIBRARY } from "./installed.ts";
+
+// The package as an app imports it (dist/, built by the bench first); the sources' types are the same.
+const { backup, HttpStore } = (await import(LIBRARY)) as typeof import("../job/index.ts");
 
 /**
  * The in-process library case (issue 16): a host process that imports the package, makes one request through

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { CLI_BIN } from "./installed.ts";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -70,7 +71,7 @@ export interface LitestreamBench {
 }
 
 const HERE = fileURLToPath(new URL("./", import.meta.url));
-const BIN = join(HERE, "../job/bin.js");
+const BIN = CLI_BIN;
 export const LITESTREAM = join(HERE, "../node_modules/@flydotio/litestream-linux-x64/litestream");
 
 async function dirBytes(dir: string): Promise<number> {

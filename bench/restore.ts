@@ -1,4 +1,5 @@
 import { mkdir, rm, stat } from "node:fs/promises";
+import { CLI_BIN } from "./installed.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fileKey, objectPath } from "../core/index.ts";
@@ -30,7 +31,7 @@ export interface BenchRestoreOptions {
   alsoQuick?: boolean;
 }
 
-const BIN = fileURLToPath(new URL("../job/bin.js", import.meta.url));
+const BIN = CLI_BIN;
 
 /** Backs up `dbPath` (one full backup), then measures restore against the baseline. */
 export async function benchRestore(options: BenchRestoreOptions): Promise<Record<string, unknown>> {

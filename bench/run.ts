@@ -13,6 +13,7 @@ import { cachedDemoDatabase } from "./livestore-db.ts";
 import { describeMachine, mb, median, renderLitestreamTable, round, renderMarkdown, renderSvg, type BenchReport, type BenchRow } from "./report.ts";
 import { benchRestore } from "./restore.ts";
 import { benchWorker } from "./worker.ts";
+import { buildInstalled } from "./installed.ts";
 
 /**
  * `npm run bench [-- --sizes 100,1024] [--runs 3] [--only ...]`: every benchmark of the
@@ -262,6 +263,8 @@ async function main(argv: string[]): Promise<number> {
   const rows: BenchRow[] = [];
   const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
+  say("building dist/ (the CLI and library as installed are what is measured)");
+  buildInstalled();
   for (const sizeBytes of sizesBytes) {
     say(`preparing a ${Math.round(sizeBytes / MiB)} MiB LiveStore-shaped database (cached under bench/tmp/)`);
     await cachedDemoDatabase(sizeBytes);

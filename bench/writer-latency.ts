@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { CLI_BIN } from "./installed.ts";
 import { once } from "node:events";
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -16,7 +17,7 @@ import { round } from "./report.ts";
  * shows there too). Target: p99 ≤ 50 ms during the backup in both modes.
  */
 const HERE = fileURLToPath(new URL("./", import.meta.url));
-const BIN = join(HERE, "../job/bin.js");
+const BIN = CLI_BIN;
 const WRITER = join(HERE, "writer.ts");
 
 export function percentile(xs: readonly number[], p: number): number {
