@@ -1,4 +1,5 @@
-import { open, stat, unlink } from "node:fs/promises";
+import { constants as fsConstants } from "node:fs";
+import { copyFile, open, stat, truncate, unlink } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import { backup as sqliteBackup, DatabaseSync } from "node:sqlite";
 import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
@@ -101,7 +102,7 @@ export interface SnapshotOptions {
    * `materializeSnapshot` read the pin, and `releasePinned(destPath)` must end it.
    */
   pin?: boolean;
-  /** Pages per step of a rollback-journal copy (default STEP_PAGES); see `stepsThenOneStep`. */
+  /** Pages per step of a rollback-journal copy (default STEP_PAGES); see `stepsThenLockedCopy`. */
   stepPages?: number;
 }
 
@@ -116,7 +117,7 @@ export const STEP_RESTARTS = 2;
  * already open connection (the in-process case of fact 7) that connection is used, in one step: its own
  * writes update the copy. A WAL file is copied in one step: its readers never block its writers. A
  * rollback-journal file is copied in steps of `stepPages`, the writers committing in between; a commit restarts
- * the copy (fact 5), so after STEP_RESTARTS restarts the copy is taken in one step and cannot be starved.
+ * the copy (fact 5), so after STEP_RESTARTS restarts the file is copied under one shared lock and cannot be starved.
  * Returns the pages copied (or pinned).
  */
 export async function snapshotDatabase(source: string | DatabaseSync, destPath: string, options: SnapshotOptions = {}): Promise<number> {
@@ -146,7 +147,7 @@ export async function snapshotDatabase(source: string | DatabaseSync, destPath: 
     db = source;
   }
   try {
-    return stepped ? await stepsThenOneStep(db, destPath, options.stepPages ?? STEP_PAGES) : await sqliteBackup(db, destPath, { rate: ONE_STEP_RATE });
+    return stepped ? await stepsThenLockedCopy(db, source as string, destPath, options.stepPages ?? STEP_PAGES) : await sqliteBackup(db, destPath, { rate: ONE_STEP_RATE });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOSPC" || /disk is full|SQLITE_FULL/i.test((e as Error).message)) {
       throw new JobError("diskFull", `snapshot database into '${destPath}': the temporary disk is full`, {
@@ -166,10 +167,11 @@ class Restarted extends Error {}
 /**
  * A rollback-journal copy in steps: node:sqlite runs each `sqlite3_backup_step` on the libuv pool and the next
  * one only after this thread has seen its progress, so the shared lock is free between steps and a writer
- * commits there. A restart shows as more pages remaining than before; after STEP_RESTARTS of them the copy
- * is stopped and taken again in one step (the writer then waits for that one copy).
+ * commits there. A restart shows as more pages remaining than before; after STEP_RESTARTS of them (a writer
+ * that commits more often than a copy takes) the copy is stopped and the file is copied whole under one shared
+ * lock (`copyUnderSharedLock`): the writer then waits once, for that copy.
  */
-async function stepsThenOneStep(db: DatabaseSync, destPath: string, stepPages: number): Promise<number> {
+async function stepsThenLockedCopy(db: DatabaseSync, sourcePath: string, destPath: string, stepPages: number): Promise<number> {
   let restarts = 0;
   let lastRemaining = Number.POSITIVE_INFINITY;
   try {
@@ -182,9 +184,32 @@ async function stepsThenOneStep(db: DatabaseSync, destPath: string, stepPages: n
     });
   } catch {
     // Stopped after its restarts, or a step met the writer's lock (node:sqlite reports SQLITE_BUSY as a failure,
-    // sometimes as "not an error"): the partial copy is thrown away and the one-step copy decides.
+    // sometimes as "not an error"): the partial copy is thrown away and the locked copy decides.
     await unlink(destPath).catch(() => {});
-    return sqliteBackup(db, destPath, { rate: ONE_STEP_RATE });
+    return copyUnderSharedLock(db, sourcePath, destPath);
+  }
+}
+
+/**
+ * The database file copied as bytes inside one read transaction. Its shared lock keeps every writer from writing
+ * the file (a commit, or a spill of its cache, needs the exclusive lock) and no hot journal is pending once it is
+ * taken (taking it rolls one back), so the file is one committed state throughout. The kernel copies it
+ * (copy_file_range on the libuv pool; a reflink on btrfs or XFS): measured at 1 GiB, the writer waits ~5x less
+ * than for the backup API's one-step copy, page by page through SQLite. The copy is cut to page_count pages.
+ */
+export async function copyUnderSharedLock(db: DatabaseSync, sourcePath: string, destPath: string): Promise<number> {
+  db.exec("BEGIN");
+  try {
+    db.prepare("SELECT count(*) FROM sqlite_schema").get(); // the shared lock, held until COMMIT
+    const pageSize = Number((db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size);
+    const pageCount = Number((db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count);
+    await copyFile(sourcePath, destPath, fsConstants.COPYFILE_FICLONE);
+    const size = (await stat(destPath)).size;
+    if (size < pageCount * pageSize) throw new JobError("database", `copy '${sourcePath}': ${size} bytes copied, its ${pageCount} pages are ${pageCount * pageSize}`);
+    if (size > pageCount * pageSize) await truncate(destPath, pageCount * pageSize);
+    return pageCount;
+  } finally {
+    if (db.isTransaction) db.exec("COMMIT");
   }
 }
 

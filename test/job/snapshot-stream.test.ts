@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../job/cli.ts";
 import { EXIT, JobError } from "../../job/errors.ts";
 import { pinnedAt, releasePinned } from "../../job/pinned.ts";
-import { checkSnapshot, materializeSnapshot, snapshotDatabase } from "../../job/sqlite.ts";
+import { checkSnapshot, copyUnderSharedLock, materializeSnapshot, snapshotDatabase } from "../../job/sqlite.ts";
 import { compressFile, FRAME_BYTES, parseCpuShare } from "../../job/stream.ts";
 import { collector, JOB_ROOT, sha256, tempDir, writeLiveStoreDb } from "./backup-fixtures.ts";
 
@@ -203,5 +203,41 @@ describe("snapshots beside a writer", () => {
     expect(info.tables.bench_writer).toBeGreaterThan(0);
     expect(info.tables.bench_writer).toBeLessThanOrEqual(commits);
     expect(info.tables.eventlog).toBe(30_000);
+  });
+
+  it("the rollback-journal fallback copies the file under one shared lock: no commit gets through during it, one does after", async () => {
+    const db = join(dir.path, "locked.db");
+    writeLiveStoreDb(db, { events: 30_000, docs: 5 });
+    const c = new DatabaseSync(db, { timeout: 30_000 });
+    c.exec("PRAGMA journal_mode = DELETE");
+    const snap = join(dir.path, "locked-snap.db");
+    const copying = copyUnderSharedLock(c, db, snap);
+    const other = new DatabaseSync(db, { timeout: 0 });
+    expect(() => other.exec("CREATE TABLE during_copy (x)")).toThrow(/locked|busy/i);
+    const pages = await copying;
+    expect(c.isTransaction).toBe(false);
+    other.exec("CREATE TABLE after_copy (x)");
+    other.close();
+    c.close();
+    const info = await checkSnapshot(snap, [], { pagesCopied: pages, integrity: "full" });
+    expect(info.pageCount).toBe(pages);
+    expect(info.tables.eventlog).toBe(30_000);
+    expect(info.tables.after_copy).toBeUndefined();
+  });
+
+  it("the locked copy under a writer that commits all the while is consistent and holds some of its rows", async () => {
+    const db = join(dir.path, "locked-busy.db");
+    writeLiveStoreDb(db, { events: 30_000, docs: 5 });
+    const c = new DatabaseSync(db, { timeout: 30_000 });
+    c.exec("PRAGMA journal_mode = DELETE");
+    const writer = await startWriter(db);
+    const snap = join(dir.path, "locked-busy-snap.db");
+    const pages = await copyUnderSharedLock(c, db, snap);
+    const { commits } = await stopWriter(writer);
+    c.close();
+    const info = await checkSnapshot(snap, [], { pagesCopied: pages, integrity: "full" });
+    expect(info.tables.eventlog).toBe(30_000);
+    expect(info.tables.bench_writer).toBeGreaterThan(0);
+    expect(info.tables.bench_writer).toBeLessThan(commits);
   });
 });
