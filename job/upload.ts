@@ -115,15 +115,14 @@ export class StreamUpload {
 
   /**
    * Ends the upload. `sha256` is of all the bytes written: checked by R2 on a single PUT; on a multipart
-   * upload R2 takes no checksum, so the manifest's sha256 is what restore checks. A spool file is synced
-   * to disk (it may be re-sent later in the run) and left in place.
+   * upload R2 takes no checksum, so the manifest's sha256 is what restore checks. A spool file is left in
+   * place, not synced: it is read back (or re-sent to daily/) from the page cache by this run alone.
    */
   async finish(sha256: string): Promise<StoredObject> {
     if (this.#done) throw new JobError("failed", `upload '${this.key}': finished twice`);
     this.#done = true;
     try {
       if (this.#spool !== undefined) {
-        await this.#file?.sync();
         await this.#file?.close();
         this.#file = undefined;
         const rest = (): FileRange => ({ path: this.#spool!, offset: this.#sent, length: this.#spooled - this.#sent });
