@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { open, type FileHandle } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { availableParallelism } from "node:os";
@@ -9,9 +9,9 @@ import { JobError } from "./errors.ts";
 import { pinnedAt } from "./pinned.ts";
 
 /**
- * The streaming pipeline of the job: source bytes -> sha256 and size -> zstd -> sha256 and size
- * -> a local temp file (kept for the daily promotion) and a consumer (the uploader), chunk by chunk. Nothing
- * holds more than a chunk, so memory stays flat whatever the database size.
+ * The streaming pipeline of the job: source bytes -> sha256 and size -> zstd -> sha256 and size -> a consumer
+ * (the uploader, which spools them to the work dir: job/upload.ts), chunk by chunk. Nothing holds more than a
+ * few chunks, so memory stays flat whatever the database size.
  */
 
 /** Sizes and hashes of one object: `size`/`sha256` as stored (compressed), the others of the input. */
@@ -41,8 +41,6 @@ function tap(state: { bytes: number; hash: ReturnType<typeof createHash> }, onBy
 }
 
 export interface CompressOptions {
-  /** Where the compressed bytes are also written (kept until the daily promotion is done). */
-  tmpFile?: string;
   /** zstd level (default ZSTD_LEVEL). */
   level?: number;
   /** Reports uncompressed bytes read so far. */
@@ -51,31 +49,21 @@ export interface CompressOptions {
 
 /**
  * Compresses `source` with zstd while hashing both sides, hands every compressed chunk to `sink` (awaited,
- * so a slow upload slows the reader), and optionally writes the compressed bytes to `tmpFile`.
+ * so a slow upload slows the reader).
  */
 export async function compressStream(source: Readable | AsyncIterable<Buffer | string>, sink: ChunkSink, options: CompressOptions = {}): Promise<Digest> {
   const input = { bytes: 0, hash: createHash("sha256") };
   const output = { bytes: 0, hash: createHash("sha256") };
-  let file: FileHandle | undefined;
-  if (options.tmpFile) file = await open(options.tmpFile, "wx");
-  try {
-    const readable = source instanceof Readable ? source : Readable.from(source);
-    await pipeline(
-      readable,
-      tap(input, options.onProgress),
-      createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL } }),
-      tap(output),
-      async function consume(chunks: AsyncIterable<Buffer>) {
-        for await (const chunk of chunks) {
-          if (file) await file.write(chunk);
-          await sink(chunk);
-        }
-      },
-    );
-    if (file) await file.sync();
-  } finally {
-    await file?.close();
-  }
+  const readable = source instanceof Readable ? source : Readable.from(source);
+  await pipeline(
+    readable,
+    tap(input, options.onProgress),
+    createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL } }),
+    tap(output),
+    async function consume(chunks: AsyncIterable<Buffer>) {
+      for await (const chunk of chunks) await sink(chunk);
+    },
+  );
   return {
     size: output.bytes,
     sha256: output.hash.digest("hex"),
@@ -163,7 +151,6 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
   const length = pin?.bytes;
   const limit = length ?? Number.POSITIVE_INFINITY;
   const source = await open(pin ? pin.file : path, "r");
-  let file: FileHandle | undefined;
   const queue: { frame: Promise<Buffer[]>; block: Buffer; compressor: FrameCompressor }[] = [];
   // Input blocks and compressors are reused, and output buffers freed once consumed: V8 frees unreferenced
   // buffers only after ~64 MiB of them pile up, which in a host process would be memory taken from the app (issue 16).
@@ -171,11 +158,9 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
   const compressors: FrameCompressor[] = [];
   const all: FrameCompressor[] = [];
   try {
-    if (options.tmpFile) file = await open(options.tmpFile, "wx");
     const emit = async (frame: Buffer) => {
       output.bytes += frame.length;
       output.hash.update(frame);
-      if (file) await file.write(frame);
       await sink(frame);
     };
     const next = async () => {
@@ -219,12 +204,10 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
     while (queue.length) await next();
     // An empty file is one empty frame, as a streaming compressor writes it.
     if (input.bytes === 0) await emit(zstdCompressSync(Buffer.alloc(0), { params }));
-    if (file) await file.sync();
   } finally {
     await Promise.allSettled(queue.map((q) => q.frame));
     for (const c of all) c.close();
     await source.close().catch(() => {});
-    await file?.close().catch(() => {});
   }
   return {
     size: output.bytes,

@@ -54,11 +54,10 @@ describe("compression streams", () => {
     const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => `line ${i % 977}\n`).join(""));
     await writeFile(path, data);
     const chunks: Buffer[] = [];
-    const a = await compressFile(path, async (c) => void chunks.push(Buffer.from(c)), { tmpFile: join(dir.path, "a.zst") });
+    const a = await compressFile(path, async (c) => void chunks.push(Buffer.from(c)));
     const stored = Buffer.concat(chunks);
     expect(a).toEqual({ size: stored.length, sha256: sha256(stored), uncompressedSize: data.length, uncompressedSha256: sha256(data) });
     expect(zstdDecompressSync(stored)).toEqual(data);
-    expect(await readFile(join(dir.path, "a.zst"))).toEqual(stored);
     const b = await compressStream(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), async () => {});
     expect(b.uncompressedSha256).toBe(a.uncompressedSha256);
   });

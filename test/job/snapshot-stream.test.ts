@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
@@ -68,7 +68,7 @@ describe("compressFile: frames in parallel", () => {
     const path = join(dir.path, "data.bin");
     await writeFile(path, data);
     const chunks: Buffer[] = [];
-    const digest = await compressFile(path, async (c) => void chunks.push(Buffer.from(c)), { threads: 3, tmpFile: join(dir.path, "data.zst") });
+    const digest = await compressFile(path, async (c) => void chunks.push(Buffer.from(c)), { threads: 3 });
     const stored = Buffer.concat(chunks);
     expect(digest).toEqual({ size: stored.length, sha256: sha256(stored), uncompressedSize: data.length, uncompressedSha256: sha256(data) });
     // Four frames: the magic number opens each of them.
@@ -80,7 +80,7 @@ describe("compressFile: frames in parallel", () => {
       for (const chunkSize of [undefined, 64 << 10, 256 << 10]) expect((await decodeStreaming(stored, piece, chunkSize)).equals(data)).toBe(true);
     }
     expect(zstdDecompressSync(stored).equals(data)).toBe(true);
-    expect(await readFile(join(dir.path, "data.zst"))).toEqual(stored);
+    await writeFile(join(dir.path, "data.zst"), stored);
     const cli = spawnSync("zstd", ["-d", "-c", join(dir.path, "data.zst")], { maxBuffer: 64 << 20 });
     if (cli.error) return; // no zstd CLI on this machine: the Node decoders above are the ones restore uses
     expect(cli.status).toBe(0);
