@@ -149,7 +149,10 @@ export class HttpStore implements BackupStore {
       if (res) {
         if (res.ok || expect.includes(res.status)) {
           try {
-            return await read(res);
+            const out = await read(res);
+            // node:http keeps a connection until its answer is read to the end: what `read` left is drained.
+            if (out !== res) res.discard();
+            return out;
           } catch (e) {
             if (e instanceof JobError) throw e;
             if (this.#signal?.aborted) throw this.#interrupted(operation, id, e);
@@ -292,7 +295,7 @@ export class HttpStore implements BackupStore {
     // mid-body is fetched again; data objects stream, and their readers resume by range.
     const res = await this.#exchange("download", key, objectPath(key), { method: "GET", headers, expect: [404] }, (r) => (r.status === 404 ? Promise.resolve(r) : bufferSmall(r)));
     if (res.status === 404) {
-      await res.body?.cancel();
+      res.discard();
       return undefined;
     }
     if (!res.body) throw new JobError("failed", `download '${key}': the Worker sent no body`);
@@ -306,6 +309,7 @@ export class HttpStore implements BackupStore {
 
   async head(key: string): Promise<StoredObject | undefined> {
     const res = await this.#request("inspect", key, objectPath(key), { method: "HEAD", expect: [404] });
+    res.discard();
     return res.status === 404 ? undefined : fromHeaders(key, res);
   }
 
@@ -331,7 +335,7 @@ export class HttpStore implements BackupStore {
 
   async delete(key: string): Promise<void> {
     const res = await this.#request("delete", key, objectPath(key), { method: "DELETE", expect: [404] });
-    await res.body?.cancel();
+    res.discard();
   }
 
   async createMultipart(key: string, options: { contentType?: string } = {}): Promise<string> {
@@ -392,7 +396,7 @@ export class HttpStore implements BackupStore {
   async abortMultipart(key: string, uploadId: string): Promise<void> {
     const q = new URLSearchParams({ uploadId });
     const res = await this.#request("abort multipart upload of", key, `${objectPath(key)}?${q}`, { method: "DELETE", expect: [404] });
-    await res.body?.cancel();
+    res.discard();
   }
 }
 
@@ -511,6 +515,18 @@ export class Answer {
             : source;
     this.#body = body;
     return body;
+  }
+
+  /**
+   * Lets the connection go back to the pool when the body is not wanted: node:http keeps a kept-alive
+   * connection until its answer is read to the end (4 unread answers and every later request waits).
+   */
+  discard(): void {
+    const source = this.#source;
+    if (this.#body === undefined && source instanceof IncomingMessage) {
+      source.resume();
+      this.#body = null;
+    }
   }
 
   /** The same answer with another body (a small one read whole, or a stream that starts with what was read). */
