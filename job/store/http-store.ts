@@ -577,9 +577,15 @@ async function sendOnce(url: string, init: RequestInit & { file?: FileRange }): 
       const status = res.statusCode ?? 502;
       if (status >= 300 && status < 400) {
         res.resume();
-        const to = res.headers.location ?? "(no Location)";
+        const location = res.headers.location;
+        let to = "(no Location)";
+        try {
+          if (location) to = displayUrl(new URL(location, target)); // a relative Location resolves against the request
+        } catch {
+          to = "(an unreadable Location)";
+        }
         return reject(
-          new JobError("usage", `${init.method ?? "GET"} ${displayUrl(target)}: the Worker URL redirects (${status}) to ${displayUrl(to)}`, {
+          new JobError("usage", `${init.method ?? "GET"} ${displayUrl(target)}: the Worker URL redirects (${status}) to ${to}`, {
             hint: "set R2_WORKER_URL (or --worker-url) to the address it redirects to, e.g. https:// instead of http://",
           }),
         );

@@ -180,8 +180,9 @@ describe("HttpStore retries and errors", () => {
   });
 
   it("a Worker URL that redirects is a usage error naming where to (exit 2), never followed or retried", async () => {
+    let relative = false;
     const server = createServer((req, res) => {
-      res.writeHead(301, { location: `https://backups.example.com${req.url}` });
+      res.writeHead(301, { location: relative ? `/elsewhere${req.url}` : `https://backups.example.com${req.url}` });
       res.end();
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -198,6 +199,10 @@ describe("HttpStore retries and errors", () => {
       expect(err.exitCode).toBe(2);
       expect(err.message).toMatch(/redirects \(301\) to https:\/\/backups\.example\.com\/api/);
       expect(retries).toEqual([]);
+      relative = true; // a relative Location is named against the Worker URL
+      const again = (await store.list("backups/").catch((e: unknown) => e)) as JobError;
+      expect(again.exitCode).toBe(2);
+      expect(again.message).toMatch(/redirects \(301\) to http:\/\/127\.0\.0\.1:\d+\/elsewhere\/api/);
     } finally {
       server.close();
     }
