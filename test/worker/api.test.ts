@@ -1,19 +1,14 @@
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { MAX_FORM_UPLOAD_BYTES, MAX_SINGLE_PUT_BYTES, objectPath, type ApiError, type ApiListing, type ApiObject } from "../../core/index.ts";
-import { allKeys, rawRequest, startWorker, type TestWorker } from "./harness.ts";
+import { allKeys, rawRequest, startWorker, useWorker, type TestWorker } from "./harness.ts";
 
 let w: TestWorker;
 /** Every error body seen, to check none of them leaks a token or a stack trace. */
 const errorBodies: string[] = [];
 
-beforeAll(async () => {
-  w = await startWorker();
-});
-afterAll(async () => {
-  await w?.stop();
-});
+useWorker((started) => (w = started));
 
 type Who = "server" | "admin" | "none" | string;
 function tokenHeaders(who: Who): Record<string, string> {

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { connect } from "node:net";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { objectPath, type ApiPart } from "../../core/index.ts";
-import { allKeys, startWorker, type TestWorker } from "./harness.ts";
+import { allKeys, useWorker, type TestWorker } from "./harness.ts";
 
 /**
  * Bodies are read through a byte-counting limit whatever their headers say, and a client's mistake is a
@@ -12,12 +12,7 @@ import { allKeys, startWorker, type TestWorker } from "./harness.ts";
  */
 
 let w: TestWorker;
-beforeAll(async () => {
-  w = await startWorker();
-});
-afterAll(async () => {
-  await w?.stop();
-});
+useWorker((started) => (w = started));
 
 const FULL = "backups/full/20260301T000000Z";
 const MiB = 1024 * 1024;

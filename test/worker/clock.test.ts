@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { MAX_CLOCK_SKEW_MS, formatDay, formatTimestamp, objectPath, type ApiError, type ApiPart } from "../../core/index.ts";
-import { allKeys, startWorker, type TestWorker } from "./harness.ts";
+import { allKeys, useWorker, type TestWorker } from "./harness.ts";
 
 /**
  * One clock (issue 13): the Worker refuses, on every write path, a key whose set id is more than
@@ -9,12 +9,7 @@ import { allKeys, startWorker, type TestWorker } from "./harness.ts";
  * Worker's (Miniflare runs here).
  */
 let w: TestWorker;
-beforeAll(async () => {
-  w = await startWorker();
-});
-afterAll(async () => {
-  await w?.stop();
-});
+useWorker((started) => (w = started));
 
 const headers = () => ({ "X-Server-Token": w.serverToken });
 const tsIn = (ms: number) => formatTimestamp(new Date(Date.now() + ms));

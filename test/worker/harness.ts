@@ -1,4 +1,5 @@
 import { request as httpRequest } from "node:http";
+import { afterAll, beforeAll } from "vitest";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Miniflare } from "miniflare";
@@ -24,6 +25,21 @@ export interface TestWorker extends LocalWorker {
 
 export const SERVER_TOKEN = DEV_TOKENS[BINDINGS.serverToken];
 export const ADMIN_TOKEN = DEV_TOKENS[BINDINGS.adminToken];
+
+/**
+ * A Worker for the tests of a file (or of a describe block): started before them, handed to `set`, stopped after
+ * them. The one setup the worker tests share.
+ */
+export function useWorker(set: (worker: TestWorker) => void, options: LocalWorkerOptions = {}): void {
+  let worker: TestWorker | undefined;
+  beforeAll(async () => {
+    worker = await startWorker(options);
+    set(worker);
+  });
+  afterAll(async () => {
+    await worker?.stop();
+  });
+}
 
 /** Starts a Worker with in-memory R2 (unless `persistDir`); call `stop()` in `afterAll`. */
 export async function startWorker(options: LocalWorkerOptions = {}): Promise<TestWorker> {

@@ -1,7 +1,7 @@
 import { createCipheriv, createHash } from "node:crypto";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { DEFAULT_PART_BYTES, MAX_PARTS_IN_FLIGHT, objectPath, type ApiObject, type ApiPart } from "../../core/index.ts";
-import { startWorker, type TestWorker } from "./harness.ts";
+import { useWorker, type TestWorker } from "./harness.ts";
 
 /**
  * A 300 MB object through the Worker by multipart (parts of 16 MiB, at most 2 in flight as R2 requires),
@@ -20,12 +20,7 @@ function partData(partNumber: number, size: number): Buffer {
 }
 
 let w: TestWorker;
-beforeAll(async () => {
-  w = await startWorker();
-});
-afterAll(async () => {
-  await w?.stop();
-});
+useWorker((started) => (w = started));
 
 const headers = () => ({ "X-Server-Token": w.serverToken });
 

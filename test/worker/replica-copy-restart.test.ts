@@ -1,7 +1,7 @@
 import { createCipheriv, createHash } from "node:crypto";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { formatTimestamp, objectPath } from "../../core/index.ts";
-import { startWorker, type TestWorker } from "./harness.ts";
+import { useWorker, type TestWorker } from "./harness.ts";
 
 /**
  * A resumable copy whose multipart upload disappears between runs (R2's lifecycle rule aborts incomplete
@@ -10,12 +10,7 @@ import { startWorker, type TestWorker } from "./harness.ts";
  * set complete in the replica meanwhile.
  */
 let w: TestWorker;
-beforeAll(async () => {
-  w = await startWorker({ replica: true, bindings: { REPLICA_COPY_PART_MIB: "5", REPLICA_COPY_PARTS_PER_RUN: "1" } });
-});
-afterAll(async () => {
-  await w?.stop();
-});
+useWorker((started) => (w = started), { replica: true, bindings: { REPLICA_COPY_PART_MIB: "5", REPLICA_COPY_PARTS_PER_RUN: "1" } });
 
 test("an upload lost between runs: failed runs, then a fresh upload, then a byte-identical copy", async () => {
   const set = `backups/full/${formatTimestamp(new Date(Date.now() - 60_000))}/`;

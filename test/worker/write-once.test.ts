@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { objectPath, type ApiError, type ApiPart } from "../../core/index.ts";
-import { allKeys, startWorker, type TestWorker } from "./harness.ts";
+import { allKeys, useWorker, type TestWorker } from "./harness.ts";
 
 /**
  * Write-once under concurrency (issue 13): of N writers racing to one new key, by single PUT, form upload
@@ -10,12 +10,7 @@ import { allKeys, startWorker, type TestWorker } from "./harness.ts";
  * winner's. R2's complete() takes no condition, so this holds only through the Worker's per-key claim.
  */
 let w: TestWorker;
-beforeAll(async () => {
-  w = await startWorker();
-});
-afterAll(async () => {
-  await w?.stop();
-});
+useWorker((started) => (w = started));
 
 const WRITERS = 16;
 /** Big enough that a PUT is still streaming while the other writers arrive. */
