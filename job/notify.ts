@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import { METRICS } from "../core/index.ts";
+import { send } from "./http.ts";
 import { redact } from "./log.ts";
 
 /**
@@ -125,13 +126,13 @@ export async function postWebhook(url: string, payload: WebhookPayload, options:
   let last = "";
   for (let i = 1; i <= attempts; i++) {
     try {
-      const res = await fetch(url, {
+      const res = await send(url, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: redact(JSON.stringify(payload)),
         signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
       });
-      await res.body?.cancel();
+      res.discard();
       if (res.ok) return;
       last = `${res.status}`;
       if (res.status < 500 && res.status !== 429) break;

@@ -1,4 +1,5 @@
 import { HEADERS, PATHS, type ApiReplicaStatus, type ApiStatus } from "../core/api.ts";
+import { send } from "./http.ts";
 
 /**
  * The replica's lag as the Worker reports it (`GET /api/status`, docs/design.md "Replica and failover"),
@@ -8,9 +9,9 @@ import { HEADERS, PATHS, type ApiReplicaStatus, type ApiStatus } from "../core/a
  */
 export function workerReplicaLag(url: string, token: string, timeoutMs = 10_000): () => Promise<ApiReplicaStatus | undefined> {
   return async () => {
-    const response = await fetch(`${url.replace(/\/$/, "")}${PATHS.status}`, { headers: { [HEADERS.serverToken]: token }, signal: AbortSignal.timeout(timeoutMs) });
+    const response = await send(`${url.replace(/\/$/, "")}${PATHS.status}`, { headers: { [HEADERS.serverToken]: token }, signal: AbortSignal.timeout(timeoutMs) });
     if (!response.ok) {
-      await response.body?.cancel();
+      response.discard();
       throw new Error(`read replica lag from '${PATHS.status}': the Worker answered ${response.status}`);
     }
     return ((await response.json()) as ApiStatus).replica;

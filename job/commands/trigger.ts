@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { COMMON_OPTIONS, intFlag, parseFlags, usageOf, type Command } from "../config.ts";
 import { EXIT, JobError } from "../errors.ts";
+import { send, type Answer } from "../http.ts";
 import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import type { AgentResult } from "./agent.ts";
 
@@ -26,17 +27,18 @@ export async function triggerBackup(options: {
 }): Promise<TriggerOutcome> {
   const url = new URL("/backup", options.agentUrl);
   const attempts = options.attempts ?? 3;
-  let res: Response | undefined;
+  let res: Answer | undefined;
   let lastError = "";
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
-      res = await fetch(url, {
+      res = await send(url, {
         method: "POST",
         headers: { authorization: `Bearer ${options.token}`, "content-type": "application/json" },
         body: JSON.stringify({ kind: options.kind ?? "auto" }),
       });
       break;
     } catch (e) {
+      if (e instanceof JobError) throw e; // a redirect: sending again goes to the same place
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       lastError = cause?.code ?? cause?.message ?? (e as Error).message;
       if (attempt < attempts) {
@@ -50,11 +52,11 @@ export async function triggerBackup(options: {
       hint: "check --agent-url (Render private network: http://<service>:<port>) and that the agent runs",
     });
   if (res.status === 401 || res.status === 403) {
-    await res.body?.cancel();
+    res.discard();
     throw new JobError("auth", `trigger backup at '${url.origin}': the agent rejected the token (${res.status})`, { hint: "set BACKUP_AGENT_TOKEN to the agent's token" });
   }
   if (res.status === 409) {
-    await res.body?.cancel();
+    res.discard();
     throw new JobError("busy", `trigger backup at '${url.origin}': a backup is already running`, { hint: "wait for it; the next schedule will run again" });
   }
   if (!res.ok || !res.body) {
