@@ -28,16 +28,21 @@ export const ADMIN_TOKEN = DEV_TOKENS[BINDINGS.adminToken];
 
 /**
  * A Worker for the tests of a file (or of a describe block): started before them, handed to `set`, stopped after
- * them. The one setup the worker tests share.
+ * them. The one setup the worker tests share. With `webhook`, a webhook receiver is started first and bound as the
+ * Worker's ALERT_WEBHOOK_URL (handed to `set` too, closed after the tests).
  */
-export function useWorker(set: (worker: TestWorker) => void, options: LocalWorkerOptions = {}): void {
+export function useWorker(set: (worker: TestWorker, hook: WebhookReceiver | undefined) => void, options: LocalWorkerOptions & { webhook?: boolean } = {}): void {
   let worker: TestWorker | undefined;
+  let hook: WebhookReceiver | undefined;
   beforeAll(async () => {
-    worker = await startWorker(options);
-    set(worker);
+    const { webhook, ...rest } = options;
+    if (webhook) hook = await startWebhookReceiver();
+    worker = await startWorker(hook ? { ...rest, bindings: { ...rest.bindings, ALERT_WEBHOOK_URL: hook.url } } : rest);
+    set(worker, hook);
   });
   afterAll(async () => {
     await worker?.stop();
+    await hook?.close();
   });
 }
 

@@ -1,7 +1,7 @@
 import { createCipheriv } from "node:crypto";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { formatTimestamp, objectPath, type ApiStatus } from "../../core/index.ts";
-import { startWebhookReceiver, startWorker, type TestWorker, type WebhookReceiver } from "./harness.ts";
+import { useWorker, type TestWorker, type WebhookReceiver } from "./harness.ts";
 
 /**
  * The replica lag alarm from the Worker's cron check (the webhook; CloudWatch is the job's metric, tested in
@@ -14,17 +14,13 @@ const ts = (hoursAgo: number) => formatTimestamp(new Date(Date.now() - hoursAgo 
 
 let w: TestWorker;
 let hook: WebhookReceiver;
-beforeAll(async () => {
-  hook = await startWebhookReceiver();
-  w = await startWorker({
-    replica: true,
-    bindings: { ALERT_WEBHOOK_URL: hook.url, REPLICA_MAX_LAG_HOURS: "6", REPLICA_COPY_PART_MIB: "5", REPLICA_COPY_PARTS_PER_RUN: "1" },
-  });
-});
-afterAll(async () => {
-  await w?.stop();
-  await hook?.close();
-});
+useWorker(
+  (started, receiver) => {
+    w = started;
+    hook = receiver!;
+  },
+  { webhook: true, replica: true, bindings: { REPLICA_MAX_LAG_HOURS: "6", REPLICA_COPY_PART_MIB: "5", REPLICA_COPY_PARTS_PER_RUN: "1" } },
+);
 
 async function put(key: string, body: string | Buffer): Promise<void> {
   const response = await fetch(`${w.url}${objectPath(key)}`, { method: "PUT", headers: { "X-Server-Token": w.serverToken }, body });

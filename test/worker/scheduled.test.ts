@@ -1,7 +1,7 @@
 import { createCipheriv, createHash } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { formatDay, formatTimestamp, objectPath, type ApiStatus } from "../../core/index.ts";
-import { allKeys, startWebhookReceiver, startWorker, type TestWorker, type WebhookReceiver } from "./harness.ts";
+import { allKeys, startWorker, useWorker, type TestWorker, type WebhookReceiver } from "./harness.ts";
 
 const HOUR = 3_600_000;
 const ts = (hoursAgo: number) => formatTimestamp(new Date(Date.now() - hoursAgo * HOUR));
@@ -26,14 +26,13 @@ async function status(w: TestWorker): Promise<ApiStatus> {
 describe("the scheduled freshness check", () => {
   let hook: WebhookReceiver;
   let w: TestWorker;
-  beforeAll(async () => {
-    hook = await startWebhookReceiver();
-    w = await startWorker({ bindings: { ALERT_WEBHOOK_URL: hook.url, MAX_BACKUP_AGE_HOURS: "7" } });
-  });
-  afterAll(async () => {
-    await w?.stop();
-    await hook?.close();
-  });
+  useWorker(
+    (started, receiver) => {
+      w = started;
+      hook = receiver!;
+    },
+    { webhook: true, bindings: { MAX_BACKUP_AGE_HOURS: "7" } },
+  );
 
   test("with no backup at all, it posts an alert", async () => {
     expect((await w.scheduled()).outcome).toBe("ok");
@@ -88,12 +87,7 @@ describe("a webhook that fails", () => {
 
 describe("GET /api/status", () => {
   let w: TestWorker;
-  beforeAll(async () => {
-    w = await startWorker({ bindings: { MAX_BACKUP_AGE_HOURS: "24" } });
-  });
-  afterAll(async () => {
-    await w?.stop();
-  });
+  useWorker((started) => (w = started), { bindings: { MAX_BACKUP_AGE_HOURS: "24" } });
 
   test("reports the newest complete full, incremental, daily and drill with their ages", async () => {
     const full = ts(5);
@@ -122,14 +116,13 @@ describe("GET /api/status", () => {
 describe("the replica bucket", () => {
   let w: TestWorker;
   let hook: WebhookReceiver;
-  beforeAll(async () => {
-    hook = await startWebhookReceiver();
-    w = await startWorker({ replica: true, bindings: { ALERT_WEBHOOK_URL: hook.url } });
-  });
-  afterAll(async () => {
-    await w?.stop();
-    await hook?.close();
-  });
+  useWorker(
+    (started, receiver) => {
+      w = started;
+      hook = receiver!;
+    },
+    { webhook: true, replica: true },
+  );
 
   test("status reports the complete sets the replica lacks; the cron copies them, manifest last, and the lag drops to 0", async () => {
     const a = ts(3);

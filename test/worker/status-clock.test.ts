@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { formatTimestamp, objectPath, type ApiStatus } from "../../core/index.ts";
-import { startWebhookReceiver, startWorker, type TestWorker, type WebhookReceiver } from "./harness.ts";
+import { useWorker, type TestWorker, type WebhookReceiver } from "./harness.ts";
 
 /**
  * `/api/status` and the freshness alert judge time by the Worker's clock (issue 13): a stray future full
@@ -12,14 +12,13 @@ const ts = (hoursAgo: number) => formatTimestamp(new Date(Date.now() - hoursAgo 
 
 let hook: WebhookReceiver;
 let w: TestWorker;
-beforeAll(async () => {
-  hook = await startWebhookReceiver();
-  w = await startWorker({ bindings: { ALERT_WEBHOOK_URL: hook.url, MAX_BACKUP_AGE_HOURS: "7" } });
-});
-afterAll(async () => {
-  await w?.stop();
-  await hook?.close();
-});
+useWorker(
+  (started, receiver) => {
+    w = started;
+    hook = receiver!;
+  },
+  { webhook: true, bindings: { MAX_BACKUP_AGE_HOURS: "7" } },
+);
 
 async function status(): Promise<ApiStatus> {
   const response = await fetch(`${w.url}/api/status`, { headers: { "X-Server-Token": w.serverToken } });
