@@ -168,8 +168,8 @@ class Restarted extends Error {}
  * A rollback-journal copy in steps: node:sqlite runs each `sqlite3_backup_step` on the libuv pool and the next
  * one only after this thread has seen its progress, so the shared lock is free between steps and a writer
  * commits there. A restart shows as more pages remaining than before; after STEP_RESTARTS of them (a writer
- * that commits more often than a copy takes) the copy is stopped and the file is copied whole under one shared
- * lock (`copyUnderSharedLock`): the writer then waits once, for that copy.
+ * that commits more often than a copy takes) the copy is stopped and the file is copied, then made exact under one
+ * shared lock (`copyUnderSharedLock`): the writer then waits once, while the copy is compared with the file.
  */
 async function stepsThenLockedCopy(db: DatabaseSync, sourcePath: string, destPath: string, stepPages: number): Promise<number> {
   let restarts = 0;
@@ -191,26 +191,82 @@ async function stepsThenLockedCopy(db: DatabaseSync, sourcePath: string, destPat
 }
 
 /**
- * The database file copied as bytes inside one read transaction. Its shared lock keeps every writer from writing
- * the file (a commit, or a spill of its cache, needs the exclusive lock) and no hot journal is pending once it is
- * taken (taking it rolls one back), so the file is one committed state throughout. The kernel copies it
- * (copy_file_range on the libuv pool; a reflink on btrfs or XFS): measured at 1 GiB, the writer waits ~5x less
- * than for the backup API's one-step copy, page by page through SQLite. The copy is cut to page_count pages.
+ * The database file copied as bytes, made exact inside one read transaction. Its shared lock keeps every writer
+ * from writing the file (a commit, or a spill of its cache, needs the exclusive lock) and no hot journal is
+ * pending once it is taken (taking it rolls one back), so the file is one committed state while it is held. The
+ * writer waits for as long as the lock is held, so as little as possible happens under it:
+ * - where the filesystem clones files (btrfs, XFS: `copyFile` with FICLONE_FORCE succeeds), the file is cloned
+ *   under the lock, in constant time;
+ * - elsewhere (ext4) the kernel first copies the live file without any lock (torn wherever a commit landed
+ *   meanwhile), then `patchUnderSharedLock` compares it with the file under the lock and rewrites the chunks that
+ *   differ. Reading both from the page cache is ~1.8x faster than copying 1 GiB under the lock (0.39-0.57 s
+ *   against 0.69-0.79 s, and 2.96 s when the copy had to find fresh pages first).
+ * The copy is cut to page_count pages. Returns page_count.
  */
 export async function copyUnderSharedLock(db: DatabaseSync, sourcePath: string, destPath: string): Promise<number> {
+  try {
+    await copyFile(sourcePath, destPath, fsConstants.COPYFILE_FICLONE_FORCE);
+  } catch {
+    await unlink(destPath).catch(() => {});
+    await copyFile(sourcePath, destPath);
+    return patchUnderSharedLock(db, sourcePath, destPath);
+  }
+  return underSharedLock(db, async (bytes) => {
+    await unlink(destPath);
+    await copyFile(sourcePath, destPath, fsConstants.COPYFILE_FICLONE_FORCE);
+    await cutTo(sourcePath, destPath, bytes);
+  });
+}
+
+/** Bytes compared at a time by `patchUnderSharedLock`. */
+const PATCH_CHUNK_BYTES = 4 << 20;
+
+/**
+ * Makes `destPath` (a copy of `sourcePath` taken earlier, or any file) byte-equal to the database's first
+ * page_count pages inside one read transaction: chunks that differ (or that the copy lacks) are rewritten from
+ * the file. Returns page_count.
+ */
+export async function patchUnderSharedLock(db: DatabaseSync, sourcePath: string, destPath: string): Promise<number> {
+  return underSharedLock(db, async (bytes) => {
+    const from = await open(sourcePath, "r");
+    const to = await open(destPath, "r+");
+    try {
+      const live = Buffer.allocUnsafe(PATCH_CHUNK_BYTES);
+      const copy = Buffer.allocUnsafe(PATCH_CHUNK_BYTES);
+      for (let at = 0; at < bytes; at += PATCH_CHUNK_BYTES) {
+        const want = Math.min(PATCH_CHUNK_BYTES, bytes - at);
+        const [a, b] = await Promise.all([from.read(live, 0, want, at), to.read(copy, 0, want, at)]);
+        if (a.bytesRead < want) throw new JobError("database", `copy '${sourcePath}': the file ended at ${at + a.bytesRead} bytes, its pages are ${bytes}`);
+        if (b.bytesRead === want && live.compare(copy, 0, want, 0, want) === 0) continue;
+        await to.write(live, 0, want, at);
+      }
+    } finally {
+      await from.close();
+      await to.close();
+    }
+    await cutTo(sourcePath, destPath, bytes);
+  });
+}
+
+/** Runs `work` with the database's byte size (page_count x page_size) inside a read transaction; returns page_count. */
+async function underSharedLock(db: DatabaseSync, work: (bytes: number) => Promise<void>): Promise<number> {
   db.exec("BEGIN");
   try {
     db.prepare("SELECT count(*) FROM sqlite_schema").get(); // the shared lock, held until COMMIT
     const pageSize = Number((db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size);
     const pageCount = Number((db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count);
-    await copyFile(sourcePath, destPath, fsConstants.COPYFILE_FICLONE);
-    const size = (await stat(destPath)).size;
-    if (size < pageCount * pageSize) throw new JobError("database", `copy '${sourcePath}': ${size} bytes copied, its ${pageCount} pages are ${pageCount * pageSize}`);
-    if (size > pageCount * pageSize) await truncate(destPath, pageCount * pageSize);
+    await work(pageCount * pageSize);
     return pageCount;
   } finally {
     if (db.isTransaction) db.exec("COMMIT");
   }
+}
+
+/** Checks that a copy holds `bytes` and cuts what lies beyond. */
+async function cutTo(sourcePath: string, destPath: string, bytes: number): Promise<void> {
+  const size = (await stat(destPath)).size;
+  if (size < bytes) throw new JobError("database", `copy '${sourcePath}': ${size} bytes copied, its pages are ${bytes}`);
+  if (size > bytes) await truncate(destPath, bytes);
 }
 
 /**

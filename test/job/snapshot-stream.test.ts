@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { writeFile } from "node:fs/promises";
+import { copyFile, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../job/cli.ts";
 import { EXIT, JobError } from "../../job/errors.ts";
 import { pinnedAt, releasePinned } from "../../job/pinned.ts";
-import { checkSnapshot, copyUnderSharedLock, materializeSnapshot, snapshotDatabase } from "../../job/sqlite.ts";
+import { checkSnapshot, copyUnderSharedLock, materializeSnapshot, patchUnderSharedLock, snapshotDatabase } from "../../job/sqlite.ts";
 import { compressFile, FRAME_BYTES, parseCpuShare } from "../../job/stream.ts";
 import { collector, JOB_ROOT, sha256, tempDir, writeLiveStoreDb } from "./backup-fixtures.ts";
 
@@ -205,16 +205,17 @@ describe("snapshots beside a writer", () => {
     expect(info.tables.eventlog).toBe(30_000);
   });
 
-  it("the rollback-journal fallback copies the file under one shared lock: no commit gets through during it, one does after", async () => {
+  it("the rollback-journal fallback makes its copy exact under one shared lock: no commit gets through during it, one does after", async () => {
     const db = join(dir.path, "locked.db");
     writeLiveStoreDb(db, { events: 30_000, docs: 5 });
     const c = new DatabaseSync(db, { timeout: 30_000 });
     c.exec("PRAGMA journal_mode = DELETE");
     const snap = join(dir.path, "locked-snap.db");
-    const copying = copyUnderSharedLock(c, db, snap);
+    await copyFile(db, snap);
+    const patching = patchUnderSharedLock(c, db, snap);
     const other = new DatabaseSync(db, { timeout: 0 });
     expect(() => other.exec("CREATE TABLE during_copy (x)")).toThrow(/locked|busy/i);
-    const pages = await copying;
+    const pages = await patching;
     expect(c.isTransaction).toBe(false);
     other.exec("CREATE TABLE after_copy (x)");
     other.close();
@@ -223,6 +224,41 @@ describe("snapshots beside a writer", () => {
     expect(info.pageCount).toBe(pages);
     expect(info.tables.eventlog).toBe(30_000);
     expect(info.tables.after_copy).toBeUndefined();
+  });
+
+  it("the copy taken before the lock is patched to the file as it is under the lock: commits since, a grown file, a shrunk one", async () => {
+    const db = join(dir.path, "patched.db");
+    writeLiveStoreDb(db, { events: 20_000, docs: 5 });
+    const c = new DatabaseSync(db, { timeout: 30_000 });
+    c.exec("PRAGMA journal_mode = DELETE");
+    const snap = join(dir.path, "patched-snap.db");
+    await copyFile(db, snap);
+    // Commits after the copy: rows in place (pages inside the copy change) and enough to grow the file past it.
+    c.exec("UPDATE eventlog SET argsJson = argsJson || ' ' WHERE seqNumGlobal % 97 = 0");
+    c.exec("CREATE TABLE grown (x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO grown SELECT randomblob(4000) FROM n");
+    const grownPages = await patchUnderSharedLock(c, db, snap);
+    expect((await readFile(snap)).equals(await readFile(db))).toBe(true);
+    expect((await checkSnapshot(snap, [], { pagesCopied: grownPages, integrity: "full" })).tables.grown).toBe(300);
+    // The file shrinks (VACUUM): the copy, now longer than the file, is cut back to its pages.
+    c.exec("DROP TABLE grown; VACUUM");
+    const pages = await patchUnderSharedLock(c, db, snap);
+    c.close();
+    expect(pages).toBeLessThan(grownPages);
+    expect((await readFile(snap)).equals(await readFile(db))).toBe(true);
+    expect((await checkSnapshot(snap, [], { pagesCopied: pages, integrity: "full" })).tables.grown).toBeUndefined();
+  });
+
+  it("copyUnderSharedLock (the rough copy, then the patch) gives the file byte for byte", async () => {
+    const db = join(dir.path, "rough.db");
+    writeLiveStoreDb(db, { events: 10_000, docs: 5 });
+    const c = new DatabaseSync(db, { timeout: 30_000 });
+    c.exec("PRAGMA journal_mode = DELETE");
+    const snap = join(dir.path, "rough-snap.db");
+    const pages = await copyUnderSharedLock(c, db, snap);
+    c.close();
+    expect((await readFile(snap)).equals(await readFile(db))).toBe(true);
+    const header = await readFile(db);
+    expect((await stat(snap)).size).toBe(pages * header.readUInt16BE(16));
   });
 
   it("the locked copy under a writer that commits all the while is consistent and holds some of its rows", async () => {
