@@ -225,6 +225,50 @@ console.log(JSON.stringify({ ok: result.ok, kind: result.kind, format: result.ma
     expect(todos(to)).toEqual(todos(db));
   });
 
+  it("backs up on a worker thread of the app (the README's pattern that keeps the app's event loop free); its failure reaches the app", async () => {
+    const db = join(app, "threaded.db");
+    createAppDatabase(db, 40);
+    // backup-thread.mjs and the host's backupOnThread are the README's ("backup() on a thread of the app").
+    await writeFile(
+      join(app, "backup-thread.mjs"),
+      `import { parentPort, workerData } from "node:worker_threads";
+import { backup, HttpStore } from "${PKG.name}";
+
+const store = new HttpStore({ url: process.env.R2_WORKER_URL, token: process.env.SERVER_BYPASS_TOKEN });
+const result = await backup({ store, databases: [{ path: workerData.path, source: "app" }], kind: workerData.kind });
+parentPort.postMessage({ id: result.id, kind: result.kind, tables: result.manifest.databases[0].tables });
+`,
+    );
+    await writeFile(
+      join(app, "thread-host.mjs"),
+      `import { Worker } from "node:worker_threads";
+
+const backupOnThread = (path, kind = "auto") =>
+  new Promise((resolve, reject) => {
+    const thread = new Worker(new URL("./backup-thread.mjs", import.meta.url), { workerData: { path, kind } });
+    thread.once("message", resolve);
+    thread.once("error", reject);
+  });
+
+const done = await backupOnThread(process.argv[2], "full");
+const failed = await backupOnThread(process.argv[3]).then(() => "no error", (e) => ({ name: e.name, message: e.message, exitCode: e.exitCode }));
+console.log(JSON.stringify({ done, failed }));
+`,
+    );
+    const missing = join(app, "no-such.db");
+    const r = await run("node", ["thread-host.mjs", db, missing], { cwd: app, env });
+    expect(r.code, r.err).toBe(0);
+    const out = JSON.parse(r.out) as { done: { id: string; kind: string; tables: Record<string, number> }; failed: { name: string; message: string; exitCode: number } };
+    expect(out.done).toMatchObject({ kind: "full", tables: { todos: 40 } });
+    // The thread's JobError arrives as an error with its message and exit code, not as a silent exit.
+    expect(out.failed.message).toContain(missing);
+    expect(out.failed.exitCode).toBeGreaterThan(0);
+    const to = join(app, "threaded-restored.db");
+    const restored = await run("npx", ["r2backup", "restore", "--to", to, "--at", out.done.id, "--source", "app", "--json"], { cwd: app, env });
+    expect(restored.code, restored.err).toBe(0);
+    expect(todos(to)).toEqual(todos(db));
+  });
+
   it("type-checks a consumer against the shipped .d.ts with tsc, and the types reject a wrong call", async () => {
     await writeFile(
       join(app, "consumer.ts"),
