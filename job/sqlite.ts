@@ -349,8 +349,9 @@ export async function checkSnapshot(path: string, changeTables: readonly ChangeT
   let db: DatabaseSync | undefined;
   try {
     db = pin ? pin.db : new DatabaseSync(path, { readOnly: true });
-    // The check reads every page once, in order: SQLite's own cache (2 MiB by default) would only hold pages the
-    // OS cache holds too. 256 KiB keeps the backup's memory down (issue 16) at no cost in time.
+    // The check reads every page twice (a walk of each b-tree, then a scan of each table's rows), far apart: SQLite's
+    // own cache (2 MiB by default, or 16) saves no read and would only hold pages the OS cache holds too. 256 KiB
+    // keeps the backup's memory down (issue 16) at no cost in time.
     db.exec("PRAGMA cache_size = -256");
     const pageSize = Number((db!.prepare("PRAGMA page_size").get() as { page_size: number }).page_size);
     const pageCount = Number((db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count);
