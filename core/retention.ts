@@ -1,5 +1,5 @@
 import { ContractError } from "./errors.ts";
-import { PREFIXES } from "./keys.ts";
+import { CLAIMS_PREFIX, PREFIXES } from "./keys.ts";
 import { object, wholeNumber } from "./validate.ts";
 
 /**
@@ -107,8 +107,14 @@ export function lifecycleRules(policy: RetentionPolicy): LifecycleRule[] {
     { id: "expire-daily", enabled: true, conditions: { prefix: PREFIXES.daily }, deleteObjectsTransition: { condition: age(p.dailyDays) } },
     { id: "expire-drills", enabled: true, conditions: { prefix: PREFIXES.drills }, deleteObjectsTransition: { condition: age(p.drillDays) } },
     { id: "abort-incomplete-multipart", enabled: true, conditions: { prefix: "" }, abortMultipartUploadsTransition: { condition: age(p.abortMultipartDays) } },
+    // A write claim (worker/src/claims.ts) is deleted by the write that took it; one left by a Worker that died is
+    // stale after WRITE_CLAIM_TTL_MS (15 minutes) and only ever taken over. A day is the lifecycle's finest unit.
+    { id: "expire-stale-claims", enabled: true, conditions: { prefix: CLAIMS_PREFIX }, deleteObjectsTransition: { condition: age(STALE_CLAIM_DAYS) } },
   ];
 }
+
+/** Days after which a write claim left behind is deleted by the lifecycle (not a policy choice: a claim is stale after 15 minutes). */
+export const STALE_CLAIM_DAYS = 1;
 
 /**
  * The bucket-lock rules: one per protected prefix, since R2 has no exemption rule and the strictest rule

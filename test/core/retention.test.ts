@@ -20,6 +20,14 @@ describe("the retention policy", () => {
       conditions: { prefix: "" },
       abortMultipartUploadsTransition: { condition: { type: "Age", maxAge: 86_400 } },
     });
+    // Write claims a dead Worker left behind go after a day; none is kept or locked.
+    expect(byId["expire-stale-claims"]).toEqual({
+      id: "expire-stale-claims",
+      enabled: true,
+      conditions: { prefix: ".claims/" },
+      deleteObjectsTransition: { condition: { type: "Age", maxAge: 86_400 } },
+    });
+    expect(lockRules(DEFAULT_RETENTION).some((r) => r.prefix.startsWith(".claims"))).toBe(false);
     expect(JSON.stringify(rules)).not.toMatch(/GLACIER/i);
     expect(rules.some((r) => r.conditions.prefix.startsWith("backups/state"))).toBe(false);
   });

@@ -94,6 +94,7 @@ describe("storage", () => {
       expire("expire-daily", "backups/daily/", 365),
       expire("expire-drills", "backups/drills/", 365),
       { id: "abort-incomplete-multipart", enabled: true, conditions: { prefix: "" }, abortMultipartUploadsTransition: { condition: { type: "Age", maxAge: 1 * DAY } } },
+      expire("expire-stale-claims", ".claims/", 1),
     ];
     const lock = (id: string, prefix: string) => ({ id, enabled: true, prefix, condition: { type: "Age", maxAgeSeconds: 7 * DAY } });
     const locks = [
