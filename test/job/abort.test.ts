@@ -1,5 +1,7 @@
 import { readdir } from "node:fs/promises";
+import { Worker } from "node:worker_threads";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { backup } from "../../job/backup.ts";
@@ -40,6 +42,32 @@ describe("AbortSignal through the library", () => {
     const sets = await verifyAllComplete(t.bucket.store);
     expect([...sets.full, ...sets.incremental, ...sets.daily]).toEqual([]);
     expect((await readdir(work)).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
+  });
+
+  it("a backup on a worker thread terminated mid-way leaves its work dir; the next backup in the same process removes it", async () => {
+    const db = join(t.dir, "threaded.db");
+    appendDemoEvents(db, 2000, 1);
+    addRandomBlob(db, 16 * 1024 * 1024);
+    const work = join(t.dir, "work");
+    const workDirs = async () => (await readdir(work).catch(() => [] as string[])).filter((f) => f.startsWith("r2backup-work-"));
+    // The README's pattern: backup() on a thread of the app (here slowed by a CPU cap so it is terminated mid-way).
+    const code = `
+      const { workerData } = require("node:worker_threads");
+      import(workerData.job).then(({ backup, HttpStore }) =>
+        backup({ store: new HttpStore({ url: workerData.url, token: workerData.token }), databases: [{ path: workerData.db, source: "app" }],
+          kind: "full", tmpDir: workerData.work, lockFile: false, promote: false, cpu: 0.05 }));`;
+    const job = pathToFileURL(join(import.meta.dirname, "../../job/index.ts")).href;
+    const thread = new Worker(code, { eval: true, workerData: { job, url: t.bucket.url, token: t.bucket.token, db, work } });
+    thread.on("error", () => {});
+    while ((await workDirs()).length === 0) await new Promise((r) => setTimeout(r, 5));
+    await thread.terminate();
+    const left = await workDirs();
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(new RegExp(`^r2backup-work-${process.pid}-t\\d+-`)); // this process, that thread
+    // This process lives on; its next backup knows the thread is gone.
+    const done = await backup({ store: t.bucket.store, databases: [{ path: db, source: "app" }], kind: "full", tmpDir: work, lockFile: false, promote: false });
+    expect(done.ok).toBe(true);
+    expect(await workDirs()).toEqual([]);
   });
 
   it("restore() aborted during its download rejects as interrupted and leaves the target as it was; verify() records no drill", async () => {
