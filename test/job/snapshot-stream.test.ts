@@ -62,6 +62,15 @@ async function stopWriter(child: ChildProcess): Promise<{ commits: number }> {
   return JSON.parse(out.trim().split("\n").at(-1)!) as { commits: number };
 }
 
+/** A LiveStore-shaped database in rollback-journal mode, an open connection to it, and where its copy goes. */
+function rollbackDb(name: string, events: number): { db: string; c: DatabaseSync; snap: string } {
+  const db = join(dir.path, `${name}.db`);
+  writeLiveStoreDb(db, { events, docs: 5 });
+  const c = new DatabaseSync(db, { timeout: 30_000 });
+  c.exec("PRAGMA journal_mode = DELETE");
+  return { db, c, snap: join(dir.path, `${name}-snap.db`) };
+}
+
 describe("compressFile: frames in parallel", () => {
   it("round-trips byte-exact through createZstdDecompress (any input pieces, several buffer sizes), zstdDecompressSync and zstd -d", async () => {
     const data = sample(3 * FRAME_BYTES + 12_345);
@@ -206,11 +215,7 @@ describe("snapshots beside a writer", () => {
   });
 
   it("the rollback-journal fallback makes its copy exact under one shared lock: no commit gets through during it, one does after", async () => {
-    const db = join(dir.path, "locked.db");
-    writeLiveStoreDb(db, { events: 30_000, docs: 5 });
-    const c = new DatabaseSync(db, { timeout: 30_000 });
-    c.exec("PRAGMA journal_mode = DELETE");
-    const snap = join(dir.path, "locked-snap.db");
+    const { db, c, snap } = rollbackDb("locked", 30_000);
     await copyFile(db, snap);
     const patching = patchUnderSharedLock(c, db, snap);
     const other = new DatabaseSync(db, { timeout: 0 });
@@ -227,11 +232,7 @@ describe("snapshots beside a writer", () => {
   });
 
   it("the copy taken before the lock is patched to the file as it is under the lock: commits since, a grown file, a shrunk one", async () => {
-    const db = join(dir.path, "patched.db");
-    writeLiveStoreDb(db, { events: 20_000, docs: 5 });
-    const c = new DatabaseSync(db, { timeout: 30_000 });
-    c.exec("PRAGMA journal_mode = DELETE");
-    const snap = join(dir.path, "patched-snap.db");
+    const { db, c, snap } = rollbackDb("patched", 20_000);
     await copyFile(db, snap);
     // Commits after the copy: rows in place (pages inside the copy change) and enough to grow the file past it.
     c.exec("UPDATE eventlog SET argsJson = argsJson || ' ' WHERE seqNumGlobal % 97 = 0");
@@ -249,11 +250,7 @@ describe("snapshots beside a writer", () => {
   });
 
   it("copyUnderSharedLock (the rough copy, then the patch) gives the file byte for byte", async () => {
-    const db = join(dir.path, "rough.db");
-    writeLiveStoreDb(db, { events: 10_000, docs: 5 });
-    const c = new DatabaseSync(db, { timeout: 30_000 });
-    c.exec("PRAGMA journal_mode = DELETE");
-    const snap = join(dir.path, "rough-snap.db");
+    const { db, c, snap } = rollbackDb("rough", 10_000);
     const pages = await copyUnderSharedLock(c, db, snap);
     c.close();
     expect((await readFile(snap)).equals(await readFile(db))).toBe(true);
@@ -262,12 +259,8 @@ describe("snapshots beside a writer", () => {
   });
 
   it("the locked copy under a writer that commits all the while is consistent and holds some of its rows", async () => {
-    const db = join(dir.path, "locked-busy.db");
-    writeLiveStoreDb(db, { events: 30_000, docs: 5 });
-    const c = new DatabaseSync(db, { timeout: 30_000 });
-    c.exec("PRAGMA journal_mode = DELETE");
+    const { db, c, snap } = rollbackDb("locked-busy", 30_000);
     const writer = await startWriter(db);
-    const snap = join(dir.path, "locked-busy-snap.db");
     const pages = await copyUnderSharedLock(c, db, snap);
     const { commits } = await stopWriter(writer);
     c.close();
