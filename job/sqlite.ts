@@ -228,21 +228,27 @@ const PATCH_CHUNK_BYTES = 4 << 20;
  */
 export async function patchUnderSharedLock(db: DatabaseSync, sourcePath: string, destPath: string): Promise<number> {
   return underSharedLock(db, async (bytes) => {
+    // Larger than Buffer's pool: each owns its ArrayBuffer, so `transfer(0)` below frees exactly it.
+    const live = Buffer.allocUnsafe(PATCH_CHUNK_BYTES);
+    const copy = Buffer.allocUnsafe(PATCH_CHUNK_BYTES);
     const from = await open(sourcePath, "r");
-    const to = await open(destPath, "r+");
     try {
-      const live = Buffer.allocUnsafe(PATCH_CHUNK_BYTES);
-      const copy = Buffer.allocUnsafe(PATCH_CHUNK_BYTES);
-      for (let at = 0; at < bytes; at += PATCH_CHUNK_BYTES) {
-        const want = Math.min(PATCH_CHUNK_BYTES, bytes - at);
-        const [a, b] = await Promise.all([from.read(live, 0, want, at), to.read(copy, 0, want, at)]);
-        if (a.bytesRead < want) throw new JobError("database", `copy '${sourcePath}': the file ended at ${at + a.bytesRead} bytes, its pages are ${bytes}`);
-        if (b.bytesRead === want && live.compare(copy, 0, want, 0, want) === 0) continue;
-        await to.write(live, 0, want, at);
+      const to = await open(destPath, "r+");
+      try {
+        for (let at = 0; at < bytes; at += PATCH_CHUNK_BYTES) {
+          const want = Math.min(PATCH_CHUNK_BYTES, bytes - at);
+          const [a, b] = await Promise.all([from.read(live, 0, want, at), to.read(copy, 0, want, at)]);
+          if (a.bytesRead < want) throw new JobError("database", `copy '${sourcePath}': the file ended at ${at + a.bytesRead} bytes, its pages are ${bytes}`);
+          if (b.bytesRead === want && live.compare(copy, 0, want, 0, want) === 0) continue;
+          await to.write(live, 0, want, at);
+        }
+      } finally {
+        await to.close();
       }
     } finally {
       await from.close();
-      await to.close();
+      // 8 MiB freed now rather than at a later GC, before the compression's buffers (RSS, issue 16).
+      for (const b of [live, copy]) b.buffer.transfer(0);
     }
     await cutTo(sourcePath, destPath, bytes);
   });
