@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { existsSync, readFileSync, readlinkSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, stat, unlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { basename, join, relative, resolve, sep } from "node:path";
@@ -47,6 +47,7 @@ import { HttpStatusError } from "./store/http-store.ts";
 import type { BackupStore } from "./store/types.ts";
 import { compressFile, compressStream, type Digest } from "./stream.ts";
 import { StreamUpload, partSizeFor } from "./upload.ts";
+import { removeStaleWorkDirs, workDirPrefix } from "./workdir.ts";
 
 /**
  * The backup engine (docs/design.md, "Job"): snapshot and check each database, compress and hash while
@@ -193,51 +194,6 @@ export function chooseKind(kind: BackupKind, full: ChainEntry | undefined, now: 
   const age = Math.max(0, now.getTime() - entryTime(full)) / 3_600_000;
   if (age >= hours) return { kind: "full", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (>= ${hours} h)` };
   return { kind: "incremental", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (< ${hours} h)` };
-}
-
-/**
- * The OS id of the calling thread on Linux (`/proc/thread-self` is `<pid>/task/<tid>`), undefined elsewhere. A
- * work directory's name carries it, so that one left by a worker thread that was terminated mid-backup (an app
- * running `backup()` on a thread of its own, README) is known stale while the process lives on.
- */
-function osThreadId(): number | undefined {
-  try {
-    const m = /\/task\/(\d+)$/.exec(readlinkSync("/proc/thread-self"));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The prefix of a backup's work directory: `r2backup-work-<pid>-` and, on Linux, `t<thread id>-`. */
-function workDirPrefix(): string {
-  const tid = osThreadId();
-  return `r2backup-work-${process.pid}-${tid === undefined ? "" : `t${tid}-`}`;
-}
-
-/**
- * Removes the work directories of backups that are over: of a process that is gone, or of a thread of this
- * process that is gone. One of a live thread may be another backup running now, and is kept.
- */
-async function removeStaleWorkDirs(tmpDir: string): Promise<void> {
-  const entries = await readdir(tmpDir).catch(() => [] as string[]);
-  const ownThread = osThreadId();
-  for (const name of entries) {
-    const m = /^r2backup-work-(\d+)-(?:t(\d+)-)?/.exec(name);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    let alive = pid === process.pid;
-    if (alive && m[2] !== undefined && Number(m[2]) !== ownThread) alive = existsSync(`/proc/${pid}/task/${m[2]}`);
-    if (pid !== process.pid) {
-      try {
-        process.kill(pid, 0);
-        alive = true;
-      } catch (e) {
-        alive = (e as NodeJS.ErrnoException).code === "EPERM";
-      }
-    }
-    if (!alive) await rm(join(tmpDir, name), { recursive: true, force: true }).catch(() => {});
-  }
 }
 
 /** Turns low-level failures into the job's error kinds (a full disk is exit 6). */

@@ -63,7 +63,7 @@ describe("AbortSignal through the library", () => {
     await thread.terminate();
     const left = await workDirs();
     expect(left).toHaveLength(1);
-    expect(left[0]).toMatch(new RegExp(`^r2backup-work-${process.pid}-t\\d+-`)); // this process, that thread
+    expect(left[0]).toMatch(new RegExp(`^r2backup-work-${process.pid}-s\\d+-t\\d+-`)); // this process, that thread
     // This process lives on; its next backup knows the thread is gone.
     const done = await backup({ store: t.bucket.store, databases: [{ path: db, source: "app" }], kind: "full", tmpDir: work, lockFile: false, promote: false });
     expect(done.ok).toBe(true);
