@@ -2,7 +2,7 @@ import { createReadStream } from "node:fs";
 import { mkdir, open, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DEFAULT_CHANGE_TABLES } from "../core/index.ts";
-import { releasePinned } from "../job/pinned.ts";
+import { Pins } from "../job/pinned.ts";
 import { checkSnapshot, snapshotDatabase } from "../job/sqlite.ts";
 import { HttpStore } from "../job/store/http-store.ts";
 import { compressFile, compressStream, hashFile } from "../job/stream.ts";
@@ -10,14 +10,18 @@ import { uploadFile } from "../job/upload.ts";
 import { round } from "./report.ts";
 
 /** compressFile with its frames written to `to`, as the backup's upload spools them. */
-async function writeCompressed(from: string, to: string): ReturnType<typeof compressFile> {
+async function writeCompressed(from: string, to: string, pins?: Pins): ReturnType<typeof compressFile> {
   const file = await open(to, "wx");
   try {
     let at = 0;
-    return await compressFile(from, async (chunk) => {
-      await file.write(chunk, 0, chunk.length, at);
-      at += chunk.length;
-    });
+    return await compressFile(
+      from,
+      async (chunk) => {
+        await file.write(chunk, 0, chunk.length, at);
+        at += chunk.length;
+      },
+      pins ? { pins } : {},
+    );
   } finally {
     await file.close();
   }
@@ -45,6 +49,7 @@ export async function benchProfile(options: { dbPath: string; workerUrl: string;
   await rm(copy, { force: true });
   await rm(zst, { force: true });
   const none = async () => {};
+  const pins = new Pins();
   try {
     await measure("snapshot: one-step copy to the temp disk (before)", () => snapshotDatabase(options.dbPath, copy));
     await measure("check: quick_check, row counts, watermarks (on the copy)", () => checkSnapshot(copy, DEFAULT_CHANGE_TABLES, { integrity: "quick" }));
@@ -52,15 +57,15 @@ export async function benchProfile(options: { dbPath: string; workerUrl: string;
     await measure("hash: sha256 of the snapshot alone", () => hashFile(copy));
     await measure("compress: zstd -3, one stream, with both hashes (before)", () => compressStream(createReadStream(copy, { highWaterMark: 256 << 10 }), none, { level: 3 }));
     await rm(copy, { force: true });
-    await measure("snapshot: pin the WAL database (now)", () => snapshotDatabase(options.dbPath, pin, { pin: true }));
-    await measure("check: quick_check, row counts, watermarks (on the pin)", () => checkSnapshot(pin, DEFAULT_CHANGE_TABLES, { integrity: "quick" }));
+    await measure("snapshot: pin the WAL database (now)", () => snapshotDatabase(options.dbPath, pin, { pins }));
+    await measure("check: quick_check, row counts, watermarks (on the pin)", () => checkSnapshot(pin, DEFAULT_CHANGE_TABLES, { integrity: "quick", pins }));
     const d = await measure(
       "compress + both hashes: zstd -1 frames in parallel, one pass (now)",
-      () => writeCompressed(pin, zst),
+      () => writeCompressed(pin, zst, pins),
       "writes the compressed copy too, as the backup spools it",
     );
-    await measure("compress, capped: --cpu 0.5", () => compressFile(pin, none, { cpu: 0.5 }));
-    releasePinned(pin);
+    await measure("compress, capped: --cpu 0.5", () => compressFile(pin, none, { cpu: 0.5, pins }));
+    pins.releaseAll();
     const store = new HttpStore({ url: options.workerUrl, token: options.token });
     await measure("upload: the compressed bytes to the local Worker", () => uploadFile(store, "backups/full/20010101T000000Z/profile.db.zst", zst, d.sha256, { size: d.size }));
     return {
@@ -70,7 +75,7 @@ export async function benchProfile(options: { dbPath: string; workerUrl: string;
       stages: stages.map((s) => ({ ...s, cpuShare: round(s.cpuMs / Math.max(1, s.wallMs)) })),
     };
   } finally {
-    releasePinned(pin);
+    pins.releaseAll();
     await rm(options.scratch, { recursive: true, force: true });
   }
 }

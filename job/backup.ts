@@ -41,7 +41,7 @@ import { promoteToDaily, unfinishedPromotion } from "./promote.ts";
 import type { BackupEvent } from "./log.ts";
 import { lastGoodDrillAgeHours } from "./drills.ts";
 import { backupMetrics, postWebhook, type MetricsSink } from "./notify.ts";
-import { releasePinned } from "./pinned.ts";
+import { Pins } from "./pinned.ts";
 import { assertSqliteFile, checkSnapshot, isUnlockedLiveStoreFile, materializeSnapshot, snapshotDatabase, type IntegrityLevel, type SnapshotInfo } from "./sqlite.ts";
 import { HttpStatusError } from "./store/http-store.ts";
 import type { BackupStore } from "./store/types.ts";
@@ -233,6 +233,7 @@ async function writerTrace(path: string): Promise<string> {
 async function snapshotOne(
   input: DatabaseInput & { source: string },
   path: string,
+  pins: Pins,
   changeTables: readonly ChangeTable[],
   integrity: IntegrityLevel | undefined,
   warn?: (message: string) => void,
@@ -243,7 +244,7 @@ async function snapshotOne(
     let pages: number | undefined;
     const before = lockFree ? await writerTrace(input.path!) : "";
     try {
-      pages = await snapshotOnce(input, path, lockFree);
+      pages = await snapshotOnce(input, path, lockFree, pins);
       // A lock-free writer that wrote during the copy (or was mid-transaction) may have torn it: take it again.
       // After the last attempt a copy that passes integrity_check is kept, with a warning.
       if (lockFree) {
@@ -265,10 +266,10 @@ async function snapshotOne(
       continue;
     }
     try {
-      let info = await checkSnapshot(path, changeTables, { ...(pages !== undefined ? { pagesCopied: pages } : {}), ...(integrity ? { integrity } : {}) });
+      let info = await checkSnapshot(path, changeTables, { ...(pages !== undefined ? { pagesCopied: pages } : {}), ...(integrity ? { integrity } : {}), pins });
       // LiveStore's SQLite takes no file locks (docs/design.md fact 7): a copy of its file can interleave with a
       // write. integrity_check (not quick_check) sees a row whose index entries are missing, so it is retaken.
-      if (lockFree && info.inspection.livestore && integrity !== "full") info = await checkSnapshot(path, changeTables, { integrity: "full" });
+      if (lockFree && info.inspection.livestore && integrity !== "full") info = await checkSnapshot(path, changeTables, { integrity: "full", pins });
       return info;
     } catch (e) {
       if (!(e instanceof JobError && e.kind === "integrity") || attempt >= SNAPSHOT_ATTEMPTS) throw e;
@@ -278,13 +279,13 @@ async function snapshotOne(
 }
 
 /** One copy of a database into `path`: through its snapshot function, its open connection, or its file (immutable when lock-free). */
-async function snapshotOnce(input: DatabaseInput & { source: string }, path: string, lockFree: boolean): Promise<number | undefined> {
+async function snapshotOnce(input: DatabaseInput & { source: string }, path: string, lockFree: boolean, pins: Pins): Promise<number | undefined> {
   if (input.snapshot) {
     await input.snapshot(path);
     return undefined;
   }
   if (input.db) return snapshotDatabase(input.db, path);
-  if (input.path) return snapshotDatabase(input.path, path, { lockFree, pin: true });
+  if (input.path) return snapshotDatabase(input.path, path, { lockFree, pins });
   throw new JobError("usage", `back up '${input.source}': give a path, an open database or a snapshot function`);
 }
 
@@ -302,7 +303,7 @@ function dirKey(input: DatabaseInput): string | undefined {
  */
 async function snapshotAll(
   databases: readonly (DatabaseInput & { source: string })[],
-  workDir: string,
+  work: Work,
   changeTables: readonly ChangeTable[],
   integrity: IntegrityLevel | undefined,
   log: (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void,
@@ -311,9 +312,9 @@ async function snapshotAll(
   const snaps: Snap[] = [];
   for (const input of databases) {
     throwIfInterrupted(signal, `snapshot '${input.source}'`);
-    const path = join(workDir, `${input.source}.db`);
+    const path = join(work.dir, `${input.source}.db`);
     log("info", `snapshot ${input.source}`, { source: input.source });
-    const info = await snapshotOne(input, path, changeTables, integrity, (m) => log("warn", m, { source: input.source }));
+    const info = await snapshotOne(input, path, work.pins, changeTables, integrity, (m) => log("warn", m, { source: input.source }));
     snaps.push({ input, path, info, ...(input.relativePath !== undefined ? { relativePath: input.relativePath } : {}) });
   }
   for (const state of snaps.filter((s) => s.info.inspection.livestore?.role === "state")) {
@@ -331,8 +332,8 @@ async function snapshotAll(
       }
       log("info", `${state.input.source} and ${log_.input.source} were copied at different moments (${heads}); taking both again`, { source: state.input.source, attempt });
       await sleep(20 * attempt);
-      log_.info = await snapshotOne(log_.input, log_.path, changeTables, integrity);
-      state.info = await snapshotOne(state.input, state.path, changeTables, integrity);
+      log_.info = await snapshotOne(log_.input, log_.path, work.pins, changeTables, integrity);
+      state.info = await snapshotOne(state.input, state.path, work.pins, changeTables, integrity);
     }
   }
   return snaps;
@@ -350,6 +351,12 @@ class SetIdTaken extends Error {
     super(`set id ${id} is taken by another run`);
     this.id = id;
   }
+}
+
+/** A run's work directory (snapshots, the spooled output) and the pins standing in for its snapshots: the run ends both. */
+interface Work {
+  dir: string;
+  pins: Pins;
 }
 
 /** What every phase of a run shares: its options, databases, and where it writes. */
@@ -467,7 +474,7 @@ async function planSet(ctx: RunContext, forceFull: string | undefined, after: st
 }
 
 /** Phase 3: snapshots (full) or exports the changes (incremental) and uploads every object of the set. */
-async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Promise<CapturedSet> {
+async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<CapturedSet> {
   const { options, store, databases, changeTables, log, emit } = ctx;
   const { kind, id } = plan;
   const timings: Record<string, number> = {};
@@ -486,12 +493,13 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
     throwIfInterrupted(options.signal, `upload '${key}'`);
     // The compressed bytes are spooled to the work dir and sent from there (no part held in memory); the file
     // is kept only when this run re-sends it to daily/.
-    const spool = join(workDir, name);
+    const spool = join(work.dir, name);
     const tmpFile = keepCopies ? spool : undefined;
     const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType, spool });
     try {
       const compressOptions = {
         ...(options.cpu !== undefined ? { cpu: options.cpu } : {}),
+        pins: work.pins,
         onProgress: (bytes: number) => emit({ type: "progress", phase: "upload", file: name, bytes, ...(total !== undefined ? { total } : {}) }),
       };
       const sink = (chunk: Buffer) => {
@@ -519,7 +527,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
   if (kind === "full") {
     // Snapshot every database first (close together in time), check each, then upload.
     let t = Date.now();
-    const snaps = await snapshotAll(databases, workDir, changeTables, options.integrity, log, options.signal);
+    const snaps = await snapshotAll(databases, work, changeTables, options.integrity, log, options.signal);
     capturedAt = plan.clock();
     // Each copy is checked right after it is taken (and retaken when it fails): one phase.
     timings.snapshotAndCheck = Date.now() - t;
@@ -559,7 +567,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
       if (docs.query) {
         const snap = docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0];
         if (!snap) throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
-        query = { sql: docs.query, dbPath: await materializeSnapshot(snap.path) };
+        query = { sql: docs.query, dbPath: await materializeSnapshot(snap.path, work.pins) };
       }
       const tarball = await documentsTar({ ...(docs.dir ? { dir: docs.dir } : {}), ...(query ? { query } : {}) });
       const d = await put(DOCUMENTS_FILE, tarball.stream, tarball.estimateBytes, "application/zstd");
@@ -567,7 +575,11 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
       log("info", `uploaded ${DOCUMENTS_FILE}`, { documents: tarball.count(), bytes: d.uncompressedSize, stored: d.size });
       timings.documents = Date.now() - t;
     }
-    for (const s of snaps) await unlink(s.path).catch(() => {});
+    // Uploaded: a pin's read transaction ends here (the app's log can be checkpointed again), a copy is removed.
+    for (const s of snaps) {
+      work.pins.release(s.path);
+      await unlink(s.path).catch(() => {});
+    }
   } else {
     const t = Date.now();
     const previous = plan.previous!;
@@ -583,8 +595,8 @@ async function captureSet(ctx: RunContext, plan: SetPlan, workDir: string): Prom
       else {
         // No live handle (a snapshot function, or a LiveStore file no connection may lock): export from a
         // fresh checked copy, which is just as consistent.
-        const path = join(workDir, `${input.source}.db`);
-        await snapshotOne(input, path, changeTables, options.integrity);
+        const path = join(work.dir, `${input.source}.db`);
+        await snapshotOne(input, path, work.pins, changeTables, options.integrity);
         sources.push({ source: input.source, db: path, base });
       }
     }
@@ -669,7 +681,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   let kindForReport: string = options.kind ?? "auto";
   let idForReport: string | undefined;
   let lock: Lock | undefined;
-  let workDir: string | undefined;
+  let work: Work | undefined;
   try {
     const prepared = await prepare({ options, store: options.store, tmpDir, started, log, emit });
     lock = prepared.lock;
@@ -694,16 +706,16 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       kindForReport = plan.kind;
       idForReport = plan.id;
       log("info", `starting ${plan.kind} backup ${plan.id}`, { kind: plan.kind, id: plan.id, reason: plan.reason, databases: ctx.databases.map((d) => d.source) });
-      if (workDir) {
-        releasePinned(workDir);
-        await rm(workDir, { recursive: true, force: true }).catch(() => {});
+      if (work) {
+        work.pins.releaseAll();
+        await rm(work.dir, { recursive: true, force: true }).catch(() => {});
       }
       await mkdir(tmpDir, { recursive: true });
-      workDir = await mkdtemp(join(tmpDir, workDirPrefix()));
+      work = { dir: await mkdtemp(join(tmpDir, workDirPrefix())), pins: new Pins() };
       let captured: CapturedSet;
       let outcome: Awaited<ReturnType<typeof commitPlannedSet>>;
       try {
-        captured = await captureSet(ctx, plan, workDir);
+        captured = await captureSet(ctx, plan, work);
         outcome = await commitPlannedSet(ctx, plan, captured);
       } catch (e) {
         if (e instanceof SetIdTaken) {
@@ -754,8 +766,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     );
     throw error;
   } finally {
-    if (workDir) releasePinned(workDir);
-    if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
+    work?.pins.releaseAll();
+    if (work) await rm(work.dir, { recursive: true, force: true }).catch(() => {});
     await lock?.release();
   }
 }

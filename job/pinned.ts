@@ -7,8 +7,8 @@ import type { DatabaseSync } from "node:sqlite";
  * of the database file (a checkpoint needs the read-lock that transaction holds), so the file's first
  * `bytes` bytes are the snapshot itself: the backup checks it through `db` and compresses it straight from the
  * live file, without writing a 1 GiB copy to the temp disk and reading it back. A pin stands in for the copy
- * at the path the backup gave (`snapshotDatabase(..., { pin: true })`), so `checkSnapshot` and `compressFile`
- * find it there; `releasePinned` ends it (the backup's clean-up, whatever happened).
+ * at the path the backup gave (`snapshotDatabase(..., { pins })` registers it in the run's `Pins`), so
+ * `checkSnapshot`, `compressFile` and `materializeSnapshot`, given the same `Pins`, find it there.
  */
 export interface PinnedSnapshot {
   /** The live database file. */
@@ -21,34 +21,54 @@ export interface PinnedSnapshot {
   db: DatabaseSync;
 }
 
-const pins = new Map<string, PinnedSnapshot>();
+/**
+ * The pins of one backup run, by the path of the copy each stands in for. The run owns it (with its work
+ * directory) and passes it to whatever reads a snapshot; `releaseAll` ends them when the run ends, whatever
+ * happened. No state outside a run: two runs in one process never see each other's pins.
+ */
+export class Pins {
+  readonly #pins = new Map<string, PinnedSnapshot>();
 
-/** Registers `pin` as the snapshot at `path`, ending one already there. */
-export function setPinned(path: string, pin: PinnedSnapshot): void {
-  releasePinned(path);
-  pins.set(resolve(path), pin);
+  /** Registers `pin` as the snapshot at `path`, ending one already there. */
+  set(path: string, pin: PinnedSnapshot): void {
+    this.release(path);
+    this.#pins.set(resolve(path), pin);
+  }
+
+  /** The pinned snapshot standing in for the copy at `path`, if any. */
+  at(path: string): PinnedSnapshot | undefined {
+    return this.#pins.get(resolve(path));
+  }
+
+  /** Ends the pin at `path`, if any: the read transaction, then the connection. */
+  release(path: string): void {
+    const key = resolve(path);
+    const pin = this.#pins.get(key);
+    if (!pin) return;
+    this.#pins.delete(key);
+    endPin(pin);
+  }
+
+  /** Ends every pin of the run. */
+  releaseAll(): void {
+    for (const path of [...this.#pins.keys()]) this.release(path);
+  }
+
+  /** How many pins are held (tests). */
+  get size(): number {
+    return this.#pins.size;
+  }
 }
 
-/** The pinned snapshot standing in for the copy at `path`, if any. */
-export function pinnedAt(path: string): PinnedSnapshot | undefined {
-  return pins.get(resolve(path));
-}
-
-/** Ends the pins at `path` and under it (a work directory): the read transaction, then the connection. */
-export function releasePinned(path: string): void {
-  const base = resolve(path);
-  for (const [key, pin] of pins) {
-    if (key !== base && !key.startsWith(`${base}/`)) continue;
-    pins.delete(key);
-    try {
-      if (pin.db.isTransaction) pin.db.exec("COMMIT");
-    } catch {
-      // a read transaction has nothing to keep; closing ends it anyway
-    }
-    try {
-      pin.db.close();
-    } catch {
-      // already closed
-    }
+function endPin(pin: PinnedSnapshot): void {
+  try {
+    if (pin.db.isTransaction) pin.db.exec("COMMIT");
+  } catch {
+    // a read transaction has nothing to keep; closing ends it anyway
+  }
+  try {
+    pin.db.close();
+  } catch {
+    // already closed
   }
 }

@@ -5,7 +5,7 @@ import { backup as sqliteBackup, DatabaseSync } from "node:sqlite";
 import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
 import { LIVESTORE, inspectDatabase, type DatabaseInspection } from "./coverage.ts";
 import { JobError } from "./errors.ts";
-import { type PinnedSnapshot, pinnedAt, releasePinned, setPinned } from "./pinned.ts";
+import type { PinnedSnapshot, Pins } from "./pinned.ts";
 
 /**
  * The SQLite adapter of the job: check that a file is SQLite without creating it, snapshot a live
@@ -98,10 +98,11 @@ export interface SnapshotOptions {
   lockFree?: boolean;
   /**
    * For a WAL file: pin it at its latest transaction instead of copying it (job/pinned.ts), when its log can be
-   * checkpointed whole. The copy at `destPath` is then never written; `checkSnapshot`, `compressFile` and
-   * `materializeSnapshot` read the pin, and `releasePinned(destPath)` must end it.
+   * checkpointed whole, and register the pin in `pins` at `destPath`. The copy at `destPath` is then never
+   * written; `checkSnapshot`, `compressFile` and `materializeSnapshot` read the pin when given the same `pins`,
+   * whose owner ends it.
    */
-  pin?: boolean;
+  pins?: Pins;
   /** Pages per step of a rollback-journal copy (default STEP_PAGES); see `stepsThenLockedCopy`. */
   stepPages?: number;
 }
@@ -113,7 +114,7 @@ export const STEP_PAGES = 1024;
 export const STEP_RESTARTS = 2;
 
 /**
- * Copies a live database into `destPath` with SQLite's backup API, or pins it (`pin`, WAL files). With an
+ * Copies a live database into `destPath` with SQLite's backup API, or pins it (`pins`, WAL files). With an
  * already open connection (the in-process case of fact 7) that connection is used, in one step: its own
  * writes update the copy. A WAL file is copied in one step: its readers never block its writers. A
  * rollback-journal file is copied in steps of `stepPages`, the writers committing in between; a commit restarts
@@ -128,10 +129,10 @@ export async function snapshotDatabase(source: string | DatabaseSync, destPath: 
     const header = await assertSqliteFile(source);
     const lockFree = options.lockFree ?? (await isUnlockedLiveStoreFile(source));
     const wal = !lockFree && header[18] === 2 && header[19] === 2; // the header's read and write versions say WAL
-    if (options.pin && wal) {
+    if (options.pins && wal) {
       const pin = await pinWalDatabase(source).catch(() => undefined);
       if (pin) {
-        setPinned(destPath, pin);
+        options.pins.set(destPath, pin);
         return pin.pageCount;
       }
     }
@@ -309,11 +310,11 @@ export async function pinWalDatabase(path: string): Promise<PinnedSnapshot | und
 }
 
 /**
- * Writes a pinned snapshot at `path` out as a file (for a reader that needs one, e.g. a documents query) and
- * returns `path`; a real copy is left as it is.
+ * Writes a pinned snapshot at `path` (in `pins`) out as a file (for a reader that needs one, e.g. a documents
+ * query), ends the pin and returns `path`; a real copy is left as it is.
  */
-export async function materializeSnapshot(path: string): Promise<string> {
-  const pin = pinnedAt(path);
+export async function materializeSnapshot(path: string, pins?: Pins): Promise<string> {
+  const pin = pins?.at(path);
   if (!pin) return path;
   const from = await open(pin.file, "r");
   const to = await open(path, "wx");
@@ -329,7 +330,7 @@ export async function materializeSnapshot(path: string): Promise<string> {
     await from.close();
     await to.close();
   }
-  releasePinned(path);
+  pins?.release(path);
   return path;
 }
 
@@ -338,12 +339,16 @@ export async function materializeSnapshot(path: string): Promise<string> {
  * `quick_check` (or `integrity_check`) says ok. A backup call can report success and leave no file (fact 5),
  * so nothing is trusted until this passes. Also counts rows and reads the change tables' largest keys.
  */
-export async function checkSnapshot(path: string, changeTables: readonly ChangeTable[], options: { pagesCopied?: number; integrity?: IntegrityLevel } = {}): Promise<SnapshotInfo> {
+export async function checkSnapshot(
+  path: string,
+  changeTables: readonly ChangeTable[],
+  options: { pagesCopied?: number; integrity?: IntegrityLevel; pins?: Pins } = {},
+): Promise<SnapshotInfo> {
   const fail = (reason: string): never => {
     throw new JobError("integrity", `check snapshot '${path}': ${reason}`, { hint: "the copy is unusable; nothing was uploaded. Run the backup again" });
   };
   // A pinned snapshot (job/pinned.ts) is checked inside the read transaction that pins it: the same pages.
-  const pin = pinnedAt(path);
+  const pin = options.pins?.at(path);
   let size: number;
   try {
     size = pin ? pin.bytes : (await stat(path)).size;

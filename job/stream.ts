@@ -6,7 +6,7 @@ import { availableParallelism } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { constants, createZstdCompress, zstdCompressSync, type ZstdCompress } from "node:zlib";
 import { JobError } from "./errors.ts";
-import { pinnedAt } from "./pinned.ts";
+import type { Pins } from "./pinned.ts";
 
 /**
  * The streaming pipeline of the job: source bytes -> sha256 and size -> zstd -> sha256 and size -> a consumer
@@ -132,6 +132,8 @@ export interface CompressFileOptions extends CompressOptions {
   threads?: number;
   /** A cap on the process's average CPU share while compressing, in cores (e.g. 0.5); unset: no cap. */
   cpu?: number;
+  /** The run's pins: a pinned snapshot at `path` is read from the live file it pins (job/pinned.ts). */
+  pins?: Pins;
 }
 
 /**
@@ -147,7 +149,7 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
   const threads = Math.max(1, Math.min(options.threads ?? defaultCompressThreads(), pacer ? Math.ceil(pacer.cores) : 64));
   const params = { [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL, [constants.ZSTD_c_checksumFlag]: 0 };
   // A pinned snapshot (job/pinned.ts) is read from the live file it pins, up to its size.
-  const pin = pinnedAt(path);
+  const pin = options.pins?.at(path);
   const length = pin?.bytes;
   const limit = length ?? Number.POSITIVE_INFINITY;
   const source = await open(pin ? pin.file : path, "r");

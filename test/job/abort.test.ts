@@ -1,6 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
@@ -42,6 +43,40 @@ describe("AbortSignal through the library", () => {
     const sets = await verifyAllComplete(t.bucket.store);
     expect([...sets.full, ...sets.incremental, ...sets.daily]).toEqual([]);
     expect((await readdir(work)).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
+  });
+
+  it("an in-process backup ends its pin of a WAL database whether it succeeds or is aborted: the app's log checkpoints whole after it", async () => {
+    const db = join(t.dir, "pinned.db");
+    appendDemoEvents(db, 2000, 1);
+    addRandomBlob(db, 12 * 1024 * 1024);
+    const app = new DatabaseSync(db, { timeout: 5_000 });
+    try {
+      expect(app.prepare("PRAGMA journal_mode").get()).toEqual({ journal_mode: "wal" });
+      const checkpointAfterWrite = () => {
+        app.exec("CREATE TABLE IF NOT EXISTS app_writes (x); INSERT INTO app_writes VALUES (1)");
+        return app.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get();
+      };
+      const work = join(t.dir, "work");
+      const options = { store: t.bucket.store, databases: [{ path: db, source: "app" }], kind: "full" as const, tmpDir: work, lockFile: false as const, promote: false };
+      await backup(options);
+      expect(checkpointAfterWrite()).toEqual({ busy: 0, log: 0, checkpointed: 0 });
+      const controller = new AbortController();
+      let pinnedWhileUploading: unknown;
+      const run = backup({
+        ...options,
+        signal: controller.signal,
+        onEvent: (e) => {
+          if (e.type !== "progress" || e.phase !== "upload" || (e.bytes ?? 0) === 0 || pinnedWhileUploading) return;
+          pinnedWhileUploading = checkpointAfterWrite(); // the pin holds the log back while the file is read
+          controller.abort();
+        },
+      });
+      await expect(run).rejects.toSatisfy(interrupted);
+      expect(pinnedWhileUploading).toMatchObject({ busy: 1 });
+      expect(checkpointAfterWrite()).toEqual({ busy: 0, log: 0, checkpointed: 0 });
+    } finally {
+      app.close();
+    }
   });
 
   it("a backup on a worker thread terminated mid-way leaves its work dir; the next backup in the same process removes it", async () => {

@@ -8,7 +8,7 @@ import { createZstdDecompress, zstdDecompressSync } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../job/cli.ts";
 import { EXIT, JobError } from "../../job/errors.ts";
-import { pinnedAt, releasePinned } from "../../job/pinned.ts";
+import { Pins } from "../../job/pinned.ts";
 import { checkSnapshot, copyUnderSharedLock, materializeSnapshot, patchUnderSharedLock, snapshotDatabase } from "../../job/sqlite.ts";
 import { compressFile, FRAME_BYTES, parseCpuShare } from "../../job/stream.ts";
 import { collector, JOB_ROOT, sha256, tempDir, writeLiveStoreDb } from "./backup-fixtures.ts";
@@ -156,15 +156,16 @@ describe("snapshots beside a writer", () => {
     writeLiveStoreDb(db, { events: 20_000, docs: 5 });
     const writer = await startWriter(db);
     const snap = join(dir.path, "snap.db");
-    const pages = await snapshotDatabase(db, snap, { pin: true });
-    expect(pinnedAt(snap)?.pageCount).toBe(pages);
-    const info = await checkSnapshot(snap, [], { pagesCopied: pages, integrity: "full" });
+    const pins = new Pins();
+    const pages = await snapshotDatabase(db, snap, { pins });
+    expect(pins.at(snap)?.pageCount).toBe(pages);
+    const info = await checkSnapshot(snap, [], { pagesCopied: pages, integrity: "full", pins });
     await new Promise((r) => setTimeout(r, 200)); // the writer keeps committing while the pin is held
     const chunks: Buffer[] = [];
-    const digest = await compressFile(snap, async (c) => void chunks.push(Buffer.from(c)));
+    const digest = await compressFile(snap, async (c) => void chunks.push(Buffer.from(c)), { pins });
     const { commits } = await stopWriter(writer);
-    releasePinned(snap);
-    expect(pinnedAt(snap)).toBeUndefined();
+    pins.releaseAll();
+    expect(pins.at(snap)).toBeUndefined();
     const restored = join(dir.path, "restored.db");
     await writeFile(restored, zstdDecompressSync(Buffer.concat(chunks)));
     expect(digest.uncompressedSize).toBe(info.sizeBytes);
@@ -191,9 +192,12 @@ describe("snapshots beside a writer", () => {
     const db = join(dir.path, "wal.db");
     writeLiveStoreDb(db, { events: 500 });
     const snap = join(dir.path, "snap.db");
-    await snapshotDatabase(db, snap, { pin: true });
-    expect(await materializeSnapshot(snap)).toBe(snap);
-    expect(pinnedAt(snap)).toBeUndefined();
+    const pins = new Pins();
+    await snapshotDatabase(db, snap, { pins });
+    // Without the run's pins a pinned snapshot is not found: nothing was ever written at its path.
+    await expect(checkSnapshot(snap, [])).rejects.toThrow(/left no file/);
+    expect(await materializeSnapshot(snap, pins)).toBe(snap);
+    expect(pins.size).toBe(0);
     const info = await checkSnapshot(snap, [{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"] }], { integrity: "full" });
     expect(info.tables.eventlog).toBe(500);
   });
