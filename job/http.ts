@@ -4,7 +4,7 @@ import { Readable } from "node:stream";
 import { JobError } from "./errors.ts";
 import { displayUrl } from "./log.ts";
 import { Agent as HttpAgent, IncomingMessage, request as httpRequest } from "./node-http.ts";
-import type { FileRange } from "./store/types.ts";
+import type { Body, FileRange } from "./store/types.ts";
 
 /**
  * The job's one HTTP client (the store, webhooks, the agent trigger, the replica-lag read): node:http(s), never
@@ -110,12 +110,15 @@ export class Answer {
   }
 }
 
+/** A request's options: fetch's, with a body of text, bytes (sent as they are) or a file range (read from disk). */
+export type SendInit = Omit<RequestInit, "body"> & { body?: string | Body };
+
 /**
  * One request through node:http(s) (see Answer): a byte body is sent as it is (no copy), a file range is read
  * afresh from disk on every attempt, and the answer's headers resolve it. A redirect is not followed: the
  * Worker never sends one, so it means R2_WORKER_URL points somewhere else (e.g. http:// behind "always HTTPS").
  */
-export async function send(url: string | URL, init: RequestInit & { file?: FileRange } = {}): Promise<Answer> {
+export async function send(url: string | URL, init: SendInit = {}): Promise<Answer> {
   try {
     return await sendOnce(url, init);
   } catch (e) {
@@ -126,10 +129,11 @@ export async function send(url: string | URL, init: RequestInit & { file?: FileR
   }
 }
 
-async function sendOnce(url: string | URL, init: RequestInit & { file?: FileRange }): Promise<Answer> {
-  const { file, body } = init;
-  if (body !== undefined && body !== null && typeof body !== "string" && !(body instanceof Uint8Array)) throw new Error("send: a body is a string, bytes or a file range");
-  const bytes = typeof body === "string" ? Buffer.from(body) : (body ?? undefined);
+async function sendOnce(url: string | URL, init: SendInit): Promise<Answer> {
+  const { body } = init;
+  const file = body === undefined || typeof body === "string" || body instanceof Uint8Array ? undefined : body;
+  const bytes = typeof body === "string" ? Buffer.from(body) : body instanceof Uint8Array ? body : undefined;
+  if (file !== undefined && typeof (file as Partial<FileRange>).path !== "string") throw new Error("send: a body is a string, bytes or a file range");
   const target = new URL(url);
   const secure = target.protocol === "https:";
   const length = file ? file.length : bytes?.byteLength;

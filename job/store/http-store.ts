@@ -1,21 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
-import { send, type Answer } from "../http.ts";
+import { send, type Answer, type SendInit } from "../http.ts";
 import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import { addSecret, addUrlSecrets, displayUrl } from "../log.ts";
-import {
-  bodyLength,
-  type BackupStore,
-  type Body,
-  type ChainView,
-  type CommitOutcome,
-  type FileRange,
-  type GetResult,
-  type ListPage,
-  type PutOptions,
-  type StoredObject,
-} from "./types.ts";
+import { bodyLength, type BackupStore, type Body, type ChainView, type CommitOutcome, type GetResult, type ListPage, type PutOptions, type StoredObject } from "./types.ts";
 import { CHAIN_HEAD_KEY, parseChainHead, type ApiChain, type ApiChainCommit, type ApiChainManifests, type ChainEntry, type ChainHead } from "../../core/chain.ts";
 
 /** An HTTP answer the store could not turn into a result: carries the status for callers that branch on it. */
@@ -46,8 +35,8 @@ export interface HttpStoreOptions {
 
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
-/** A request's options: `expect` lists statuses handed back instead of thrown; `file` is a body read from disk. */
-type Init = RequestInit & { expect?: number[]; file?: FileRange };
+/** A request's options: `expect` lists statuses handed back instead of thrown. */
+type Init = SendInit & { expect?: number[] };
 
 function toStored(o: ApiObject): StoredObject {
   return { key: o.key, size: o.size, etag: o.etag, uploaded: new Date(o.uploaded), ...(o.sha256 ? { sha256: o.sha256 } : {}) };
@@ -257,7 +246,6 @@ export class HttpStore implements BackupStore {
       createHash("sha256")
         .update(bytes as Uint8Array)
         .digest("hex");
-    const send = bytes instanceof Uint8Array ? { body: bytes } : { file: bytes };
     const headers: Record<string, string> = { "content-type": options.contentType ?? "application/octet-stream", [HEADERS.contentSha256]: sha256 };
     let answer: { conflict: ApiError } | { object: StoredObject };
     for (let attempt = 1; ; attempt++) {
@@ -265,7 +253,7 @@ export class HttpStore implements BackupStore {
         "upload",
         key,
         objectPath(key),
-        { method: "PUT", ...send, headers, expect: [409] },
+        { method: "PUT", body: bytes, headers, expect: [409] },
         async (res) => (res.status === 409 ? { conflict: await readError(res) } : { object: toStored((await res.json()) as ApiObject) }),
       );
       // Another write of this key holds its claim (our own earlier attempt, cut off): wait for it to end, then look.
@@ -350,8 +338,7 @@ export class HttpStore implements BackupStore {
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Body): Promise<{ partNumber: number; etag: string }> {
     const q = new URLSearchParams({ uploadId, partNumber: String(partNumber) });
     // A part may be sent again: the later upload of a part number replaces the earlier.
-    const send = body instanceof Uint8Array ? { body } : { file: body };
-    return this.#exchange(`upload part ${partNumber} of`, key, `${objectPath(key)}?${q}`, { method: "PUT", ...send }, async (res) => (await res.json()) as ApiPart);
+    return this.#exchange(`upload part ${partNumber} of`, key, `${objectPath(key)}?${q}`, { method: "PUT", body }, async (res) => (await res.json()) as ApiPart);
   }
 
   async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<StoredObject> {
