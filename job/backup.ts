@@ -255,7 +255,7 @@ async function snapshotOne(
             continue;
           }
           warn?.(
-            `${input.source}: the app wrote to '${input.path}' during every copy; keeping one that passes integrity_check (stop the app, or back it up in-process, for a copy at a quiet moment)`,
+            `${input.source}: the app wrote to '${input.path}' during every copy; the last copy is kept only if it passes integrity_check (stop the app, or back it up in-process, for a copy at a quiet moment)`,
           );
         }
       }
