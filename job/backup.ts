@@ -658,15 +658,27 @@ async function commitPlannedSet(ctx: RunContext, plan: SetPlan, captured: Captur
   });
   const mKey = manifestKey(kind, id);
   throwIfInterrupted(options.signal, `write '${mKey}'`);
-  const outcome = await store.commitSet(serializeManifest(manifest), plan.expect).catch((e: unknown) => {
+  const text = serializeManifest(manifest);
+  const outcome = await store.commitSet(text, plan.expect).catch((e: unknown) => {
     // Another manifest under this id (a run that planned on the same head in the same second) or its objects.
     throw e instanceof HttpStatusError && e.status === 409 ? new SetIdTaken(id) : e;
   });
   if ("committed" in outcome) return { manifest, mKey };
-  // A commit whose answer was lost and was sent again meets its own success as a moved chain.
+  return (await isOwnCommit(store, kind, id, text)) ? { manifest, mKey } : outcome;
+}
+
+/**
+ * A commit whose answer was lost and was sent again meets its own success as a moved chain. The set in the chain
+ * is this run's only when the chain holds its kind and id and the manifest stored under that key is, byte for
+ * byte, the one this run sent: the Worker appends a set only with its manifest stored, and a manifest is written
+ * once. Another run's set of the same id and capture time (an incremental and a full planned on the same head
+ * in the same second) is not this run's success.
+ */
+async function isOwnCommit(store: BackupStore, kind: Manifest["kind"], id: string, sent: string): Promise<boolean> {
   const after = await store.chain();
-  if (after.head?.tail.some((e) => e.id === id && e.capturedAt === manifest.capturedAt)) return { manifest, mKey };
-  return outcome;
+  if (!after.head?.tail.some((e) => e.kind === kind && e.id === id)) return false;
+  const set = `${kind}/${id}`;
+  return (await store.readManifests([set]))[set] === sent;
 }
 
 /**

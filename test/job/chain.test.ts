@@ -130,6 +130,45 @@ describe("runs at once against one bucket", () => {
   });
 });
 
+describe("a run told the chain moved", () => {
+  it("does not take another run's set of the same id and capture time for its own: it takes its set again", async () => {
+    const db = join(t.dir, "app.db");
+    writeLiveStoreDb(db, { events: 20 });
+    const opts = { databases: [{ path: db, source: "app" }], tmpDir: join(t.dir, "tmp"), lockFile: false as const, promote: false };
+    const first = await backup({ ...opts, store: t.bucket.store, kind: "full" });
+    // Another run planned on the same head in the same second: its incremental gets this run's id, and both
+    // capture times are the tip's (each is raised to it when a clock estimate lags). It commits first.
+    const real = t.bucket.store;
+    let rival: ChainEntry | undefined;
+    const store = new Proxy(real, {
+      get(target, p) {
+        if (p === "commitSet") {
+          return async (manifest: string, expected: number) => {
+            if (!rival) {
+              const m = JSON.parse(manifest) as Manifest;
+              const moved = await commitFake("incremental", m.id, first.id, first.id, m.capturedAt!, expected);
+              if (!("committed" in moved)) throw new Error(`the rival did not commit: ${moved.moved}`);
+              rival = moved.committed.entry;
+            }
+            return target.commitSet(manifest, expected);
+          };
+        }
+        const v = Reflect.get(target, p, target) as unknown;
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const r = await backup({ ...opts, store, kind: "full" });
+    const entries = await allEntries(real, (await real.chain()).head);
+    expect(entries.map((e) => [e.kind, e.id])).toEqual([
+      ["full", first.id],
+      ["incremental", rival!.id],
+      ["full", r.id],
+    ]);
+    expect(r.id > rival!.id).toBe(true);
+    expect(JSON.parse((await real.readManifests([`full/${r.id}`]))[`full/${r.id}`]!)).toEqual(r.manifest);
+  });
+});
+
 describe("two databases into one bucket", () => {
   it("backed up alternately by separate runs: every restore at every set returns that database's own content", async () => {
     const alpha = join(t.dir, "alpha.db");
