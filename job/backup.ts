@@ -341,6 +341,7 @@ async function snapshotAll(
 
 /** Attempts at committing before a run gives up to the runs that keep committing first (each retakes the set). */
 const COMMIT_ATTEMPTS = 10;
+const TOO_MANY_RUNS = "nothing of this run is in the chain; too many runs share this bucket at once, space out their schedules";
 
 type Log = (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 
@@ -732,7 +733,11 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       } catch (e) {
         if (e instanceof SetIdTaken) {
           // Two runs planned on the same head in the same second: the other wrote under this id first.
-          if (attempt >= COMMIT_ATTEMPTS) throw new JobError("chainMoved", `take backup '${plan.id}': ${e.message}`);
+          if (attempt >= COMMIT_ATTEMPTS) {
+            throw new JobError("chainMoved", `take ${plan.kind} backup '${plan.id}': other runs committed first or took its set id ${attempt} times (${e.message})`, {
+              hint: TOO_MANY_RUNS,
+            });
+          }
           log("warn", `another run took set id ${plan.id}; taking the set again under a later one`, { id: plan.id });
           taken = plan.id;
           continue;
@@ -750,7 +755,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       }
       if (attempt >= COMMIT_ATTEMPTS) {
         throw new JobError("chainMoved", `commit ${plan.kind} backup '${plan.id}': other runs committed first ${attempt} times (${outcome.moved})`, {
-          hint: "nothing of this run is in the chain; too many runs share this bucket at once, space out their schedules",
+          hint: TOO_MANY_RUNS,
         });
       }
       log("warn", `another run committed first; taking the set again on the new head (attempt ${attempt + 1} of ${COMMIT_ATTEMPTS})`, { id: plan.id, reason: outcome.moved });

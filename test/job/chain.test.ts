@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { CHAIN_HEAD_KEY, MAX_CLOCK_SKEW_MS, fileKey, manifestKey, formatTimestamp, linearProblem, type ChainEntry, type Manifest } from "../../core/index.ts";
 import { backup } from "../../job/backup.ts";
 import { allEntries, rebuildChain } from "../../job/chain.ts";
-import { EXIT } from "../../job/errors.ts";
+import { EXIT, JobError } from "../../job/errors.ts";
 import { restore } from "../../job/restore/index.ts";
 import { ONE_BYTE, eventCount, oneByteSetFile, oneByteSetManifest, runCli, writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
@@ -108,8 +108,8 @@ describe("runs at once against one bucket", () => {
     expect(entries).toHaveLength(1 + ok.length);
     expect(entries.map((e) => e.id).sort()).toEqual(entries.map((e) => e.id));
     for (const r of ok) expect(entries.map((e) => e.id)).toContain(r.id);
-    // Some runs lost a race and took their set again on the new head (the log says so).
-    expect(results.some((r) => /another run committed first; taking the set again/.test(r.stderr))).toBe(true);
+    // Some runs lost a race (the head moved, or another run took their set's id) and took their set again.
+    expect(results.some((r) => /another run (committed first; taking the set again|took set id .*; taking the set again)/.test(r.stderr))).toBe(true);
 
     // Every set of the chain restores, and each holds at least the rows of the set before it.
     let before = 0;
@@ -130,8 +130,8 @@ describe("runs at once against one bucket", () => {
   });
 });
 
-describe("a run told the chain moved", () => {
-  it("does not take another run's set of the same id and capture time for its own: it takes its set again", async () => {
+describe("a run that loses the race to commit", () => {
+  it("told the chain moved, does not take another run's set of the same id and capture time for its own: it takes its set again", async () => {
     const db = join(t.dir, "app.db");
     writeLiveStoreDb(db, { events: 20 });
     const opts = { databases: [{ path: db, source: "app" }], tmpDir: join(t.dir, "tmp"), lockFile: false as const, promote: false };
@@ -166,6 +166,39 @@ describe("a run told the chain moved", () => {
     ]);
     expect(r.id > rival!.id).toBe(true);
     expect(JSON.parse((await real.readManifests([`full/${r.id}`]))[`full/${r.id}`]!)).toEqual(r.manifest);
+  });
+
+  it("finding its set id taken by another run's manifest every time, gives up after 10 attempts with the chain's exit code and nothing of it in the chain", async () => {
+    const db = join(t.dir, "app.db");
+    writeLiveStoreDb(db, { events: 20 });
+    const opts = { databases: [{ path: db, source: "app" }], tmpDir: join(t.dir, "tmp"), lockFile: false as const, promote: false };
+    const first = await backup({ ...opts, store: t.bucket.store, kind: "full" });
+    // Before each commit, another run's manifest lands under the id this run picked (written straight into R2).
+    const r2 = await t.bucket.worker.mf.getR2Bucket("BACKUP_BUCKET");
+    const ids: string[] = [];
+    const real = t.bucket.store;
+    const store = new Proxy(real, {
+      get(target, p) {
+        if (p === "commitSet") {
+          return async (manifest: string, expected: number) => {
+            const m = JSON.parse(manifest) as Manifest;
+            ids.push(m.id);
+            await r2.put(manifestKey(m.kind, m.id), fakeManifest(m.kind, m.id, null, m.id, m.capturedAt!));
+            return target.commitSet(manifest, expected);
+          };
+        }
+        const v = Reflect.get(target, p, target) as unknown;
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const err = await backup({ ...opts, store, kind: "full" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(JobError);
+    expect(err).toMatchObject({ kind: "chainMoved", exitCode: EXIT.chainMoved, message: expect.stringMatching(/other runs committed first or took its set id 10 times/) });
+    expect((err as JobError).hint).toMatch(/nothing of this run is in the chain/);
+    expect(ids).toHaveLength(10);
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids).size).toBe(10);
+    expect((await allEntries(real, (await real.chain()).head)).map((e) => e.id)).toEqual([first.id]);
   });
 });
 
