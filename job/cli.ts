@@ -19,7 +19,7 @@ const EXIT_HELP: Record<keyof typeof EXIT, string> = {
   busy: "another backup is already running",
   integrity: "a checksum or integrity check failed",
   notFound: "no backup matches (e.g. an incremental without a full backup)",
-  targetExists: "the restore target exists (use --force)",
+  targetExists: "the restore target exists (use --force), or a process holds it open (stop it)",
   chainMoved: "other runs kept committing first; nothing of this run is in the chain",
   clockSkew: "the Worker refused the set's time (a clock ahead)",
   interrupted: "stopped by SIGINT (130) or SIGTERM (143)",

@@ -99,7 +99,7 @@ ${usageOf(RESTORE_OPTIONS, {
   },
   source: { arg: "<name>", text: "restore only this database of the backup" },
   "dry-run": { text: "print the plan and change nothing" },
-  force: { text: "replace an existing target (stop every process using it first); its stale -wal, -shm and -journal are removed" },
+  force: { text: "replace an existing target, unless a process holds it open (stop the app first); its stale -wal, -shm and -journal are removed" },
   integrity: { arg: "full|quick", text: "PRAGMA integrity_check or quick_check before the replace (run's flag too)", fallback: "full" },
   resumes: { arg: "<n>", text: "interrupted downloads resumed with Range per object", fallback: DEFAULT_RESUMES },
   "documents-to": {
@@ -111,7 +111,7 @@ ${WORKER_USAGE}
   --json                    print the result as JSON
 
 Exit codes: 0 restored, 8 a checksum or integrity check failed (the object is named, with the next
-older --at), 9 no backup matches the time or the chain has a gap, 10 the target exists (use --force).`,
+older --at), 9 no backup matches the time or the chain has a gap, 10 the target exists (use --force) or a process holds it open.`,
   async run(args, ctx) {
     const { values } = parseFlags(args, { ...WORKER_OPTIONS, ...COMMON_OPTIONS, ...RESTORE_OPTIONS }, "restore");
     if (values.help) {

@@ -3,6 +3,7 @@ import { constants } from "node:fs";
 import { access, link, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { JobError } from "../errors.ts";
+import { describeHolders, processesHolding } from "./holders.ts";
 
 /**
  * The file adapter of restore: temporary files beside the target, the refusal to overwrite by surprise,
@@ -94,7 +95,17 @@ export async function checkTarget(target: string, force: boolean): Promise<{ exi
       hint: "nothing was changed; stop every process that uses it, then run again with --force to replace it",
     });
   }
+  if (found.length > 0) await refuseHeld(target, found);
   return { exists: found.length > 0 };
+}
+
+/** Refuses to replace or remove files a process holds open (job/restore/holders.ts): its work would be lost. */
+export async function refuseHeld(target: string, files: readonly string[]): Promise<void> {
+  const holders = await processesHolding(files);
+  if (holders.length === 0) return;
+  throw new JobError("targetExists", `restore to '${target}': ${describeHolders(holders)}`, {
+    hint: "nothing was changed; stop the app and every process that uses the database, then run the restore again (--force replaces only files no process holds open)",
+  });
 }
 
 /** fsync of a file or directory: a rename is durable only once its directory is synced. */
@@ -143,6 +154,8 @@ export async function replaceAtomically(temp: string, target: string, options: {
       if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "EMLINK") throw e;
     }
   }
+  // A process may have opened the target since the restore started: checked again at the last moment.
+  await refuseHeld(target, await existingAt(abs));
   for (const suffix of SIDECARS) await rm(`${abs}${suffix}`, { force: true });
   await rename(temp, abs);
   await fsyncPath(dirname(abs));

@@ -323,3 +323,78 @@ describe("a target that appears while the restore runs", () => {
     expect(readFileSync(late).subarray(0, 15).toString()).toBe("SQLite format 3");
   });
 });
+
+describe("a target an app holds open", () => {
+  /** The app: another process with the database open in WAL mode, its last commits still in its -wal. */
+  async function startApp(path: string) {
+    const script = [
+      "const { DatabaseSync } = require('node:sqlite');",
+      `const db = new DatabaseSync(${JSON.stringify(path)});`,
+      "db.exec('PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE IF NOT EXISTS app_work (n INTEGER)');",
+      "db.exec('INSERT INTO app_work VALUES (1), (2), (3)');",
+      "process.stdout.write('ready\\n');",
+      "setInterval(() => {}, 1000);",
+    ].join("\n");
+    const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
+      child.on("exit", (code) => reject(new Error(`the app exited with ${code}`)));
+    });
+    return child;
+  }
+
+  it("is refused even with --force, naming the process, before anything is downloaded; the app's work stays; once it stops, the restore replaces it", async () => {
+    const src = source(60);
+    const expected = dumpDatabase(src.path);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
+    const app = await startApp(target);
+    const walSha = await fileSha256(`${target}-wal`);
+    const phases: string[] = [];
+    try {
+      const e = await failure(restore({ store: t.bucket.store, to: target, force: true, onProgress: (p) => phases.push(p.phase) }));
+      expect(e.kind).toBe("targetExists");
+      expect(e.exitCode).toBe(10);
+      expect(e.message).toContain(`process ${app.pid} (`);
+      expect(e.detail).toMatch(/\) has 'live\.db', 'live\.db-wal', 'live\.db-shm' open$/);
+      expect(e.hint).toMatch(/stop the app/);
+      expect(phases).not.toContain("download");
+      // The app's database and its uncheckpointed commits are as they were.
+      expect(await fileSha256(target)).toBe(targetSha);
+      expect(await fileSha256(`${target}-wal`)).toBe(walSha);
+      expect((await readdir(t.dir)).filter((f) => f.includes(".restore-"))).toEqual([]);
+    } finally {
+      const exited = new Promise((r) => app.on("exit", r));
+      app.kill("SIGTERM");
+      await exited;
+    }
+    const r = await restore({ store: t.bucket.store, to: target, force: true });
+    expect(r.full.id).toBe("20260105T000000Z");
+    expect(dumpDatabase(target)).toEqual(expected);
+  });
+
+  it("that opened it while the restore downloaded is refused at the replace, and nothing is changed", async () => {
+    const src = source(60);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
+    const { DatabaseSync } = await import("node:sqlite");
+    let app: InstanceType<typeof DatabaseSync> | undefined;
+    try {
+      const e = await failure(
+        restore({
+          store: t.bucket.store,
+          to: target,
+          force: true,
+          // The app (here this process, as a library user's would be) opens its database mid-restore.
+          onProgress: (p) => {
+            if (p.phase === "download" && !app) app = new DatabaseSync(target, { readOnly: true });
+          },
+        }),
+      );
+      expect(app).toBeDefined();
+      expect(e.kind).toBe("targetExists");
+      expect(e.message).toContain(`this process (${process.pid}) has 'live.db' open`);
+      await expectTargetUntouched();
+    } finally {
+      app?.close();
+    }
+  });
+});
