@@ -130,6 +130,22 @@ describe("runs at once against one bucket", () => {
   });
 });
 
+/** The test bucket's store, with `hook` run (another run acting) before each commit it forwards to the Worker. */
+function beforeEachCommit(hook: (manifest: Manifest, expected: number) => Promise<void>) {
+  return new Proxy(t.bucket.store, {
+    get(target, p) {
+      if (p === "commitSet") {
+        return async (manifest: string, expected: number) => {
+          await hook(JSON.parse(manifest) as Manifest, expected);
+          return target.commitSet(manifest, expected);
+        };
+      }
+      const v = Reflect.get(target, p, target) as unknown;
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
 describe("a run that loses the race to commit", () => {
   it("told the chain moved, does not take another run's set of the same id and capture time for its own: it takes its set again", async () => {
     const db = join(t.dir, "app.db");
@@ -140,22 +156,11 @@ describe("a run that loses the race to commit", () => {
     // capture times are the tip's (each is raised to it when a clock estimate lags). It commits first.
     const real = t.bucket.store;
     let rival: ChainEntry | undefined;
-    const store = new Proxy(real, {
-      get(target, p) {
-        if (p === "commitSet") {
-          return async (manifest: string, expected: number) => {
-            if (!rival) {
-              const m = JSON.parse(manifest) as Manifest;
-              const moved = await commitFake("incremental", m.id, first.id, first.id, m.capturedAt!, expected);
-              if (!("committed" in moved)) throw new Error(`the rival did not commit: ${moved.moved}`);
-              rival = moved.committed.entry;
-            }
-            return target.commitSet(manifest, expected);
-          };
-        }
-        const v = Reflect.get(target, p, target) as unknown;
-        return typeof v === "function" ? v.bind(target) : v;
-      },
+    const store = beforeEachCommit(async (m, expected) => {
+      if (rival) return;
+      const moved = await commitFake("incremental", m.id, first.id, first.id, m.capturedAt!, expected);
+      if (!("committed" in moved)) throw new Error(`the rival did not commit: ${moved.moved}`);
+      rival = moved.committed.entry;
     });
     const r = await backup({ ...opts, store, kind: "full" });
     const entries = await allEntries(real, (await real.chain()).head);
@@ -177,19 +182,9 @@ describe("a run that loses the race to commit", () => {
     const r2 = await t.bucket.worker.mf.getR2Bucket("BACKUP_BUCKET");
     const ids: string[] = [];
     const real = t.bucket.store;
-    const store = new Proxy(real, {
-      get(target, p) {
-        if (p === "commitSet") {
-          return async (manifest: string, expected: number) => {
-            const m = JSON.parse(manifest) as Manifest;
-            ids.push(m.id);
-            await r2.put(manifestKey(m.kind, m.id), fakeManifest(m.kind, m.id, null, m.id, m.capturedAt!));
-            return target.commitSet(manifest, expected);
-          };
-        }
-        const v = Reflect.get(target, p, target) as unknown;
-        return typeof v === "function" ? v.bind(target) : v;
-      },
+    const store = beforeEachCommit(async (m) => {
+      ids.push(m.id);
+      await r2.put(manifestKey(m.kind, m.id), fakeManifest(m.kind, m.id, null, m.id, m.capturedAt!));
     });
     const err = await backup({ ...opts, store, kind: "full" }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(JobError);
