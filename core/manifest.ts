@@ -105,6 +105,11 @@ export interface Watermark {
   value: (number | string)[] | null;
   /** Rows at or below `value`: an incremental checks it again, so a delete or a late insert below it is seen. */
   count?: number;
+  /**
+   * sha256 of the row(s) at `value` (job/coverage.ts `rowSha256`): an incremental checks it again, so another
+   * database under the same source name (its own rows at the same keys) is never continued. From 0.3 on.
+   */
+  rowSha256?: string;
 }
 
 const watermark = object<Watermark>({
@@ -113,6 +118,7 @@ const watermark = object<Watermark>({
   columns: listOf(nonEmptyString, 1),
   value: nullable(listOf(rule<number | string>("a number or a string", (v) => typeof v === "string" || (typeof v === "number" && Number.isFinite(v))))),
   count: optional(count),
+  rowSha256: optional(sha256),
 });
 
 export interface Manifest {

@@ -1,6 +1,6 @@
 import { DatabaseSync } from "node:sqlite";
 import { encodeChangeLine, type ChangeTable, type DatabaseInfo, type Row, type Watermark } from "../core/index.ts";
-import { assertStillCovered, inspectDatabase, rowsAtOrBelow } from "./coverage.ts";
+import { assertStillCovered, inspectDatabase, rowSha256, rowsAtOrBelow } from "./coverage.ts";
 import { JobError } from "./errors.ts";
 import { assertSqliteFile, keyValue, quoteIdent } from "./sqlite.ts";
 
@@ -88,7 +88,8 @@ export function exportChanges(
         if (buffer) yield buffer;
         out.changes[`${src.source}/${t.table}`] = count;
         const total = prev?.count !== undefined ? prev.count + count : rowsAtOrBelow(db, t, last);
-        out.to.push({ source: src.source, table: t.table, columns: [...t.columns], value: last, count: total });
+        const row = rowSha256(db, t, last);
+        out.to.push({ source: src.source, table: t.table, columns: [...t.columns], value: last, count: total, ...(row ? { rowSha256: row } : {}) });
       }
       db.exec("COMMIT");
       open = false;

@@ -143,16 +143,39 @@ export function rowsAtOrBelow(db: DatabaseSync, t: Pick<ChangeTable, "table" | "
 }
 
 /**
+ * sha256 of the rows of a change table whose key tuple is `key` (every column, as `inspectDatabase` hashes a
+ * row), undefined for no key or no such row. A watermark records it: two databases under one source name hold
+ * different rows at the same keys, and an incremental of one must not continue the other's chain.
+ */
+export function rowSha256(db: DatabaseSync, t: Pick<ChangeTable, "table" | "columns">, key: readonly (number | string)[] | null): string | undefined {
+  if (key === null) return undefined;
+  const stmt = db.prepare(`SELECT * FROM ${quoteIdent(t.table)} WHERE (${t.columns.map(quoteIdent).join(", ")}) = (${key.map(() => "?").join(", ")})`);
+  stmt.setReadBigInts(true);
+  const rows = (stmt.all(...key) as Record<string, unknown>[]).map((row) => JSON.stringify(row, hashValue)).sort();
+  return rows.length === 0 ? undefined : createHash("sha256").update(rows.join("\n")).digest("hex");
+}
+
+/**
  * Inside the export's read transaction: the tables incrementals do not carry are unchanged since the full
- * backup, and each change table still holds exactly the rows at or below its watermark (append-only).
+ * backup, and each change table still holds exactly the rows at or below its watermark (append-only), the
+ * same row at the watermark itself (the same database, not another under its name).
  */
 export function assertStillCovered(db: DatabaseSync, source: string, base: DatabaseInfo, inspection: DatabaseInspection, from: readonly Watermark[]): void {
   if (base.otherTablesSha256 !== undefined && inspection.otherTablesSha256 !== base.otherTablesSha256) {
     throw new CoverageError(source, "its schema or a table other than the change tables changed since the full backup, and incrementals carry only change-table rows");
   }
   for (const w of from) {
-    if (w.source !== source || w.value === null || w.count === undefined) continue;
+    if (w.source !== source || w.value === null) continue;
     if (!inspection.changeTables.some((t) => t.table === w.table)) throw new CoverageError(source, `its change table '${w.table}' is gone or changed shape`);
+    // The row at the watermark first: another database under this name usually differs there before anywhere.
+    const row = w.rowSha256 === undefined ? undefined : rowSha256(db, w, w.value);
+    if (w.rowSha256 !== undefined && row !== w.rowSha256) {
+      throw new CoverageError(
+        source,
+        `the row of '${w.table}' at the last watermark (${w.value.join(", ")}) ${row === undefined ? "is gone" : "is not the one the chain recorded"}: this is another database under the same source name (give each its own --source, or its own bucket), or that row was ${row === undefined ? "deleted" : "changed"} since`,
+      );
+    }
+    if (w.count === undefined) continue;
     const n = rowsAtOrBelow(db, w, w.value);
     if (n !== w.count) {
       throw new CoverageError(

@@ -3,7 +3,7 @@ import { copyFile, open, stat, truncate, unlink } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import { backup as sqliteBackup, DatabaseSync } from "node:sqlite";
 import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
-import { LIVESTORE, inspectDatabase, type DatabaseInspection } from "./coverage.ts";
+import { LIVESTORE, inspectDatabase, rowSha256, type DatabaseInspection } from "./coverage.ts";
 import { JobError } from "./errors.ts";
 import type { PinnedSnapshot, Pins } from "./pinned.ts";
 
@@ -380,7 +380,9 @@ export async function checkSnapshot(
     const inspection = inspectDatabase(db, changeTables);
     const watermarks: Omit<Watermark, "source">[] = [];
     for (const t of inspection.changeTables) {
-      watermarks.push({ table: t.table, columns: [...t.columns], value: maxKey(db, t), count: tables[t.table] ?? 0 });
+      const value = maxKey(db, t);
+      const row = rowSha256(db, t, value);
+      watermarks.push({ table: t.table, columns: [...t.columns], value, count: tables[t.table] ?? 0, ...(row ? { rowSha256: row } : {}) });
     }
     const sqliteVersion = String((db.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
     return { pageSize, pageCount, integrity: "ok", tables, sizeBytes: size, sqliteVersion, watermarks, inspection };

@@ -34,7 +34,9 @@ describe("snapshot and check", () => {
     expect(pages).toBe(info.pageCount);
     expect(info.sizeBytes).toBe(info.pageCount * info.pageSize);
     expect(info.tables).toEqual({ eventlog: 1234, documents: 3 });
-    expect(info.watermarks).toEqual([{ table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [1234, 0], count: 1234 }]);
+    expect(info.watermarks).toEqual([
+      { table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [1234, 0], count: 1234, rowSha256: expect.stringMatching(/^[0-9a-f]{64}$/) },
+    ]);
   });
 
   it("a truncated copy fails the check as an integrity error (exit 8)", async () => {
@@ -81,7 +83,10 @@ describe("change export", () => {
     let text = "";
     for await (const t of ex.lines) text += t;
     expect(decodeChanges(Buffer.from(text)).map((c) => c.row.seqNumGlobal)).toEqual([8, 9, 10]);
-    expect(ex.result()).toEqual({ changes: { "s/eventlog": 3 }, to: [{ source: "s", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [10, 0], count: 10 }] });
+    expect(ex.result()).toEqual({
+      changes: { "s/eventlog": 3 },
+      to: [{ source: "s", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [10, 0], count: 10, rowSha256: expect.stringMatching(/^[0-9a-f]{64}$/) }],
+    });
   });
 });
 

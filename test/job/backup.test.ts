@@ -73,7 +73,9 @@ describe("r2backup run --kind full", () => {
     const { manifest, bytes } = await verifySet(t.bucket.store, "full", result.id);
     expect(manifest.files.map((f) => f.name).sort()).toEqual(["documents.tar.zst", "eventlog@6.db.zst"]);
     expect(manifest.databases[0]).toMatchObject({ source: "eventlog@6", integrity: "ok", tables: { eventlog: 500, documents: 20 } });
-    expect(manifest.to).toEqual([{ source: "eventlog@6", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [500, 0], count: 500 }]);
+    expect(manifest.to).toEqual([
+      { source: "eventlog@6", table: "eventlog", columns: ["seqNumGlobal", "seqNumClient"], value: [500, 0], count: 500, rowSha256: expect.stringMatching(/^[0-9a-f]{64}$/) },
+    ]);
 
     const restored = openBytes(t.dir, "restored.db", bytes.get("eventlog@6.db.zst")!);
     expect(restored.prepare("PRAGMA integrity_check").get()).toEqual({ integrity_check: "ok" });

@@ -1,5 +1,6 @@
 import { copyFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
 import { CHAIN_HEAD_KEY, MAX_CLOCK_SKEW_MS, fileKey, manifestKey, formatTimestamp, linearProblem, type ChainEntry, type Manifest } from "../../core/index.ts";
@@ -232,6 +233,46 @@ describe("two databases into one bucket", () => {
       expect(r.targets.map((x) => x.source)).toEqual([want.source]);
       expect(dumpDatabase(to)).toEqual(want.dump);
     }
+  });
+});
+
+describe("two databases under one source name", () => {
+  it("are never chained together: an auto run of the other takes a full backup, an explicit incremental is refused, every restore is one database's own", async () => {
+    const alpha = join(t.dir, "prod", "app.db");
+    const beta = join(t.dir, "staging", "app.db");
+    mkdirSync(dirname(alpha));
+    mkdirSync(dirname(beta));
+    // The same tables, and rows at the same keys with other content (staging's events are its own).
+    writeLiveStoreDb(alpha, { events: 30 });
+    writeLiveStoreDb(beta, { events: 70, argsBytes: 41 });
+    const run = async (db: string, kind: string) => runCli(["run", "--db", db, "--source", "app", "--kind", kind, "--tmp-dir", join(t.dir, "tmp"), "--json"], env()).done;
+    const first = await run(alpha, "full");
+    expect(first.code, first.stderr).toBe(0);
+    const alphaThen = join(t.dir, "alpha-then.db");
+    await copyFile(alpha, alphaThen);
+
+    const other = await run(beta, "auto");
+    expect(other.code, other.stderr).toBe(0);
+    expect((JSON.parse(other.stdout) as { kind: string }).kind).toBe("full");
+    expect(other.stderr).toMatch(
+      /the row of 'eventlog' at the last watermark \(30, 0\) is not the one the chain recorded: this is another database under the same source name.*taking a full backup instead/,
+    );
+
+    writeLiveStoreDb(alpha, { from: 31, events: 5 });
+    const refused = await run(alpha, "incremental");
+    expect(refused.code).toBe(EXIT.usage);
+    expect(refused.stderr).toMatch(
+      /take incremental backup of 'app': the row of 'eventlog' at the last watermark \(70, 0\) is gone: this is another database under the same source name/,
+    );
+
+    const entries = await allEntries(t.bucket.store, (await t.bucket.store.chain()).head);
+    expect(entries.map((e) => e.kind)).toEqual(["full", "full"]);
+    const at = join(t.dir, "at-first.db");
+    await restore({ store: t.bucket.store, to: at, at: new Date(entries[0]!.capturedAt) });
+    expect(dumpDatabase(at)).toEqual(dumpDatabase(alphaThen));
+    const latest = join(t.dir, "latest.db");
+    await restore({ store: t.bucket.store, to: latest });
+    expect(dumpDatabase(latest)).toEqual(dumpDatabase(beta));
   });
 });
 

@@ -108,20 +108,26 @@ describe("a database with a change table and other tables", () => {
     expect(await restoredAt(4, "after-late")).toEqual(dumpDatabase(db));
   });
 
-  it("an update in place of an exported row is not carried: restore returns the row as exported until the next full backup", async () => {
+  it("an update in place of an exported row below the watermark is not carried: restore returns the row as exported until the next full backup; one of the row at the watermark is seen", async () => {
     // Documented limit: change tables must be append-only. Counting rows sees deletes and late inserts; an
     // in-place update keeps the count, and re-reading every exported row on each incremental would cost a full pass.
+    // The row at the watermark is re-read (it tells the database from another under its name), so its update is seen.
     const db = join(t.dir, "app.db");
-    exec(db, `${EVENTLOG} INSERT INTO eventlog VALUES (1, 0, 'a');`);
+    exec(db, `${EVENTLOG} INSERT INTO eventlog VALUES (1, 0, 'a'), (2, 0, 'b');`);
     await take(db, "full", 0);
-    exec(db, "UPDATE eventlog SET name = 'A' WHERE seqNumGlobal = 1; INSERT INTO eventlog VALUES (2, 0, 'b');");
+    exec(db, "UPDATE eventlog SET name = 'A' WHERE seqNumGlobal = 1; INSERT INTO eventlog VALUES (3, 0, 'c');");
     expect((await take(db, "auto", 1)).kind).toBe("incremental");
     expect((await restoredAt(1, "inc")).rows.eventlog).toEqual([
       '[["seqNumGlobal","1"],["seqNumClient","0"],["name","a"]]',
       '[["seqNumGlobal","2"],["seqNumClient","0"],["name","b"]]',
+      '[["seqNumGlobal","3"],["seqNumClient","0"],["name","c"]]',
     ]);
-    await take(db, "full", 7);
-    expect(await restoredAt(7, "full")).toEqual(dumpDatabase(db));
+    exec(db, "UPDATE eventlog SET name = 'C' WHERE seqNumGlobal = 3;");
+    await expect(take(db, "incremental", 2)).rejects.toThrow(
+      /the row of 'eventlog' at the last watermark \(3, 0\) is not the one the chain recorded: .*or that row was changed since/,
+    );
+    expect((await take(db, "auto", 3)).kind).toBe("full");
+    expect(await restoredAt(3, "full")).toEqual(dumpDatabase(db));
   });
 
   it("a table named like a change table but without its key columns is not one: the full backup succeeds and auto stays full", async () => {
