@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, open, rm, stat } from "node:fs/promises";
+import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -26,7 +26,7 @@ import { ChangeApplier, advanceWatermarks, checkWatermarks, watermarkId } from "
 import { checkDocumentsTarget, documentsTemp, replaceDocuments, tarExtractor } from "./documents.ts";
 import { ObjectIntegrityError, ObjectMissingError, downloadObject, type FileCheck } from "./download.ts";
 import { loadPlan, olderCandidate, type LoadedPlan } from "./plan.ts";
-import { checkTarget, discardTemp, existingAt, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
+import { checkTarget, discardTemp, existingAt, makeDirectory, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
 
 /**
  * Restore and the restore drill (docs/design.md, "Job"): plan the newest complete full backup at or before a
@@ -226,8 +226,8 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   }
   const leftOut = new Set(derived.filter((d) => !d.keep).map((d) => d.source));
   if (!options.dryRun) {
-    if (options.dataDir !== undefined) for (const t of planned) await mkdir(dirname(t.path), { recursive: true });
-    else if (planned.length > 1 || options.intoDirectory) await mkdir(resolve(options.to!), { recursive: true });
+    if (options.dataDir !== undefined) for (const t of planned) await makeDirectory(dirname(t.path), "--data-dir");
+    else if (planned.length > 1 || options.intoDirectory) await makeDirectory(resolve(options.to!), "--to (a directory for a backup of several databases)");
   }
   const targets: RestoreTarget[] = [];
   for (const { info: _info, ...t } of planned) {

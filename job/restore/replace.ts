@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { access, link, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { access, link, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { JobError } from "../errors.ts";
 import { describeHolders, processesHolding } from "./holders.ts";
@@ -85,6 +85,9 @@ export async function checkTarget(target: string, force: boolean): Promise<{ exi
   const dir = dirname(abs);
   const dirStat = await stat(dir).catch(() => undefined);
   if (!dirStat?.isDirectory()) {
+    const blocker = await fileInTheWay(dir);
+    if (blocker !== undefined)
+      throw new JobError("usage", `restore to '${target}': '${blocker}' is a file, not a directory`, { hint: "nothing was changed; give --to a path in a directory" });
     throw new JobError("usage", `restore to '${target}': the directory '${dir}' does not exist`, { hint: `create it first: mkdir -p ${dir}` });
   }
   const st = await stat(abs).catch(() => undefined);
@@ -106,6 +109,24 @@ export async function refuseHeld(target: string, files: readonly string[]): Prom
   throw new JobError("targetExists", `restore to '${target}': ${describeHolders(holders)}`, {
     hint: "nothing was changed; stop the app and every process that uses the database, then run the restore again (--force replaces only files no process holds open)",
   });
+}
+
+/** The first existing path at or above `path` that is not a directory, if any (why `mkdir -p` would fail). */
+async function fileInTheWay(path: string): Promise<string | undefined> {
+  for (let p = resolve(path); ; p = dirname(p)) {
+    const s = await stat(p).catch(() => undefined);
+    if (s) return s.isDirectory() ? undefined : p;
+    if (dirname(p) === p) return undefined;
+  }
+}
+
+/** `mkdir -p` for a restore's directories; a file in the way is a usage error naming it (`what` names the flag). */
+export async function makeDirectory(dir: string, what: string): Promise<void> {
+  const blocker = await fileInTheWay(dir);
+  if (blocker !== undefined) {
+    throw new JobError("usage", `restore to '${dir}': '${blocker}' is a file, not a directory`, { hint: `nothing was changed; give ${what} a directory path` });
+  }
+  await mkdir(dir, { recursive: true });
 }
 
 /** fsync of a file or directory: a rename is durable only once its directory is synced. */

@@ -398,3 +398,18 @@ describe("a target an app holds open", () => {
     }
   });
 });
+
+describe("a target path through a file", () => {
+  it("is a usage error naming the file, for --to and --data-dir, with nothing written", async () => {
+    await uploadFull(t.bucket.store, "20260105T000000Z", [source(20)]);
+    const file = join(t.dir, "notes.txt");
+    writeFileSync(file, "a file, not a directory");
+    for (const options of [{ to: join(file, "x.db") }, { to: join(file, "deeper", "x.db") }, { dataDir: file }, { dataDir: join(file, "data") }]) {
+      const e = await failure(restore({ store: t.bucket.store, ...options }));
+      expect(e.kind).toBe("usage");
+      expect(e.detail).toMatch(new RegExp(`'${file}' is a file, not a directory$`));
+      expect(e.hint).toMatch(/^nothing was changed; give --(to|data-dir)/);
+      expect(readFileSync(file, "utf8")).toBe("a file, not a directory");
+    }
+  });
+});
