@@ -168,6 +168,22 @@ export async function databasesInDir(dir: string): Promise<DatabaseInput[]> {
 /** Gives every database a valid, unique source name. */
 export function resolveSources(inputs: readonly DatabaseInput[]): (DatabaseInput & { source: string })[] {
   if (inputs.length === 0) throw new JobError("usage", "back up: no database given", { hint: "pass --db <path> (repeatable) or --data-dir <dir>" });
+  const paths = new Map<string, number>();
+  const named = new Set<string>();
+  for (const [i, input] of inputs.entries()) {
+    // The same file twice would be backed up twice, under two names; one name given twice, it is unclear which.
+    const path = input.path === undefined ? undefined : resolve(input.path);
+    if (path !== undefined && paths.has(path)) {
+      throw new JobError("usage", `back up '${input.path}': it is given twice (databases ${paths.get(path)! + 1} and ${i + 1})`, { hint: "pass each --db once" });
+    }
+    if (path !== undefined) paths.set(path, i);
+    if (input.source !== undefined && named.has(input.source)) {
+      throw new JobError("usage", `back up '${input.path ?? `database ${i + 1}`}': the source name '${input.source}' is given to two databases`, {
+        hint: "give each database its own --source name",
+      });
+    }
+    if (input.source !== undefined) named.add(input.source);
+  }
   const used = new Set<string>();
   return inputs.map((input, i) => {
     let base = input.source ?? (input.path ? sourceNameFor(basename(input.path)) : `db${i + 1}`);

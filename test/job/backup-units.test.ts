@@ -107,6 +107,17 @@ describe("pure helpers", () => {
     expect(sourceNameFor("../weird name!.sqlite")).toBe("weird_name_");
     expect(resolveSources([{ path: "/a/app.db" }, { path: "/b/app.db" }]).map((s) => s.source)).toEqual(["app", "app-2"]);
     expect(() => resolveSources([])).toThrow(JobError);
+    // A file given twice (however spelt), or one explicit name for two databases, is a usage error.
+    expect(() => resolveSources([{ path: "/a/app.db" }, { path: "/a/../a/app.db" }])).toThrow(
+      /'\/a\/..\/a\/app.db': it is given twice \(databases 1 and 2\) \(pass each --db once\)/,
+    );
+    expect(() =>
+      resolveSources([
+        { path: "/a/x.db", source: "app" },
+        { path: "/b/y.db", source: "app" },
+      ]),
+    ).toThrow(/the source name 'app' is given to two databases/);
+    expect(resolveSources([{ path: "/a/app.db", source: "app" }, { path: "/b/app.db" }]).map((s) => s.source)).toEqual(["app", "app-2"]);
   });
 
   it("auto is full without a full backup in the chain or when it is 6 hours old, else incremental; never a negative age", () => {
