@@ -46,7 +46,7 @@ import { assertSqliteFile, checkSnapshot, isUnlockedLiveStoreFile, materializeSn
 import { HttpStatusError } from "./store/http-store.ts";
 import type { BackupStore } from "./store/types.ts";
 import { compressFile, compressStream, type Digest } from "./stream.ts";
-import { StreamUpload, partSizeFor } from "./upload.ts";
+import { KeyTaken, StreamUpload, partSizeFor } from "./upload.ts";
 import { removeStaleWorkDirs, workDirPrefix } from "./workdir.ts";
 
 /**
@@ -524,10 +524,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
         return upload.write(chunk);
       };
       const digest = "file" in source ? await compressFile(source.file, sink, compressOptions) : await compressStream(source, sink, compressOptions);
-      const object = await upload.finish(digest.sha256);
-      if (object.size !== digest.size) {
-        throw new JobError("integrity", `upload '${key}': the Worker stored ${object.size} bytes, ${digest.size} were sent`, { hint: "run the backup again" });
-      }
+      await upload.finish(digest.sha256);
       if (!keepCopies) await rm(spool, { force: true });
       const s = { ...digest, tmpFile, contentType };
       stored.set(name, s);
@@ -536,7 +533,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
     } catch (e) {
       await upload.abort();
       await rm(spool, { force: true });
-      if (e instanceof HttpStatusError && e.status === 409) throw new SetIdTaken(id);
+      if ((e instanceof HttpStatusError && e.status === 409) || e instanceof KeyTaken) throw new SetIdTaken(id);
       throw classify(e, `upload '${key}'`);
     }
   };

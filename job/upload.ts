@@ -3,6 +3,16 @@ import { MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_SINGLE_PUT_BYTES, choosePartSize } 
 import { JobError } from "./errors.ts";
 import { bodyLength, type BackupStore, type Body, type FileRange, type StoredObject } from "./store/types.ts";
 
+/** Another upload's object holds the key (a backup run takes its set again under a later id). */
+export class KeyTaken extends JobError {
+  constructor(key: string, stored: number, sent: number) {
+    super("integrity", `upload '${key}': the object stored under it has ${stored} bytes, this upload sent ${sent}`, {
+      hint: "another upload wrote this key; nothing of this one is kept under it. Run again",
+    });
+    this.name = "KeyTaken";
+  }
+}
+
 /**
  * Uploads a stream whose final size is not known in advance (compressed output): a stream that ends before
  * filling one part goes up as a single PUT with `X-Content-SHA256`, anything longer as an R2 multipart upload
@@ -30,6 +40,8 @@ export class StreamUpload {
   #uploadId: string | undefined;
   #nextPart = 1;
   #parts: { partNumber: number; etag: string }[] = [];
+  /** Bytes handed to parts: the size the completed object must have. */
+  #partsBytes = 0;
   #inFlight = new Set<Promise<void>>();
   #error: unknown;
   #done = false;
@@ -96,6 +108,7 @@ export class StreamUpload {
     if (partNumber > MAX_PARTS)
       throw new JobError("failed", `upload '${this.key}': more than ${MAX_PARTS} parts of ${this.partBytes} bytes`, { hint: "the part size was chosen too small for this object" });
     const bytes = bodyLength(body);
+    this.#partsBytes += bytes;
     if (!(body instanceof Uint8Array)) this.#sent += bytes;
     const task = this.#store
       .uploadPart(this.key, this.#uploadId, partNumber, body)
@@ -142,7 +155,11 @@ export class StreamUpload {
       while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
       if (this.#error) throw this.#error;
       const parts = [...this.#parts].sort((a, b) => a.partNumber - b.partNumber);
-      return await this.#store.completeMultipart(this.key, this.#uploadId!, parts);
+      const object = await this.#store.completeMultipart(this.key, this.#uploadId!, parts);
+      // A completion retried after its answer was lost may find another upload's object under the key (R2's part
+      // etags are opaque, so only the part count tells them apart): its size must be what this one sent.
+      if (object.size !== this.#partsBytes) throw new KeyTaken(this.key, object.size, this.#partsBytes);
+      return object;
     } finally {
       this.#release();
     }
