@@ -287,18 +287,34 @@ export function appendEntry(head: ChainHead | null, entry: ChainEntry, now: Date
 }
 
 /**
- * Rebuilds the chain from manifests (any order): sorted by id, fulls always join, an incremental joins when it
- * continues the set just before it; every other set is left out with the reason (a fork that lost, an orphan).
+ * Rebuilds the chain from manifests (any order), sorted by id: a full joins, an incremental joins when it
+ * continues the set just before it. A commit stores its manifest before it moves the head, so a run that lost
+ * the race leaves a manifest outside the chain (an orphan): when an incremental continues an earlier set, the
+ * sets between that one and it are such orphans (a run plans on the tip, and the Worker appends only on it)
+ * and are left out, unless a later set continues one of them. Of two sets continuing the same one that no set
+ * continues, the newer stays. Every set left out is named with the reason.
  */
 export function chainFromManifests(manifests: readonly unknown[]): { entries: ChainEntry[]; leftOut: { id: string; reason: string }[] } {
   const all = manifests.map((m, i) => entryFromManifest(m, `manifest ${i}`)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  // A set that another continues was in the chain when that one was planned: it is no orphan.
+  const continued = new Set(all.flatMap((e) => (e.kind === "incremental" && e.previous !== null ? [e.previous] : [])));
   const entries: ChainEntry[] = [];
   const leftOut: { id: string; reason: string }[] = [];
   for (const e of all) {
     const problem = linearProblem([e], entries.at(-1));
-    if (problem) leftOut.push({ id: e.id, reason: problem });
-    else entries.push(e);
+    if (!problem) {
+      entries.push(e);
+      continue;
+    }
+    const at = e.kind === "incremental" ? entries.findIndex((x) => x.id === e.previous) : -1;
+    const between = entries.slice(at + 1);
+    if (at >= 0 && !linearProblem([e], entries[at]) && between.every((x) => !continued.has(x.id))) {
+      entries.splice(at + 1);
+      for (const x of between) leftOut.push({ id: x.id, reason: `it lost the race to commit: ${e.id} continues ${e.previous}, the set before it` });
+      entries.push(e);
+    } else leftOut.push({ id: e.id, reason: problem });
   }
+  leftOut.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return { entries, leftOut };
 }
 

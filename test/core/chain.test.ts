@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { entriesForRestore, headFromEntries, type ChainEntry } from "../../core/chain.ts";
+import { chainFromManifests, entriesForRestore, headFromEntries, linearProblem, type ChainEntry } from "../../core/chain.ts";
 
 /** A linear chain: one full then incrementals, each `[id time, capturedAt]` (capturedAt after its id: the data is read after the id is given). */
 function chain(sets: [string, string][]): ChainEntry[] {
@@ -43,5 +43,51 @@ describe("entriesForRestore: the sets a restore at a time needs", () => {
     ["2026-12-02T10:00:07.500Z", undefined],
   ] as const)("at %s", async (time, expected) => {
     expect(ids(await at(time))).toEqual(expected);
+  });
+});
+
+describe("chainFromManifests: the chain rebuilt from the manifests (chain --rebuild)", () => {
+  /** A manifest as the chain reads it: `F<n>` a full, `I<n>:<m>` an incremental continuing set m (ids are seconds). */
+  const id = (n: number) => `20260105T0000${String(n).padStart(2, "0")}Z`;
+  function manifests(spec: string): unknown[] {
+    const sets = spec.split(" ").map((s) => {
+      const [name, prev] = s.slice(1).split(":");
+      return { kind: s[0] === "F" ? ("full" as const) : ("incremental" as const), n: Number(name), prev: prev === undefined ? undefined : Number(prev) };
+    });
+    const baseOf = (n: number): number => {
+      const set = sets.find((x) => x.n === n);
+      if (!set) return 1; // a set not given: the first full's
+      return set.kind === "full" ? n : baseOf(set.prev!);
+    };
+    return sets.map((x) => ({
+      format: "r2-sqlite-backup/manifest@1",
+      kind: x.kind,
+      id: id(x.n),
+      base: id(x.kind === "full" ? x.n : baseOf(x.prev!)),
+      previous: x.kind === "full" ? null : id(x.prev!),
+      capturedAt: new Date(Date.UTC(2026, 0, 5, 0, 0, x.n, 500)).toISOString(),
+      sources: [{ source: "app" }],
+    }));
+  }
+  const ids = (ns: number[]) => ns.map(id);
+  it.each([
+    ["a linear chain is kept whole", "F1 I2:1 I3:2 F4 I5:4", [1, 2, 3, 4, 5], []],
+    ["an incremental orphan before the set that won is left out", "F1 I2:1 I3:2 I4:2 I5:4", [1, 2, 4, 5], [3]],
+    ["a full orphan before the incremental that won is left out", "F1 I2:1 F3 I4:2 I5:4", [1, 2, 4, 5], [3]],
+    ["several orphans at once", "F1 I2:1 I3:2 F4 I5:2 I6:5", [1, 2, 5, 6], [3, 4]],
+    ["orphans given in any order", "I5:4 I3:2 F1 I4:2 I2:1", [1, 2, 4, 5], [3]],
+    ["of two leaves continuing one set, the newer stays", "F1 I2:1 I3:1", [1, 3], [2]],
+    ["a fork whose both branches go on (no chain yet, before 0.3): the older branch stays", "F1 I2:1 I3:1 I4:2 I5:3", [1, 2, 4], [3, 5]],
+    ["an incremental whose set is missing is left out", "F1 I2:1 I4:3", [1, 2], [4]],
+  ])("%s", (_what, spec, kept, left) => {
+    const { entries, leftOut } = chainFromManifests(manifests(spec));
+    expect(entries.map((e) => e.id)).toEqual(ids(kept));
+    expect(leftOut.map((l) => l.id)).toEqual(ids(left));
+    expect(linearProblem(entries)).toBeUndefined();
+  });
+
+  it("names why an orphan is left out", () => {
+    const { leftOut } = chainFromManifests(manifests("F1 I2:1 I3:2 I4:2"));
+    expect(leftOut).toEqual([{ id: id(3), reason: `it lost the race to commit: ${id(4)} continues ${id(2)}, the set before it` }]);
   });
 });
