@@ -69,7 +69,7 @@ export async function removeStaleWorkDirs(tmpDir: string, probe: OwnerProbe = sy
 }
 
 /** A process's start time from /proc (Linux); undefined elsewhere or when it is gone. */
-function startOf(pid: number): string | undefined {
+export function startOf(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // After "<pid> (<comm>) " the fields start at the 3rd; the start time is the 22nd.

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -282,7 +283,7 @@ describe("clear failures with distinct exit codes", () => {
     expect(r.stderr).toMatch(/failed 3 times/);
   });
 
-  it("exit 7 while another run holds the lock; a stale lock is taken over", async () => {
+  it("exit 7 while another run holds the lock; a stale lock (its pid gone, or reused by a process started later) is taken over", async () => {
     const db = join(t.dir, "a.db");
     writeLiveStoreDb(db, { events: 3 });
     const tmp = join(t.dir, "tmp");
@@ -290,6 +291,14 @@ describe("clear failures with distinct exit codes", () => {
     await writeFile(join(tmp, "r2backup.lock"), `${process.ppid}\n`); // a live pid that is not this process
     const busy = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", tmp]);
     expect(busy.code).toBe(EXIT.busy);
+    // The same live pid with its own start time (as a run writes it) is busy; with another, the pid was reused.
+    const stat = readFileSync(`/proc/${process.ppid}/stat`, "utf8");
+    const start = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
+    await writeFile(join(tmp, "r2backup.lock"), `${process.ppid} ${start}\n`);
+    expect((await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", tmp])).code).toBe(EXIT.busy);
+    await writeFile(join(tmp, "r2backup.lock"), `${process.ppid} ${Number(start) - 100}\n`);
+    const reused = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", tmp]);
+    expect(reused.code, reused.stderr).toBe(0);
     await writeFile(join(tmp, "r2backup.lock"), "2147483646\n"); // no such process
     const ok = await cli(["run", "--db", db, "--kind", "full", "--tmp-dir", tmp]);
     expect(ok.code, ok.stderr).toBe(0);
