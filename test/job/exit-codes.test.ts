@@ -83,6 +83,24 @@ describe("exit codes and hints", () => {
     expect(errorLine(r.stderr).message).toContain(`drop '/api': R2_WORKER_URL=${t.bucket.url}`);
   });
 
+  it("R2_WORKER_URL with a path, query or fragment after the host is exit 2 naming the origin, never showing the query", async () => {
+    for (const [url, shown] of [
+      [`${t.bucket.url}/some/path`, `${t.bucket.url}/some/path`],
+      [`${t.bucket.url}//`, `${t.bucket.url}//`],
+      [`${t.bucket.url}/?token=s3cr3t-in-the-query`, `${t.bucket.url}/?...`],
+      [`${t.bucket.url}/#frag`, `${t.bucket.url}/#...`],
+    ]) {
+      const r = await cli(["status"], { R2_WORKER_URL: url! });
+      expect(r.code, url).toBe(EXIT.usage);
+      expect(errorLine(r.stderr).message).toBe(
+        `status: configure worker url '${shown}': the URL has a path, query or fragment after the host (R2_WORKER_URL is the Worker's origin: R2_WORKER_URL=${t.bucket.url})`,
+      );
+      expect(r.stderr).not.toContain("s3cr3t");
+    }
+    // One slash after the host is the origin.
+    expect((await cli(["list"], { R2_WORKER_URL: `${t.bucket.url}/` })).code).toBe(EXIT.ok);
+  });
+
   it("an unknown command is exit 2 on a JSON line, like every other error", async () => {
     const r = await cli(["bakup"]);
     expect(r.code).toBe(EXIT.usage);
