@@ -350,12 +350,15 @@ export function nextSetId(head: ChainHead | null, workerNow: Date): BackupTimest
  * The entries a restore at `at` (ms, or latest) needs, from the newest segments back: the newest full whose data
  * was read at or before `at`, and every entry after it up to `at`. A time that is exactly a set's id (`--at` with
  * an id from `list`) reaches that set too, whose data was read a little after its id was given. `readSegment`
- * fetches a sealed segment. Resolves to undefined when no full is at or before `at`.
+ * fetches a sealed segment. Resolves to undefined when no full is at or before `at`. With `holds`, the newest full
+ * that holds that database and the incrementals continuing it (two databases backed up into one bucket take
+ * turns in the chain: each restores from its own sets).
  */
 export async function entriesForRestore(
   head: ChainHead,
   at: number | "latest",
   readSegment: (ref: ChainSegmentRef) => Promise<ChainSegment>,
+  holds?: string,
 ): Promise<{ full: ChainEntry; after: ChainEntry[] } | undefined> {
   const limit = at === "latest" ? Number.POSITIVE_INFINITY : at;
   const named = at !== "latest" && at % 1000 === 0 ? formatTimestamp(new Date(at)) : undefined;
@@ -365,7 +368,10 @@ export async function entriesForRestore(
     const cut = window.reduce((n, e, k) => (entryTime(e) <= limit || e.id === named ? k + 1 : n), 0);
     const eligible = window.slice(0, cut);
     for (let j = eligible.length - 1; j >= 0; j--) {
-      if (eligible[j]!.kind === "full") return { full: eligible[j]!, after: eligible.slice(j + 1) };
+      const e = eligible[j]!;
+      if (e.kind !== "full" || (holds !== undefined && !e.sources.includes(holds))) continue;
+      const next = eligible.findIndex((x, k) => k > j && x.kind === "full");
+      return { full: e, after: eligible.slice(j + 1, next < 0 ? undefined : next) };
     }
     if (i === 0) return undefined;
     window = [...(await readSegment(head.segments[i - 1]!)).entries, ...window];

@@ -97,7 +97,7 @@ ${usageOf(RESTORE_OPTIONS, {
     text: "latest, a backup timestamp (20260131T060000Z) or an ISO time with a zone (2026-01-31T06:30:00Z): the newest full at or before it, then the incrementals up to it",
     fallback: "latest",
   },
-  source: { arg: "<name>", text: "restore only this database of the backup" },
+  source: { arg: "<name>", text: "restore only this database, from the newest sets holding it (another database may have been backed up into the bucket since)" },
   "dry-run": { text: "print the plan and change nothing" },
   force: { text: "replace an existing target, unless a process holds it open (stop the app first); its stale -wal, -shm and -journal are removed" },
   integrity: { arg: "full|quick", text: "PRAGMA integrity_check or quick_check before the replace (run's flag too)", fallback: "full" },

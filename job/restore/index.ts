@@ -211,7 +211,8 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const { store, onProgress } = options;
   const at = options.at ?? "latest";
   onProgress?.({ phase: "plan", message: `planning a restore at ${at === "latest" ? "latest" : formatTimestamp(at)}` });
-  const loaded = await loadPlan(store, at);
+  // With --source, the newest sets holding that database (another may have been backed up into the bucket since).
+  const loaded = await loadPlan(store, at, options.source);
   const { plan, full, chain } = loaded;
   const planned = await resolveTargets(full, options);
   if (new Set(planned.map((t) => t.path)).size !== planned.length) {

@@ -41,10 +41,10 @@ function planError(e: unknown): never {
  * capture times on the Worker's clock. Sets outside the chain (a run that lost the race) are never used. A bucket
  * from before 0.3 has no chain: it is planned from the listing, as are times before the chain's first set.
  */
-export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise<LoadedPlan> {
+export async function loadPlan(store: BackupStore, at: Date | "latest", source?: string): Promise<LoadedPlan> {
   const { head } = await store.chain();
   if (!head) return loadPlanFromListing(store, at);
-  const found = await entriesForRestore(head, at === "latest" ? "latest" : at.getTime(), (ref) => readSegment(store, ref));
+  const found = await entriesForRestore(head, at === "latest" ? "latest" : at.getTime(), (ref) => readSegment(store, ref), source);
   if (!found) {
     const first = head.segments[0]?.first ?? head.tail[0]!.id;
     try {
@@ -60,18 +60,18 @@ export async function loadPlan(store: BackupStore, at: Date | "latest"): Promise
       );
     }
   }
-  return loadPlanFromChain(store, at, found.full, found.after, head.tail);
+  return loadPlanFromChain(store, at, found.full, found.after, head.tail, source);
 }
 
 /** Reads the manifests of a chain's full backup (or its daily copy) and incrementals, checked against their entries. */
-async function loadPlanFromChain(store: BackupStore, at: Date | "latest", fullEntry: ChainEntry, after: ChainEntry[], tail: ChainEntry[]): Promise<LoadedPlan> {
+async function loadPlanFromChain(store: BackupStore, at: Date | "latest", fullEntry: ChainEntry, after: ChainEntry[], tail: ChainEntry[], source?: string): Promise<LoadedPlan> {
   const atLabel = at === "latest" ? "latest" : at.toISOString();
   const notes: string[] = [];
   let full: Manifest;
   let fullStep: RestoreStep = { kind: "full", id: fullEntry.id, ts: fullEntry.id };
   try {
     full = await readEntryManifest(store, fullEntry);
-    notes.push(`full ${fullEntry.id}: the chain's newest full backup read at or before ${atLabel}`);
+    notes.push(`full ${fullEntry.id}: the chain's newest full backup${source === undefined ? "" : ` holding '${source}'`} read at or before ${atLabel}`);
   } catch (e) {
     if (!(e instanceof JobError && e.kind === "notFound")) throw e;
     const day = dayOfTimestamp(fullEntry.id);

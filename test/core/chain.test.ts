@@ -44,6 +44,28 @@ describe("entriesForRestore: the sets a restore at a time needs", () => {
   ] as const)("at %s", async (time, expected) => {
     expect(ids(await at(time))).toEqual(expected);
   });
+
+  it("of one database, when two take turns in the bucket: its newest full and the incrementals continuing it", async () => {
+    // alpha: full 1, incremental 2; beta: full 3, incremental 4; alpha again: full 5.
+    const e = (n: number, kind: "full" | "incremental", source: string, previous: number | null, base: number): ChainEntry => ({
+      kind,
+      id: `20261202T10000${n}Z`,
+      base: `20261202T10000${base}Z`,
+      previous: previous === null ? null : `20261202T10000${previous}Z`,
+      capturedAt: `2026-12-02T10:00:0${n}.500Z`,
+      sources: [source],
+    });
+    const turns = [e(1, "full", "alpha", null, 1), e(2, "incremental", "alpha", 1, 1), e(3, "full", "beta", null, 3), e(4, "incremental", "beta", 3, 3)];
+    const two = headFromEntries(turns, new Date("2026-12-02T10:01:00Z")).head;
+    const of = async (source: string | undefined, time: string | "latest") =>
+      ids(await entriesForRestore(two, time === "latest" ? "latest" : Date.parse(time), noSegments, source));
+    expect(await of("alpha", "latest")).toEqual(["20261202T100001Z", "20261202T100002Z"]);
+    expect(await of("beta", "latest")).toEqual(["20261202T100003Z", "20261202T100004Z"]);
+    expect(await of(undefined, "latest")).toEqual(["20261202T100003Z", "20261202T100004Z"]);
+    expect(await of("alpha", "2026-12-02T10:00:01.600Z")).toEqual(["20261202T100001Z"]);
+    expect(await of("beta", "2026-12-02T10:00:02.600Z")).toBeUndefined();
+    expect(await of("gamma", "latest")).toBeUndefined();
+  });
 });
 
 describe("chainFromManifests: the chain rebuilt from the manifests (chain --rebuild)", () => {

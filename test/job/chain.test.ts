@@ -233,6 +233,20 @@ describe("two databases into one bucket", () => {
       expect(r.targets.map((x) => x.source)).toEqual([want.source]);
       expect(dumpDatabase(to)).toEqual(want.dump);
     }
+    // By name: each database's newest set, though the other's came after it (and at any time, its newest before).
+    for (const [source, path] of [
+      ["alpha", alpha],
+      ["beta", beta],
+    ] as const) {
+      const to = join(t.dir, `${source}-latest.db`);
+      const r = await restore({ store: t.bucket.store, to, source });
+      expect(r.restoresTo).toBe(entries.filter((e) => e.sources.includes(source)).at(-1)!.id);
+      expect(dumpDatabase(to)).toEqual(dumpDatabase(path));
+    }
+    const early = join(t.dir, "alpha-early.db");
+    const r = await restore({ store: t.bucket.store, to: early, source: "alpha", at: new Date(entries[1]!.capturedAt) });
+    expect(r.restoresTo).toBe(entries[0]!.id);
+    expect(dumpDatabase(early)).toEqual(expected.get(entries[0]!.capturedAt)!.dump);
   });
 });
 
