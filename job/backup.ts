@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, stat, unlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { basename, join, relative, resolve, sep } from "node:path";
@@ -47,6 +46,7 @@ import { HttpStatusError } from "./store/http-store.ts";
 import type { BackupStore } from "./store/types.ts";
 import { compressFile, compressStream, type Digest } from "./stream.ts";
 import { KeyTaken, StreamUpload, partSizeFor } from "./upload.ts";
+import { TOOL_VERSION } from "./version.ts";
 import { removeStaleWorkDirs, workDirPrefix } from "./workdir.ts";
 
 /**
@@ -123,14 +123,6 @@ export interface BackupResult {
   storedBytes: number;
   uncompressedBytes: number;
 }
-
-const TOOL_VERSION = (() => {
-  try {
-    return String((JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: string }).version ?? "0.0.0");
-  } catch {
-    return "0.0.0";
-  }
-})();
 
 /** The latest pointer (overwritable, under backups/state/). */
 export const LATEST_KEY = formatBackupKey({ kind: "state", name: "latest.json" });

@@ -2,6 +2,7 @@ import { commands } from "./commands/index.ts";
 import type { Io } from "./config.ts";
 import { EXIT, JobError, toJobError } from "./errors.ts";
 import { addSecretsFromEnv, createLogger, redactingWriter } from "./log.ts";
+import { TOOL_VERSION } from "./version.ts";
 
 /**
  * The `r2backup` CLI: `main(argv)` dispatches to a command of `commands/index.ts` and returns the exit code;
@@ -65,7 +66,7 @@ export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
     return name === undefined ? EXIT.usage : EXIT.ok;
   }
   if (name === "--version") {
-    full.stdout.write("r2backup\n");
+    full.stdout.write(`r2backup ${TOOL_VERSION}\n`);
     return EXIT.ok;
   }
   const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
@@ -80,6 +81,10 @@ export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
   } catch (e) {
     const error = toJobError(e, name);
     logger.error(`${name}: ${error.message}`, { exitCode: error.exitCode, kind: error.kind });
+    // With --json a script reads stdout: a failure is JSON there too, as a result is.
+    if (rest.includes("--json")) {
+      full.stdout.write(`${JSON.stringify({ ok: false, command: name, error: { kind: error.kind, exitCode: error.exitCode, message: `${name}: ${error.message}` } })}\n`);
+    }
     return error.exitCode;
   }
 }

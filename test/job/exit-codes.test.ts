@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
@@ -99,6 +100,23 @@ describe("exit codes and hints", () => {
     }
     // One slash after the host is the origin.
     expect((await cli(["list"], { R2_WORKER_URL: `${t.bucket.url}/` })).code).toBe(EXIT.ok);
+  });
+
+  it("with --json a failure is JSON on stdout too (ok false, kind, exit code, the message of the error line); --version names the version", async () => {
+    for (const args of [
+      ["run", "--db", join(t.dir, "missing.db"), "--json"],
+      ["restore", "--to", join(t.dir, "r.db"), "--json"],
+      ["list", "--json", "--retries", "0"],
+    ]) {
+      const r = await cli(args, args[0] === "list" ? { R2_WORKER_URL: "http://127.0.0.1:9" } : {});
+      expect(r.code).not.toBe(EXIT.ok);
+      const line = errorLine(r.stderr);
+      expect(JSON.parse(r.stdout)).toEqual({ ok: false, command: args[0], error: { kind: line.kind, exitCode: r.code, message: line.message } });
+    }
+    // Without --json stdout stays empty on failure.
+    expect((await cli(["run", "--db", join(t.dir, "missing.db")])).stdout).toBe("");
+    const version = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+    expect((await cli(["--version"])).stdout).toBe(`r2backup ${version}\n`);
   });
 
   it("an unknown command is exit 2 on a JSON line, like every other error", async () => {
