@@ -26,7 +26,7 @@ import { ChangeApplier, advanceWatermarks, checkWatermarks, watermarkId } from "
 import { checkDocumentsTarget, documentsTemp, replaceDocuments, tarExtractor } from "./documents.ts";
 import { ObjectIntegrityError, ObjectMissingError, downloadObject, type FileCheck } from "./download.ts";
 import { loadPlan, olderCandidate, type LoadedPlan } from "./plan.ts";
-import { checkTarget, discardTemp, existingAt, makeDirectory, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
+import { checkTarget, discardTemp, existingAt, followLinks, makeDirectory, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
 
 /**
  * Restore and the restore drill (docs/design.md, "Job"): plan the newest complete full backup at or before a
@@ -215,6 +215,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const loaded = await loadPlan(store, at, options.source);
   const { plan, full, chain } = loaded;
   const planned = await resolveTargets(full, options);
+  for (const t of planned) t.path = await followLinks(t.path);
   if (new Set(planned.map((t) => t.path)).size !== planned.length) {
     throw new JobError("usage", `restore to '${options.to ?? options.dataDir}': two databases would land on the same file`, { hint: "restore them one at a time with --source" });
   }

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { access, link, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { access, link, lstat, mkdir, open, readdir, readlink, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { JobError } from "../errors.ts";
 import { describeHolders, processesHolding } from "./holders.ts";
@@ -109,6 +109,21 @@ export async function refuseHeld(target: string, files: readonly string[]): Prom
   throw new JobError("targetExists", `restore to '${target}': ${describeHolders(holders)}`, {
     hint: "nothing was changed; stop the app and every process that uses the database, then run the restore again (--force replaces only files no process holds open)",
   });
+}
+
+/**
+ * The file a target names: a symbolic link is followed (to where it points, even when nothing is there yet), so
+ * the database the app opens through the link is the one replaced, and the link stays. SQLite also names a
+ * database's `-wal` and `-shm` after the file a link points to.
+ */
+export async function followLinks(target: string): Promise<string> {
+  let path = resolve(target);
+  for (let hops = 0; hops < 40; hops++) {
+    const s = await lstat(path).catch(() => undefined);
+    if (!s?.isSymbolicLink()) return path;
+    path = resolve(dirname(path), await readlink(path));
+  }
+  throw new JobError("usage", `restore to '${target}': too many symbolic links`, { hint: "give the path of the database file" });
 }
 
 /** The first existing path at or above `path` that is not a directory, if any (why `mkdir -p` would fail). */

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -411,5 +411,25 @@ describe("a target path through a file", () => {
       expect(e.hint).toMatch(/^nothing was changed; give --(to|data-dir)/);
       expect(readFileSync(file, "utf8")).toBe("a file, not a directory");
     }
+  });
+});
+
+describe("a target that is a symbolic link", () => {
+  it("replaces the database the link points to and keeps the link (also a link to a file not there yet)", async () => {
+    const src = source(40);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
+    const link = join(t.dir, "current.db");
+    symlinkSync("live.db", link);
+    const r = await restore({ store: t.bucket.store, to: link, force: true });
+    expect(r.targets.map((x) => x.path)).toEqual([target]);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(dumpDatabase(target)).toEqual(dumpDatabase(src.path));
+
+    const dangling = join(t.dir, "next.db");
+    symlinkSync(join(t.dir, "new", "app.db"), dangling);
+    mkdirSync(join(t.dir, "new"));
+    await restore({ store: t.bucket.store, to: dangling });
+    expect(lstatSync(dangling).isSymbolicLink()).toBe(true);
+    expect(dumpDatabase(join(t.dir, "new", "app.db"))).toEqual(dumpDatabase(src.path));
   });
 });
