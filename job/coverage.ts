@@ -21,6 +21,11 @@ export const LIVESTORE = {
   /** One row per materialized event; LiveStore keeps at least the newest ("used to query the current head"). */
   sessionChangesetTable: "__livestore_session_changeset",
   eventlogKey: ["seqNumGlobal", "seqNumClient", "seqNumRebaseGeneration"],
+  /**
+   * Columns LiveStore's leader rewrites in rows it wrote (`updateSyncMetadata`, once the sync backend confirms an
+   * event): left out of a watermark's `rowSha256`, which must stay the same for the same database.
+   */
+  rewrittenColumns: ["syncMetadataJson"] as readonly string[],
 } as const;
 
 export type LiveStoreHead = [number, number] | null;
@@ -151,7 +156,8 @@ export function rowSha256(db: DatabaseSync, t: Pick<ChangeTable, "table" | "colu
   if (key === null) return undefined;
   const stmt = db.prepare(`SELECT * FROM ${quoteIdent(t.table)} WHERE (${t.columns.map(quoteIdent).join(", ")}) = (${key.map(() => "?").join(", ")})`);
   stmt.setReadBigInts(true);
-  const rows = (stmt.all(...key) as Record<string, unknown>[]).map((row) => JSON.stringify(row, hashValue)).sort();
+  const stable = (row: Record<string, unknown>) => Object.fromEntries(Object.entries(row).filter(([c]) => !LIVESTORE.rewrittenColumns.includes(c)));
+  const rows = (stmt.all(...key) as Record<string, unknown>[]).map((row) => JSON.stringify(stable(row), hashValue)).sort();
   return rows.length === 0 ? undefined : createHash("sha256").update(rows.join("\n")).digest("hex");
 }
 

@@ -5,6 +5,7 @@ import { backup, type BackupKind } from "../../job/backup.ts";
 import { CoverageError } from "../../job/coverage.ts";
 import { EXIT } from "../../job/errors.ts";
 import { restore } from "../../job/restore/index.ts";
+import { writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 import { dumpDatabase } from "./restore-fixtures.ts";
 
@@ -128,6 +129,15 @@ describe("a database with a change table and other tables", () => {
     );
     expect((await take(db, "auto", 3)).kind).toBe("full");
     expect(await restoredAt(3, "full")).toEqual(dumpDatabase(db));
+  });
+
+  it("LiveStore rewriting the syncMetadataJson of the event at the watermark (its sync backend confirmed it) is the same database: the next run is an incremental", async () => {
+    const db = join(t.dir, "eventlog@6.db");
+    writeLiveStoreDb(db, { events: 10 });
+    await take(db, "full", 0);
+    exec(db, `UPDATE eventlog SET syncMetadataJson = '{"_tag":"Some","value":{"confirmed":true}}' WHERE seqNumGlobal = 10;`);
+    writeLiveStoreDb(db, { from: 11, events: 2 });
+    expect((await take(db, "auto", 1)).kind).toBe("incremental");
   });
 
   it("a table named like a change table but without its key columns is not one: the full backup succeeds and auto stays full", async () => {
