@@ -83,16 +83,16 @@ export class HttpStore implements BackupStore {
         hint: "remove them from R2_WORKER_URL; the Worker's token goes in SERVER_BYPASS_TOKEN",
       });
     }
-    if (/\/api\/?$/.test(base.pathname)) {
-      throw new JobError("usage", `configure worker url '${base.href}': the URL ends with the API path`, {
+    // The Worker serves its API at the root of its own host (a custom domain or workers.dev): anything after the
+    // host would be sent with every request and answered 404, read as "no backup". A query may carry a secret:
+    // it is not shown.
+    const shown = `${base.origin}${base.pathname}${base.search ? "?..." : ""}${base.hash ? "#..." : ""}`;
+    if (/\/api\/?$/.test(base.pathname) && base.search === "" && base.hash === "") {
+      throw new JobError("usage", `configure worker url '${shown}': the URL ends with the API path`, {
         hint: `drop '/api': R2_WORKER_URL=${base.origin}${base.pathname.replace(/\/api\/?$/, "")}`,
       });
     }
     if (base.pathname !== "/" || base.search !== "" || base.hash !== "") {
-      // The Worker serves its API at the root of its own host (a custom domain or workers.dev): anything after the
-      // host would be sent with every request and answered 404, read as "no backup".
-      // A query may carry a secret: it is not shown.
-      const shown = `${base.origin}${base.pathname}${base.search ? "?..." : ""}${base.hash ? "#..." : ""}`;
       throw new JobError("usage", `configure worker url '${shown}': the URL has a path, query or fragment after the host`, {
         hint: `R2_WORKER_URL is the Worker's origin: R2_WORKER_URL=${base.origin}`,
       });

@@ -90,6 +90,7 @@ describe("exit codes and hints", () => {
       [`${t.bucket.url}//`, `${t.bucket.url}//`],
       [`${t.bucket.url}/?token=s3cr3t-in-the-query`, `${t.bucket.url}/?...`],
       [`${t.bucket.url}/#frag`, `${t.bucket.url}/#...`],
+      [`${t.bucket.url}/api?sig=s3cr3t-in-the-query`, `${t.bucket.url}/api?...`],
     ]) {
       const r = await cli(["status"], { R2_WORKER_URL: url! });
       expect(r.code, url).toBe(EXIT.usage);
