@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
 import { InfraError } from "./errors.ts";
-import { isPreviewStack, PROJECT } from "./naming.ts";
+import { isPreviewStack, PROJECT, stackNameProblem } from "./naming.ts";
 import ownPackage from "../package.json" with { type: "json" };
 
 /** This program's own package, the default of `renderPackage`: the cron jobs run the job of the same release. */
@@ -240,6 +240,8 @@ export function configSetCommand(key: string, stack: string): string {
  * monitoring, no replica and no failover, whatever the config says: they must not touch anything production uses.
  */
 export function loadStackConfig(stack: string, reader: ConfigReader = runtimeConfigReader()): StackConfig {
+  const badName = stackNameProblem(stack);
+  if (badName) throw new InfraError("load", "stack", stack, badName, "create a stack with such a name (pulumi stack init <name>) and move its config there");
   const preview = isPreviewStack(stack);
   const missing: string[] = [];
   const problems: string[] = [];

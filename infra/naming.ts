@@ -11,6 +11,16 @@ export function isPreviewStack(stack: string): boolean {
   return /^pr-[0-9]+$/.test(stack);
 }
 
+/**
+ * Why a stack name cannot be used, or undefined. Physical names fold case and turn other characters into `-`,
+ * so `PROD`, `prod_` or `pr_42` would name `prod`'s or `pr-42`'s resources, and a `pulumi up` of one would
+ * replace the other's Worker and tokens: a stack name must already be what `physicalName` keeps.
+ */
+export function stackNameProblem(stack: string): string | undefined {
+  if (/^[a-z0-9]+(-[a-z0-9]+)*$/.test(stack)) return undefined;
+  return `must be lowercase letters, digits and single '-' between them (e.g. prod, staging, pr-42), as the cloud names it carries: '${stack}' would get the cloud names of stack '${physicalName(stack, "", "")}'`;
+}
+
 /** Longest name every target accepts (R2 buckets and Worker scripts: 63; Render and AWS allow more). */
 export const MAX_NAME_LENGTH = 63;
 

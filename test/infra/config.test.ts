@@ -4,7 +4,7 @@ import { DEFAULT_METRICS_NAMESPACE as METRICS_NAMESPACE, DEFAULT_RETENTION, METR
 import { alarmSpecs } from "../../infra/components/monitoring.ts";
 import { agentUrlProblem, CONFIG_KEYS, configSetCommand, loadStackConfig, withFallback, type ConfigReader } from "../../infra/config.ts";
 import { parseListen } from "../../job/commands/agent.ts";
-import { isPreviewStack, MAX_NAME_LENGTH, physicalName } from "../../infra/naming.ts";
+import { isPreviewStack, MAX_NAME_LENGTH, physicalName, stackNameProblem } from "../../infra/naming.ts";
 import { mergedStackConfig, projectValues, readProjectDeclarations, readStackFile } from "../../infra/stack-files.ts";
 
 const P = "r2-sqlite-backup";
@@ -202,6 +202,23 @@ describe("naming", () => {
     }
     expect(a).not.toBe(b);
     expect(a.endsWith("-backups-replica")).toBe(true);
+  });
+
+  it("takes only stack names that physical names keep as they are: PROD, dev_ or pr_42 would name prod's, dev's or pr-42's resources", () => {
+    for (const ok of ["prod", "dev", "staging", "pr-42", "eu-west-2"]) expect(stackNameProblem(ok), ok).toBeUndefined();
+    for (const [bad, folded] of [
+      ["PROD", "prod"],
+      ["Dev", "dev"],
+      ["dev_", "dev"],
+      ["pr_42", "pr-42"],
+      ["pr.42", "pr-42"],
+      ["-prod", "prod"],
+      ["prod--b", "prod-b"],
+      ["", ""],
+    ]) {
+      expect(stackNameProblem(bad!), bad).toMatch(new RegExp(`'${bad!.replace(".", "\\.")}' would get the cloud names of stack '${folded}'$`));
+    }
+    expect(() => loadStackConfig("PROD", reader({}))).toThrow(/load stack 'PROD': must be lowercase letters, digits and single '-'/);
   });
 
   it("recognises preview stacks as pr-<number> only", () => {
