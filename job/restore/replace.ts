@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { access, link, lstat, mkdir, open, readdir, readlink, rename, rm, stat, unlink } from "node:fs/promises";
+import { access, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { JobError } from "../errors.ts";
 import { describeHolders, processesHolding } from "./holders.ts";
@@ -121,7 +121,8 @@ export async function followLinks(target: string): Promise<string> {
   for (let hops = 0; hops < 40; hops++) {
     const s = await lstat(path).catch(() => undefined);
     if (!s?.isSymbolicLink()) return path;
-    path = resolve(dirname(path), await readlink(path));
+    // A relative link is read from the directory it is in, as the kernel does (`..` after a linked directory).
+    path = resolve(await realpath(dirname(path)), await readlink(path));
   }
   throw new JobError("usage", `restore to '${target}': too many symbolic links`, { hint: "give the path of the database file" });
 }

@@ -431,5 +431,14 @@ describe("a target that is a symbolic link", () => {
     await restore({ store: t.bucket.store, to: dangling });
     expect(lstatSync(dangling).isSymbolicLink()).toBe(true);
     expect(dumpDatabase(join(t.dir, "new", "app.db"))).toEqual(dumpDatabase(src.path));
+
+    // A relative link with '..' inside a linked directory is read as the kernel reads it.
+    mkdirSync(join(t.dir, "mnt", "vol", "data"), { recursive: true });
+    mkdirSync(join(t.dir, "mnt", "vol", "shared"));
+    symlinkSync(join("mnt", "vol", "data"), join(t.dir, "data"));
+    symlinkSync(join("..", "shared", "app.db"), join(t.dir, "mnt", "vol", "data", "app.db"));
+    const r2 = await restore({ store: t.bucket.store, to: join(t.dir, "data", "app.db") });
+    expect(r2.targets.map((x) => x.path)).toEqual([join(t.dir, "mnt", "vol", "shared", "app.db")]);
+    expect(dumpDatabase(join(t.dir, "mnt", "vol", "shared", "app.db"))).toEqual(dumpDatabase(src.path));
   });
 });
