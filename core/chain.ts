@@ -291,7 +291,8 @@ export function appendEntry(head: ChainHead | null, entry: ChainEntry, now: Date
  * continues the set just before it. A commit stores its manifest before it moves the head, so a run that lost
  * the race leaves a manifest outside the chain (an orphan): when an incremental continues an earlier set, the
  * sets between that one and it are such orphans (a run plans on the tip, and the Worker appends only on it)
- * and are left out, unless a later set continues one of them. Of two sets continuing the same one that no set
+ * and are left out, unless a later set continues one of them, or one is a full and no set continues the
+ * incremental (then the incremental is the orphan). Of two incrementals continuing the same one that no set
  * continues, the newer stays. Every set left out is named with the reason.
  */
 export function chainFromManifests(manifests: readonly unknown[]): { entries: ChainEntry[]; leftOut: { id: string; reason: string }[] } {
@@ -308,7 +309,10 @@ export function chainFromManifests(manifests: readonly unknown[]): { entries: Ch
     }
     const at = e.kind === "incremental" ? entries.findIndex((x) => x.id === e.previous) : -1;
     const between = entries.slice(at + 1);
-    if (at >= 0 && !linearProblem([e], entries[at]) && between.every((x) => !continued.has(x.id))) {
+    // A full among them is left out only for a set proven in the chain (another continues it): an orphan of a
+    // run that gave up also continues an earlier set, and must not take a committed full's place.
+    const proven = continued.has(e.id) || between.every((x) => x.kind !== "full");
+    if (at >= 0 && proven && !linearProblem([e], entries[at]) && between.every((x) => !continued.has(x.id))) {
       entries.splice(at + 1);
       for (const x of between) leftOut.push({ id: x.id, reason: `it lost the race to commit: ${e.id} continues ${e.previous}, the set before it` });
       entries.push(e);

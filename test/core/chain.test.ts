@@ -99,6 +99,7 @@ describe("chainFromManifests: the chain rebuilt from the manifests (chain --rebu
     ["several orphans at once", "F1 I2:1 I3:2 F4 I5:2 I6:5", [1, 2, 5, 6], [3, 4]],
     ["orphans given in any order", "I5:4 I3:2 F1 I4:2 I2:1", [1, 2, 4, 5], [3]],
     ["of two leaves continuing one set, the newer stays", "F1 I2:1 I3:1", [1, 3], [2]],
+    ["an orphan newest of all, continuing a set before a committed full, does not take the full's place", "F1 I2:1 F3 I4:2", [1, 2, 3], [4]],
     ["a fork whose both branches go on (no chain yet, before 0.3): the older branch stays", "F1 I2:1 I3:1 I4:2 I5:3", [1, 2, 4], [3, 5]],
     ["an incremental whose set is missing is left out", "F1 I2:1 I4:3", [1, 2], [4]],
   ])("%s", (_what, spec, kept, left) => {
