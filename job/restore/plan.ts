@@ -5,6 +5,7 @@ import {
   manifestKey,
   entriesForRestore,
   type ChainEntry,
+  type ChainSegmentRef,
   planRestore,
   type Manifest,
   type PlanSet,
@@ -44,7 +45,14 @@ function planError(e: unknown): never {
 export async function loadPlan(store: BackupStore, at: Date | "latest", source?: string): Promise<LoadedPlan> {
   const { head } = await store.chain();
   if (!head) return loadPlanFromListing(store, at);
-  const found = await entriesForRestore(head, at === "latest" ? "latest" : at.getTime(), (ref) => readSegment(store, ref), source);
+  const read = (ref: ChainSegmentRef) => readSegment(store, ref);
+  const found = await entriesForRestore(head, at === "latest" ? "latest" : at.getTime(), read, source);
+  if (!found && source !== undefined && !(await entriesForRestore(head, "latest", read, source))) {
+    const newest = await entriesForRestore(head, "latest", read);
+    throw new JobError("notFound", `plan restore of '${source}': no full backup in the chain holds it`, {
+      hint: `the newest full holds ${newest?.full.sources.join(", ") ?? "nothing"}; r2backup list shows every set's databases`,
+    });
+  }
   if (!found) {
     const first = head.segments[0]?.first ?? head.tail[0]!.id;
     try {

@@ -243,6 +243,12 @@ describe("two databases into one bucket", () => {
       expect(r.restoresTo).toBe(entries.filter((e) => e.sources.includes(source)).at(-1)!.id);
       expect(dumpDatabase(to)).toEqual(dumpDatabase(path));
     }
+    // A name no set holds (a typo) is said so, naming what the newest full holds.
+    await expect(restore({ store: t.bucket.store, to: join(t.dir, "gamma.db"), source: "gamma" })).rejects.toMatchObject({
+      kind: "notFound",
+      detail: "plan restore of 'gamma': no full backup in the chain holds it",
+      hint: "the newest full holds beta; r2backup list shows every set's databases",
+    });
     const early = join(t.dir, "alpha-early.db");
     const r = await restore({ store: t.bucket.store, to: early, source: "alpha", at: new Date(entries[1]!.capturedAt) });
     expect(r.restoresTo).toBe(entries[0]!.id);
