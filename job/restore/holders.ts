@@ -1,4 +1,4 @@
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
 import { basename } from "node:path";
 
 /**
@@ -11,48 +11,58 @@ import { basename } from "node:path";
 /** A process that holds one of the paths open. */
 export interface Holder {
   pid: number;
-  /** Its command line, shortened. */
+  /** Its program (the file name of argv[0]). */
   command: string;
   /** Which of the paths it holds. */
   path: string;
 }
 
-const MAX_COMMAND_CHARS = 80;
-
 /**
  * The processes, this one included, that hold any of `paths` open, found through each process's open files in
  * `/proc/<pid>/fd` (Linux), matched by device and inode, so another path or mount of the same file counts.
- * Paths that do not exist are skipped. Processes whose files this user may not read (another user's, unless
- * run as root) are not seen; off Linux nothing is.
+ * Paths that do not exist are skipped. Processes whose open files this user may not read are not seen (another
+ * user's; in a container, also as root without CAP_SYS_PTRACE), nor those of another pid namespace; off Linux
+ * nothing is.
  */
 export async function processesHolding(paths: readonly string[]): Promise<Holder[]> {
   const wanted = new Map<string, string>();
+  const names = new Set<string>();
   for (const path of paths) {
     const s = await stat(path).catch(() => undefined);
-    if (s?.isFile()) wanted.set(`${s.dev}:${s.ino}`, path);
+    if (!s?.isFile()) continue;
+    wanted.set(`${s.dev}:${s.ino}`, path);
+    names.add(basename(path));
+    names.add(basename(await realpath(path).catch(() => path)));
   }
   if (wanted.size === 0) return [];
   const pids = (await readdir("/proc").catch(() => [] as string[])).filter((n) => /^\d+$/.test(n));
   const holders: Holder[] = [];
-  for (const name of pids) {
-    const fds = await readdir(`/proc/${name}/fd`).catch(() => [] as string[]);
+  for (const pid of pids) {
+    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+    // The link's text first (no access to the file it names, so a hung mount elsewhere cannot stall this); only
+    // a file of the same name is looked at, by device and inode (another mount or path of it counts too).
+    const links = await Promise.all(
+      fds.map((fd) =>
+        readlink(`/proc/${pid}/fd/${fd}`).then(
+          (to) => ({ fd, to }),
+          () => undefined,
+        ),
+      ),
+    );
     const held = new Set<string>();
-    const stats = await Promise.all(fds.map((fd) => stat(`/proc/${name}/fd/${fd}`).catch(() => undefined)));
-    for (const s of stats) {
+    for (const l of links) {
+      if (l === undefined || !l.to.startsWith("/") || !names.has(basename(l.to))) continue;
+      const s = await stat(`/proc/${pid}/fd/${l.fd}`).catch(() => undefined);
       const path = s?.isFile() ? wanted.get(`${s.dev}:${s.ino}`) : undefined;
       if (path !== undefined) held.add(path);
     }
     if (held.size === 0) continue;
-    const command = await commandOf(name);
-    for (const path of held) holders.push({ pid: Number(name), command, path });
+    // The program only (argv[0]): its arguments may carry a secret.
+    const argv0 = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0")[0] ?? "";
+    const command = basename(argv0) || "?";
+    for (const path of held) holders.push({ pid: Number(pid), command, path });
   }
   return holders;
-}
-
-async function commandOf(pid: string): Promise<string> {
-  const raw = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-  const command = raw.split("\0").filter(Boolean).join(" ") || "?";
-  return command.length > MAX_COMMAND_CHARS ? `${command.slice(0, MAX_COMMAND_CHARS - 3)}...` : command;
 }
 
 /** "process 123 (node server.js) has 'app.db-wal' open", naming this process as such. */

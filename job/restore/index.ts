@@ -26,7 +26,7 @@ import { ChangeApplier, advanceWatermarks, checkWatermarks, watermarkId } from "
 import { checkDocumentsTarget, documentsTemp, replaceDocuments, tarExtractor } from "./documents.ts";
 import { ObjectIntegrityError, ObjectMissingError, downloadObject, type FileCheck } from "./download.ts";
 import { loadPlan, olderCandidate, type LoadedPlan } from "./plan.ts";
-import { checkTarget, discardTemp, existingAt, followLinks, makeDirectory, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
+import { checkTarget, discardTemp, existingAt, followLinks, makeDirectory, refuseHeld, removeStaleTemps, replaceAtomically, tempPathFor } from "./replace.ts";
 
 /**
  * Restore and the restore drill (docs/design.md, "Job"): plan the newest complete full backup at or before a
@@ -403,6 +403,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       documents.files = extractor.files();
     }
     throwIfInterrupted(options.signal, `restore to '${options.to ?? options.dataDir}'`);
+    // Before the first file is changed, no process may hold any of them open (an app restarted during the
+    // download): checked for all at once, so a refusal leaves every one as it was.
+    const inPlace: string[] = [];
+    for (const p of [...targets.map((t) => t.path), ...derived.map((d) => d.path)]) inPlace.push(...(await existingAt(p)));
+    await refuseHeld(options.to ?? options.dataDir ?? "", inPlace);
     // LiveStore state DBs go last, and whatever sits at their paths goes first: at any point a kill stops this,
     // the data directory holds no state DB or one that matches its event log (never a new log beside an old state).
     for (const d of derived) {

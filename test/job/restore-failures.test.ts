@@ -354,7 +354,9 @@ describe("a target an app holds open", () => {
       const e = await failure(restore({ store: t.bucket.store, to: target, force: true, onProgress: (p) => phases.push(p.phase) }));
       expect(e.kind).toBe("targetExists");
       expect(e.exitCode).toBe(10);
-      expect(e.message).toContain(`process ${app.pid} (`);
+      // The program, not its arguments (a command line may carry a secret).
+      expect(e.message).toContain(`process ${app.pid} (node) has`);
+      expect(e.message).not.toContain("DatabaseSync");
       expect(e.detail).toMatch(/\) has 'live\.db', 'live\.db-wal', 'live\.db-shm' open$/);
       expect(e.hint).toMatch(/stop the app/);
       expect(phases).not.toContain("download");
@@ -393,6 +395,40 @@ describe("a target an app holds open", () => {
       expect(e.kind).toBe("targetExists");
       expect(e.message).toContain(`this process (${process.pid}) has 'live.db' open`);
       await expectTargetUntouched();
+    } finally {
+      app?.close();
+    }
+  });
+});
+
+describe("a restore of several databases", () => {
+  it("that one of them is opened in during the download changes none of them", async () => {
+    const one = { source: "one", path: join(t.dir, "one.src.db") };
+    const two = { source: "two", path: join(t.dir, "two.src.db") };
+    appendDemoEvents(one.path, 20, 1);
+    appendDemoEvents(two.path, 30, 2);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [one, two]);
+    const data = join(t.dir, "data");
+    mkdirSync(data);
+    appendDemoEvents(join(data, "one.db"), 5, 7);
+    appendDemoEvents(join(data, "two.db"), 5, 8);
+    const before = [await fileSha256(join(data, "one.db")), await fileSha256(join(data, "two.db"))];
+    const { DatabaseSync } = await import("node:sqlite");
+    let app: InstanceType<typeof DatabaseSync> | undefined;
+    try {
+      const e = await failure(
+        restore({
+          store: t.bucket.store,
+          dataDir: data,
+          force: true,
+          onProgress: (p) => {
+            if (p.phase === "download" && !app) app = new DatabaseSync(join(data, "two.db"), { readOnly: true });
+          },
+        }),
+      );
+      expect(e.kind).toBe("targetExists");
+      expect(e.detail).toMatch(/this process \(\d+\) has 'two\.db' open$/);
+      expect([await fileSha256(join(data, "one.db")), await fileSha256(join(data, "two.db"))]).toEqual(before);
     } finally {
       app?.close();
     }
