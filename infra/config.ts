@@ -179,12 +179,49 @@ export interface ConfigReader {
   get(key: string): string | undefined;
   /** Whether the value was set as a secret (`--secret`). */
   isSecret(key: string): boolean;
+  /** Every key the stack sets, in every namespace (`<namespace>:<key>`), to find misspelt ones. */
+  allKeys?(): string[];
+}
+
+/** Edit distance, capped: how far a misspelt key or namespace is from a real one. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/**
+ * Keys the program would silently ignore: an unknown key in its namespace (`lockdays` for `lockDays` would keep
+ * the default lock) and a namespace one or two letters off its own. Each with the closest real key.
+ */
+export function unknownConfigKeys(keys: readonly string[], project: string = PROJECT): string[] {
+  const known = CONFIG_KEYS.map((k) => k.key);
+  const problems: string[] = [];
+  for (const full of keys) {
+    const at = full.indexOf(":");
+    const namespace = full.slice(0, at);
+    const key = full.slice(at + 1);
+    const closest = [...known].sort((a, b) => distance(key, a) - distance(key, b))[0]!;
+    const guess = distance(key, closest) <= 3 ? ` (did you mean ${project}:${closest}?)` : "";
+    if (namespace === project && !known.includes(key)) problems.push(`${full} is not a setting of this program${guess}`);
+    else if (namespace !== project && distance(namespace, project) <= 2) problems.push(`${full} is in namespace '${namespace}', not '${project}'${guess}`);
+  }
+  return problems;
 }
 
 /** Reads the running program's config (`pulumi.runtime.getConfig` does not warn on secrets, `Config.get` does). */
 export function runtimeConfigReader(project: string = PROJECT): ConfigReader {
   return {
     get: (key) => pulumi.runtime.getConfig(`${project}:${key}`),
+    allKeys: () => Object.keys(pulumi.runtime.allConfig()),
     // `isConfigSecret` is marked internal in the typings; the CLI passes the secret keys it uses.
     isSecret: (key) => (pulumi.runtime as unknown as { isConfigSecret(k: string): boolean }).isConfigSecret(`${project}:${key}`),
   };
@@ -203,6 +240,7 @@ export function withFallback(reader: ConfigReader, fallback: Record<string, stri
       return spec?.secret ? own : (fallback[key] ?? own);
     },
     isSecret: (key) => reader.isSecret(key),
+    ...(reader.allKeys ? { allKeys: reader.allKeys } : {}),
   };
 }
 
@@ -424,6 +462,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
       problems.push(`metricsNamespace '${monitoring.namespace}' is not a valid custom CloudWatch namespace`);
   }
 
+  problems.push(...unknownConfigKeys(reader.allKeys?.() ?? []));
   if (missing.length > 0 || problems.length > 0) {
     const reasons = [...missing.map((k) => `missing ${PROJECT}:${k} (${spec(k).description})`), ...problems];
     const hint =

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_METRICS_NAMESPACE as METRICS_NAMESPACE, DEFAULT_RETENTION, METRICS } from "../../core/index.ts";
 import { alarmSpecs } from "../../infra/components/monitoring.ts";
-import { agentUrlProblem, CONFIG_KEYS, configSetCommand, loadStackConfig, withFallback, type ConfigReader } from "../../infra/config.ts";
+import { agentUrlProblem, CONFIG_KEYS, configSetCommand, loadStackConfig, unknownConfigKeys, withFallback, type ConfigReader } from "../../infra/config.ts";
 import { parseListen } from "../../job/commands/agent.ts";
 import { isPreviewStack, MAX_NAME_LENGTH, physicalName, stackNameProblem } from "../../infra/naming.ts";
 import { mergedStackConfig, projectValues, readProjectDeclarations, readStackFile } from "../../infra/stack-files.ts";
@@ -202,6 +202,29 @@ describe("naming", () => {
     }
     expect(a).not.toBe(b);
     expect(a.endsWith("-backups-replica")).toBe(true);
+  });
+
+  it("refuses keys the program would silently ignore: unknown in its namespace, or a namespace a letter or two off", () => {
+    expect(
+      unknownConfigKeys([
+        "r2-sqlite-backup:hostname",
+        "r2-sqlite-backup:lockdays",
+        "r2-sqlite-backup:hostnmae",
+        "r2-sqlite-backup:somethingElseEntirely",
+        "r2-sqlite-bakup:serverToken",
+        "aws:region",
+        "cloudflare:apiToken",
+      ]),
+    ).toEqual([
+      "r2-sqlite-backup:lockdays is not a setting of this program (did you mean r2-sqlite-backup:lockDays?)",
+      "r2-sqlite-backup:hostnmae is not a setting of this program (did you mean r2-sqlite-backup:hostname?)",
+      "r2-sqlite-backup:somethingElseEntirely is not a setting of this program",
+      "r2-sqlite-bakup:serverToken is in namespace 'r2-sqlite-bakup', not 'r2-sqlite-backup' (did you mean r2-sqlite-backup:serverToken?)",
+    ]);
+    const keys = [...Object.keys(PROD).map((k) => `r2-sqlite-backup:${k}`), "r2-sqlite-backup:lockdays"];
+    expect(errorOf(() => loadStackConfig("prod", { ...reader({ ...PROD, lockdays: "30" }), allKeys: () => keys }))).toMatch(
+      /r2-sqlite-backup:lockdays is not a setting of this program \(did you mean r2-sqlite-backup:lockDays\?\)/,
+    );
   });
 
   it("takes only stack names that physical names keep as they are: PROD, dev_ or pr_42 would name prod's, dev's or pr-42's resources", () => {
