@@ -91,6 +91,34 @@ export function choosePartSize(maxBytes: number, preferred = DEFAULT_PART_BYTES)
 }
 
 /** The API path of an object key: each segment percent-encoded. */
+/**
+ * The Worker's origin from a URL an operator gave as `name` (`R2_WORKER_URL`, `--worker-url`), or why it cannot
+ * be one. The Worker serves its API at the root of its own host (a custom domain or workers.dev): a path, query
+ * or fragment would be sent with every request and answered 404; credentials are never part of it (the token
+ * goes in its own variable). `shown` is the URL as an error may print it: no credentials, no query (it may hold
+ * a secret).
+ */
+export function checkWorkerUrl(raw: string, name = "the URL"): { origin: string } | { shown: string; reason: string; hint: string } {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { shown: raw.replace(/[?#].*$/, "?..."), reason: "not a URL", hint: `set ${name} to the Worker's origin, e.g. https://backups.example.com` };
+  }
+  const shown = `${url.protocol}//${url.host}${url.pathname}${url.search ? "?..." : ""}${url.hash ? "#..." : ""}`;
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    return { shown, reason: `the scheme is '${url.protocol}'`, hint: `${name} starts with https:// (http:// for a local Worker)` };
+  if (url.username || url.password)
+    return { shown, reason: "the URL carries credentials (user:password@)", hint: `remove them from ${name}; the Worker's token goes in SERVER_BYPASS_TOKEN` };
+  if (/\/api\/?$/.test(url.pathname) && !url.search && !url.hash) {
+    return { shown, reason: "the URL ends with the API path", hint: `drop '/api': ${name}=${url.origin}${url.pathname.replace(/\/api\/?$/, "")}` };
+  }
+  if (url.pathname !== "/" || url.search || url.hash) {
+    return { shown, reason: "the URL has a path, query or fragment after the host", hint: `${name} is the Worker's origin: ${name}=${url.origin}` };
+  }
+  return { origin: url.origin };
+}
+
 export function objectPath(key: string): string {
   validateObjectKey(key);
   return `${PATHS.backups}/${key.split("/").map(encodeURIComponent).join("/")}`;

@@ -1,6 +1,6 @@
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { HEADERS, PATHS } from "../core/index.ts";
+import { HEADERS, PATHS, checkWorkerUrl } from "../core/index.ts";
 import { waitForWorker, type WaitForWorker } from "./health.ts";
 
 /**
@@ -43,27 +43,37 @@ export async function smokeCheck(workerUrl: string, token: string, options: Smok
     return steps;
   }
   const url = `${base}${PATHS.backups}/${SMOKE_KEY}`;
-  const anonymous = await fetch(url, { method: "GET" });
-  await anonymous.body?.cancel();
-  if (!record("refuses without a token", anonymous.status === 401, `GET ${SMOKE_KEY} without a token answered ${anonymous.status} (want 401)`)) return steps;
+  // A Worker that answers health and then drops the connection fails the step it was in, named, not the script.
+  let step = "refuses without a token";
+  try {
+    const anonymous = await fetch(url, { method: "GET" });
+    await anonymous.body?.cancel();
+    if (!record(step, anonymous.status === 401, `GET ${SMOKE_KEY} without a token answered ${anonymous.status} (want 401)`)) return steps;
 
-  const marker = options.marker ?? JSON.stringify({ checkedAt: new Date().toISOString(), run: process.env.GITHUB_RUN_ID ?? null });
-  const auth = { [HEADERS.authorization]: `Bearer ${token}` };
-  const put = await fetch(url, { method: "PUT", headers: { ...auth, "content-type": "application/json" }, body: marker });
-  const putText = await put.text();
-  if (!record("write", put.ok, `PUT ${SMOKE_KEY} answered ${put.status}${put.ok ? "" : ` ${putText.slice(0, 200)}`}`)) return steps;
+    step = "write";
+    const marker = options.marker ?? JSON.stringify({ checkedAt: new Date().toISOString(), run: process.env.GITHUB_RUN_ID ?? null });
+    const auth = { [HEADERS.authorization]: `Bearer ${token}` };
+    const put = await fetch(url, { method: "PUT", headers: { ...auth, "content-type": "application/json" }, body: marker });
+    const putText = await put.text();
+    const refused = put.status === 401 || put.status === 403 ? " (SERVER_BYPASS_TOKEN is not this Worker's token: take the stack's serverToken output)" : "";
+    if (!record(step, put.ok, `PUT ${SMOKE_KEY} answered ${put.status}${put.ok ? "" : ` ${putText.slice(0, 200)}${refused}`}`)) return steps;
 
-  const get = await fetch(url, { headers: auth });
-  const body = await get.text();
-  record(
-    "read back",
-    get.ok && body === marker,
-    get.ok
-      ? body === marker
-        ? `GET ${SMOKE_KEY} returned what was written`
-        : `GET ${SMOKE_KEY} returned other bytes than were written`
-      : `GET ${SMOKE_KEY} answered ${get.status}`,
-  );
+    step = "read back";
+    const get = await fetch(url, { headers: auth });
+    const body = await get.text();
+    record(
+      "read back",
+      get.ok && body === marker,
+      get.ok
+        ? body === marker
+          ? `GET ${SMOKE_KEY} returned what was written`
+          : `GET ${SMOKE_KEY} returned other bytes than were written`
+        : `GET ${SMOKE_KEY} answered ${get.status}`,
+    );
+  } catch (error) {
+    const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
+    record(step, false, `the Worker did not answer: ${(error as Error).message}${cause ? ` (${cause.code ?? cause.message ?? ""})` : ""}`);
+  }
   return steps;
 }
 
@@ -94,7 +104,17 @@ export async function main(argv: string[], env: Record<string, string | undefine
     console.error(`smoke check: ${!values["worker-url"] ? "--worker-url is required" : "SERVER_BYPASS_TOKEN is not set"}\n\n${USAGE}`);
     return 2;
   }
-  const steps = await smokeCheck(values["worker-url"], token, { healthTimeoutMs: Number(values["health-timeout"] ?? 300) * 1000 });
+  const checked = checkWorkerUrl(values["worker-url"], "--worker-url");
+  if (!("origin" in checked)) {
+    console.error(`smoke check: worker url '${checked.shown}': ${checked.reason} (${checked.hint})\n\n${USAGE}`);
+    return 2;
+  }
+  const timeout = Number(values["health-timeout"] ?? 300);
+  if (!(Number.isFinite(timeout) && timeout > 0)) {
+    console.error(`smoke check: --health-timeout '${values["health-timeout"]}' is not a number of seconds above 0 (e.g. --health-timeout 300)\n\n${USAGE}`);
+    return 2;
+  }
+  const steps = await smokeCheck(checked.origin, token, { healthTimeoutMs: timeout * 1000 });
   for (const s of steps) console.log(`${s.ok ? "ok  " : "FAIL"} ${s.step}: ${s.detail}`);
   return steps.every((s) => s.ok) ? 0 : 1;
 }

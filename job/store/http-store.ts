@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
 import { send, type Answer, type SendInit } from "../http.ts";
-import { HEADERS, PATHS, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
+import { HEADERS, PATHS, checkWorkerUrl, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
-import { addSecret, addUrlSecrets, displayUrl } from "../log.ts";
+import { addSecret, addUrlSecrets } from "../log.ts";
 import { bodyLength, type BackupStore, type Body, type ChainView, type CommitOutcome, type GetResult, type ListPage, type PutOptions, type StoredObject } from "./types.ts";
 import { CHAIN_HEAD_KEY, parseChainHead, type ApiChain, type ApiChainCommit, type ApiChainManifests, type ChainEntry, type ChainHead } from "../../core/chain.ts";
 
@@ -71,34 +71,12 @@ export class HttpStore implements BackupStore {
   constructor(options: HttpStoreOptions) {
     addSecret(options.token);
     addUrlSecrets(options.url);
-    let base: URL;
-    try {
-      base = new URL(options.url);
-    } catch {
-      throw new JobError("usage", `configure worker url '${options.url}': not a URL`, { hint: "set R2_WORKER_URL or --worker-url to e.g. https://backups.example.com" });
-    }
-    if (base.username || base.password) {
-      // fetch refuses such URLs, and the Worker authenticates by token only.
-      throw new JobError("usage", `configure worker url '${displayUrl(base)}': the URL carries credentials (user:password@)`, {
-        hint: "remove them from R2_WORKER_URL; the Worker's token goes in SERVER_BYPASS_TOKEN",
-      });
-    }
-    // The Worker serves its API at the root of its own host (a custom domain or workers.dev): anything after the
-    // host would be sent with every request and answered 404, read as "no backup". A query may carry a secret:
-    // it is not shown.
-    const shown = `${base.origin}${base.pathname}${base.search ? "?..." : ""}${base.hash ? "#..." : ""}`;
-    if (/\/api\/?$/.test(base.pathname) && base.search === "" && base.hash === "") {
-      throw new JobError("usage", `configure worker url '${shown}': the URL ends with the API path`, {
-        hint: `drop '/api': R2_WORKER_URL=${base.origin}${base.pathname.replace(/\/api\/?$/, "")}`,
-      });
-    }
-    if (base.pathname !== "/" || base.search !== "" || base.hash !== "") {
-      throw new JobError("usage", `configure worker url '${shown}': the URL has a path, query or fragment after the host`, {
-        hint: `R2_WORKER_URL is the Worker's origin: R2_WORKER_URL=${base.origin}`,
-      });
+    const checked = checkWorkerUrl(options.url, "R2_WORKER_URL");
+    if (!("origin" in checked)) {
+      throw new JobError("usage", `configure worker url '${checked.shown}': ${checked.reason}`, { hint: checked.hint });
     }
     if (!options.token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN or --token" });
-    this.url = base.href.replace(/\/$/, "");
+    this.url = checked.origin;
     this.#token = options.token;
     this.#attempts = Math.max(1, options.attempts ?? 5);
     this.#backoffMs = options.backoffMs ?? 250;

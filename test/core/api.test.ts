@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { MAX_PARTS, MAX_PART_BYTES, MIN_PART_BYTES, catalogFromKeys, choosePartSize, keyFromPath, objectPath, summarizeStatus } from "../../core/index.ts";
+import { MAX_PARTS, MAX_PART_BYTES, MIN_PART_BYTES, catalogFromKeys, choosePartSize, checkWorkerUrl, keyFromPath, objectPath, summarizeStatus } from "../../core/index.ts";
 
 describe("API paths", () => {
   it("encode each key segment and decode back (property)", () => {
@@ -88,5 +88,24 @@ describe("restore drills in the listing", () => {
     expect(s.warnings).toEqual(["the last restore drill 20260101T020000Z failed; the last good one is 20260101T010000Z"]);
     const later = summarizeStatus(catalogFromKeys([...keys, "backups/drills/20260101T030000Z.json"]), new Date("2026-01-01T03:00:00Z"), 7);
     expect(later.warnings).toEqual([]);
+  });
+});
+
+describe("checkWorkerUrl: the Worker's origin from what an operator gave", () => {
+  it.each([
+    ["https://backups.example.com", { origin: "https://backups.example.com" }],
+    ["https://backups.example.com/", { origin: "https://backups.example.com" }],
+    ["http://127.0.0.1:8787", { origin: "http://127.0.0.1:8787" }],
+    ["backups.example.com", { reason: "not a URL", shown: "backups.example.com" }],
+    ["ftp://backups.example.com", { reason: "the scheme is 'ftp:'" }],
+    ["https://u:s3cret@backups.example.com", { reason: "the URL carries credentials (user:password@)", shown: "https://backups.example.com/" }],
+    ["https://backups.example.com/api", { reason: "the URL ends with the API path", hint: "drop '/api': X=https://backups.example.com" }],
+    ["https://backups.example.com/prefix", { reason: "the URL has a path, query or fragment after the host", hint: "X is the Worker's origin: X=https://backups.example.com" }],
+    ["https://backups.example.com/?sig=s3cret", { reason: "the URL has a path, query or fragment after the host", shown: "https://backups.example.com/?..." }],
+    ["https://backups.example.com/api?sig=s3cret", { reason: "the URL has a path, query or fragment after the host", shown: "https://backups.example.com/api?..." }],
+  ] as const)("%s", (raw, expected) => {
+    const checked = checkWorkerUrl(raw, "X");
+    expect(checked).toMatchObject(expected);
+    expect(JSON.stringify(checked)).not.toContain("s3cret");
   });
 });

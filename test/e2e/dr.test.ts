@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { DatabaseSync } from "node:sqlite";
 import {
   DR_EXIT,
@@ -770,6 +770,46 @@ describe("the post-deploy smoke check (dr/smoke.ts) against the bundled Worker",
     expect(await main(["--worker-url", worker.url], { SERVER_BYPASS_TOKEN: "not-the-token" })).toBe(1);
     expect(await main(["--worker-url", worker.url], { SERVER_BYPASS_TOKEN: worker.bindings.SERVER_BYPASS_TOKEN })).toBe(0);
     expect(await main([], {})).toBe(2);
+    expect(wrong.at(-1)?.detail).toMatch(/SERVER_BYPASS_TOKEN is not this Worker's token/);
+  });
+
+  it("refuses a URL that cannot be the Worker's origin, and a timeout that is not a number, at once (exit 2), never printing credentials", async () => {
+    const { main } = await import("../../dr/smoke.ts");
+    const errors: string[] = [];
+    const spy = vi.spyOn(console, "error").mockImplementation((m: string) => void errors.push(m));
+    try {
+      const token = { SERVER_BYPASS_TOKEN: "t0ken-value" };
+      const started = Date.now();
+      for (const url of [`${worker.url}/api`, `${worker.url}/?x=1`, "backups.example.com", "http://u:hunter2@127.0.0.1:9"]) {
+        expect(await main(["--worker-url", url], token), url).toBe(2);
+      }
+      expect(await main(["--worker-url", "http://127.0.0.1:9", "--health-timeout", "abc"], token)).toBe(2);
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(errors[0]).toMatch(/worker url '.*\/api': the URL ends with the API path \(drop '\/api': --worker-url=http:\/\/127\.0\.0\.1:\d+\)/);
+      expect(errors.join("\n")).not.toContain("hunter2");
+      expect(errors.at(-1)).toMatch(/--health-timeout 'abc' is not a number of seconds above 0/);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("a Worker that answers health and then drops every connection fails the next step, named, with no stack trace", async () => {
+    const { smokeCheck } = await import("../../dr/smoke.ts");
+    const server = createServer((req, res) => {
+      if (req.url === "/api/health") res.end('{"ok":true}');
+      else req.socket.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const steps = await smokeCheck(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, "t", { healthTimeoutMs: 2000 });
+      expect(steps.map((s) => [s.step, s.ok])).toEqual([
+        ["health", true],
+        ["refuses without a token", false],
+      ]);
+      expect(steps[1]!.detail).toMatch(/^the Worker did not answer: fetch failed/);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });
 
