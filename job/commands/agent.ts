@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import { existsSync } from "node:fs";
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from "node:http";
 import { backup, type BackupKind, type BackupResult } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, parseFlags, usageOf, type Command } from "../config.ts";
@@ -216,6 +217,8 @@ export async function listen(server: Server, host: string, port: number): Promis
 }
 
 const AGENT_OPTIONS = { listen: { type: "string" } } as const;
+/** The shortest agent token accepted. */
+const MIN_AGENT_TOKEN_LENGTH = 16;
 /** Loopback unless told otherwise: the agent is reachable only where it is meant to be. */
 const DEFAULT_LISTEN = "127.0.0.1:8788";
 
@@ -231,9 +234,24 @@ export const agentCommand: Command = {
     }
     const token = ctx.env.BACKUP_AGENT_TOKEN ?? "";
     if (!token) throw new JobError("usage", "start agent: BACKUP_AGENT_TOKEN is not set", { hint: "set BACKUP_AGENT_TOKEN to a long random secret shared with the trigger" });
+    const previousToken = ctx.env.BACKUP_AGENT_TOKEN_PREVIOUS || undefined;
+    // The token is all that stands between the network and a backup run (and short ones are not masked in logs).
+    for (const [name, value] of [
+      ["BACKUP_AGENT_TOKEN", token],
+      ["BACKUP_AGENT_TOKEN_PREVIOUS", previousToken],
+    ] as const) {
+      if (value !== undefined && value.length < MIN_AGENT_TOKEN_LENGTH) {
+        throw new JobError("usage", `start agent: ${name} is ${value.length} characters`, {
+          hint: `use at least ${MIN_AGENT_TOKEN_LENGTH} random characters, e.g. openssl rand -hex 32 (pulumi up generates 48)`,
+        });
+      }
+    }
     const { host, port } = parseListen(values.listen ?? DEFAULT_LISTEN);
     const base = await backupOptionsFromFlags(values, ctx);
-    const previousToken = ctx.env.BACKUP_AGENT_TOKEN_PREVIOUS || undefined;
+    for (const d of base.databases ?? []) {
+      if (d.path !== undefined && !existsSync(d.path))
+        ctx.logger.warn(`agent: database '${d.path}' does not exist yet; a backup fails with exit 3 until it does`, { path: d.path });
+    }
     const handler = createAgentHandler({
       token,
       ...(previousToken ? { previousToken } : {}),
@@ -250,7 +268,19 @@ export const agentCommand: Command = {
     // Node's own limits on a request's arrival (60 s headers, 300 s whole request) are far longer than the
     // agent needs; the handler reads the body within 10 s, these bound the headers and the socket.
     const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, handler);
-    const url = await listen(server, host, port);
+    const url = await listen(server, host, port).catch((e: unknown) => {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why =
+        code === "EADDRINUSE"
+          ? ["is already in use", "another process listens there (an agent already running?); stop it or pick another --listen port"]
+          : code === "EADDRNOTAVAIL"
+            ? ["is not an address of this machine", "use 0.0.0.0:<port> (every interface) or 127.0.0.1:<port>"]
+            : code === "EACCES"
+              ? ["needs privileges this process lacks", "use a port above 1023"]
+              : undefined;
+      if (!why) throw e;
+      throw new JobError("usage", `start agent: --listen ${host}:${port} ${why[0]} (${code})`, { hint: why[1]! });
+    });
     ctx.logger.info(`agent listening on ${url}`, { url });
     ctx.io.stdout.write(`agent listening on ${url}\n`);
     await new Promise<void>((resolve) => {

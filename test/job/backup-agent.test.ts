@@ -94,6 +94,31 @@ describe("agent and trigger", () => {
     expect((await trigger("http://127.0.0.1:9")).code).toBe(EXIT.unreachable);
   });
 
+  it("refuses to start on a short token or a port in use (exit 2, saying what to do), and warns of a database not there yet", async () => {
+    const env = { R2_WORKER_URL: t.bucket.url, SERVER_BYPASS_TOKEN: t.bucket.token };
+    const db = join(t.dir, "later.db");
+    const args = (listen: string) => ["agent", "--listen", listen, "--db", db, "--tmp-dir", join(t.dir, "tmp")];
+    for (const [name, extra] of [
+      ["BACKUP_AGENT_TOKEN", { BACKUP_AGENT_TOKEN: "a" }],
+      ["BACKUP_AGENT_TOKEN_PREVIOUS", { BACKUP_AGENT_TOKEN: AGENT_TOKEN, BACKUP_AGENT_TOKEN_PREVIOUS: "short-1" }],
+    ] as const) {
+      const r = await runCli(args("127.0.0.1:0"), { ...env, ...extra }).done;
+      expect(r.code).toBe(EXIT.usage);
+      expect(r.stderr).toMatch(new RegExp(`start agent: ${name} is \\d characters \\(use at least 16 random characters`));
+    }
+    const agent = await startAgentCli(db);
+    try {
+      const port = new URL(agent.url).port;
+      const second = await runCli(args(`127.0.0.1:${port}`), { ...env, BACKUP_AGENT_TOKEN: AGENT_TOKEN }).done;
+      expect(second.code).toBe(EXIT.usage);
+      expect(second.stderr).toMatch(new RegExp(`start agent: --listen 127\\.0\\.0\\.1:${port} is already in use \\(EADDRINUSE\\) \\(another process listens there`));
+      expect(second.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      const stopped = await agent.stop();
+      expect(stopped.stderr).toMatch(/agent: database '.*later\.db' does not exist yet; a backup fails with exit 3 until it does/);
+    }
+  });
+
   it("trigger prints the agent's failure once, and still prints it when the stream ends before the result", async () => {
     const failure = { type: "log", level: "error", message: "backup failed: open database '/data/app.db': disk I/O error", outcome: "failed", id: "20261129T000000Z" };
     const result = { type: "result", ok: false, kind: "full", error: { kind: "database", exitCode: EXIT.database, message: "open database '/data/app.db': disk I/O error" } };
