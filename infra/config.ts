@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
 import { InfraError } from "./errors.ts";
+import { cronProblem, longestGapMinutes } from "./cron.ts";
 import { isPreviewStack, PROJECT, stackNameProblem } from "./naming.ts";
 import ownPackage from "../package.json" with { type: "json" };
 
@@ -344,7 +345,8 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     if (value !== "" && !/^[0-9a-f]{32}$/.test(value)) problems.push(`${key} must be 32 lowercase hex characters, got '${value}'`);
   };
   const cron = (key: string, value: string) => {
-    if (value.trim().split(/\s+/).length !== 5) problems.push(`${key} must be a 5-field cron expression (UTC), got '${value}'`);
+    const problem = cronProblem(value);
+    if (problem) problems.push(`${key} ${problem}, got '${value}'`);
   };
 
   const accountId = required("cloudflareAccountId");
@@ -460,6 +462,22 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     for (const email of monitoring.alarmEmails) if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) problems.push(`alarmEmails: '${email}' is not an email address`);
     if (!/^[A-Za-z0-9._/#:-]{1,255}$/.test(monitoring.namespace) || monitoring.namespace.startsWith("AWS/"))
       problems.push(`metricsNamespace '${monitoring.namespace}' is not a valid custom CloudWatch namespace`);
+  }
+
+  // The backup schedule against what watches it: the Worker alerts on a full backup older than maxBackupAgeHours
+  // (auto takes one every 6 h), the alarm on 7 hours in a row without a successful backup.
+  if (render && !cronProblem(render.backupSchedule)) {
+    const gapHours = longestGapMinutes(render.backupSchedule)! / 60;
+    const watchers = [
+      ...(gapHours >= maxBackupAgeHours ? [`the freshness check alerts on a full backup older than maxBackupAgeHours (${maxBackupAgeHours} h)`] : []),
+      ...(monitoring && gapHours >= 8 ? ["the no-successful-backup alarm fires after 7 hours without one"] : []),
+    ];
+    if (watchers.length > 0) {
+      const every = Math.max(1, Math.min(Math.ceil(maxBackupAgeHours) - 1, monitoring ? 7 : Number.POSITIVE_INFINITY));
+      problems.push(
+        `backupSchedule '${render.backupSchedule}' leaves up to ${gapHours.toFixed(1)} h between backups, and ${watchers.join(" and ")}: run it at least every ${every} h`,
+      );
+    }
   }
 
   problems.push(...unknownConfigKeys(reader.allKeys?.() ?? []));

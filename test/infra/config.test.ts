@@ -204,6 +204,23 @@ describe("naming", () => {
     expect(a.endsWith("-backups-replica")).toBe(true);
   });
 
+  it("refuses a backup schedule that cannot parse, never runs, or leaves longer between backups than the freshness check and the alarm allow", () => {
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, backupSchedule: "99 */6 * * *" })))).toMatch(
+      /backupSchedule minute '99' is outside 0-59, got '99 \*\/6 \* \* \*'/,
+    );
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, drillSchedule: "0 0 31 2 *" })))).toMatch(/drillSchedule never runs \(no day matches it\)/);
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, backupSchedule: "0 3 * * *" })))).toMatch(
+      /backupSchedule '0 3 \* \* \*' leaves up to 24\.0 h between backups, and the freshness check alerts on a full backup older than maxBackupAgeHours \(7 h\): run it at least every 6 h/,
+    );
+    // A longer freshness limit does not quiet the alarm, which fires after 7 hours without a successful backup.
+    const monitored = { ...PROD, maxBackupAgeHours: "30", monitoringEnabled: "true", alarmEmails: '["ops@example.com"]' };
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...monitored, backupSchedule: "0 3 * * *" })))).toMatch(
+      /leaves up to 24\.0 h between backups, and the no-successful-backup alarm fires after 7 hours without one: run it at least every 7 h/,
+    );
+    expect(loadStackConfig("prod", reader({ ...monitored, backupSchedule: "0 */7 * * *" })).render?.backupSchedule).toBe("0 */7 * * *");
+    expect(loadStackConfig("prod", reader({ ...PROD, backupSchedule: "*/15 * * * *" })).render?.backupSchedule).toBe("*/15 * * * *");
+  });
+
   it("refuses keys the program would silently ignore: unknown in its namespace, or a namespace a letter or two off", () => {
     expect(
       unknownConfigKeys([

@@ -1,0 +1,87 @@
+/**
+ * Five-field cron expressions (UTC), as Render cron jobs and Cloudflare cron triggers take them: minute, hour,
+ * day of month, month, day of week. Checked before `up`, so a schedule that cannot parse, or never fires, or
+ * leaves longer between backups than the freshness alarms allow, fails the plan instead of the deploy or the
+ * night.
+ */
+
+const FIELDS = [
+  { name: "minute", min: 0, max: 59 },
+  { name: "hour", min: 0, max: 23 },
+  { name: "day of month", min: 1, max: 31 },
+  { name: "month", min: 1, max: 12, names: ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"] },
+  { name: "day of week", min: 0, max: 7, names: ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"] },
+] as const;
+
+/** The values each field allows, or why the expression is not one. */
+export function parseCron(expr: string): Set<number>[] | string {
+  const parts = expr.trim().split(/\s+/);
+  if (parts.length !== 5) return `must be a 5-field cron expression (minute hour day-of-month month day-of-week, UTC), got ${parts.length} fields`;
+  const sets: Set<number>[] = [];
+  for (const [i, part] of parts.entries()) {
+    const f = FIELDS[i]!;
+    const names: readonly string[] = "names" in f ? f.names : [];
+    const value = (s: string): number => {
+      const named = names.indexOf(s.toUpperCase());
+      if (named >= 0) return named + (f.name === "month" ? 1 : 0);
+      return /^\d+$/.test(s) ? Number(s) : Number.NaN;
+    };
+    const set = new Set<number>();
+    for (const item of part.split(",")) {
+      const m = /^(\*|([^-/]+)(?:-([^-/]+))?)(?:\/(\d+))?$/.exec(item);
+      if (!m) return `${f.name} '${item}' is not a value, a range or a step`;
+      const from = m[1] === "*" ? f.min : value(m[2]!);
+      const to = m[1] === "*" ? f.max : m[3] !== undefined ? value(m[3]) : m[4] !== undefined ? f.max : from;
+      const step = m[4] === undefined ? 1 : Number(m[4]);
+      if (!Number.isInteger(from) || !Number.isInteger(to) || from < f.min || to > f.max || from > to) return `${f.name} '${item}' is outside ${f.min}-${f.max}`;
+      if (step < 1) return `${f.name} '${item}' has a step of 0`;
+      for (let v = from; v <= to; v += step) set.add(f.name === "day of week" && v === 7 ? 0 : v);
+    }
+    sets.push(set);
+  }
+  return sets;
+}
+
+/**
+ * The longest time between two runs, in minutes, over the five years from 2026 (every weekday meets every
+ * date, and a leap day comes), counting round from the last run to the first; undefined when it never runs.
+ * Day of month and day of week are ORed when both are restricted, as cron does.
+ */
+export function longestGapMinutes(expr: string): number | undefined {
+  const sets = parseCron(expr);
+  if (typeof sets === "string") return undefined;
+  const [minutes, hours, days, months, weekdays] = sets as [Set<number>, Set<number>, Set<number>, Set<number>, Set<number>];
+  const anyDay = days.size === 31;
+  const anyWeekday = weekdays.size === 7;
+  const start = Date.UTC(2026, 0, 1);
+  const end = Date.UTC(2031, 0, 1);
+  let first: number | undefined;
+  let last: number | undefined;
+  let longest = 0;
+  const hourList = [...hours].sort((a, b) => a - b);
+  const minuteList = [...minutes].sort((a, b) => a - b);
+  for (let day = start; day < end; day += 86_400_000) {
+    const d = new Date(day);
+    if (!months.has(d.getUTCMonth() + 1)) continue;
+    const dayOk = days.has(d.getUTCDate());
+    const weekdayOk = weekdays.has(d.getUTCDay());
+    if (!(anyDay || anyWeekday ? dayOk && weekdayOk : dayOk || weekdayOk)) continue;
+    for (const h of hourList) {
+      for (const m of minuteList) {
+        const t = day + (h * 60 + m) * 60_000;
+        if (last !== undefined) longest = Math.max(longest, (t - last) / 60_000);
+        first ??= t;
+        last = t;
+      }
+    }
+  }
+  if (first === undefined || last === undefined) return undefined;
+  return Math.max(longest, (first + (end - start) - last) / 60_000);
+}
+
+/** Why a schedule cannot be used, or undefined. */
+export function cronProblem(expr: string): string | undefined {
+  const parsed = parseCron(expr);
+  if (typeof parsed === "string") return parsed;
+  return longestGapMinutes(expr) === undefined ? "never runs (no day matches it)" : undefined;
+}

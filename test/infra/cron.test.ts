@@ -1,0 +1,25 @@
+import { describe, expect, it } from "vitest";
+import { cronProblem, longestGapMinutes } from "../../infra/cron.ts";
+
+describe("cron schedules", () => {
+  it.each([
+    ["0 */6 * * *", undefined, 360],
+    ["*/30 * * * *", undefined, 30],
+    ["0 4 1 * *", undefined, 31 * 24 * 60],
+    ["15 3 * * MON-FRI", undefined, 3 * 24 * 60],
+    ["0 0 29 FEB *", undefined, (Date.UTC(2031, 0, 1) - Date.UTC(2026, 0, 1)) / 60_000],
+    ["0 0,12 * * 0,7", undefined, 6 * 24 * 60 + 12 * 60],
+    ["* * * * *", undefined, 1],
+    ["every 6 hours", "must be a 5-field cron expression (minute hour day-of-month month day-of-week, UTC), got 3 fields", undefined],
+    ["a b c d e", "minute 'a' is outside 0-59", undefined],
+    ["99 */6 * * *", "minute '99' is outside 0-59", undefined],
+    ["0 */0 * * *", "hour '*/0' has a step of 0", undefined],
+    ["0 0 31 2 *", "never runs (no day matches it)", undefined],
+    ["0 0 * 13 *", "month '13' is outside 1-12", undefined],
+    ["0 0 1-x * *", "day of month '1-x' is outside 1-31", undefined],
+    ["0 0 5-1 * *", "day of month '5-1' is outside 1-31", undefined],
+  ] as const)("%s", (expr, problem, gap) => {
+    expect(cronProblem(expr)).toBe(problem);
+    if (gap !== undefined) expect(longestGapMinutes(expr)).toBe(gap);
+  });
+});
