@@ -245,6 +245,27 @@ export function withFallback(reader: ConfigReader, fallback: Record<string, stri
   };
 }
 
+/**
+ * Why a URL setting may not stay in plain config, or undefined: credentials (`user:password@`) or a query
+ * parameter named like a secret (`?token=`, `?sig=`, `X-Amz-Signature`) would be stored in the stack file, the
+ * stack's state and Render's service settings, and printed by `plan`.
+ */
+/** A URL setting as an error may print it: no credentials, no query. */
+export function shownUrl(value: string): string {
+  if (!URL.canParse(value)) return value;
+  const url = new URL(value);
+  return `${url.protocol}//${url.host}${url.pathname}${url.search ? "?..." : ""}`;
+}
+
+export function urlSecretProblem(value: string): string | undefined {
+  if (!URL.canParse(value)) return undefined;
+  const url = new URL(value);
+  if (url.username || url.password) return "carries credentials (user:password@), which would be stored in plain config, the stack's state and Render's settings: remove them";
+  const named = [...url.searchParams.keys()].find((k) => /token|sig|signature|secret|password|key|credential/i.test(k));
+  if (named) return `carries a secret-like query parameter '${named}', which would be stored in plain config, the stack's state and Render's settings: use a URL without it`;
+  return undefined;
+}
+
 /** Ports Render reserves on its private network (10000 is the public web port): the agent must use another. */
 export const RENDER_RESERVED_PORTS = [10000, 18012, 18013, 19099] as const;
 
@@ -440,13 +461,21 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
     oneOf("renderPlan", render.plan, RENDER_PLANS);
     if (render.ownerId !== "" && !/^(tea|usr)-[a-z0-9]+$/.test(render.ownerId)) problems.push(`renderOwnerId must look like tea-... or usr-..., got '${render.ownerId}'`);
     if (render.appServiceId !== "" && !/^srv-[a-z0-9]+$/.test(render.appServiceId)) problems.push(`renderAppServiceId must look like srv-..., got '${render.appServiceId}'`);
-    if (render.repo !== "" && !/^https:\/\/\S+$/.test(render.repo)) problems.push(`renderRepo must be an https URL, got '${render.repo}'`);
+    if (render.repo !== "" && !/^https:\/\/\S+$/.test(render.repo)) problems.push(`renderRepo must be an https URL, got '${shownUrl(render.repo)}'`);
     // The spec goes into a shell command (npm install <spec>): one word, no quotes.
     if (!/^[^\s'"`$\\;|&<>()]+$/.test(render.package))
-      problems.push(`renderPackage must be one npm spec (name@version or an https tarball URL) without spaces, quotes or shell characters, got '${render.package}'`);
+      problems.push(`renderPackage must be one npm spec (name@version or an https tarball URL) without spaces, quotes or shell characters, got '${shownUrl(render.package)}'`);
+    for (const [key, value] of [
+      ["renderRepo", render.repo],
+      ["renderPackage", render.package],
+      ["agentUrl", render.agentUrl],
+    ] as const) {
+      const problem = urlSecretProblem(value);
+      if (problem) problems.push(`${key} ${problem}${key === "renderRepo" ? " (Render reaches a private repository through its GitHub app)" : ""}`);
+    }
     if (render.agentUrl !== "") {
       const problem = agentUrlProblem(render.agentUrl);
-      if (problem) problems.push(`agentUrl ${problem}, got '${render.agentUrl}'`);
+      if (problem) problems.push(`agentUrl ${problem}, got '${shownUrl(render.agentUrl)}'`);
     }
     cron("backupSchedule", render.backupSchedule);
     cron("drillSchedule", render.drillSchedule);

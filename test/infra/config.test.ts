@@ -221,6 +221,19 @@ describe("naming", () => {
     expect(loadStackConfig("prod", reader({ ...PROD, backupSchedule: "*/15 * * * *" })).render?.backupSchedule).toBe("*/15 * * * *");
   });
 
+  it("refuses a URL setting that would put a secret in plain config, state and Render (credentials, a secret-like query), never printing it", () => {
+    for (const [key, value, why] of [
+      ["agentUrl", "http://admin:hunter2pass@example-app:8788", "carries credentials"],
+      ["renderRepo", "https://x-access-token:ghp_REPOSECRET456@github.com/example/r2-sqlite-backup", "carries credentials"],
+      ["renderPackage", "https://example.com/pkg.tgz?sig=SIGSECRET789", "carries a secret-like query parameter 'sig'"],
+      ["agentUrl", "https://admin:hunter2pass@example-app:8788", "carries credentials"],
+    ] as const) {
+      const message = errorOf(() => loadStackConfig("prod", reader({ ...PROD, [key]: value })));
+      expect(message).toContain(`${key} ${why}`);
+      expect(message).not.toMatch(/hunter2pass|REPOSECRET|SIGSECRET/);
+    }
+  });
+
   it("refuses keys the program would silently ignore: unknown in its namespace, or a namespace a letter or two off", () => {
     expect(
       unknownConfigKeys([
