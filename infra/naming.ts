@@ -18,6 +18,7 @@ export function isPreviewStack(stack: string): boolean {
  */
 export function stackNameProblem(stack: string): string | undefined {
   if (/^[a-z0-9]+(-[a-z0-9]+)*$/.test(stack)) return undefined;
+  if (stack === "") return "is empty: name a stack (e.g. prod, staging, pr-42)";
   return `must be lowercase letters, digits and single '-' between them (e.g. prod, staging, pr-42), as the cloud names it carries: '${stack}' would get the cloud names of stack '${physicalName(stack, "", "")}'`;
 }
 

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { InfraError } from "./errors.ts";
-import { isPreviewStack, PROJECT } from "./naming.ts";
+import { isPreviewStack, PROJECT, stackNameProblem } from "./naming.ts";
 import { runProgram } from "./program.ts";
 import { mergedStackConfig, REPO_ROOT, type StackFileConfig } from "./stack-files.ts";
 
@@ -73,6 +73,9 @@ function mockId(type: string, name: string): string {
  * CLI, no credentials. A stack other than `pr-<n>` needs its stack file.
  */
 export async function planStack(stack: string, options: { config?: StackFileConfig; root?: string } = {}): Promise<Plan> {
+  // The name first: it goes into a file name and into the commands a hint suggests.
+  const badName = stackNameProblem(stack);
+  if (badName) throw new InfraError("plan", "stack", stack, badName, "plan a stack named so (e.g. --stack prod, --stack pr-42)");
   let config = options.config;
   let stackFile = false;
   if (config === undefined) {

@@ -2,6 +2,7 @@
 // would create with its inputs (secrets as [secret]). No CLI, no cloud, no credentials.
 import { parseArgs } from "node:util";
 import { formatPlan, planStack, planToJson } from "../infra/plan.ts";
+import { stackNameProblem } from "../infra/naming.ts";
 
 const USAGE = `usage: npm run plan [-- --stack <name>] [--json]
 
@@ -26,8 +27,14 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  const stack = values.stack ?? "dev";
+  const badName = stackNameProblem(stack);
+  if (badName) {
+    console.error(`npm run plan: --stack '${stack}' ${badName}\n\n${USAGE}`);
+    return 2;
+  }
   try {
-    const plan = await planStack(values.stack ?? "dev");
+    const plan = await planStack(stack);
     console.log(values.json ? JSON.stringify(planToJson(plan), null, 2) : formatPlan(plan));
     return 0;
   } catch (error) {

@@ -267,10 +267,10 @@ describe("naming", () => {
       ["pr.42", "pr-42"],
       ["-prod", "prod"],
       ["prod--b", "prod-b"],
-      ["", ""],
     ]) {
       expect(stackNameProblem(bad!), bad).toMatch(new RegExp(`'${bad!.replace(".", "\\.")}' would get the cloud names of stack '${folded}'$`));
     }
+    expect(stackNameProblem("")).toBe("is empty: name a stack (e.g. prod, staging, pr-42)");
     expect(() => loadStackConfig("PROD", reader({}))).toThrow(/load stack 'PROD': must be lowercase letters, digits and single '-'/);
   });
 

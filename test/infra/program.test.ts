@@ -659,5 +659,15 @@ describe("npm run plan", () => {
     const bad = run("--nope");
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain("usage: npm run plan");
+    // A stack name the cloud names would fold (or one pasted into a shell) is a usage error, before any file is read.
+    for (const [stack, why] of [
+      ["PROD", "would get the cloud names of stack 'prod'"],
+      ["pr-42;rm -rf x", "would get the cloud names of stack 'pr-42-rm-rf-x'"],
+      ["", "is empty"],
+    ]) {
+      const r = run(`--stack=${stack}`);
+      expect(r.status, stack).toBe(2);
+      expect(r.stderr).toContain(why);
+    }
   });
 });
