@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parsePointInTime } from "../core/index.ts";
+import { stackNameProblem } from "../infra/naming.ts";
 import { DR_EXIT } from "./errors.ts";
 import { waitForWorker } from "./health.ts";
 import { runDisasterRecovery, type RecoveryDeps } from "./recover.ts";
@@ -99,6 +100,9 @@ export async function main(argv: string[], deps?: Partial<RecoveryDeps>, io: Cli
     return DR_EXIT.usage;
   };
   if (!values.stack) return usage("missing --stack <name> (the Pulumi stack to bring up, e.g. --stack prod)");
+  // org/prod: the stack's own name is what the cloud names carry.
+  const badName = stackNameProblem(values.stack.split("/").at(-1)!);
+  if (badName) return usage(`--stack '${values.stack}' ${badName}`);
   if (values.to && values["data-dir"]) return usage("give --to or --data-dir, not both");
   if (!values.to && !values["data-dir"]) return usage("missing --to <path> (where to restore the database, e.g. --to /data/app.db) or --data-dir <dir> (the app's data directory)");
   let at: Date | "latest" = "latest";

@@ -472,6 +472,8 @@ describe("npm run dr (dr/cli.ts main)", () => {
     [["--stack", "prod", "--to", "x.db", "--at", "yesterday"], /--at: parse point in time 'yesterday'/],
     [["--stack", "prod", "--to", "x.db", "--health-timeout", "soon"], /--health-timeout: expected a number of seconds/],
     [["--stack", "prod", "--to", "x.db", "--bogus"], /Unknown option '--bogus'/],
+    [["--stack", "PROD", "--to", "x.db"], /--stack 'PROD' must be lowercase .* would get the cloud names of stack 'prod'/],
+    [["--stack", "acme/prod_", "--to", "x.db"], /--stack 'acme\/prod_' must be lowercase/],
   ])("%j is a usage error (exit 2) naming the flag", async (argv, message) => {
     const { out, io: cli } = io();
     const stacks = fakeStacks(health.url);
