@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
+import { ContractError, DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
 import { InfraError } from "./errors.ts";
 import { cronProblem, longestGapMinutes } from "./cron.ts";
 import { isPreviewStack, PROJECT, stackNameProblem } from "./naming.ts";
@@ -417,7 +417,11 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   try {
     retention = validateRetentionPolicy(policy);
   } catch (error) {
-    problems.push((error as Error).message);
+    // The policy's reason in the stack file's words: each field by the config key that sets it.
+    const reason = error instanceof ContractError ? error.reason : (error as Error).message;
+    problems.push(
+      `retention: ${reason.replace(/\b(fullDays|incrementalDays|dailyInfrequentAccessDays|dailyDays|drillDays|abortMultipartDays|lockDays)\b/g, (f) => (f === "lockDays" ? "lockDays" : `retention${f[0]!.toUpperCase()}${f.slice(1)}`))}`,
+    );
   }
 
   const maxBackupAgeHours = integer("maxBackupAgeHours");

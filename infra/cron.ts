@@ -16,7 +16,7 @@ const FIELDS = [
 /** The values each field allows, or why the expression is not one. */
 export function parseCron(expr: string): Set<number>[] | string {
   const parts = expr.trim().split(/\s+/);
-  if (parts.length !== 5) return `must be a 5-field cron expression (minute hour day-of-month month day-of-week, UTC), got ${parts.length} fields`;
+  if (parts.length !== 5) return "must be a 5-field cron expression (minute hour day-of-month month day-of-week, UTC)";
   const sets: Set<number>[] = [];
   for (const [i, part] of parts.entries()) {
     const f = FIELDS[i]!;

@@ -91,7 +91,7 @@ describe("stack config", () => {
       ),
     );
     expect(message).toContain("bucketLocation must be one of apac, eeur, enam, weur, wnam, oc, got 'mars'");
-    expect(message).toContain("lockDays (40) must not exceed fullDays (30)");
+    expect(message).toContain("lockDays (40) must not exceed retentionFullDays (30)");
     expect(message).toContain("renderRegion must be one of");
     expect(message).toContain("backupSchedule must be a 5-field cron expression");
     expect(message).toContain("alarmEmails must be a list of strings");
@@ -232,6 +232,12 @@ describe("naming", () => {
       expect(message).toContain(`${key} ${why}`);
       expect(message).not.toMatch(/hunter2pass|REPOSECRET|SIGSECRET/);
     }
+  });
+
+  it("names a retention problem by the config keys that set it", () => {
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, retentionDailyDays: "30" })))).toMatch(
+      /configure stack 'prod': retention: retentionDailyInfrequentAccessDays \(90\) must be less than retentionDailyDays \(30\)/,
+    );
   });
 
   it("refuses keys the program would silently ignore: unknown in its namespace, or a namespace a letter or two off", () => {

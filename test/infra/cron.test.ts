@@ -10,7 +10,7 @@ describe("cron schedules", () => {
     ["0 0 29 FEB *", undefined, (Date.UTC(2031, 0, 1) - Date.UTC(2026, 0, 1)) / 60_000],
     ["0 0,12 * * 0,7", undefined, 6 * 24 * 60 + 12 * 60],
     ["* * * * *", undefined, 1],
-    ["every 6 hours", "must be a 5-field cron expression (minute hour day-of-month month day-of-week, UTC), got 3 fields", undefined],
+    ["every 6 hours", "must be a 5-field cron expression (minute hour day-of-month month day-of-week, UTC)", undefined],
     ["a b c d e", "minute 'a' is outside 0-59", undefined],
     ["99 */6 * * *", "minute '99' is outside 0-59", undefined],
     ["0 */0 * * *", "hour '*/0' has a step of 0", undefined],
