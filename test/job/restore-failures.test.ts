@@ -50,6 +50,27 @@ async function expectTargetUntouched(): Promise<void> {
   expect(left).toEqual([]);
 }
 
+/** A restore during whose download the app (here this process, as a library user's would be) opens `path`: its error. */
+async function restoreOpenedMidway(options: { to?: string; dataDir?: string; force?: boolean }, path: string): Promise<JobError> {
+  const { DatabaseSync } = await import("node:sqlite");
+  let app: InstanceType<typeof DatabaseSync> | undefined;
+  try {
+    const e = await failure(
+      restore({
+        store: t.bucket.store,
+        ...options,
+        onProgress: (p) => {
+          if (p.phase === "download" && !app) app = new DatabaseSync(path, { readOnly: true });
+        },
+      }),
+    );
+    expect(app).toBeDefined();
+    return e;
+  } finally {
+    app?.close();
+  }
+}
+
 const flipByte = (at: number) => (_name: string, b: Uint8Array) => {
   const copy = new Uint8Array(b);
   const i = Math.min(copy.length - 1, Math.max(0, at < 0 ? copy.length + at : at));
@@ -377,27 +398,10 @@ describe("a target an app holds open", () => {
   it("that opened it while the restore downloaded is refused at the replace, and nothing is changed", async () => {
     const src = source(60);
     await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
-    const { DatabaseSync } = await import("node:sqlite");
-    let app: InstanceType<typeof DatabaseSync> | undefined;
-    try {
-      const e = await failure(
-        restore({
-          store: t.bucket.store,
-          to: target,
-          force: true,
-          // The app (here this process, as a library user's would be) opens its database mid-restore.
-          onProgress: (p) => {
-            if (p.phase === "download" && !app) app = new DatabaseSync(target, { readOnly: true });
-          },
-        }),
-      );
-      expect(app).toBeDefined();
-      expect(e.kind).toBe("targetExists");
-      expect(e.message).toContain(`this process (${process.pid}) has 'live.db' open`);
-      await expectTargetUntouched();
-    } finally {
-      app?.close();
-    }
+    const e = await restoreOpenedMidway({ to: target, force: true }, target);
+    expect(e.kind).toBe("targetExists");
+    expect(e.message).toContain(`this process (${process.pid}) has 'live.db' open`);
+    await expectTargetUntouched();
   });
 });
 
@@ -413,25 +417,10 @@ describe("a restore of several databases", () => {
     appendDemoEvents(join(data, "one.db"), 5, 7);
     appendDemoEvents(join(data, "two.db"), 5, 8);
     const before = [await fileSha256(join(data, "one.db")), await fileSha256(join(data, "two.db"))];
-    const { DatabaseSync } = await import("node:sqlite");
-    let app: InstanceType<typeof DatabaseSync> | undefined;
-    try {
-      const e = await failure(
-        restore({
-          store: t.bucket.store,
-          dataDir: data,
-          force: true,
-          onProgress: (p) => {
-            if (p.phase === "download" && !app) app = new DatabaseSync(join(data, "two.db"), { readOnly: true });
-          },
-        }),
-      );
-      expect(e.kind).toBe("targetExists");
-      expect(e.detail).toMatch(/this process \(\d+\) has 'two\.db' open$/);
-      expect([await fileSha256(join(data, "one.db")), await fileSha256(join(data, "two.db"))]).toEqual(before);
-    } finally {
-      app?.close();
-    }
+    const e = await restoreOpenedMidway({ dataDir: data, force: true }, join(data, "two.db"));
+    expect(e.kind).toBe("targetExists");
+    expect(e.detail).toMatch(/this process \(\d+\) has 'two\.db' open$/);
+    expect([await fileSha256(join(data, "one.db")), await fileSha256(join(data, "two.db"))]).toEqual(before);
   });
 });
 
