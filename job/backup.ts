@@ -200,8 +200,12 @@ export function chooseKind(kind: BackupKind, full: ChainEntry | undefined, now: 
   if (kind !== "auto") return { kind, reason: `--kind ${kind}` };
   if (!full) return { kind: "full", reason: "the chain holds no full backup yet" };
   const age = Math.max(0, now.getTime() - entryTime(full)) / 3_600_000;
-  if (age >= hours) return { kind: "full", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (>= ${hours} h)` };
-  return { kind: "incremental", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (< ${hours} h)` };
+  // A cron every `hours` starts its next run a little less than `hours` after the last full's data was read
+  // (that took a moment): without a margin every other run would be an incremental, and the newest full would
+  // age to twice `hours`, past the freshness alert. Up to a tenth (at most 30 min) early counts as due.
+  const due = hours - Math.min(0.5, hours / 10);
+  if (age >= due) return { kind: "full", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (a full is due every ${hours} h)` };
+  return { kind: "incremental", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (a full is due every ${hours} h)` };
 }
 
 /** Turns low-level failures into the job's error kinds (a full disk is exit 6). */

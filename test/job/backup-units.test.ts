@@ -123,8 +123,15 @@ describe("pure helpers", () => {
   it("auto is full without a full backup in the chain or when it is 6 hours old, else incremental; never a negative age", () => {
     const full: ChainEntry = { kind: "full", id: "20260101T000000Z", base: "20260101T000000Z", previous: null, capturedAt: "2026-01-01T00:00:02.000Z", sources: ["a"] };
     expect(chooseKind("auto", undefined, new Date("2026-01-01T01:00:00Z")).kind).toBe("full");
-    expect(chooseKind("auto", full, new Date("2026-01-01T05:59:00Z")).kind).toBe("incremental");
+    expect(chooseKind("auto", full, new Date("2026-01-01T05:20:00Z")).kind).toBe("incremental");
     expect(chooseKind("auto", full, new Date("2026-01-01T06:00:02Z")).kind).toBe("full");
+    // A 6-hourly cron's next run starts a moment less than 6 h after the full's data was read: it is due
+    // (without the margin every other run was an incremental and the full aged to 12 h, past the 7 h alert).
+    expect(chooseKind("auto", full, new Date("2026-01-01T06:00:00Z")).kind).toBe("full");
+    expect(chooseKind("auto", full, new Date("2026-01-01T05:31:00Z")).kind).toBe("full");
+    expect(chooseKind("auto", full, new Date("2026-01-01T05:29:00Z")).kind).toBe("incremental");
+    expect(chooseKind("auto", full, new Date("2026-01-01T01:00:00Z"), 1).kind).toBe("full");
+    expect(chooseKind("auto", full, new Date("2026-01-01T00:53:00Z"), 1).kind).toBe("incremental");
     expect(chooseKind("full", full, new Date("2026-01-01T01:00:00Z")).kind).toBe("full");
     // The full's data was read after "now" (the Worker's clock is the only one): age 0, not negative.
     expect(chooseKind("auto", full, new Date("2026-01-01T00:00:00Z")).reason).toMatch(/is 0\.0 h old/);
