@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ContractError, DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
 import { InfraError } from "./errors.ts";
-import { cronProblem, longestGapMinutes } from "./cron.ts";
+import { cronProblem, longestEmptyHours, longestFullAgeMinutes } from "./cron.ts";
 import { isPreviewStack, PROJECT, stackNameProblem } from "./naming.ts";
 import ownPackage from "../package.json" with { type: "json" };
 
@@ -266,6 +266,12 @@ export function urlSecretProblem(value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * When the cron job's `auto` run takes a full: the default `--full-every-hours` (6) less its margin (job/backup.ts
+ * chooseKind: a tenth, at most 30 min). The cron job passes no --full-every-hours.
+ */
+const FULL_DUE_MINUTES = 6 * 60 - 30;
+
 /** Ports Render reserves on its private network (10000 is the public web port): the agent must use another. */
 export const RENDER_RESERVED_PORTS = [10000, 18012, 18013, 19099] as const;
 
@@ -365,7 +371,9 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const hex32 = (key: string, value: string) => {
     if (value !== "" && !/^[0-9a-f]{32}$/.test(value)) problems.push(`${key} must be 32 lowercase hex characters, got '${value}'`);
   };
-  const cron = (key: string, value: string) => {
+  const cron = (key: string, value: string, cloudflare = false) => {
+    // Cloudflare's cron triggers also take L, W and # (last day, weekday, nth weekday): left to Cloudflare.
+    if (cloudflare && /[LW#]/i.test(value)) return;
     const problem = cronProblem(value);
     if (problem) problems.push(`${key} ${problem}, got '${value}'`);
   };
@@ -427,7 +435,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const maxBackupAgeHours = integer("maxBackupAgeHours");
   if (maxBackupAgeHours < 1) problems.push(`maxBackupAgeHours must be at least 1, got ${maxBackupAgeHours}`);
   const freshnessCheckSchedule = withDefault("freshnessCheckSchedule");
-  cron("freshnessCheckSchedule", freshnessCheckSchedule);
+  cron("freshnessCheckSchedule", freshnessCheckSchedule, true);
 
   const worker: StackConfig["worker"] = { maxBackupAgeHours, freshnessCheckSchedule };
   const rolloutPercent = integer("workerRolloutPercent");
@@ -498,17 +506,19 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   }
 
   // The backup schedule against what watches it: the Worker alerts on a full backup older than maxBackupAgeHours
-  // (auto takes one every 6 h), the alarm on 7 hours in a row without a successful backup.
+  // (the cron job's `auto` takes a full on the first run once the last is due, job/backup.ts chooseKind), the
+  // alarm on 7 clock hours in a row without a successful backup.
   if (render && !cronProblem(render.backupSchedule)) {
-    const gapHours = longestGapMinutes(render.backupSchedule)! / 60;
-    const watchers = [
-      ...(gapHours >= maxBackupAgeHours ? [`the freshness check alerts on a full backup older than maxBackupAgeHours (${maxBackupAgeHours} h)`] : []),
-      ...(monitoring && gapHours >= 8 ? ["the no-successful-backup alarm fires after 7 hours without one"] : []),
-    ];
-    if (watchers.length > 0) {
-      const every = Math.max(1, Math.min(Math.ceil(maxBackupAgeHours) - 1, monitoring ? 7 : Number.POSITIVE_INFINITY));
+    const fullAgeHours = longestFullAgeMinutes(render.backupSchedule, FULL_DUE_MINUTES)! / 60;
+    if (fullAgeHours >= maxBackupAgeHours) {
       problems.push(
-        `backupSchedule '${render.backupSchedule}' leaves up to ${gapHours.toFixed(1)} h between backups, and ${watchers.join(" and ")}: run it at least every ${every} h`,
+        `backupSchedule '${render.backupSchedule}' lets the newest full backup get ${fullAgeHours.toFixed(1)} h old (a run takes a full once the last is ${FULL_DUE_MINUTES / 60} h old), and the freshness check alerts at maxBackupAgeHours (${maxBackupAgeHours} h): use a run every 6 h or every hour (e.g. 0 */6 * * *), or raise maxBackupAgeHours`,
+      );
+    }
+    const emptyHours = longestEmptyHours(render.backupSchedule)!;
+    if (monitoring && emptyHours >= 7) {
+      problems.push(
+        `backupSchedule '${render.backupSchedule}' leaves up to ${emptyHours} clock hours in a row without a backup, and the no-successful-backup alarm fires at 7: run it at least every 6 h`,
       );
     }
   }

@@ -42,41 +42,74 @@ export function parseCron(expr: string): Set<number>[] | string {
   return sets;
 }
 
+const WINDOW_START = Date.UTC(2026, 0, 1);
+/** Five years: every weekday meets every date, and a leap day comes. */
+const WINDOW_END = Date.UTC(2031, 0, 1);
+const WINDOW_MINUTES = (WINDOW_END - WINDOW_START) / 60_000;
+
 /**
- * The longest time between two runs, in minutes, over the five years from 2026 (every weekday meets every
- * date, and a leap day comes), counting round from the last run to the first; undefined when it never runs.
- * Day of month and day of week are ORed when both are restricted, as cron does.
+ * Every run over the five years from 2026, in minutes from its start; undefined when the expression does not
+ * parse. Day of month and day of week are ORed when both are restricted (neither starts with `*`), as cron does.
  */
-export function longestGapMinutes(expr: string): number | undefined {
+export function runMinutes(expr: string): number[] | undefined {
   const sets = parseCron(expr);
   if (typeof sets === "string") return undefined;
   const [minutes, hours, days, months, weekdays] = sets as [Set<number>, Set<number>, Set<number>, Set<number>, Set<number>];
-  const anyDay = days.size === 31;
-  const anyWeekday = weekdays.size === 7;
-  const start = Date.UTC(2026, 0, 1);
-  const end = Date.UTC(2031, 0, 1);
-  let first: number | undefined;
-  let last: number | undefined;
-  let longest = 0;
+  const parts = expr.trim().split(/\s+/);
+  const anyDay = parts[2]!.startsWith("*");
+  const anyWeekday = parts[4]!.startsWith("*");
   const hourList = [...hours].sort((a, b) => a - b);
   const minuteList = [...minutes].sort((a, b) => a - b);
-  for (let day = start; day < end; day += 86_400_000) {
+  const runs: number[] = [];
+  for (let day = WINDOW_START; day < WINDOW_END; day += 86_400_000) {
     const d = new Date(day);
     if (!months.has(d.getUTCMonth() + 1)) continue;
     const dayOk = days.has(d.getUTCDate());
     const weekdayOk = weekdays.has(d.getUTCDay());
     if (!(anyDay || anyWeekday ? dayOk && weekdayOk : dayOk || weekdayOk)) continue;
-    for (const h of hourList) {
-      for (const m of minuteList) {
-        const t = day + (h * 60 + m) * 60_000;
-        if (last !== undefined) longest = Math.max(longest, (t - last) / 60_000);
-        first ??= t;
-        last = t;
-      }
-    }
+    const base = (day - WINDOW_START) / 60_000;
+    for (const h of hourList) for (const m of minuteList) runs.push(base + h * 60 + m);
   }
-  if (first === undefined || last === undefined) return undefined;
-  return Math.max(longest, (first + (end - start) - last) / 60_000);
+  return runs;
+}
+
+/** The longest time between two runs, in minutes, counting round from the last to the first; undefined when it never runs. */
+export function longestGapMinutes(expr: string): number | undefined {
+  const runs = runMinutes(expr);
+  if (!runs || runs.length === 0) return undefined;
+  let longest = runs[0]! + WINDOW_MINUTES - runs.at(-1)!;
+  for (let i = 1; i < runs.length; i++) longest = Math.max(longest, runs[i]! - runs[i - 1]!);
+  return longest;
+}
+
+/**
+ * The most clock hours in a row with no run (what an hourly "no success" alarm counts), counting round.
+ */
+export function longestEmptyHours(expr: string): number | undefined {
+  const runs = runMinutes(expr);
+  if (!runs || runs.length === 0) return undefined;
+  const hour = (m: number) => Math.floor(m / 60);
+  let longest = hour(runs[0]! + WINDOW_MINUTES) - hour(runs.at(-1)!) - 1;
+  for (let i = 1; i < runs.length; i++) longest = Math.max(longest, hour(runs[i]!) - hour(runs[i - 1]!) - 1);
+  return longest;
+}
+
+/**
+ * How old the newest full backup gets, in minutes, when each run takes a full once the last one is `dueMinutes`
+ * old (`auto`) and an incremental otherwise: the longest time between two fulls. Undefined when it never runs.
+ */
+export function longestFullAgeMinutes(expr: string, dueMinutes: number): number | undefined {
+  const runs = runMinutes(expr);
+  if (!runs || runs.length === 0) return undefined;
+  let longest = 0;
+  let full = runs[0]!;
+  for (const t of runs) {
+    if (t - full < dueMinutes) continue;
+    longest = Math.max(longest, t - full);
+    full = t;
+  }
+  // After the last full, the newest full ages until the first full of the next round.
+  return Math.max(longest, runs.find((t) => t + WINDOW_MINUTES - full >= dueMinutes)! + WINDOW_MINUTES - full);
 }
 
 /** Why a schedule cannot be used, or undefined. */

@@ -204,21 +204,27 @@ describe("naming", () => {
     expect(a.endsWith("-backups-replica")).toBe(true);
   });
 
-  it("refuses a backup schedule that cannot parse, never runs, or leaves longer between backups than the freshness check and the alarm allow", () => {
+  it("refuses a backup schedule that cannot parse, never runs, or lets the freshness check or the alarm fire", () => {
     expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, backupSchedule: "99 */6 * * *" })))).toMatch(
       /backupSchedule minute '99' is outside 0-59, got '99 \*\/6 \* \* \*'/,
     );
     expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, drillSchedule: "0 0 31 2 *" })))).toMatch(/drillSchedule never runs \(no day matches it\)/);
+    // Cloudflare's own cron extensions are its to check.
+    expect(loadStackConfig("prod", reader({ ...PROD, freshnessCheckSchedule: "0 0 L * *" })).worker.freshnessCheckSchedule).toBe("0 0 L * *");
+    // Daily: the full is 24 h old by the next one.
     expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, backupSchedule: "0 3 * * *" })))).toMatch(
-      /backupSchedule '0 3 \* \* \*' leaves up to 24\.0 h between backups, and the freshness check alerts on a full backup older than maxBackupAgeHours \(7 h\): run it at least every 6 h/,
+      /backupSchedule '0 3 \* \* \*' lets the newest full backup get 24\.0 h old \(a run takes a full once the last is 5\.5 h old\), and the freshness check alerts at maxBackupAgeHours \(7 h\)/,
     );
-    // A longer freshness limit does not quiet the alarm, which fires after 7 hours without a successful backup.
+    // Every 4 h is more often, yet the full is due at 5.5 h and taken at 8 h: the freshness check fires.
+    expect(errorOf(() => loadStackConfig("prod", reader({ ...PROD, backupSchedule: "0 */4 * * *" })))).toMatch(/lets the newest full backup get 8\.0 h old/);
+    // A longer freshness limit does not quiet the alarm, which counts clock hours without a successful backup.
     const monitored = { ...PROD, maxBackupAgeHours: "30", monitoringEnabled: "true", alarmEmails: '["ops@example.com"]' };
-    expect(errorOf(() => loadStackConfig("prod", reader({ ...monitored, backupSchedule: "0 3 * * *" })))).toMatch(
-      /leaves up to 24\.0 h between backups, and the no-successful-backup alarm fires after 7 hours without one: run it at least every 7 h/,
-    );
-    expect(loadStackConfig("prod", reader({ ...monitored, backupSchedule: "0 */7 * * *" })).render?.backupSchedule).toBe("0 */7 * * *");
-    expect(loadStackConfig("prod", reader({ ...PROD, backupSchedule: "*/15 * * * *" })).render?.backupSchedule).toBe("*/15 * * * *");
+    const alarm = errorOf(() => loadStackConfig("prod", reader({ ...monitored, backupSchedule: "0,50 0,8,16 * * *" })));
+    expect(alarm).toMatch(/leaves up to 7 clock hours in a row without a backup, and the no-successful-backup alarm fires at 7/);
+    expect(alarm).not.toMatch(/freshness/);
+    for (const ok of ["0 */6 * * *", "15 */6 * * *", "0 * * * *", "*/15 * * * *"]) {
+      expect(loadStackConfig("prod", reader({ ...monitored, maxBackupAgeHours: "7", backupSchedule: ok })).render?.backupSchedule, ok).toBe(ok);
+    }
   });
 
   it("refuses a URL setting that would put a secret in plain config, state and Render (credentials, a secret-like query), never printing it", () => {

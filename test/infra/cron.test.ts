@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cronProblem, longestGapMinutes } from "../../infra/cron.ts";
+import { cronProblem, longestEmptyHours, longestFullAgeMinutes, longestGapMinutes } from "../../infra/cron.ts";
 
 describe("cron schedules", () => {
   it.each([
@@ -21,5 +21,24 @@ describe("cron schedules", () => {
   ] as const)("%s", (expr, problem, gap) => {
     expect(cronProblem(expr)).toBe(problem);
     if (gap !== undefined) expect(longestGapMinutes(expr)).toBe(gap);
+  });
+
+  it.each([
+    // schedule, full due after (min), the newest full's longest age (h), the most empty clock hours in a row
+    ["0 */6 * * *", 330, 6, 5],
+    ["0 * * * *", 330, 6, 0],
+    ["0 */4 * * *", 330, 8, 3],
+    ["0 */5 * * *", 330, 10, 4],
+    ["0 3 * * *", 330, 24, 23],
+    ["0,50 0,8,16 * * *", 330, 8, 7],
+  ] as const)("%s: fulls once due after %i min age to %i h; %i empty hours", (expr, due, age, empty) => {
+    expect(longestFullAgeMinutes(expr, due)! / 60).toBe(age);
+    expect(longestEmptyHours(expr)).toBe(empty);
+  });
+
+  it("day of month and day of week: ORed when both are restricted, ANDed when one starts with *", () => {
+    expect(longestGapMinutes("0 0 1 * MON")).toBeLessThan(7 * 24 * 60 + 1);
+    // '*/2' starts with '*': odd days AND Mondays, as cron reads it, so some weeks have no run.
+    expect(longestGapMinutes("0 0 */2 * 1")).toBeGreaterThan(7 * 24 * 60);
   });
 });
