@@ -272,6 +272,9 @@ export function urlSecretProblem(value: string): string | undefined {
  */
 const FULL_DUE_MINUTES = 6 * 60 - 30;
 
+/** The shortest token accepted (the agent refuses a shorter BACKUP_AGENT_TOKEN). */
+export const MIN_TOKEN_LENGTH = 16;
+
 /** Ports Render reserves on its private network (10000 is the public web port): the agent must use another. */
 export const RENDER_RESERVED_PORTS = [10000, 18012, 18013, 19099] as const;
 
@@ -453,6 +456,13 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   for (const key of ["serverToken", "serverTokenPrevious", "adminToken", "agentToken", "alertWebhookUrl"] as const) {
     const value = secret(key);
     if (value !== undefined) secrets[key] = value;
+  }
+  // A token set by hand: as long as the agent takes (job/commands/agent.ts), never printed.
+  for (const key of ["serverToken", "adminToken", "agentToken"] as const) {
+    const v = reader.get(key);
+    if (v !== undefined && v !== "" && v.length < MIN_TOKEN_LENGTH) {
+      problems.push(`${key} is ${v.length} characters: use at least ${MIN_TOKEN_LENGTH} random ones (e.g. openssl rand -hex 32), or unset it and let up generate one`);
+    }
   }
 
   let render: RenderConfig | undefined;

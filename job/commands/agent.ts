@@ -236,18 +236,17 @@ export const agentCommand: Command = {
     if (!token) throw new JobError("usage", "start agent: BACKUP_AGENT_TOKEN is not set", { hint: "set BACKUP_AGENT_TOKEN to a long random secret shared with the trigger" });
     const previousToken = ctx.env.BACKUP_AGENT_TOKEN_PREVIOUS || undefined;
     // The token is all that stands between the network and a backup run (and short ones are not masked in logs).
-    for (const [name, value] of [
-      ["BACKUP_AGENT_TOKEN", token],
-      ["BACKUP_AGENT_TOKEN_PREVIOUS", previousToken],
-    ] as const) {
-      if (value !== undefined && value.length < MIN_AGENT_TOKEN_LENGTH) {
-        throw new JobError("usage", `start agent: ${name} is ${value.length} characters`, {
-          hint: `use at least ${MIN_AGENT_TOKEN_LENGTH} random characters, e.g. openssl rand -hex 32 (pulumi up generates 48)`,
-        });
-      }
+    if (token.length < MIN_AGENT_TOKEN_LENGTH) {
+      throw new JobError("usage", `start agent: BACKUP_AGENT_TOKEN is ${token.length} characters`, {
+        hint: `use at least ${MIN_AGENT_TOKEN_LENGTH} random characters, e.g. openssl rand -hex 32 (pulumi up generates 48)`,
+      });
     }
     const { host, port } = parseListen(values.listen ?? DEFAULT_LISTEN);
     const base = await backupOptionsFromFlags(values, ctx);
+    // The previous token only lives through a rotation, which is what replaces a short one: a warning.
+    if (previousToken !== undefined && previousToken.length < MIN_AGENT_TOKEN_LENGTH) {
+      ctx.logger.warn(`agent: BACKUP_AGENT_TOKEN_PREVIOUS is ${previousToken.length} characters; it is accepted until the rotation ends`);
+    }
     for (const d of base.databases ?? []) {
       if (d.path !== undefined && !existsSync(d.path))
         ctx.logger.warn(`agent: database '${d.path}' does not exist yet; a backup fails with exit 3 until it does`, { path: d.path });

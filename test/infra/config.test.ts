@@ -67,7 +67,7 @@ describe("stack config", () => {
 
   it("keeps configured secrets as secret Outputs", async () => {
     const { isSecret } = await import("@pulumi/pulumi");
-    const c = loadStackConfig("prod", reader({ ...PROD, adminToken: "admin-value", alertWebhookUrl: "https://hooks.example.com/x" }, ["adminToken", "alertWebhookUrl"]));
+    const c = loadStackConfig("prod", reader({ ...PROD, adminToken: "admin-value-0123456789", alertWebhookUrl: "https://hooks.example.com/x" }, ["adminToken", "alertWebhookUrl"]));
     expect(await isSecret(c.secrets.adminToken!)).toBe(true);
     expect(await isSecret(c.secrets.alertWebhookUrl!)).toBe(true);
     expect(c.secrets.serverToken).toBeUndefined();
@@ -238,6 +238,12 @@ describe("naming", () => {
       expect(message).toContain(`${key} ${why}`);
       expect(message).not.toMatch(/hunter2pass|REPOSECRET|SIGSECRET/);
     }
+  });
+
+  it("refuses a token set by hand shorter than the agent takes, never printing it", () => {
+    const message = errorOf(() => loadStackConfig("prod", reader({ ...PROD, agentToken: "short-secret" }, ["agentToken"])));
+    expect(message).toMatch(/agentToken is 12 characters: use at least 16 random ones/);
+    expect(message).not.toContain("short-secret");
   });
 
   it("names a retention problem by the config keys that set it", () => {
