@@ -90,7 +90,6 @@ export function choosePartSize(maxBytes: number, preferred = DEFAULT_PART_BYTES)
   return size;
 }
 
-/** The API path of an object key: each segment percent-encoded. */
 /**
  * The Worker's origin from a URL an operator gave as `name` (`R2_WORKER_URL`, `--worker-url`), or why it cannot
  * be one. The Worker serves its API at the root of its own host (a custom domain or workers.dev): a path, query
@@ -105,9 +104,11 @@ export function checkWorkerUrl(raw: string, name = "the URL"): { origin: string 
   } catch {
     return { shown: raw.replace(/[?#].*$/, "?..."), reason: "not a URL", hint: `set ${name} to the Worker's origin, e.g. https://backups.example.com` };
   }
+  // Another scheme: `user:secret@host` without one parses as scheme `user:`, so nothing after it is shown.
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    return { shown: `${url.protocol}...`, reason: `the scheme is '${url.protocol}' (not http or https)`, hint: `${name} starts with https:// (http:// for a local Worker)` };
+  }
   const shown = `${url.protocol}//${url.host}${url.pathname}${url.search ? "?..." : ""}${url.hash ? "#..." : ""}`;
-  if (url.protocol !== "https:" && url.protocol !== "http:")
-    return { shown, reason: `the scheme is '${url.protocol}'`, hint: `${name} starts with https:// (http:// for a local Worker)` };
   if (url.username || url.password)
     return { shown, reason: "the URL carries credentials (user:password@)", hint: `remove them from ${name}; the Worker's token goes in SERVER_BYPASS_TOKEN` };
   if (/\/api\/?$/.test(url.pathname) && !url.search && !url.hash) {
@@ -119,6 +120,7 @@ export function checkWorkerUrl(raw: string, name = "the URL"): { origin: string 
   return { origin: url.origin };
 }
 
+/** The API path of an object key: each segment percent-encoded. */
 export function objectPath(key: string): string {
   validateObjectKey(key);
   return `${PATHS.backups}/${key.split("/").map(encodeURIComponent).join("/")}`;

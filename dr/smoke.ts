@@ -55,7 +55,8 @@ export async function smokeCheck(workerUrl: string, token: string, options: Smok
     const auth = { [HEADERS.authorization]: `Bearer ${token}` };
     const put = await fetch(url, { method: "PUT", headers: { ...auth, "content-type": "application/json" }, body: marker });
     const putText = await put.text();
-    const refused = put.status === 401 || put.status === 403 ? " (SERVER_BYPASS_TOKEN is not this Worker's token: take the stack's serverToken output)" : "";
+    // 401 is the Worker's answer to a token it does not know (a 403 would come from something in front of it).
+    const refused = put.status === 401 ? " (SERVER_BYPASS_TOKEN is not this Worker's token: take the stack's serverToken output)" : "";
     if (!record(step, put.ok, `PUT ${SMOKE_KEY} answered ${put.status}${put.ok ? "" : ` ${putText.slice(0, 200)}${refused}`}`)) return steps;
 
     step = "read back";

@@ -245,23 +245,31 @@ export function withFallback(reader: ConfigReader, fallback: Record<string, stri
   };
 }
 
+/** A URL setting as an error may print it: no credentials, no query; of another scheme, the scheme only. */
+export function shownUrl(value: string): string {
+  if (!URL.canParse(value)) return value.includes("@") ? "(a value with '@', not shown)" : value;
+  const url = new URL(value);
+  if (url.protocol !== "http:" && url.protocol !== "https:") return `${url.protocol}...`;
+  return `${url.protocol}//${url.host}${url.pathname}${url.search ? "?..." : ""}`;
+}
+
 /**
  * Why a URL setting may not stay in plain config, or undefined: credentials (`user:password@`) or a query
  * parameter named like a secret (`?token=`, `?sig=`, `X-Amz-Signature`) would be stored in the stack file, the
  * stack's state and Render's service settings, and printed by `plan`.
  */
-/** A URL setting as an error may print it: no credentials, no query. */
-export function shownUrl(value: string): string {
-  if (!URL.canParse(value)) return value;
-  const url = new URL(value);
-  return `${url.protocol}//${url.host}${url.pathname}${url.search ? "?..." : ""}`;
-}
-
 export function urlSecretProblem(value: string): string | undefined {
   if (!URL.canParse(value)) return undefined;
   const url = new URL(value);
-  if (url.username || url.password) return "carries credentials (user:password@), which would be stored in plain config, the stack's state and Render's settings: remove them";
-  const named = [...url.searchParams.keys()].find((k) => /token|sig|signature|secret|password|key|credential/i.test(k));
+  // `user:secret@host` without a scheme parses as scheme `user:`: an '@' in any other scheme counts too.
+  const other = url.protocol !== "http:" && url.protocol !== "https:";
+  if (url.username || url.password || (other && value.includes("@"))) {
+    return "carries credentials (user:password@), which would be stored in plain config, the stack's state and Render's settings: remove them";
+  }
+  // Whole words only (`sig`, `api_key`, `X-Amz-Signature`; not `design` or `monkey`).
+  const named = [...url.searchParams.keys()].find(
+    (k) => /(^|[-_.])(token|sig|signature|secret|password|passwd|key|apikey|credential|credentials|auth)([-_.]|$)/i.test(k) || /^x-amz-/i.test(k),
+  );
   if (named) return `carries a secret-like query parameter '${named}', which would be stored in plain config, the stack's state and Render's settings: use a URL without it`;
   return undefined;
 }

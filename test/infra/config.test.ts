@@ -233,11 +233,16 @@ describe("naming", () => {
       ["renderRepo", "https://x-access-token:ghp_REPOSECRET456@github.com/example/r2-sqlite-backup", "carries credentials"],
       ["renderPackage", "https://example.com/pkg.tgz?sig=SIGSECRET789", "carries a secret-like query parameter 'sig'"],
       ["agentUrl", "https://admin:hunter2pass@example-app:8788", "carries credentials"],
+      // No scheme: 'my-app:' parses as one, and the rest must not be printed.
+      ["agentUrl", "my-app:hunter2pass@x:8788", "carries credentials"],
+      ["renderPackage", "https://example.com/pkg.tgz?X-Amz-Signature=SIGSECRET789", "carries a secret-like query parameter 'X-Amz-Signature'"],
     ] as const) {
       const message = errorOf(() => loadStackConfig("prod", reader({ ...PROD, [key]: value })));
       expect(message).toContain(`${key} ${why}`);
       expect(message).not.toMatch(/hunter2pass|REPOSECRET|SIGSECRET/);
     }
+    // A query parameter that only contains such a word is not one.
+    expect(loadStackConfig("prod", reader({ ...PROD, renderPackage: "https://example.com/pkg.tgz?design=1" })).render?.package).toContain("design=1");
   });
 
   it("refuses a token set by hand shorter than the agent takes, never printing it", () => {
