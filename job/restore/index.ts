@@ -167,10 +167,13 @@ async function resolveTargets(full: Manifest, options: RestoreOptions): Promise<
   }
   if (dbs.length === 1 && !options.intoDirectory) return [target(dbs[0]!, options.to)];
   const st = await stat(options.to).catch(() => undefined);
-  if (st && !st.isDirectory()) {
-    throw new JobError("usage", `restore to '${options.to}': backup ${full.id} holds ${dbs.length} databases (${dbs.map(describe).join(", ")}) and this is a file`, {
-      hint: "give a directory to restore them all, or pick one with --source <name>",
-    });
+  // A file, or a new path named like a database file (app.db): meant for one database, not a directory of them.
+  if ((st && !st.isDirectory()) || (!st && !options.intoDirectory && /\.(db|sqlite3?|db3)$/i.test(options.to))) {
+    throw new JobError(
+      "usage",
+      `restore to '${options.to}': backup ${full.id} holds ${dbs.length} databases (${dbs.map(describe).join(", ")}) and this ${st ? "is a file" : "names a database file"}`,
+      { hint: "give a directory to restore them all, or pick one with --source <name>" },
+    );
   }
   const to = options.to;
   return dbs.map((d) => target(d, join(to, safeFileName(d.info))));

@@ -406,6 +406,21 @@ describe("a target an app holds open", () => {
 });
 
 describe("a restore of several databases", () => {
+  it("to a new path named like one database file is a usage error, and nothing is made there", async () => {
+    const one = { source: "one", path: join(t.dir, "one.src.db") };
+    const two = { source: "two", path: join(t.dir, "two.src.db") };
+    appendDemoEvents(one.path, 5, 1);
+    appendDemoEvents(two.path, 5, 2);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [one, two]);
+    const e = await failure(restore({ store: t.bucket.store, to: join(t.dir, "multi.db") }));
+    expect(e.kind).toBe("usage");
+    expect(e.detail).toMatch(/holds 2 databases \(one, two\) and this names a database file$/);
+    expect(e.hint).toBe("give a directory to restore them all, or pick one with --source <name>");
+    expect((await readdir(t.dir)).filter((f) => f.startsWith("multi"))).toEqual([]);
+    const r = await restore({ store: t.bucket.store, to: join(t.dir, "multi") });
+    expect(r.targets.map((x) => x.path)).toEqual([join(t.dir, "multi", "one.db"), join(t.dir, "multi", "two.db")]);
+  });
+
   it("that one of them is opened in during the download changes none of them", async () => {
     const one = { source: "one", path: join(t.dir, "one.src.db") };
     const two = { source: "two", path: join(t.dir, "two.src.db") };
