@@ -111,6 +111,13 @@ async function loadPlanFromChain(store: BackupStore, at: Date | "latest", fullEn
     }
   }
   if (after.length > 0) notes.push(`then ${after.length} incremental(s) up to ${after.at(-1)!.id}`);
+  // Two databases backed up into one bucket take turns in the chain: without --source the newest set wins.
+  if (source === undefined) {
+    const others = [...new Set(tail.flatMap((e) => e.sources))].filter((s) => !fullEntry.sources.includes(s)).sort();
+    if (others.length > 0) {
+      notes.push(`the chain also holds sets of ${others.join(", ")}; this restores ${fullEntry.sources.join(", ")} (restore another with --source <name>)`);
+    }
+  }
   const last = after.at(-1) ?? fullEntry;
   const plan: RestorePlan = {
     at: atLabel,

@@ -233,6 +233,9 @@ describe("two databases into one bucket", () => {
       expect(r.targets.map((x) => x.source)).toEqual([want.source]);
       expect(dumpDatabase(to)).toEqual(want.dump);
     }
+    // Without a name, the newest set, and a note that the other database's sets are there too.
+    const unnamed = await restore({ store: t.bucket.store, to: join(t.dir, "unnamed.db") });
+    expect(unnamed.notes).toContain("the chain also holds sets of alpha; this restores beta (restore another with --source <name>)");
     // By name: each database's newest set, though the other's came after it (and at any time, its newest before).
     for (const [source, path] of [
       ["alpha", alpha],
