@@ -406,12 +406,17 @@ describe("a target an app holds open", () => {
 });
 
 describe("a restore of several databases", () => {
-  it("to a new path named like one database file is a usage error, and nothing is made there", async () => {
+  /** A full backup of two databases, `one` and `two`, with this many events each. */
+  async function uploadTwo(eventsOne: number, eventsTwo: number): Promise<void> {
     const one = { source: "one", path: join(t.dir, "one.src.db") };
     const two = { source: "two", path: join(t.dir, "two.src.db") };
-    appendDemoEvents(one.path, 5, 1);
-    appendDemoEvents(two.path, 5, 2);
+    appendDemoEvents(one.path, eventsOne, 1);
+    appendDemoEvents(two.path, eventsTwo, 2);
     await uploadFull(t.bucket.store, "20260105T000000Z", [one, two]);
+  }
+
+  it("to a new path named like one database file is a usage error, and nothing is made there", async () => {
+    await uploadTwo(5, 5);
     const e = await failure(restore({ store: t.bucket.store, to: join(t.dir, "multi.db") }));
     expect(e.kind).toBe("usage");
     expect(e.detail).toMatch(/holds 2 databases \(one, two\) and this names a database file$/);
@@ -422,11 +427,7 @@ describe("a restore of several databases", () => {
   });
 
   it("that one of them is opened in during the download changes none of them", async () => {
-    const one = { source: "one", path: join(t.dir, "one.src.db") };
-    const two = { source: "two", path: join(t.dir, "two.src.db") };
-    appendDemoEvents(one.path, 20, 1);
-    appendDemoEvents(two.path, 30, 2);
-    await uploadFull(t.bucket.store, "20260105T000000Z", [one, two]);
+    await uploadTwo(20, 30);
     const data = join(t.dir, "data");
     mkdirSync(data);
     appendDemoEvents(join(data, "one.db"), 5, 7);
