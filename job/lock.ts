@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { open, readFile, unlink } from "node:fs/promises";
 import { JobError } from "./errors.ts";
-import { startOf } from "./workdir.ts";
+import { processRunning, startOf } from "./workdir.ts";
 
 /**
  * One backup at a time per lock file: created with O_EXCL and holding the owner's pid and, on Linux, its start
@@ -15,19 +15,9 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-function isRunning(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** The lock's owner runs: its pid runs, is not this process, and (when both are known) started when the lock says. */
 function isOwnerAlive(pid: number, start: string | undefined): boolean {
-  if (!isRunning(pid) || pid === process.pid) return false;
+  if (!processRunning(pid) || pid === process.pid) return false;
   const now = start === undefined ? undefined : startOf(pid);
   return start === undefined || now === undefined || now === start;
 }

@@ -68,6 +68,17 @@ export async function removeStaleWorkDirs(tmpDir: string, probe: OwnerProbe = sy
   }
 }
 
+/** Whether a process with this pid runs (one of another user's counts); never true for 0 or a non-pid. */
+export function processRunning(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** A process's start time from /proc (Linux); undefined elsewhere or when it is gone. */
 export function startOf(pid: number): string | undefined {
   try {
@@ -95,14 +106,7 @@ export function systemProbe(): OwnerProbe {
   const tid = threadId();
   return {
     self: { pid: process.pid, ...(start !== undefined ? { start } : {}), ...(tid !== undefined ? { tid } : {}) },
-    processAlive: (pid) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch (e) {
-        return (e as NodeJS.ErrnoException).code === "EPERM";
-      }
-    },
+    processAlive: processRunning,
     startOf,
     threadAlive: (pid, tid) => existsSync(`/proc/${pid}/task/${tid}`),
   };

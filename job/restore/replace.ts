@@ -3,6 +3,7 @@ import { constants } from "node:fs";
 import { access, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { JobError } from "../errors.ts";
+import { processRunning } from "../workdir.ts";
 import { describeHolders, processesHolding } from "./holders.ts";
 
 /**
@@ -22,16 +23,6 @@ export function tempPathFor(target: string): string {
   return join(dirname(abs), `.${basename(abs)}.restore-${process.pid}-${randomBytes(4).toString("hex")}.tmp`);
 }
 
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Removes temporary files that an earlier restore of `target` left behind when it was killed (its process
  * is gone). A temp file of a restore still running is left alone. Returns the removed paths.
@@ -48,7 +39,7 @@ export async function removeStaleTemps(target: string): Promise<string[]> {
   const removed: string[] = [];
   for (const name of names) {
     const m = TEMP_RE.exec(name);
-    if (!m || m[1] !== basename(abs) || isAlive(Number(m[2]))) continue;
+    if (!m || m[1] !== basename(abs) || processRunning(Number(m[2]))) continue;
     await rm(join(dir, name), { force: true, recursive: true }); // a documents restore's temp is a directory
     removed.push(join(dir, name));
   }
