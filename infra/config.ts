@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ContractError, DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
 import { InfraError } from "./errors.ts";
-import { cronProblem, longestEmptyHours, longestFullAgeMinutes } from "./cron.ts";
+import { checkCron, longestEmptyHours, longestFullAgeMinutes } from "./cron.ts";
 import { isPreviewStack, PROJECT, stackNameProblem } from "./naming.ts";
 import ownPackage from "../package.json" with { type: "json" };
 
@@ -382,11 +382,13 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   const hex32 = (key: string, value: string) => {
     if (value !== "" && !/^[0-9a-f]{32}$/.test(value)) problems.push(`${key} must be 32 lowercase hex characters, got '${value}'`);
   };
-  const cron = (key: string, value: string, cloudflare = false) => {
+  /** Checks a schedule; its runs (infra/cron.ts `runMinutes`) when it can be used. */
+  const cron = (key: string, value: string, cloudflare = false): number[] | undefined => {
     // Cloudflare's cron triggers also take L, W and # (last day, weekday, nth weekday): left to Cloudflare.
-    if (cloudflare && /[LW#]/i.test(value)) return;
-    const problem = cronProblem(value);
-    if (problem) problems.push(`${key} ${problem}, got '${value}'`);
+    if (cloudflare && /[LW#]/i.test(value)) return undefined;
+    const checked = checkCron(value);
+    if ("problem" in checked) problems.push(`${key} ${checked.problem}, got '${value}'`);
+    return "runs" in checked ? checked.runs : undefined;
   };
 
   const accountId = required("cloudflareAccountId");
@@ -474,6 +476,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   }
 
   let render: RenderConfig | undefined;
+  let backupRuns: number[] | undefined;
   if (!preview && boolean("renderEnabled")) {
     render = {
       ownerId: required("renderOwnerId"),
@@ -507,7 +510,7 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
       const problem = agentUrlProblem(render.agentUrl);
       if (problem) problems.push(`agentUrl ${problem}, got '${shownUrl(render.agentUrl)}'`);
     }
-    cron("backupSchedule", render.backupSchedule);
+    backupRuns = cron("backupSchedule", render.backupSchedule);
     cron("drillSchedule", render.drillSchedule);
   }
 
@@ -526,14 +529,14 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   // The backup schedule against what watches it: the Worker alerts on a full backup older than maxBackupAgeHours
   // (the cron job's `auto` takes a full on the first run once the last is due, job/backup.ts chooseKind), the
   // alarm on 7 clock hours in a row without a successful backup.
-  if (render && !cronProblem(render.backupSchedule)) {
-    const fullAgeHours = longestFullAgeMinutes(render.backupSchedule, FULL_DUE_MINUTES)! / 60;
+  if (render && backupRuns) {
+    const fullAgeHours = longestFullAgeMinutes(backupRuns, FULL_DUE_MINUTES) / 60;
     if (fullAgeHours >= maxBackupAgeHours) {
       problems.push(
         `backupSchedule '${render.backupSchedule}' lets the newest full backup get ${fullAgeHours.toFixed(1)} h old (a run takes a full once the last is ${FULL_DUE_MINUTES / 60} h old), and the freshness check alerts at maxBackupAgeHours (${maxBackupAgeHours} h): use a run every 6 h or every hour (e.g. 0 */6 * * *), or raise maxBackupAgeHours`,
       );
     }
-    const emptyHours = longestEmptyHours(render.backupSchedule)!;
+    const emptyHours = longestEmptyHours(backupRuns);
     if (monitoring && emptyHours >= 7) {
       problems.push(
         `backupSchedule '${render.backupSchedule}' leaves up to ${emptyHours} clock hours in a row without a backup, and the no-successful-backup alarm fires at 7: run it at least every 6 h`,

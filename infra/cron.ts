@@ -73,21 +73,15 @@ export function runMinutes(expr: string): number[] | undefined {
   return runs;
 }
 
-/** The longest time between two runs, in minutes, counting round from the last to the first; undefined when it never runs. */
-export function longestGapMinutes(expr: string): number | undefined {
-  const runs = runMinutes(expr);
-  if (!runs || runs.length === 0) return undefined;
+/** The longest time between two runs, in minutes, counting round from the last to the first (`runs` of `runMinutes`, not empty). */
+export function longestGapMinutes(runs: readonly number[]): number {
   let longest = runs[0]! + WINDOW_MINUTES - runs.at(-1)!;
   for (let i = 1; i < runs.length; i++) longest = Math.max(longest, runs[i]! - runs[i - 1]!);
   return longest;
 }
 
-/**
- * The most clock hours in a row with no run (what an hourly "no success" alarm counts), counting round.
- */
-export function longestEmptyHours(expr: string): number | undefined {
-  const runs = runMinutes(expr);
-  if (!runs || runs.length === 0) return undefined;
+/** The most clock hours in a row with no run (what an hourly "no success" alarm counts), counting round. */
+export function longestEmptyHours(runs: readonly number[]): number {
   const hour = (m: number) => Math.floor(m / 60);
   let longest = hour(runs[0]! + WINDOW_MINUTES) - hour(runs.at(-1)!) - 1;
   for (let i = 1; i < runs.length; i++) longest = Math.max(longest, hour(runs[i]!) - hour(runs[i - 1]!) - 1);
@@ -96,11 +90,9 @@ export function longestEmptyHours(expr: string): number | undefined {
 
 /**
  * How old the newest full backup gets, in minutes, when each run takes a full once the last one is `dueMinutes`
- * old (`auto`) and an incremental otherwise: the longest time between two fulls. Undefined when it never runs.
+ * old (`auto`) and an incremental otherwise: the longest time between two fulls.
  */
-export function longestFullAgeMinutes(expr: string, dueMinutes: number): number | undefined {
-  const runs = runMinutes(expr);
-  if (!runs || runs.length === 0) return undefined;
+export function longestFullAgeMinutes(runs: readonly number[], dueMinutes: number): number {
   let longest = 0;
   let full = runs[0]!;
   for (const t of runs) {
@@ -112,9 +104,10 @@ export function longestFullAgeMinutes(expr: string, dueMinutes: number): number 
   return Math.max(longest, runs.find((t) => t + WINDOW_MINUTES - full >= dueMinutes)! + WINDOW_MINUTES - full);
 }
 
-/** Why a schedule cannot be used, or undefined. */
-export function cronProblem(expr: string): string | undefined {
+/** A schedule's runs (`runMinutes`, never empty), or why it cannot be used. */
+export function checkCron(expr: string): { runs: number[] } | { problem: string } {
   const parsed = parseCron(expr);
-  if (typeof parsed === "string") return parsed;
-  return longestGapMinutes(expr) === undefined ? "never runs (no day matches it)" : undefined;
+  if (typeof parsed === "string") return { problem: parsed };
+  const runs = runMinutes(expr)!;
+  return runs.length === 0 ? { problem: "never runs (no day matches it)" } : { runs };
 }
