@@ -31,8 +31,9 @@ export class StreamUpload {
   readonly #onPart: ((info: { partNumber: number; bytes: number }) => void) | undefined;
   readonly #spool: string | undefined;
   #file: FileHandle | undefined;
-  /** Bytes written to the spool file, and how many of them are already handed to parts. */
+  /** Bytes written to the spool file. */
   #spooled = 0;
+  /** Bytes handed to parts (of the spool file, or buffered): the size the completed object must have. */
   #sent = 0;
   readonly #pool: Buffer[] = [];
   #current: Buffer | undefined;
@@ -40,8 +41,6 @@ export class StreamUpload {
   #uploadId: string | undefined;
   #nextPart = 1;
   #parts: { partNumber: number; etag: string }[] = [];
-  /** Bytes handed to parts: the size the completed object must have. */
-  #partsBytes = 0;
   #inFlight = new Set<Promise<void>>();
   #error: unknown;
   #done = false;
@@ -108,8 +107,7 @@ export class StreamUpload {
     if (partNumber > MAX_PARTS)
       throw new JobError("failed", `upload '${this.key}': more than ${MAX_PARTS} parts of ${this.partBytes} bytes`, { hint: "the part size was chosen too small for this object" });
     const bytes = bodyLength(body);
-    this.#partsBytes += bytes;
-    if (!(body instanceof Uint8Array)) this.#sent += bytes;
+    this.#sent += bytes;
     const task = this.#store
       .uploadPart(this.key, this.#uploadId, partNumber, body)
       .then((part) => {
@@ -158,7 +156,7 @@ export class StreamUpload {
       const object = await this.#store.completeMultipart(this.key, this.#uploadId!, parts);
       // A completion retried after its answer was lost may find another upload's object under the key (R2's part
       // etags are opaque, so only the part count tells them apart): its size must be what this one sent.
-      if (object.size !== this.#partsBytes) throw new KeyTaken(this.key, object.size, this.#partsBytes);
+      if (object.size !== this.#sent) throw new KeyTaken(this.key, object.size, this.#sent);
       return object;
     } finally {
       this.#release();
