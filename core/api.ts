@@ -43,6 +43,8 @@ export const BINDINGS = {
  * `status` judges a set this far in the future as a problem, never as fresh. 5 minutes.
  */
 export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+/** The shortest token accepted: `up` refuses a shorter one set by hand, the agent a shorter BACKUP_AGENT_TOKEN. */
+export const MIN_TOKEN_LENGTH = 16;
 /**
  * Write-once is kept by a per-key claim (worker/src/claims.ts, docs/design.md "Worker API"). A claim older
  * than this was left by a Worker that died, and the next writer may take it over. Longer than any write

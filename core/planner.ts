@@ -20,6 +20,19 @@ export interface PlanSet {
   promotedFrom?: BackupTimestamp;
 }
 
+/** `auto` takes a full backup once the newest is this many hours old (`--full-every-hours`). */
+export const DEFAULT_FULL_EVERY_HOURS = 6;
+
+/**
+ * The age, in hours, at which `auto` takes a full backup when one is wanted every `hours`: a tenth (at most 30 min)
+ * early counts. A cron every `hours` starts its next run a moment less than `hours` after the last full's data
+ * was read; without the margin every other run would be an incremental, and the newest full would age to twice
+ * `hours`, past the freshness alert.
+ */
+export function fullDueHours(hours: number): number {
+  return hours - Math.min(0.5, hours / 10);
+}
+
 export interface PromotionDecision {
   promote: boolean;
   day: BackupDay;

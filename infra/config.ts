@@ -1,5 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
-import { ContractError, DEFAULT_METRICS_NAMESPACE, DEFAULT_RETENTION, validateRetentionPolicy, type RetentionPolicy } from "../core/index.ts";
+import {
+  ContractError,
+  DEFAULT_FULL_EVERY_HOURS,
+  DEFAULT_METRICS_NAMESPACE,
+  DEFAULT_RETENTION,
+  MIN_TOKEN_LENGTH,
+  fullDueHours,
+  validateRetentionPolicy,
+  type RetentionPolicy,
+} from "../core/index.ts";
 import { InfraError } from "./errors.ts";
 import { checkCron, longestEmptyHours, longestFullAgeMinutes } from "./cron.ts";
 import { isPreviewStack, PROJECT, stackNameProblem } from "./naming.ts";
@@ -274,14 +283,8 @@ export function urlSecretProblem(value: string): string | undefined {
   return undefined;
 }
 
-/**
- * When the cron job's `auto` run takes a full: the default `--full-every-hours` (6) less its margin (job/backup.ts
- * chooseKind: a tenth, at most 30 min). The cron job passes no --full-every-hours.
- */
-const FULL_DUE_MINUTES = 6 * 60 - 30;
-
-/** The shortest token accepted (the agent refuses a shorter BACKUP_AGENT_TOKEN). */
-export const MIN_TOKEN_LENGTH = 16;
+/** When the cron job's `auto` run takes a full (it passes no --full-every-hours). */
+const FULL_DUE_MINUTES = fullDueHours(DEFAULT_FULL_EVERY_HOURS) * 60;
 
 /** Ports Render reserves on its private network (10000 is the public web port): the agent must use another. */
 export const RENDER_RESERVED_PORTS = [10000, 18012, 18013, 19099] as const;

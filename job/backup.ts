@@ -7,6 +7,8 @@ import {
   NEVER_DRILLED_AGE_HOURS,
   CHANGES_FILE,
   DEFAULT_CHANGE_TABLES,
+  DEFAULT_FULL_EVERY_HOURS,
+  fullDueHours,
   DOCUMENTS_FILE,
   PREFIXES,
   assertSourceName,
@@ -196,15 +198,11 @@ export function resolveSources(inputs: readonly DatabaseInput[]): (DatabaseInput
  * Decides `auto` from the chain's newest full backup and the Worker's clock: full when there is none or it is at
  * least `hours` old. An age is never negative: the chain holds no set from the Worker's future.
  */
-export function chooseKind(kind: BackupKind, full: ChainEntry | undefined, now: Date, hours = 6): { kind: "full" | "incremental"; reason: string } {
+export function chooseKind(kind: BackupKind, full: ChainEntry | undefined, now: Date, hours = DEFAULT_FULL_EVERY_HOURS): { kind: "full" | "incremental"; reason: string } {
   if (kind !== "auto") return { kind, reason: `--kind ${kind}` };
   if (!full) return { kind: "full", reason: "the chain holds no full backup yet" };
   const age = Math.max(0, now.getTime() - entryTime(full)) / 3_600_000;
-  // A cron every `hours` starts its next run a little less than `hours` after the last full's data was read
-  // (that took a moment): without a margin every other run would be an incremental, and the newest full would
-  // age to twice `hours`, past the freshness alert. Up to a tenth (at most 30 min) early counts as due.
-  const due = hours - Math.min(0.5, hours / 10);
-  if (age >= due) return { kind: "full", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (a full is due every ${hours} h)` };
+  if (age >= fullDueHours(hours)) return { kind: "full", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (a full is due every ${hours} h)` };
   return { kind: "incremental", reason: `the newest full ${full.id} is ${age.toFixed(1)} h old (a full is due every ${hours} h)` };
 }
 

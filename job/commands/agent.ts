@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import { MIN_TOKEN_LENGTH } from "../../core/index.ts";
 import { existsSync } from "node:fs";
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from "node:http";
 import { backup, type BackupKind, type BackupResult } from "../backup.ts";
@@ -217,8 +218,6 @@ export async function listen(server: Server, host: string, port: number): Promis
 }
 
 const AGENT_OPTIONS = { listen: { type: "string" } } as const;
-/** The shortest agent token accepted. */
-const MIN_AGENT_TOKEN_LENGTH = 16;
 /** Loopback unless told otherwise: the agent is reachable only where it is meant to be. */
 const DEFAULT_LISTEN = "127.0.0.1:8788";
 
@@ -236,15 +235,15 @@ export const agentCommand: Command = {
     if (!token) throw new JobError("usage", "start agent: BACKUP_AGENT_TOKEN is not set", { hint: "set BACKUP_AGENT_TOKEN to a long random secret shared with the trigger" });
     const previousToken = ctx.env.BACKUP_AGENT_TOKEN_PREVIOUS || undefined;
     // The token is all that stands between the network and a backup run (and short ones are not masked in logs).
-    if (token.length < MIN_AGENT_TOKEN_LENGTH) {
+    if (token.length < MIN_TOKEN_LENGTH) {
       throw new JobError("usage", `start agent: BACKUP_AGENT_TOKEN is ${token.length} characters`, {
-        hint: `use at least ${MIN_AGENT_TOKEN_LENGTH} random characters, e.g. openssl rand -hex 32 (pulumi up generates 48)`,
+        hint: `use at least ${MIN_TOKEN_LENGTH} random characters, e.g. openssl rand -hex 32 (pulumi up generates 48)`,
       });
     }
     const { host, port } = parseListen(values.listen ?? DEFAULT_LISTEN);
     const base = await backupOptionsFromFlags(values, ctx);
     // The previous token only lives through a rotation, which is what replaces a short one: a warning.
-    if (previousToken !== undefined && previousToken.length < MIN_AGENT_TOKEN_LENGTH) {
+    if (previousToken !== undefined && previousToken.length < MIN_TOKEN_LENGTH) {
       ctx.logger.warn(`agent: BACKUP_AGENT_TOKEN_PREVIOUS is ${previousToken.length} characters; it is accepted until the rotation ends`);
     }
     for (const d of base.databases ?? []) {

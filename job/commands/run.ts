@@ -1,5 +1,5 @@
 import type { ParseArgsOptionsConfig } from "node:util";
-import { DEFAULT_PART_BYTES, type ChangeTable } from "../../core/index.ts";
+import { DEFAULT_FULL_EVERY_HOURS, DEFAULT_PART_BYTES, type ChangeTable } from "../../core/index.ts";
 import { backup, databasesInDir, type BackupOptions, type BackupResult, type DatabaseInput } from "../backup.ts";
 import { COMMON_OPTIONS, WORKER_OPTIONS, WORKER_USAGE, intFlag, parseFlags, prepareTmpDir, storeFromFlags, usageOf, type Command, type CommandContext } from "../config.ts";
 import { JobError } from "../errors.ts";
@@ -35,7 +35,6 @@ export const BACKUP_OPTIONS = {
 const DEFAULT_PART_MIB = DEFAULT_PART_BYTES / (1024 * 1024);
 const MAX_PART_MIB = 95;
 /** The age of the newest full at which `--kind auto` takes a full backup (docs/design.md). */
-const DEFAULT_FULL_EVERY_HOURS = 6;
 
 export const BACKUP_USAGE = `Backup:
 ${usageOf(BACKUP_OPTIONS, {
