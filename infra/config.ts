@@ -283,6 +283,17 @@ export function urlSecretProblem(value: string): string | undefined {
   return undefined;
 }
 
+/** The config key that sets each field of the retention policy. */
+const RETENTION_KEYS: Record<keyof RetentionPolicy, string> = {
+  fullDays: "retentionFullDays",
+  incrementalDays: "retentionIncrementalDays",
+  dailyInfrequentAccessDays: "retentionDailyInfrequentAccessDays",
+  dailyDays: "retentionDailyDays",
+  drillDays: "retentionDrillDays",
+  abortMultipartDays: "retentionAbortMultipartDays",
+  lockDays: "lockDays",
+};
+
 /** When the cron job's `auto` run takes a full (it passes no --full-every-hours). */
 const FULL_DUE_MINUTES = fullDueHours(DEFAULT_FULL_EVERY_HOURS) * 60;
 
@@ -428,24 +439,17 @@ export function loadStackConfig(stack: string, reader: ConfigReader = runtimeCon
   if (replicaMaxLagHours < 1) problems.push(`replicaMaxLagHours must be at least 1, got ${replicaMaxLagHours}`);
 
   let retention: RetentionPolicy = DEFAULT_RETENTION;
-  const policy = {
-    fullDays: integer("retentionFullDays"),
-    incrementalDays: integer("retentionIncrementalDays"),
-    dailyInfrequentAccessDays: integer("retentionDailyInfrequentAccessDays"),
-    dailyDays: integer("retentionDailyDays"),
-    drillDays: integer("retentionDrillDays"),
-    abortMultipartDays: integer("retentionAbortMultipartDays"),
-    // docs/design.md, Retention: preview stacks get no lock, so they can be destroyed.
-    lockDays: preview ? 0 : integer("lockDays"),
-  };
+  // docs/design.md, Retention: preview stacks get no lock, so they can be destroyed.
+  const policy = Object.fromEntries(
+    Object.entries(RETENTION_KEYS).map(([field, key]) => [field, preview && field === "lockDays" ? 0 : integer(key)]),
+  ) as unknown as RetentionPolicy;
   try {
     retention = validateRetentionPolicy(policy);
   } catch (error) {
     // The policy's reason in the stack file's words: each field by the config key that sets it.
     const reason = error instanceof ContractError ? error.reason : (error as Error).message;
-    problems.push(
-      `retention: ${reason.replace(/\b(fullDays|incrementalDays|dailyInfrequentAccessDays|dailyDays|drillDays|abortMultipartDays|lockDays)\b/g, (f) => (f === "lockDays" ? "lockDays" : `retention${f[0]!.toUpperCase()}${f.slice(1)}`))}`,
-    );
+    const fields = new RegExp(`\\b(${Object.keys(RETENTION_KEYS).join("|")})\\b`, "g");
+    problems.push(`retention: ${reason.replace(fields, (f) => RETENTION_KEYS[f as keyof RetentionPolicy])}`);
   }
 
   const maxBackupAgeHours = integer("maxBackupAgeHours");
