@@ -87,6 +87,16 @@ export const ZSTD_LEVEL = 1;
  */
 export const FRAME_BYTES = 1024 * 1024;
 
+/**
+ * The window of every frame of `compressFile`: the frame itself (log2 of FRAME_BYTES). At level 1 with no size
+ * pledged, zstd takes a 512 KiB window, and its input buffer (window + one block) then wraps inside every 1 MiB
+ * frame: from there on it matches through its slower "extDict" path (~45% of its time in the profile). With the
+ * window the size of the frame, a frame never wraps: ~10% fewer instructions for the same output (callgrind on
+ * 32 MiB of the benchmark database: 1,108 M against 1,005 M, 7.43 MB against 7.42 MB). A decoder needs a 1 MiB window,
+ * far under the 128 MiB every zstd decoder accepts by default.
+ */
+export const FRAME_WINDOW_LOG = Math.log2(FRAME_BYTES);
+
 /** Frames compressed at once by default: one per core, at most 4 (the libuv pool's default size). */
 export function defaultCompressThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
@@ -147,7 +157,11 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
   const output = { bytes: 0, hash: createHash("sha256") };
   const pacer = options.cpu === undefined ? undefined : new CpuPacer(options.cpu);
   const threads = Math.max(1, Math.min(options.threads ?? defaultCompressThreads(), pacer ? Math.ceil(pacer.cores) : 64));
-  const params = { [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL, [constants.ZSTD_c_checksumFlag]: 0 };
+  const params = {
+    [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL,
+    [constants.ZSTD_c_checksumFlag]: 0,
+    [constants.ZSTD_c_windowLog]: FRAME_WINDOW_LOG,
+  };
   // A pinned snapshot (job/pinned.ts) is read from the live file it pins, up to its size.
   const pin = options.pins?.at(path);
   const length = pin?.bytes;
