@@ -5,6 +5,7 @@ import { JobError } from "./errors.ts";
 import { displayUrl } from "./log.ts";
 import { Agent as HttpAgent, IncomingMessage, request as httpRequest } from "./node-http.ts";
 import type { Body, FileRange } from "./store/types.ts";
+import { pageAlignedBuffers } from "./aligned.ts";
 
 /**
  * The job's one HTTP client (the store, webhooks, the agent trigger, the replica-lag read): node:http(s), never
@@ -176,7 +177,8 @@ async function sendOnce(url: string | URL, init: SendInit): Promise<Answer> {
 async function sendFileRange(file: FileRange, req: ClientRequest): Promise<void> {
   const handle = await open(file.path, "r");
   try {
-    const buffer = Buffer.allocUnsafe(Math.min(FILE_CHUNK_BYTES, Math.max(1, file.length)));
+    // On a page: the kernel copies the spool into it ~3x faster (job/aligned.ts).
+    const [buffer] = pageAlignedBuffers(1, Math.min(FILE_CHUNK_BYTES, Math.max(1, file.length))) as [Buffer];
     for (let at = 0; at < file.length; ) {
       const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, file.length - at), file.offset + at);
       if (bytesRead === 0) throw new Error(`the file ended at ${file.offset + at} bytes, before the ${file.length} bytes from ${file.offset}`);

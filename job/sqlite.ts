@@ -6,6 +6,7 @@ import type { ChangeTable, DatabaseInfo, Watermark } from "../core/index.ts";
 import { LIVESTORE, inspectDatabase, rowSha256, type DatabaseInspection } from "./coverage.ts";
 import { JobError } from "./errors.ts";
 import type { PinnedSnapshot, Pins } from "./pinned.ts";
+import { pageAlignedBuffers } from "./aligned.ts";
 
 /**
  * The SQLite adapter of the job: check that a file is SQLite without creating it, snapshot a live
@@ -219,8 +220,8 @@ export async function copyUnderSharedLock(db: DatabaseSync, sourcePath: string, 
   });
 }
 
-/** Bytes compared at a time by `patchUnderSharedLock`. */
-const PATCH_CHUNK_BYTES = 4 << 20;
+/** Bytes compared at a time by `patchUnderSharedLock` (its two buffers stay until a GC frees them: kept small). */
+const PATCH_CHUNK_BYTES = 1 << 20;
 
 /**
  * Makes `destPath` (a copy of `sourcePath` taken earlier, or any file) byte-equal to the database's first
@@ -229,9 +230,8 @@ const PATCH_CHUNK_BYTES = 4 << 20;
  */
 export async function patchUnderSharedLock(db: DatabaseSync, sourcePath: string, destPath: string): Promise<number> {
   return underSharedLock(db, async (bytes) => {
-    // Larger than Buffer's pool: each owns its ArrayBuffer, so `transfer(0)` below frees exactly it.
-    const live = Buffer.allocUnsafe(PATCH_CHUNK_BYTES);
-    const copy = Buffer.allocUnsafe(PATCH_CHUNK_BYTES);
+    // On pages: the kernel copies both files into them ~3x faster (job/aligned.ts), and the writer waits for this.
+    const [live, copy] = pageAlignedBuffers(2, PATCH_CHUNK_BYTES) as [Buffer, Buffer];
     const from = await open(sourcePath, "r");
     try {
       const to = await open(destPath, "r+");
@@ -248,8 +248,6 @@ export async function patchUnderSharedLock(db: DatabaseSync, sourcePath: string,
       }
     } finally {
       await from.close();
-      // 8 MiB freed now rather than at a later GC, before the compression's buffers (RSS, issue 16).
-      for (const b of [live, copy]) b.buffer.transfer(0);
     }
     await cutTo(sourcePath, destPath, bytes);
   });
@@ -319,7 +317,7 @@ export async function materializeSnapshot(path: string, pins?: Pins): Promise<st
   const from = await open(pin.file, "r");
   const to = await open(path, "wx");
   try {
-    const buffer = Buffer.allocUnsafe(1 << 20);
+    const [buffer] = pageAlignedBuffers(1, 1 << 20) as [Buffer];
     for (let at = 0; at < pin.bytes; ) {
       const { bytesRead } = await from.read(buffer, 0, Math.min(buffer.length, pin.bytes - at), at);
       if (bytesRead === 0) throw new JobError("integrity", `copy snapshot '${path}': the database file ended at ${at} bytes, ${pin.bytes} were pinned`);

@@ -5,6 +5,7 @@ import { pipeline } from "node:stream/promises";
 import { availableParallelism } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { constants, createZstdCompress, zstdCompressSync, type ZstdCompress } from "node:zlib";
+import { pageAlignedBuffers } from "./aligned.ts";
 import { JobError } from "./errors.ts";
 import type { Pins } from "./pinned.ts";
 
@@ -170,7 +171,9 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
   const queue: { frame: Promise<Buffer[]>; block: Buffer; compressor: FrameCompressor }[] = [];
   // Input blocks and compressors are reused, and output buffers freed once consumed: V8 frees unreferenced
   // buffers only after ~64 MiB of them pile up, which in a host process would be memory taken from the app (issue 16).
-  const blocks: Buffer[] = [];
+  // At most `threads + 1` blocks are out at once (in the queue, and the one being read); they start on a page,
+  // where the kernel copies the file into them ~3x faster (job/aligned.ts).
+  const blocks = pageAlignedBuffers(threads + 1, FRAME_BYTES);
   const compressors: FrameCompressor[] = [];
   const all: FrameCompressor[] = [];
   try {
@@ -301,11 +304,10 @@ export async function hashFile(path: string): Promise<{ size: number; sha256: st
   const hash = createHash("sha256");
   let size = 0;
   const handle = await open(path, "r");
+  // One buffer, reused, on a page (job/aligned.ts).
+  const [buffer] = pageAlignedBuffers(1, 1 << 20) as [Buffer];
   try {
-    for await (const chunk of handle.createReadStream({ highWaterMark: 1 << 20 })) {
-      size += (chunk as Buffer).length;
-      hash.update(chunk as Buffer);
-    }
+    for (let n; (n = (await handle.read(buffer, 0, buffer.length, size)).bytesRead) > 0; size += n) hash.update(buffer.subarray(0, n));
   } finally {
     await handle.close().catch(() => {});
   }
