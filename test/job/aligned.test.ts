@@ -2,10 +2,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { pageAlignedBuffers } from "../../job/aligned.ts";
 
 const WASM_PAGE = 64 * 1024;
-const wasm = globalThis.WebAssembly;
+// The project's TypeScript libs do not declare WebAssembly (job/aligned.ts); the tests swap it out.
+const g = globalThis as { WebAssembly?: unknown };
+const wasm = g.WebAssembly;
 
 afterEach(() => {
-  globalThis.WebAssembly = wasm;
+  g.WebAssembly = wasm;
 });
 
 describe("pageAlignedBuffers", () => {
@@ -34,7 +36,7 @@ describe("pageAlignedBuffers", () => {
         },
       },
     ]) {
-      globalThis.WebAssembly = engine as unknown as typeof WebAssembly;
+      g.WebAssembly = engine;
       const bufs = pageAlignedBuffers(2, 1 << 20);
       expect(bufs.map((b) => b.length)).toEqual([1 << 20, 1 << 20]);
       expect(bufs[0]!.buffer).not.toBe(bufs[1]!.buffer);
