@@ -6,6 +6,7 @@ import { createZstdDecompress, type ZstdOptions } from "node:zlib";
 import { JobError } from "../errors.ts";
 import type { BackupStore } from "../store/types.ts";
 import { hashFileOnThread } from "./hash-file.ts";
+import { frameAligned } from "../zstd-frames.ts";
 
 /**
  * The download adapter of restore: streams one stored object, resuming an interrupted transfer with a
@@ -264,7 +265,9 @@ export async function downloadObject(store: BackupStore, key: string, expected: 
   const deferred = typeof sink === "string" && options.deferFileHash === true;
   const plain = typeof sink === "string" ? new HashingFileSink(sink, { hash: !deferred, ...(decompress ? { releaseBuffersOf: decompress } : {}) }) : undefined;
   const tap = plain ? undefined : new HashTap({ highWaterMark: 1 << 20 });
-  const stages: Writable[] = [...(decompress ? [decompress] : []), ...(tap ? [tap, sink as Writable] : [plain!])];
+  // The decoder gets the stream frame by frame (job/zstd-frames.ts): Node's loses its place when a network chunk
+  // ends inside a frame's last bytes.
+  const stages: Writable[] = [...(decompress ? [frameAligned(), decompress] : []), ...(tap ? [tap, sink as Writable] : [plain!])];
   try {
     await pipeline(source, ...(stages as [Transform, Writable]));
   } catch (e) {

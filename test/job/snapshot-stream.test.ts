@@ -11,6 +11,7 @@ import { EXIT, JobError } from "../../job/errors.ts";
 import { Pins } from "../../job/pinned.ts";
 import { checkSnapshot, copyUnderSharedLock, materializeSnapshot, patchUnderSharedLock, snapshotDatabase } from "../../job/sqlite.ts";
 import { compressFile, FRAME_BYTES, FRAME_WINDOW_LOG, parseCpuShare } from "../../job/stream.ts";
+import { zstdFrames } from "./zstd-walk.ts";
 import { collector, JOB_ROOT, sha256, tempDir, writeLiveStoreDb } from "./backup-fixtures.ts";
 
 /**
@@ -71,31 +72,6 @@ function rollbackDb(name: string, events: number): { db: string; c: DatabaseSync
   return { db, c, snap: join(dir.path, `${name}-snap.db`) };
 }
 
-/**
- * The frames of a zstd stream, walked by their headers and block sizes (RFC 8878, section 3.1.1): each frame's
- * window (its log2; a single-segment frame has none) and whether it ends in a content checksum.
- */
-function zstdFrames(stream: Buffer): { windowLog: number | null; checksum: boolean }[] {
-  const frames: { windowLog: number | null; checksum: boolean }[] = [];
-  for (let at = 0; at < stream.length; ) {
-    expect(stream.readUInt32LE(at)).toBe(0xfd2fb528);
-    const fhd = stream[at + 4]!;
-    const single = (fhd & 0x20) !== 0;
-    const checksum = (fhd & 0x04) !== 0;
-    const windowLog = single ? null : 10 + (stream[at + 5]! >> 3);
-    const fcs = [single ? 1 : 0, 2, 4, 8][fhd >> 6]!;
-    at += 5 + (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3]! + fcs;
-    for (let last = false; !last; ) {
-      const header = stream.readUIntLE(at, 3);
-      last = (header & 1) === 1;
-      at += 3 + (((header >> 1) & 3) === 1 ? 1 : header >>> 3);
-    }
-    if (checksum) at += 4;
-    frames.push({ windowLog, checksum });
-  }
-  return frames;
-}
-
 describe("compressFile: frames in parallel", () => {
   it("round-trips byte-exact through createZstdDecompress (any input pieces, several buffer sizes), zstdDecompressSync and zstd -d", async () => {
     const data = sample(3 * FRAME_BYTES + 12_345);
@@ -106,7 +82,9 @@ describe("compressFile: frames in parallel", () => {
     const stored = Buffer.concat(chunks);
     expect(digest).toEqual({ size: stored.length, sha256: sha256(stored), uncompressedSize: data.length, uncompressedSha256: sha256(data) });
     // Four frames, each with a window the size of a frame (FRAME_WINDOW_LOG: the compressor never wraps its buffer).
-    expect(zstdFrames(stored)).toEqual(Array.from({ length: 4 }, () => ({ windowLog: FRAME_WINDOW_LOG, checksum: false })));
+    expect(zstdFrames(stored).map(({ windowLog, checksum }) => ({ windowLog, checksum }))).toEqual(
+      Array.from({ length: 4 }, () => ({ windowLog: FRAME_WINDOW_LOG, checksum: false })),
+    );
     for (const piece of [1000, 65_536, stored.length]) {
       for (const chunkSize of [undefined, 64 << 10, 256 << 10]) expect((await decodeStreaming(stored, piece, chunkSize)).equals(data)).toBe(true);
     }

@@ -1,0 +1,145 @@
+import { Transform, type TransformCallback } from "node:stream";
+
+/** What the cutter reads next (`skip`: bytes it passes without reading; `broken`: not a stream it knows). */
+type CutterState = "magic" | "skippableLength" | "frameHeader" | "blockHeader" | "skip" | "broken";
+
+/**
+ * Cuts a zstd stream's chunks where its frames end, so a decoder is never handed the end of one frame and the
+ * start of the next in one write.
+ *
+ * Why: Node's streaming `createZstdDecompress` (24.x) loses its place when a write completes a frame whose last
+ * 1 to 3 bytes came alone: a frame written by a streaming compressor ends with an empty 3-byte last block
+ * (`ZSTD_e_end`), and when the network cut a chunk inside it, the decoder read the next frame's first bytes as
+ * garbage, "Unknown frame descriptor". The backup was intact (`zstd -d` and a whole-buffer decode read it) but
+ * the restore failed with exit 8, and where the cut fell was up to the network: 4 of 5 restores of one 1 GiB
+ * backup failed over the local Worker. Fed frame by frame, the decoder finishes each frame with its input
+ * used up and starts the next on a fresh write (test/job/zstd-frames.test.ts cuts every way around a frame end).
+ *
+ * The cutter follows the frame format (RFC 8878, 3.1): a frame header, blocks (a 3-byte header each, then their
+ * bytes; one byte for an RLE block), an optional 4-byte checksum; skippable frames are a magic number, a 4-byte
+ * length and that many bytes. On anything else it stops cutting and passes the rest through whole: the decoder
+ * then reports what is wrong with the bytes.
+ */
+export class ZstdFrameCutter {
+  /** What the next bytes are. */
+  #state: CutterState = "magic";
+  /** Bytes of the current field gathered so far (a field is at most 14 bytes: the largest frame header). */
+  #field = Buffer.alloc(14);
+  #have = 0;
+  #need = 4;
+  /** Bytes to pass before the next field (a block's bytes, a checksum, a skippable frame's content). */
+  #skip = 0;
+  /** The current block is the frame's last; then `#checksum` bytes end the frame. */
+  #lastBlock = false;
+  #checksum = 0;
+
+  /** `chunk` as consecutive pieces, each ending where `chunk` or a frame ends. */
+  cut(chunk: Uint8Array): Uint8Array[] {
+    const pieces: Uint8Array[] = [];
+    let start = 0;
+    let at = 0;
+    while (at < chunk.length && this.#state !== "broken") {
+      if (this.#state === "skip") {
+        const n = Math.min(this.#skip, chunk.length - at);
+        at += n;
+        this.#skip -= n;
+        if (this.#skip === 0) {
+          if (this.#lastBlock) {
+            // The frame ends here (its checksum, if any, was skipped with its last block).
+            pieces.push(chunk.subarray(start, at));
+            start = at;
+            this.#expect("magic", 4);
+          } else {
+            this.#expect("blockHeader", 3);
+          }
+        }
+        continue;
+      }
+      const n = Math.min(this.#need - this.#have, chunk.length - at);
+      this.#field.set(chunk.subarray(at, at + n), this.#have);
+      this.#have += n;
+      at += n;
+      if (this.#have === this.#need) this.#onField();
+      // (#onField moved the state on, which TypeScript's narrowing does not see.)
+      if ((this.#state as CutterState) === "skip" && this.#skip === 0 && this.#lastBlock) {
+        // An empty last block (and no checksum): the frame ends right after its header.
+        pieces.push(chunk.subarray(start, at));
+        start = at;
+        this.#expect("magic", 4);
+      }
+    }
+    if (start < chunk.length) pieces.push(chunk.subarray(start));
+    return pieces;
+  }
+
+  #expect(state: Exclude<CutterState, "skip" | "broken">, bytes: number): void {
+    this.#state = state;
+    this.#have = 0;
+    this.#need = bytes;
+  }
+
+  #onField(): void {
+    const f = this.#field;
+    switch (this.#state) {
+      case "magic": {
+        const magic = f.readUInt32LE(0);
+        if (magic === 0xfd2fb528) {
+          // Frame_Header_Descriptor first: it says how long the rest of the header is.
+          this.#lastBlock = false;
+          this.#expect("frameHeader", 1);
+        } else if ((magic & 0xfffffff0) >>> 0 === 0x184d2a50) {
+          this.#expect("skippableLength", 4);
+        } else {
+          this.#state = "broken";
+        }
+        return;
+      }
+      case "skippableLength":
+        this.#skip = f.readUInt32LE(0);
+        this.#lastBlock = true; // the frame ends with its content
+        this.#state = "skip";
+        return;
+      case "frameHeader": {
+        const fhd = f[0]!;
+        if (this.#need === 1) {
+          if ((fhd & 0x08) !== 0) {
+            this.#state = "broken"; // a reserved bit set: not a frame this cutter knows
+            return;
+          }
+          const single = (fhd & 0x20) !== 0;
+          const rest = (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3]! + [single ? 1 : 0, 2, 4, 8][fhd >> 6]!;
+          this.#checksum = (fhd & 0x04) !== 0 ? 4 : 0;
+          if (rest > 0) {
+            this.#need = 1 + rest; // keep the descriptor gathered, read the rest after it
+            return;
+          }
+        }
+        this.#expect("blockHeader", 3);
+        return;
+      }
+      case "blockHeader": {
+        const header = f.readUIntLE(0, 3);
+        const type = (header >> 1) & 3;
+        if (type === 3) {
+          this.#state = "broken"; // reserved block type
+          return;
+        }
+        this.#lastBlock = (header & 1) === 1;
+        this.#skip = (type === 1 ? 1 : header >>> 3) + (this.#lastBlock ? this.#checksum : 0);
+        this.#state = "skip";
+        return;
+      }
+    }
+  }
+}
+
+/** A stream stage that passes a zstd stream on cut where its frames end (see ZstdFrameCutter). */
+export function frameAligned(): Transform {
+  const cutter = new ZstdFrameCutter();
+  return new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
+      for (const piece of cutter.cut(chunk)) this.push(piece);
+      done();
+    },
+  });
+}
