@@ -237,8 +237,12 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
 }
 
 /**
- * A zstd compressor kept for a whole file, one frame per block: the block is written, then flushed with
- * ZSTD_e_end, which ends the frame (the next write starts a new, independent one with the same parameters).
+ * A zstd compressor kept for a whole file, one frame per block: every write is made with ZSTD_e_end (the
+ * stream's default flush), so the block is one whole frame (the next write starts a new, independent one with
+ * the same parameters), its size known to zstd: a single-segment frame that records its content size and
+ * ends with its last data block. (Written, then flushed with ZSTD_e_end, a frame ended with an empty 3-byte
+ * block, and Node's streaming decoder, in every restore before 0.3.1, failed on a network chunk that ended
+ * inside it: job/zstd-frames.ts. Frames made this way decode under any chunking, with or without the cutter.)
  * libzstd sets up its workspace once per compressor, on whichever libuv thread first runs it; a compressor per
  * frame set it up 1,024 times per GiB across the pool's threads, and glibc kept ~26 MiB of those freed
  * workspaces in its per-thread arenas for good (measured in-process: RSS +32.6 MiB, +6.5 MiB with
@@ -255,7 +259,7 @@ class FrameCompressor {
   readonly #z: ZstdCompress;
   #error: Error | undefined;
   constructor(params: Record<number, number>) {
-    this.#z = createZstdCompress({ params, chunkSize: OUTPUT_CHUNK_BYTES });
+    this.#z = createZstdCompress({ params, chunkSize: OUTPUT_CHUNK_BYTES, flush: constants.ZSTD_e_end });
     this.#z.on("error", (e: Error) => (this.#error ??= e));
   }
 
@@ -270,8 +274,7 @@ class FrameCompressor {
       };
       this.#z.on("data", onData);
       this.#z.once("error", onError);
-      this.#z.write(block);
-      this.#z.flush(constants.ZSTD_e_end, () => {
+      this.#z.write(block, () => {
         this.#z.off("data", onData);
         this.#z.off("error", onError);
         if (this.#error) reject(this.#error);

@@ -2,7 +2,9 @@ import { createHash, randomFillSync } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { constants, zstdCompressSync } from "node:zlib";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { constants, createZstdCompress, createZstdDecompress, type ZstdOptions, zstdCompressSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { downloadObject } from "../../job/restore/download.ts";
 import type { BackupStore } from "../../job/store/types.ts";
@@ -15,6 +17,9 @@ let dir: string;
 let plain: Buffer;
 let stream: Buffer;
 let ends: number[];
+/** The same file as 0.3.0 and earlier stored it: each frame written, then flushed, so it ends with an empty block. */
+let legacy: Buffer;
+let legacyEnds: number[];
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -31,6 +36,18 @@ beforeAll(async () => {
   stream = Buffer.concat(chunks);
   ends = zstdFrames(stream).map((f) => f.end);
   expect(ends).toHaveLength(6);
+  const z = createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: 1 }, chunkSize: 256 << 10 });
+  const out: Buffer[] = [];
+  z.on("data", (c: Buffer) => out.push(c));
+  for (let at = 0; at < plain.length; at += FRAME_BYTES) {
+    z.write(plain.subarray(at, at + FRAME_BYTES));
+    await new Promise<void>((resolve) => z.flush(constants.ZSTD_e_end, () => resolve()));
+  }
+  z.destroy();
+  legacy = Buffer.concat(out);
+  const frames = zstdFrames(legacy);
+  legacyEnds = frames.map((f) => f.end);
+  expect(frames.map((f) => f.emptyLastBlock)).toEqual([true, true, true, true, true, false]);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -92,15 +109,20 @@ describe("ZstdFrameCutter", () => {
       const got = pieceEnds(chunked(stream, cuts));
       for (const end of ends) expect(got).toContain(end);
     }
-    // Around each frame end: a chunk that stops 1, 2, 3 (inside the empty last block) or more bytes short of it.
-    for (let k = -20; k <= 20; k++) {
-      const got = pieceEnds(
-        chunked(
-          stream,
-          ends.map((e) => e - k),
-        ),
-      );
-      for (const end of ends) expect(got).toContain(end);
+    // Around each frame end: a chunk that stops 1, 2, 3 (inside a legacy frame's empty last block) or more bytes short.
+    for (const [bytes, frameEnds] of [
+      [stream, ends],
+      [legacy, legacyEnds],
+    ] as const) {
+      for (let k = -20; k <= 20; k++) {
+        const got = pieceEnds(
+          chunked(
+            bytes,
+            frameEnds.map((e) => e - k),
+          ),
+        );
+        for (const end of frameEnds) expect(got).toContain(end);
+      }
     }
   });
 
@@ -129,23 +151,47 @@ describe("ZstdFrameCutter", () => {
 });
 
 describe("a restore's download over a network that cuts anywhere", () => {
-  it("decodes a backup whose chunks stop 1 to 3 bytes before a frame ends (Node's decoder alone fails there)", async () => {
+  it("decodes a backup of 0.3.0 whose chunks stop 1 to 3 bytes before a frame ends (Node's decoder alone fails there)", async () => {
     const key = "backups/full/20260101T000000Z/app.db.zst";
-    const expected = { size: stream.length, sha256: sha256(stream), compression: "zstd" as const, uncompressedSize: plain.length, uncompressedSha256: sha256(plain) };
-    for (const k of [1, 2, 3, 4, 0, -1]) {
-      const out = join(dir, `restored-${k}.db`);
-      const result = await downloadObject(
-        storeServing(
+    for (const [name, bytes, frameEnds] of [
+      ["legacy", legacy, legacyEnds],
+      ["current", stream, ends],
+    ] as const) {
+      const expected = { size: bytes.length, sha256: sha256(bytes), compression: "zstd" as const, uncompressedSize: plain.length, uncompressedSha256: sha256(plain) };
+      for (const k of [1, 2, 3, 4, 0, -1]) {
+        const out = join(dir, `restored-${name}-${k}.db`);
+        const result = await downloadObject(
+          storeServing(
+            key,
+            bytes,
+            frameEnds.map((e) => e - k),
+          ),
           key,
-          stream,
-          ends.map((e) => e - k),
+          expected,
+          out,
+        );
+        expect(result.uncompressedBytes).toBe(plain.length);
+        expect((await readFile(out)).equals(plain)).toBe(true);
+      }
+    }
+  });
+
+  it("frames as backups now write them decode under the same cuts with Node's decoder alone (restores before 0.3.1)", async () => {
+    for (const k of [1, 2, 3, 4, 0, -1]) {
+      const decoded: Buffer[] = [];
+      await pipeline(
+        Readable.from(
+          chunked(
+            stream,
+            ends.map((e) => e - k),
+          ),
         ),
-        key,
-        expected,
-        out,
+        createZstdDecompress({ chunkSize: 256 << 10 } as ZstdOptions),
+        async (chunks: AsyncIterable<Buffer>) => {
+          for await (const c of chunks) decoded.push(Buffer.from(c));
+        },
       );
-      expect(result.uncompressedBytes).toBe(plain.length);
-      expect((await readFile(out)).equals(plain)).toBe(true);
+      expect(Buffer.concat(decoded).equals(plain)).toBe(true);
     }
   });
 });
