@@ -3,7 +3,8 @@ import { mkdir, open, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DEFAULT_CHANGE_TABLES } from "../core/index.ts";
 import { Pins } from "../job/pinned.ts";
-import { checkSnapshot, snapshotDatabase } from "../job/sqlite.ts";
+import { DatabaseSync } from "node:sqlite";
+import { checkSnapshot, patchUnderSharedLock, snapshotDatabase } from "../job/sqlite.ts";
 import { HttpStore } from "../job/store/http-store.ts";
 import { compressFile, compressStream, hashFile } from "../job/stream.ts";
 import { uploadFile } from "../job/upload.ts";
@@ -55,6 +56,14 @@ export async function benchProfile(options: { dbPath: string; workerUrl: string;
     await measure("check: quick_check, row counts, watermarks (on the copy)", () => checkSnapshot(copy, DEFAULT_CHANGE_TABLES, { integrity: "quick" }));
     await measure("check: integrity_check instead (--integrity full)", () => checkSnapshot(copy, DEFAULT_CHANGE_TABLES, { integrity: "full" }));
     await measure("hash: sha256 of the snapshot alone", () => hashFile(copy));
+    // A rollback-journal database a writer keeps busy is copied without a lock, then compared with the file under one
+    // shared lock: the writer's one wait (job/sqlite.ts). The copy here is exact, so it is all compare, no rewrite.
+    const live = new DatabaseSync(options.dbPath, { readOnly: true });
+    try {
+      await measure("snapshot, rollback journal: compare the copy with the file under the lock (the writer's one wait)", () => patchUnderSharedLock(live, options.dbPath, copy));
+    } finally {
+      live.close();
+    }
     await measure("compress: zstd -3, one stream, with both hashes (before)", () => compressStream(createReadStream(copy, { highWaterMark: 256 << 10 }), none, { level: 3 }));
     await rm(copy, { force: true });
     await measure("snapshot: pin the WAL database (now)", () => snapshotDatabase(options.dbPath, pin, { pins }));
