@@ -241,7 +241,7 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
  * stream's default flush), so the block is one whole frame (the next write starts a new, independent one with
  * the same parameters), its size known to zstd: a single-segment frame that records its content size and
  * ends with its last data block. (Written, then flushed with ZSTD_e_end, a frame ended with an empty 3-byte
- * block, and Node's streaming decoder, in every restore before 0.3.1, failed on a network chunk that ended
+ * block, and Node's streaming decoder, in every restore of 0.2.0 until now, failed on a network chunk that ended
  * inside it: job/zstd-frames.ts. Frames made this way decode under any chunking, with or without the cutter.)
  * libzstd sets up its workspace once per compressor, on whichever libuv thread first runs it; a compressor per
  * frame set it up 1,024 times per GiB across the pool's threads, and glibc kept ~26 MiB of those freed

@@ -17,7 +17,7 @@ let dir: string;
 let plain: Buffer;
 let stream: Buffer;
 let ends: number[];
-/** The same file as 0.3.0 and earlier stored it: each frame written, then flushed, so it ends with an empty block. */
+/** The same file as 0.2.0 until now stored it: each frame written, then flushed, so it ends with an empty block. */
 let legacy: Buffer;
 let legacyEnds: number[];
 
@@ -151,7 +151,7 @@ describe("ZstdFrameCutter", () => {
 });
 
 describe("a restore's download over a network that cuts anywhere", () => {
-  it("decodes a backup of 0.3.0 whose chunks stop 1 to 3 bytes before a frame ends (Node's decoder alone fails there)", async () => {
+  it("decodes a backup of 0.2.0 whose chunks stop 1 to 3 bytes before a frame ends (Node's decoder alone fails there)", async () => {
     const key = "backups/full/20260101T000000Z/app.db.zst";
     for (const [name, bytes, frameEnds] of [
       ["legacy", legacy, legacyEnds],
@@ -176,7 +176,7 @@ describe("a restore's download over a network that cuts anywhere", () => {
     }
   });
 
-  it("frames as backups now write them decode under the same cuts with Node's decoder alone (restores before 0.3.1)", async () => {
+  it("frames as backups now write them decode under the same cuts with Node's decoder alone (the restores of 0.2.0)", async () => {
     for (const k of [1, 2, 3, 4, 0, -1]) {
       const decoded: Buffer[] = [];
       await pipeline(
