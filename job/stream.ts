@@ -85,6 +85,8 @@ export const ZSTD_LEVEL = 1;
  * ends exactly where a decoder's output buffer fills: Node's streaming `createZstdDecompress` stops at a frame
  * that ends with room left in its buffer and input after it (it drops or misreads what follows), and frames
  * aligned this way are read whole by it, by `zstdDecompressSync` and by `zstd -d` (test/job/stream.test.ts).
+ * Keep it so: restores of 0.2.0 and any whole-buffer `zstdDecompressSync` of a backup depend on it (a frame size
+ * that is not a multiple of their buffers would be read short, caught by the size and sha256 checks).
  */
 export const FRAME_BYTES = 1024 * 1024;
 
@@ -242,7 +244,8 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
  * the same parameters), its size known to zstd: a single-segment frame that records its content size and
  * ends with its last data block. (Written, then flushed with ZSTD_e_end, a frame ended with an empty 3-byte
  * block, and Node's streaming decoder, in every restore of 0.2.0 until now, failed on a network chunk that ended
- * inside it: job/zstd-frames.ts. Frames made this way decode under any chunking, with or without the cutter.)
+ * inside it: job/zstd-frames.ts. Frames made this way decode under any chunking, with or without the cutter, as
+ * long as FRAME_BYTES stays a multiple of the decoder's output buffer, see there.)
  * libzstd sets up its workspace once per compressor, on whichever libuv thread first runs it; a compressor per
  * frame set it up 1,024 times per GiB across the pool's threads, and glibc kept ~26 MiB of those freed
  * workspaces in its per-thread arenas for good (measured in-process: RSS +32.6 MiB, +6.5 MiB with
@@ -274,10 +277,11 @@ class FrameCompressor {
       };
       this.#z.on("data", onData);
       this.#z.once("error", onError);
-      this.#z.write(block, () => {
+      this.#z.write(block, (e) => {
         this.#z.off("data", onData);
         this.#z.off("error", onError);
-        if (this.#error) reject(this.#error);
+        const error = e ?? this.#error;
+        if (error) reject(error);
         else resolve(chunks);
       });
     });

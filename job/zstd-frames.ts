@@ -7,13 +7,15 @@ type CutterState = "magic" | "skippableLength" | "frameHeader" | "blockHeader" |
  * Cuts a zstd stream's chunks where its frames end, so a decoder is never handed the end of one frame and the
  * start of the next in one write.
  *
- * Why: Node's streaming `createZstdDecompress` (24.x) loses its place when a write completes a frame whose last
- * 1 to 3 bytes came alone: a frame written by a streaming compressor ends with an empty 3-byte last block
- * (`ZSTD_e_end`), and when the network cut a chunk inside it, the decoder read the next frame's first bytes as
- * garbage, "Unknown frame descriptor". The backup was intact (`zstd -d` and a whole-buffer decode read it) but
- * the restore failed with exit 8, and where the cut fell was up to the network: 4 of 5 restores of one 1 GiB
- * backup failed over the local Worker. Fed frame by frame, the decoder finishes each frame with its input
- * used up and starts the next on a fresh write (test/job/zstd-frames.test.ts cuts every way around a frame end).
+ * Why: Node's streaming `createZstdDecompress` (24.x) drops or misreads what follows a frame when one write
+ * finishes that frame without filling its output buffer and holds the next frame's bytes after it. Backups keep
+ * frames ending where the decoder's buffer fills (stream.ts, FRAME_BYTES), but a frame written, then flushed
+ * (0.2.0 until now), ends with an empty 3-byte block: when the network cut a chunk inside it, the frame's data
+ * had filled the buffer, and the next write finished the frame with no output and went on into the next frame,
+ * "Unknown frame descriptor". The backup was intact (`zstd -d` read it) but the restore failed with exit 8, and
+ * where the cut fell was up to the network: 4 of 5 restores of one 1 GiB backup failed over the local Worker.
+ * Fed frame by frame, the decoder finishes each frame with its input used up and starts the next on a fresh
+ * write (test/job/zstd-frames.test.ts cuts every way around a frame end).
  *
  * The cutter follows the frame format (RFC 8878, 3.1): a frame header, blocks (a 3-byte header each, then their
  * bytes; one byte for an RLE block), an optional 4-byte checksum; skippable frames are a magic number, a 4-byte
@@ -137,6 +139,7 @@ export class ZstdFrameCutter {
 export function frameAligned(): Transform {
   const cutter = new ZstdFrameCutter();
   return new Transform({
+    highWaterMark: 1 << 20, // as the stages around it in a restore (job/restore/download.ts)
     transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
       for (const piece of cutter.cut(chunk)) this.push(piece);
       done();
