@@ -34,7 +34,6 @@ export const BACKUP_OPTIONS = {
 /** The default and the bounds of --part-mib: parts are 5 MiB (R2's minimum) to 95 MiB (the Worker's limit). */
 const DEFAULT_PART_MIB = DEFAULT_PART_BYTES / (1024 * 1024);
 const MAX_PART_MIB = 95;
-/** The age of the newest full at which `--kind auto` takes a full backup (docs/design.md). */
 
 export const BACKUP_USAGE = `Backup:
 ${usageOf(BACKUP_OPTIONS, {
