@@ -14,12 +14,14 @@ try {
   // would load the TypeScript stripper into this thread); a plain buffer where there is none (node --jitless).
   const wasm = /** @type {{ WebAssembly?: { Memory: new (d: { initial: number, maximum: number }) => { buffer: ArrayBuffer } } }} */ (/** @type {unknown} */ (globalThis))
     .WebAssembly;
-  let buffer = Buffer.allocUnsafe(0);
-  try {
-    buffer = wasm ? Buffer.from(new wasm.Memory({ initial: 16, maximum: 16 }).buffer) : Buffer.allocUnsafe(1 << 20);
-  } catch {
-    buffer = Buffer.allocUnsafe(1 << 20);
-  }
+  const buffer = (() => {
+    try {
+      if (wasm) return Buffer.from(new wasm.Memory({ initial: 16, maximum: 16 }).buffer);
+    } catch {
+      // no address space for it: a plain buffer
+    }
+    return Buffer.allocUnsafe(1 << 20);
+  })();
   const fd = openSync(path, "r");
   let bytes = 0;
   try {
