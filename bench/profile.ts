@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -11,6 +12,16 @@ import { uploadFile } from "../job/upload.ts";
 import { round } from "./report.ts";
 
 /** compressFile with its frames written to `to`, as the backup's upload spools them. */
+/** The chunks of `source`, hashed on the way (sha256) as the pipeline before 0.3 hashed its input. */
+async function* hashed(source: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+  const hash = createHash("sha256");
+  for await (const chunk of source) {
+    hash.update(chunk);
+    yield chunk;
+  }
+  hash.digest("hex");
+}
+
 async function writeCompressed(from: string, to: string, pins?: Pins): ReturnType<typeof compressFile> {
   const file = await open(to, "wx");
   try {
@@ -55,7 +66,7 @@ export async function benchProfile(options: { dbPath: string; workerUrl: string;
     await measure("snapshot: one-step copy to the temp disk (before)", () => snapshotDatabase(options.dbPath, copy));
     await measure("check: quick_check, row counts, watermarks (on the copy)", () => checkSnapshot(copy, DEFAULT_CHANGE_TABLES, { integrity: "quick" }));
     await measure("check: integrity_check instead (--integrity full)", () => checkSnapshot(copy, DEFAULT_CHANGE_TABLES, { integrity: "full" }));
-    await measure("hash: sha256 of the snapshot alone", () => hashFile(copy));
+    await measure("hash: sha256 of the snapshot alone (before 0.3 a backup hashed it too)", () => hashFile(copy));
     // A rollback-journal database a writer keeps busy is copied without a lock, then compared with the file under one
     // shared lock: the writer's one wait (job/sqlite.ts). The copy here is exact, so it is all compare, no rewrite.
     const live = new DatabaseSync(options.dbPath, { readOnly: true });
@@ -64,12 +75,14 @@ export async function benchProfile(options: { dbPath: string; workerUrl: string;
     } finally {
       live.close();
     }
-    await measure("compress: zstd -3, one stream, with both hashes (before)", () => compressStream(createReadStream(copy, { highWaterMark: 256 << 10 }), none, { level: 3 }));
+    await measure("compress: zstd -3, one stream, with sha256 of both sides (before)", () =>
+      compressStream(hashed(createReadStream(copy, { highWaterMark: 256 << 10 })), none, { level: 3 }),
+    );
     await rm(copy, { force: true });
     await measure("snapshot: pin the WAL database (now)", () => snapshotDatabase(options.dbPath, pin, { pins }));
     await measure("check: quick_check, row counts, watermarks (on the pin)", () => checkSnapshot(pin, DEFAULT_CHANGE_TABLES, { integrity: "quick", pins }));
     const d = await measure(
-      "compress + both hashes: zstd -1 frames in parallel, one pass (now)",
+      "compress + sha256 of the stored bytes: zstd -1 frames with their checksums, in parallel, one pass (now)",
       () => writeCompressed(pin, zst, pins),
       "writes the compressed copy too, as the backup spools it",
     );

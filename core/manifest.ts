@@ -22,6 +22,14 @@ const isoTime: Check<string> = rule("an ISO time in UTC (2026-01-31T06:00:00.000
 const count = wholeNumber(0);
 const relativePath: Check<string> = rule("a relative path of safe segments ('a/b.db'), no '..' or leading '/'", isRelativeDataPath);
 
+/**
+ * How a restore knows an object decompressed to the bytes that were backed up (besides `uncompressedSize`):
+ * `zstd-checksum`: every zstd frame of the object carries the checksum of its own content (RFC 8878's
+ * Content_Checksum, XXH64 of the frame's input, written by the compressor), which every zstd decoder checks as
+ * it decodes, Node's and `zstd -d` alike. From 0.3 on; before, `uncompressedSha256` (which 0.3 still checks).
+ */
+export const CONTENT_CHECKSUM = "zstd-checksum" as const;
+
 /** One stored object of the set. `size`/`sha256` are of the bytes as stored (compressed). */
 export interface FileEntry {
   name: string;
@@ -33,7 +41,10 @@ export interface FileEntry {
   size: number;
   sha256: string;
   uncompressedSize: number;
-  uncompressedSha256: string;
+  /** What checks the decompressed bytes from 0.3 on (see CONTENT_CHECKSUM). */
+  contentChecksum?: typeof CONTENT_CHECKSUM;
+  /** sha256 of the decompressed bytes: what checked them before 0.3. */
+  uncompressedSha256?: string;
 }
 
 const fileEntry = object<FileEntry>({
@@ -45,7 +56,8 @@ const fileEntry = object<FileEntry>({
   size: count,
   sha256,
   uncompressedSize: count,
-  uncompressedSha256: sha256,
+  contentChecksum: optional(oneOf(CONTENT_CHECKSUM)),
+  uncompressedSha256: optional(sha256),
 });
 
 /** What the job learned of a database while snapshotting it, checked again on restore. */
@@ -201,6 +213,9 @@ function checkInvariants(m: Manifest): string[] {
     if (names.has(f.name)) problems.push(`file '${f.name}' is listed twice`);
     names.add(f.name);
     if (f.name === MANIFEST_FILE) problems.push(`'${MANIFEST_FILE}' does not list itself`);
+    if (f.compression === "zstd" && f.contentChecksum === undefined && f.uncompressedSha256 === undefined) {
+      problems.push(`file '${f.name}' has nothing to check its decompressed bytes by (contentChecksum or uncompressedSha256)`);
+    }
     if (f.role === "database") {
       if (!f.source) problems.push(`database file '${f.name}' names no source`);
       else if (f.name !== databaseFile(f.source)) problems.push(`database file '${f.name}' should be '${databaseFile(f.source)}'`);

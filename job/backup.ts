@@ -13,6 +13,7 @@ import {
   PREFIXES,
   assertSourceName,
   buildManifest,
+  CONTENT_CHECKSUM,
   databaseFile,
   fileKey,
   formatBackupKey,
@@ -631,8 +632,9 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
   return { files, stored, databases: dbInfos, to, ...(changes ? { changes } : {}), sqliteVersion, timings, capturedAt };
 }
 
-function digestOf(d: Digest): Pick<FileEntry, "size" | "sha256" | "uncompressedSize" | "uncompressedSha256"> {
-  return { size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, uncompressedSha256: d.uncompressedSha256 };
+/** A compressed object's checks as its file entry records them: job/stream.ts writes every frame with its checksum. */
+function digestOf(d: Digest): Pick<FileEntry, "size" | "sha256" | "uncompressedSize" | "contentChecksum"> {
+  return { size: d.size, sha256: d.sha256, uncompressedSize: d.uncompressedSize, contentChecksum: CONTENT_CHECKSUM };
 }
 
 /**

@@ -10,18 +10,25 @@ import { JobError } from "./errors.ts";
 import type { Pins } from "./pinned.ts";
 
 /**
- * The streaming pipeline of the job: source bytes -> sha256 and size -> zstd -> sha256 and size -> a consumer
- * (the uploader, which spools them to the work dir: job/upload.ts), chunk by chunk. Nothing holds more than a
- * few chunks, so memory stays flat whatever the database size.
+ * The streaming pipeline of the job: source bytes -> size -> zstd (each frame with the checksum of its content)
+ * -> sha256 and size -> a consumer (the uploader, which spools them to the work dir: job/upload.ts), chunk by
+ * chunk. Nothing holds more than a few chunks, so memory stays flat whatever the database size.
+ *
+ * The input is not hashed: zstd's frame checksums (XXH64 of each frame's input, taken by the compressor from the
+ * very buffer it compresses) are what a restore checks the decompressed bytes by (core/manifest.ts
+ * CONTENT_CHECKSUM), and the sha256 of the stored bytes is the object's identity. A sha256 of the input was ~9% of
+ * a full backup's CPU on one machine and ~30% on another without SHA instructions (issue 16).
  */
 
-/** Sizes and hashes of one object: `size`/`sha256` as stored (compressed), the others of the input. */
+/** Sizes of one object and the sha256 of its stored (compressed) bytes. */
 export interface Digest {
   size: number;
   sha256: string;
   uncompressedSize: number;
-  uncompressedSha256: string;
 }
+
+/** The zstd parameters every compressed object shares: each frame carries the checksum of its content. */
+const CHECKED_FRAMES = { [constants.ZSTD_c_checksumFlag]: 1 };
 
 /**
  * The consumer of the compressed chunks, in order; its promise applies backpressure. A chunk is valid only until
@@ -29,12 +36,12 @@ export interface Digest {
  */
 export type ChunkSink = (chunk: Buffer) => Promise<void>;
 
-/** Counts and hashes bytes passing through, and reports progress. */
-function tap(state: { bytes: number; hash: ReturnType<typeof createHash> }, onBytes?: (n: number) => void): Transform {
+/** Counts (and with `hash`, hashes) bytes passing through, and reports progress. */
+function tap(state: { bytes: number; hash?: ReturnType<typeof createHash> }, onBytes?: (n: number) => void): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       state.bytes += chunk.length;
-      state.hash.update(chunk);
+      state.hash?.update(chunk);
       onBytes?.(state.bytes);
       done(null, chunk);
     },
@@ -49,17 +56,17 @@ export interface CompressOptions {
 }
 
 /**
- * Compresses `source` with zstd while hashing both sides, hands every compressed chunk to `sink` (awaited,
- * so a slow upload slows the reader).
+ * Compresses `source` with zstd (one frame, with its content checksum) while counting the input and hashing the
+ * output, hands every compressed chunk to `sink` (awaited, so a slow upload slows the reader).
  */
 export async function compressStream(source: Readable | AsyncIterable<Buffer | string>, sink: ChunkSink, options: CompressOptions = {}): Promise<Digest> {
-  const input = { bytes: 0, hash: createHash("sha256") };
+  const input = { bytes: 0 };
   const output = { bytes: 0, hash: createHash("sha256") };
   const readable = source instanceof Readable ? source : Readable.from(source);
   await pipeline(
     readable,
     tap(input, options.onProgress),
-    createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL } }),
+    createZstdCompress({ params: { ...CHECKED_FRAMES, [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL } }),
     tap(output),
     async function consume(chunks: AsyncIterable<Buffer>) {
       for await (const chunk of chunks) await sink(chunk);
@@ -69,7 +76,6 @@ export async function compressStream(source: Readable | AsyncIterable<Buffer | s
     size: output.bytes,
     sha256: output.hash.digest("hex"),
     uncompressedSize: input.bytes,
-    uncompressedSha256: input.hash.digest("hex"),
   };
 }
 
@@ -84,9 +90,9 @@ export const ZSTD_LEVEL = 1;
  * libuv pool. 1 MiB is a multiple of every power-of-two output buffer up to 1 MiB, so each frame but the last
  * ends exactly where a decoder's output buffer fills: Node's streaming `createZstdDecompress` stops at a frame
  * that ends with room left in its buffer and input after it (it drops or misreads what follows), and frames
- * aligned this way are read whole by it, by `zstdDecompressSync` and by `zstd -d` (test/job/stream.test.ts).
- * Keep it so: restores of 0.2.0 and any whole-buffer `zstdDecompressSync` of a backup depend on it (a frame size
- * that is not a multiple of their buffers would be read short, caught by the size and sha256 checks).
+ * aligned this way are read whole by it, by `zstdDecompressSync` and by `zstd -d` (test/job/snapshot-stream.test.ts).
+ * Keep it so: any whole-buffer `zstdDecompressSync` of a backup depends on it (a frame size that is not a
+ * multiple of its buffer would be read short, caught by the size check).
  */
 export const FRAME_BYTES = 1024 * 1024;
 
@@ -151,18 +157,18 @@ export interface CompressFileOptions extends CompressOptions {
 
 /**
  * `compressStream` for a local file (the database snapshot) in one pass: the file is read in FRAME_BYTES
- * blocks, each compressed as its own zstd frame on the libuv pool (`threads` at once), while this thread
- * hashes the input as it is read and the output as it is handed to `sink`, in order. Memory is bounded by
+ * blocks, each compressed as its own zstd frame (with its content checksum) on the libuv pool (`threads` at
+ * once), while this thread hashes the output as it is handed to `sink`, in order. Memory is bounded by
  * `threads + 2` blocks and their frames, whatever the file's size.
  */
 export async function compressFile(path: string, sink: ChunkSink, options: CompressFileOptions = {}): Promise<Digest> {
-  const input = { bytes: 0, hash: createHash("sha256") };
+  const input = { bytes: 0 };
   const output = { bytes: 0, hash: createHash("sha256") };
   const pacer = options.cpu === undefined ? undefined : new CpuPacer(options.cpu);
   const threads = Math.max(1, Math.min(options.threads ?? defaultCompressThreads(), pacer ? Math.ceil(pacer.cores) : 64));
   const params = {
+    ...CHECKED_FRAMES,
     [constants.ZSTD_c_compressionLevel]: options.level ?? ZSTD_LEVEL,
-    [constants.ZSTD_c_checksumFlag]: 0,
     [constants.ZSTD_c_windowLog]: FRAME_WINDOW_LOG,
   };
   // A pinned snapshot (job/pinned.ts) is read from the live file it pins, up to its size.
@@ -210,7 +216,6 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
       const chunk = block.subarray(0, filled);
       position += filled;
       input.bytes += filled;
-      input.hash.update(chunk);
       options.onProgress?.(input.bytes);
       await pacer?.wait();
       let compressor = compressors.pop();
@@ -234,7 +239,6 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
     size: output.bytes,
     sha256: output.hash.digest("hex"),
     uncompressedSize: input.bytes,
-    uncompressedSha256: input.hash.digest("hex"),
   };
 }
 
@@ -242,10 +246,9 @@ export async function compressFile(path: string, sink: ChunkSink, options: Compr
  * A zstd compressor kept for a whole file, one frame per block: every write is made with ZSTD_e_end (the
  * stream's default flush), so the block is one whole frame (the next write starts a new, independent one with
  * the same parameters), its size known to zstd: a single-segment frame that records its content size and
- * ends with its last data block. (Written, then flushed with ZSTD_e_end, a frame ended with an empty 3-byte
- * block, and Node's streaming decoder, in every restore of 0.2.0 until now, failed on a network chunk that ended
- * inside it: job/zstd-frames.ts. Frames made this way decode under any chunking, with or without the cutter, as
- * long as FRAME_BYTES stays a multiple of the decoder's output buffer, see there.)
+ * ends with its last data block and its content checksum. (Node's streaming decoder fails on a network chunk
+ * that ends inside those last bytes, the checksum here, or the empty 3-byte block a frame written, then flushed,
+ * ended with in 0.2.0: a restore feeds it frame by frame, job/zstd-frames.ts.)
  * libzstd sets up its workspace once per compressor, on whichever libuv thread first runs it; a compressor per
  * frame set it up 1,024 times per GiB across the pool's threads, and glibc kept ~26 MiB of those freed
  * workspaces in its per-thread arenas for good (measured in-process: RSS +32.6 MiB, +6.5 MiB with

@@ -34,6 +34,9 @@ export class ZstdFrameCutter {
   /** The current block is the frame's last; then `#checksum` bytes end the frame. */
   #lastBlock = false;
   #checksum = 0;
+  /** Data frames begun so far; the first of them (1 is the first) whose header says it carries no content checksum. */
+  frames = 0;
+  firstUnchecked: number | undefined;
 
   /** `chunk` as consecutive pieces, each ending where `chunk` or a frame ends. */
   cut(chunk: Uint8Array): Uint8Array[] {
@@ -111,6 +114,8 @@ export class ZstdFrameCutter {
           const single = (fhd & 0x20) !== 0;
           const rest = (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3]! + [single ? 1 : 0, 2, 4, 8][fhd >> 6]!;
           this.#checksum = (fhd & 0x04) !== 0 ? 4 : 0;
+          this.frames++;
+          if (this.#checksum === 0) this.firstUnchecked ??= this.frames;
           if (rest > 0) {
             this.#need = 1 + rest; // keep the descriptor gathered, read the rest after it
             return;
@@ -135,13 +140,23 @@ export class ZstdFrameCutter {
   }
 }
 
-/** A stream stage that passes a zstd stream on cut where its frames end (see ZstdFrameCutter). */
-export function frameAligned(): Transform {
+/**
+ * A stream stage that passes a zstd stream on cut where its frames end (see ZstdFrameCutter). With
+ * `requireChecksums` (a manifest that says every frame carries its content checksum, core/manifest.ts
+ * CONTENT_CHECKSUM), a frame without one fails the stream before its bytes go on: the decoder would take it
+ * unchecked.
+ */
+export function frameAligned(options: { requireChecksums?: boolean } = {}): Transform {
   const cutter = new ZstdFrameCutter();
   return new Transform({
     highWaterMark: 1 << 20, // as the stages around it in a restore (job/restore/download.ts)
     transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
-      for (const piece of cutter.cut(chunk)) this.push(piece);
+      const pieces = cutter.cut(chunk);
+      if (options.requireChecksums && cutter.firstUnchecked !== undefined) {
+        done(new Error(`zstd frame ${cutter.firstUnchecked} carries no content checksum, and the manifest says every frame does`));
+        return;
+      }
+      for (const piece of pieces) this.push(piece);
       done();
     },
   });

@@ -3,6 +3,7 @@ import { close, open, write } from "node:fs";
 import { Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createZstdDecompress, type ZstdOptions } from "node:zlib";
+import { CONTENT_CHECKSUM, type FileEntry } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import type { BackupStore } from "../store/types.ts";
 import { hashFileOnThread } from "./hash-file.ts";
@@ -10,18 +11,13 @@ import { frameAligned } from "../zstd-frames.ts";
 
 /**
  * The download adapter of restore: streams one stored object, resuming an interrupted transfer with a
- * `Range` request from the last byte received, and checks its size and sha256 against the manifest (of
- * the bytes as stored, and of the decompressed bytes) while they pass through. Nothing is buffered whole.
+ * `Range` request from the last byte received, and checks it against the manifest while it passes through:
+ * the size and sha256 of the bytes as stored, the decompressed size, and the decompressed bytes themselves by
+ * zstd's frame checksums (from 0.3 on) or by their sha256 (what older manifests record). Nothing is buffered whole.
  */
 
 /** What the manifest promises about one object (a `FileEntry`'s checks). */
-export interface ExpectedObject {
-  size: number;
-  sha256: string;
-  compression: "zstd" | "none";
-  uncompressedSize: number;
-  uncompressedSha256: string;
-}
+export type ExpectedObject = Pick<FileEntry, "size" | "sha256" | "compression" | "uncompressedSize" | "contentChecksum" | "uncompressedSha256">;
 
 export interface DownloadOptions {
   /** Interruptions survived per object, each resumed with `Range` (default 5). */
@@ -33,9 +29,9 @@ export interface DownloadOptions {
   /** Sees every stored byte once, in order (the stored sha256 is taken here, without a stream stage). */
   onChunk?: (chunk: Uint8Array) => void;
   /**
-   * For a file sink: check the decompressed sha256 by hashing the written file on a worker thread, started
-   * once the download is complete, instead of on the main thread while the bytes stream in. The result's
-   * `fileCheck` must then be awaited before the file is trusted or changed.
+   * For a file sink and a manifest that records the decompressed sha256 (before 0.3): check it by hashing the
+   * written file on a worker thread, started once the download is complete, instead of on the main thread while
+   * the bytes stream in. The result's `fileCheck` must then be awaited before the file is trusted or changed.
    */
   deferFileHash?: boolean;
 }
@@ -228,12 +224,16 @@ export class HashingFileSink extends Writable {
   }
 }
 
-/** A pass-through stream that hashes and counts what flows through it. */
+/** A pass-through stream that counts (and unless `hash` is false, hashes) what flows through it. */
 export class HashTap extends Transform {
-  readonly hash: Hash = createHash("sha256");
+  readonly hash: Hash | undefined;
   bytes = 0;
+  constructor(options: { hash?: boolean; highWaterMark?: number } = {}) {
+    super({ highWaterMark: options.highWaterMark ?? 1 << 20 });
+    this.hash = options.hash === false ? undefined : createHash("sha256");
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.bytes += chunk.byteLength;
     done(null, chunk);
   }
@@ -241,7 +241,7 @@ export class HashTap extends Transform {
 
 /**
  * Downloads `key` into `sink` (a file path, created exclusively, or a Writable), decompressing zstd on
- * the way, and checks stored and uncompressed size and sha256. Throws ObjectIntegrityError naming the
+ * the way, and checks what the manifest promises (ExpectedObject). Throws ObjectIntegrityError naming the
  * object on any mismatch or undecodable data; the caller discards what was written.
  */
 export async function downloadObject(store: BackupStore, key: string, expected: ExpectedObject, sink: string | Writable, options: DownloadOptions = {}): Promise<DownloadResult> {
@@ -262,12 +262,18 @@ export async function downloadObject(store: BackupStore, key: string, expected: 
   // stages so the network, zstd (on the libuv pool) and the writes overlap. Larger buffers bought no speed
   // in the bench and only raised the peak RSS (target: 200 MiB).
   const decompress = expected.compression === "zstd" ? createZstdDecompress({ chunkSize: 256 << 10, highWaterMark: 1 << 20 } as ZstdOptions) : undefined;
-  const deferred = typeof sink === "string" && options.deferFileHash === true;
-  const plain = typeof sink === "string" ? new HashingFileSink(sink, { hash: !deferred, ...(decompress ? { releaseBuffersOf: decompress } : {}) }) : undefined;
-  const tap = plain ? undefined : new HashTap({ highWaterMark: 1 << 20 });
+  // The decompressed bytes are hashed only for a manifest that records their sha256 (before 0.3); from 0.3 on
+  // the decoder checks every frame's content checksum, and a frame without one is refused (job/zstd-frames.ts).
+  // (Stored uncompressed, the bytes are the stored ones, checked by their sha256.)
+  const plainSha256 = expected.uncompressedSha256;
+  const deferred = typeof sink === "string" && options.deferFileHash === true && plainSha256 !== undefined;
+  const hashPlain = plainSha256 !== undefined && !deferred;
+  const plain = typeof sink === "string" ? new HashingFileSink(sink, { hash: hashPlain, ...(decompress ? { releaseBuffersOf: decompress } : {}) }) : undefined;
+  const tap = plain ? undefined : new HashTap({ hash: hashPlain });
   // The decoder gets the stream frame by frame (job/zstd-frames.ts): Node's loses its place when a network chunk
   // ends inside a frame's last bytes.
-  const stages: Writable[] = [...(decompress ? [frameAligned(), decompress] : []), ...(tap ? [tap, sink as Writable] : [plain!])];
+  const checked = expected.contentChecksum === CONTENT_CHECKSUM;
+  const stages: Writable[] = [...(decompress ? [frameAligned({ requireChecksums: checked }), decompress] : []), ...(tap ? [tap, sink as Writable] : [plain!])];
   try {
     await pipeline(source, ...(stages as [Transform, Writable]));
   } catch (e) {
@@ -292,10 +298,10 @@ export async function downloadObject(store: BackupStore, key: string, expected: 
   if (plainBytes !== expected.uncompressedSize) {
     throw new ObjectIntegrityError(key, `decompressed to ${plainBytes} bytes, the manifest says ${expected.uncompressedSize}`);
   }
-  if (deferred && typeof sink === "string")
-    return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes, fileCheck: checkFileSha256(key, sink, expected.uncompressedSha256) };
-  const plainSha = (plain ? plain.hash! : tap!.hash).digest("hex");
-  if (plainSha !== expected.uncompressedSha256) throw decompressedMismatch(key, plainSha, expected.uncompressedSha256);
+  if (plainSha256 === undefined) return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes };
+  if (deferred && typeof sink === "string") return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes, fileCheck: checkFileSha256(key, sink, plainSha256) };
+  const plainSha = (plain ? plain.hash! : tap!.hash!).digest("hex");
+  if (plainSha !== plainSha256) throw decompressedMismatch(key, plainSha, plainSha256);
   return { key, bytes: stored.bytes, uncompressedBytes: plainBytes, resumes };
 }
 

@@ -25,7 +25,7 @@ export function fullManifest(overrides: Partial<Manifest> = {}): Omit<Manifest, 
         size: 10,
         sha256: hex("a"),
         uncompressedSize: 4096,
-        uncompressedSha256: hex("b"),
+        contentChecksum: "zstd-checksum",
       },
       {
         name: "documents.tar.zst",
@@ -161,6 +161,7 @@ describe("the manifest's fields", () => {
     ["files.0.sha256", hex("0"), hex("A"), `files.0.sha256: expected 64 lowercase hex characters (sha256), got ${hex("A")}`],
     ["files.0.uncompressedSize", Number.MAX_SAFE_INTEGER, 1.5, "files.0.uncompressedSize: expected a whole number >= 0, got 1.5"],
     ["files.0.uncompressedSha256", hex("9"), "a".repeat(63), "files.0.uncompressedSha256: expected 64 lowercase hex characters (sha256)"],
+    ["files.0.contentChecksum", "zstd-checksum", "xxh64", "files.0.contentChecksum: expected 'zstd-checksum', got xxh64"],
     ["databases", fullManifest().databases, null, "databases: expected a list, got null"],
     ["databases.0.source", "eventlog@6", "", "databases.0.source: expected a non-empty string, got an empty string"],
     ["databases.0.fileName", undefined, 1, "databases.0.fileName: expected a string, got 1"],
@@ -191,6 +192,17 @@ describe("the manifest's fields", () => {
   ])("%s: takes %j, refuses %j", (path, good, bad, message) => {
     expect(() => parseManifest(withField(path, good))).not.toThrow();
     expect(() => parseManifest(withField(path, bad), "m.json")).toThrow(`validate manifest 'm.json': ${message}`);
+  });
+
+  it("needs a way to check each zstd object's decompressed bytes: frame checksums (0.3) or their sha256 (before)", () => {
+    const withFile = (f: object) => ({ ...valid(), files: [{ ...valid().files[0], ...f }] });
+    const check = (f: object) => () => parseManifest(withFile({ contentChecksum: undefined, uncompressedSha256: undefined, ...f }), "m.json");
+    expect(check({ contentChecksum: "zstd-checksum" })).not.toThrow();
+    expect(check({ uncompressedSha256: hex("b") })).not.toThrow();
+    expect(check({ contentChecksum: "zstd-checksum", uncompressedSha256: hex("b") })).not.toThrow();
+    // Stored as they are, the bytes are checked by the sha256 of what is stored.
+    expect(check({ compression: "none" })).not.toThrow();
+    expect(check({})).toThrow("validate manifest 'm.json': file 'eventlog@6.db.zst' has nothing to check its decompressed bytes by (contentChecksum or uncompressedSha256)");
   });
 
   it("refuses a manifest that is not an object, and names every problem at once", () => {

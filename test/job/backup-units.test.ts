@@ -12,8 +12,9 @@ import { EXIT, JobError } from "../../job/errors.ts";
 import { acquireLock } from "../../job/lock.ts";
 import { createLogger, redact } from "../../job/log.ts";
 import { checkSnapshot, snapshotDatabase } from "../../job/sqlite.ts";
-import { compressFile, compressStream } from "../../job/stream.ts";
+import { compressFile, compressStream, FRAME_BYTES } from "../../job/stream.ts";
 import { decodeChanges, sha256, tempDir, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { zstdFrames } from "./zstd-walk.ts";
 
 /** The adapters and pure helpers of the job, on real files: snapshot + check, streams, changes, lock, logs. */
 
@@ -51,17 +52,26 @@ describe("snapshot and check", () => {
 });
 
 describe("compression streams", () => {
-  it("compressFile and compressStream hash both sides and produce the same zstd content", async () => {
+  it("compressFile and compressStream hash what they store, and every frame carries its content checksum", async () => {
     const path = join(dir.path, "data.bin");
-    const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => `line ${i % 977}\n`).join(""));
+    const data = Buffer.from(Array.from({ length: 400_000 }, (_, i) => `line ${i % 977}\n`).join(""));
     await writeFile(path, data);
-    const chunks: Buffer[] = [];
-    const a = await compressFile(path, async (c) => void chunks.push(Buffer.from(c)));
-    const stored = Buffer.concat(chunks);
-    expect(a).toEqual({ size: stored.length, sha256: sha256(stored), uncompressedSize: data.length, uncompressedSha256: sha256(data) });
-    expect(zstdDecompressSync(stored)).toEqual(data);
-    const b = await compressStream(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), async () => {});
-    expect(b.uncompressedSha256).toBe(a.uncompressedSha256);
+    const outputs: Buffer[] = [];
+    for (const compress of [
+      (sink: (c: Buffer) => Promise<void>) => compressFile(path, sink),
+      (sink: (c: Buffer) => Promise<void>) => compressStream(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), sink),
+    ]) {
+      const chunks: Buffer[] = [];
+      const d = await compress(async (c) => void chunks.push(Buffer.from(c)));
+      const stored = Buffer.concat(chunks);
+      expect(d).toEqual({ size: stored.length, sha256: sha256(stored), uncompressedSize: data.length });
+      expect(zstdDecompressSync(stored)).toEqual(data);
+      outputs.push(stored);
+    }
+    // compressFile's 1 MiB frames and compressStream's one frame: each with the checksum a decoder checks.
+    expect(data.length).toBeGreaterThan(3 * FRAME_BYTES);
+    expect(zstdFrames(outputs[0]!).map((f) => f.checksum)).toEqual(Array(Math.ceil(data.length / FRAME_BYTES)).fill(true));
+    expect(zstdFrames(outputs[1]!).map((f) => f.checksum)).toEqual([true]);
   });
 
   it("a failing sink fails the compression instead of hanging", async () => {

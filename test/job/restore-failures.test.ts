@@ -3,13 +3,15 @@ import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync 
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import tar from "tar-stream";
 import { beforeEach, describe, expect, it } from "vitest";
 import { appendDemoEvents } from "../../bench/livestore-db.ts";
-import { CHANGES_FILE, fileKey, manifestKey } from "../../core/index.ts";
+import { CHANGES_FILE, fileKey, manifestKey, type FileEntry } from "../../core/index.ts";
 import { JobError } from "../../job/errors.ts";
 import { restore } from "../../job/restore/index.ts";
 import { HttpStore } from "../../job/store/http-store.ts";
+import { sha256 } from "./backup-fixtures.ts";
 import { startFaultProxy } from "./restore-proxy.ts";
 import { useTestBucket } from "./bucket.ts";
 import { dumpDatabase, fileSha256, uploadFull, uploadIncremental } from "./restore-fixtures.ts";
@@ -113,13 +115,67 @@ describe("a corrupted object", () => {
 });
 
 describe("a decompressed database that differs from the manifest", () => {
-  it("fails naming the object (hashed off the main thread after the download), and leaves the target untouched", async () => {
+  /** Stored bytes the manifest describes (size and sha256 of the bytes as stored), made by `remake` from the job's. */
+  const restored = (remake: (stored: Uint8Array) => Uint8Array) => {
+    let made: Uint8Array | undefined;
+    return {
+      tamper: (name: string, stored: Uint8Array) => (name === "app.db.zst" ? (made = remake(stored)) : stored),
+      tamperEntries: (files: FileEntry[]) => files.map((f) => (f.role === "database" ? { ...f, size: made!.byteLength, sha256: sha256(made!) } : f)),
+    };
+  };
+
+  it("a frame whose content does not match its checksum fails naming the object, and leaves the target untouched", async () => {
+    const src = source(200);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
+    appendDemoEvents(src.path, 50, 2);
+    // One bit of the frame's content checksum (its last 4 bytes) flipped: the stored bytes match the manifest.
+    await uploadFull(
+      t.bucket.store,
+      "20260105T060000Z",
+      [src],
+      restored((stored) => Buffer.concat([stored.subarray(0, -1), Buffer.from([stored.at(-1)! ^ 1])])),
+    );
+
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
+
+    expect(e.kind).toBe("integrity");
+    expect(e.message).toContain("backups/full/20260105T060000Z/app.db.zst");
+    expect(e.message).toContain("the stored bytes match the manifest but do not decode");
+    expect(e.message).toMatch(/checksum/);
+    expect(e.message).toContain("--at 20260105T000000Z");
+    await expectTargetUntouched();
+  });
+
+  it("frames without checksums, where the manifest says every frame has one, are refused before they are decoded", async () => {
+    const src = source(200);
+    await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
+    appendDemoEvents(src.path, 50, 2);
+    await uploadFull(
+      t.bucket.store,
+      "20260105T060000Z",
+      [src],
+      restored((stored) => zstdCompressSync(zstdDecompressSync(stored))),
+    );
+
+    const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
+
+    expect(e.kind).toBe("integrity");
+    expect(e.message).toContain("backups/full/20260105T060000Z/app.db.zst");
+    expect(e.message).toContain("zstd frame 1 carries no content checksum, and the manifest says every frame does");
+    expect(e.message).toContain("--at 20260105T000000Z");
+    await expectTargetUntouched();
+  });
+
+  it("of a backup before 0.3 (its sha256 in the manifest), fails naming the object (hashed off the main thread after the download), and leaves the target untouched", async () => {
     const src = source(200);
     await uploadFull(t.bucket.store, "20260105T000000Z", [src]);
     appendDemoEvents(src.path, 50, 2);
     // The stored bytes are intact (their sha256 matches); only the decompressed sha256 disagrees.
     const wrong = "0".repeat(64);
-    await uploadFull(t.bucket.store, "20260105T060000Z", [src], { tamperEntries: (files) => files.map((f) => (f.role === "database" ? { ...f, uncompressedSha256: wrong } : f)) });
+    await uploadFull(t.bucket.store, "20260105T060000Z", [src], {
+      legacy: true,
+      tamperEntries: (files) => files.map((f) => (f.role === "database" ? { ...f, uncompressedSha256: wrong } : f)),
+    });
 
     for (const check of ["integrity", "quick"] as const) {
       const e = await failure(restore({ store: t.bucket.store, to: target, force: true, check }));
@@ -135,10 +191,11 @@ describe("a decompressed database that differs from the manifest", () => {
   it("before changes are re-applied on top of it, fails the same way", async () => {
     const src = source(100);
     const full = await uploadFull(t.bucket.store, "20260105T000000Z", [src], {
+      legacy: true,
       tamperEntries: (files) => files.map((f) => (f.role === "database" ? { ...f, uncompressedSha256: "f".repeat(64) } : f)),
     });
     appendDemoEvents(src.path, 30, 2);
-    await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [src]);
+    await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [src], { legacy: true });
 
     const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
 

@@ -3,9 +3,10 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { zstdCompressSync } from "node:zlib";
+import { constants, zstdCompressSync } from "node:zlib";
 import {
   CHANGES_FILE,
+  CONTENT_CHECKSUM,
   DEFAULT_CHANGE_TABLES,
   DOCUMENTS_FILE,
   buildManifest,
@@ -26,7 +27,8 @@ import type { BackupStore } from "../../job/store/types.ts";
 
 /**
  * Test fixtures for restore: real SQLite files backed up the way the job stores them (a `VACUUM INTO`
- * snapshot, zstd, sha256 of stored and uncompressed bytes, manifest written last) through the real local
+ * snapshot, zstd with frame checksums, sha256 of the stored bytes, manifest written last; or with `legacy`, as
+ * 0.2.0 stored them: no frame checksums, the sha256 of the uncompressed bytes in the manifest) through the real local
  * Worker. Incrementals carry the change rows past the previous watermark, encoded by core.
  */
 
@@ -46,7 +48,12 @@ function tablesOf(db: DatabaseSync): Record<string, number> {
   return Object.fromEntries(names.map((n) => [n, Number((db.prepare(`SELECT count(*) AS c FROM ${quote(n)}`).get() as { c: number }).c)]));
 }
 
-function entry(name: string, role: FileEntry["role"], stored: Uint8Array, plain: Uint8Array, source?: string): FileEntry {
+/** zstd as the job writes it (each frame with its content checksum), or as 0.2.0 did (`legacy`: none). */
+function compress(plain: Uint8Array, legacy?: boolean): Uint8Array {
+  return zstdCompressSync(plain, { params: { [constants.ZSTD_c_checksumFlag]: legacy ? 0 : 1 } });
+}
+
+function entry(name: string, role: FileEntry["role"], stored: Uint8Array, plain: Uint8Array, source?: string, legacy?: boolean): FileEntry {
   return {
     name,
     role,
@@ -56,7 +63,7 @@ function entry(name: string, role: FileEntry["role"], stored: Uint8Array, plain:
     size: stored.byteLength,
     sha256: sha256(stored),
     uncompressedSize: plain.byteLength,
-    uncompressedSha256: sha256(plain),
+    ...(legacy ? { uncompressedSha256: sha256(plain) } : { contentChecksum: CONTENT_CHECKSUM }),
   };
 }
 
@@ -85,8 +92,10 @@ export interface UploadOptions {
   changeTables?: readonly ChangeTable[];
   /** A full backup's `documents.tar.zst`: the uncompressed tar bytes. */
   documentsTar?: Uint8Array;
-  /** Change the file entries before the manifest is built (to fake a manifest that lies). */
+  /** Change the file entries before the manifest is built (to fake a manifest that lies); after `tamper`. */
   tamperEntries?: (files: FileEntry[]) => FileEntry[];
+  /** Store the objects as 0.2.0 did: frames without checksums, the uncompressed sha256 in the manifest. */
+  legacy?: boolean;
 }
 
 /** Uploads a full backup of `sources` at `ts`, manifest last; returns the manifest. */
@@ -109,9 +118,9 @@ export async function uploadFull(store: BackupStore, ts: string, sources: Fixtur
       const present = tablesOf(check);
       for (const t of tables) if (t.table in present) to.push({ source: s.source, table: t.table, columns: [...t.columns], value: maxKey(check, t) });
       check.close();
-      let stored: Uint8Array = zstdCompressSync(plain);
+      let stored = compress(plain, options.legacy);
       const name = databaseFile(s.source);
-      files.push(entry(name, "database", stored, plain, s.source));
+      files.push(entry(name, "database", stored, plain, s.source, options.legacy));
       databases.push({ source: s.source, fileName: `${s.source}.db`, pageSize, pageCount, integrity: "ok", tables: present });
       if (options.tamper) stored = options.tamper(name, stored);
       await store.put(fileKey("full", ts, name), stored);
@@ -120,8 +129,8 @@ export async function uploadFull(store: BackupStore, ts: string, sources: Fixtur
     await rm(dir, { recursive: true, force: true });
   }
   if (options.documentsTar) {
-    const stored: Uint8Array = zstdCompressSync(options.documentsTar);
-    files.push({ ...entry(DOCUMENTS_FILE, "documents", stored, options.documentsTar), contentType: "application/x-tar" });
+    const stored = compress(options.documentsTar, options.legacy);
+    files.push({ ...entry(DOCUMENTS_FILE, "documents", stored, options.documentsTar, undefined, options.legacy), contentType: "application/x-tar" });
     await store.put(fileKey("full", ts, DOCUMENTS_FILE), stored);
   }
   const m = buildManifest({
@@ -164,8 +173,8 @@ export async function uploadIncremental(store: BackupStore, ts: string, previous
     db.close();
   }
   const plain = new TextEncoder().encode(lines.map((l) => `${l}\n`).join(""));
-  const compressed: Uint8Array = zstdCompressSync(plain);
-  const files = [entry(CHANGES_FILE, "changes", compressed, plain)];
+  const compressed = compress(plain, options.legacy);
+  const files = [entry(CHANGES_FILE, "changes", compressed, plain, undefined, options.legacy)];
   const stored = options.tamper ? options.tamper(CHANGES_FILE, compressed) : compressed;
   await store.put(fileKey("incremental", ts, CHANGES_FILE), stored);
   const m = buildManifest({ kind: "incremental", id: ts, base: previous.base, previous: previous.id, ...meta(ts), files, databases: [], from: previous.to, to, changes });
