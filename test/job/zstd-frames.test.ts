@@ -2,13 +2,15 @@ import { createHash, randomFillSync } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { constants, createZstdCompress, zstdCompressSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CONTENT_CHECKSUM } from "../../core/index.ts";
 import { downloadObject } from "../../job/restore/download.ts";
 import type { BackupStore } from "../../job/store/types.ts";
 import { compressFile, FRAME_BYTES } from "../../job/stream.ts";
-import { ZstdFrameCutter } from "../../job/zstd-frames.ts";
+import { frameAligned, ZstdFrameCutter } from "../../job/zstd-frames.ts";
 import { zstdFrames } from "./zstd-walk.ts";
 
 let dir: string;
@@ -140,6 +142,26 @@ describe("ZstdFrameCutter", () => {
       ),
     );
     expect(got.filter((e) => frames.some((f) => f.end === e))).toEqual(frames.map((f) => f.end));
+  });
+
+  it("counts data frames and names the first without a content checksum; frameAligned then refuses the stream", async () => {
+    const checked = zstdCompressSync(plain.subarray(0, 70_000), { params: { [constants.ZSTD_c_checksumFlag]: 1 } });
+    const skippable = Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18]), Buffer.from([5, 0, 0, 0]), Buffer.from("hello")]);
+    const unchecked = zstdCompressSync(Buffer.from("tiny"));
+    const cutter = new ZstdFrameCutter();
+    for (const chunk of chunked(Buffer.concat([checked, skippable, checked, unchecked, checked]), [7, 70, checked.length + 3])) cutter.cut(chunk);
+    expect([cutter.frames, cutter.firstUnchecked]).toEqual([4, 3]);
+    const through = async (bytes: Buffer, requireChecksums: boolean) => {
+      const out: Buffer[] = [];
+      await pipeline(Readable.from(chunked(bytes, [5])), frameAligned({ requireChecksums }), async (chunks: AsyncIterable<Buffer>) => {
+        for await (const c of chunks) out.push(c);
+      });
+      return Buffer.concat(out);
+    };
+    expect((await through(stream, true)).equals(stream)).toBe(true);
+    const mixed = Buffer.concat([checked, unchecked]);
+    expect((await through(mixed, false)).equals(mixed)).toBe(true);
+    await expect(through(mixed, true)).rejects.toThrow("zstd frame 2 carries no content checksum, and the manifest says every frame does");
   });
 
   it("passes what is not a zstd frame through whole, for the decoder to name", () => {
