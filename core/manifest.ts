@@ -25,7 +25,7 @@ const relativePath: Check<string> = rule("a relative path of safe segments ('a/b
 /**
  * How a restore knows an object decompressed to the bytes that were backed up (besides `uncompressedSize`):
  * `zstd-checksum`: every zstd frame of the object carries the checksum of its own content (RFC 8878's
- * Content_Checksum, XXH64 of the frame's input, written by the compressor), which every zstd decoder checks as
+ * Content_Checksum, the low 32 bits of XXH64 of the frame's input, written by the compressor), which every zstd decoder checks as
  * it decodes, Node's and `zstd -d` alike. From 0.3 on; before, `uncompressedSha256` (which 0.3 still checks).
  */
 export const CONTENT_CHECKSUM = "zstd-checksum" as const;

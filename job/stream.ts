@@ -14,7 +14,7 @@ import type { Pins } from "./pinned.ts";
  * -> sha256 and size -> a consumer (the uploader, which spools them to the work dir: job/upload.ts), chunk by
  * chunk. Nothing holds more than a few chunks, so memory stays flat whatever the database size.
  *
- * The input is not hashed: zstd's frame checksums (XXH64 of each frame's input, taken by the compressor from the
+ * The input is not hashed: zstd's frame checksums (the low 32 bits of XXH64 of each frame's input, taken by the compressor from the
  * very buffer it compresses) are what a restore checks the decompressed bytes by (core/manifest.ts
  * CONTENT_CHECKSUM), and the sha256 of the stored bytes is the object's identity. A sha256 of the input was ~9% of
  * a full backup's CPU on the AMD VM (0.8 s per GiB), and 1 GiB took 1.6 s to hash on the Intel VM (issue 16).
@@ -90,7 +90,9 @@ export const ZSTD_LEVEL = 1;
  * libuv pool. 1 MiB is a multiple of every power-of-two output buffer up to 1 MiB, so each frame but the last
  * ends exactly where a decoder's output buffer fills: Node's streaming `createZstdDecompress` stops at a frame
  * that ends with room left in its buffer and input after it (it drops or misreads what follows), and frames
- * aligned this way are read whole by it, by `zstdDecompressSync` and by `zstd -d` (test/job/snapshot-stream.test.ts).
+ * aligned this way are read whole by it when it is fed frame by frame (as a restore does: job/zstd-frames.ts; a
+ * network chunk that ends inside a frame's checksum loses it the rest otherwise), by `zstdDecompressSync` and by
+ * `zstd -d` (test/job/snapshot-stream.test.ts).
  * Keep it so: any whole-buffer `zstdDecompressSync` of a backup depends on it (a frame size that is not a
  * multiple of its buffer would be read short, caught by the size check).
  */

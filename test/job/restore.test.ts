@@ -139,6 +139,28 @@ describe("restore latest", () => {
   });
 });
 
+describe("a chain written by versions before and after 0.3", () => {
+  it("restores to the source: a full checked by its sha256, incrementals by frame checksums and by sha256 in turn", async () => {
+    const src = source("app", 100);
+    const full = await uploadFull(t.bucket.store, "20260105T000000Z", [src], { legacy: true });
+    appendDemoEvents(src.path, 20, 2);
+    const inc1 = await uploadIncremental(t.bucket.store, "20260105T010000Z", full, [src]);
+    appendDemoEvents(src.path, 20, 3);
+    const inc2 = await uploadIncremental(t.bucket.store, "20260105T020000Z", inc1, [src], { legacy: true });
+    expect([full, inc1, inc2].map((m) => [m.files[0]!.contentChecksum, m.files[0]!.uncompressedSha256 === undefined])).toEqual([
+      [undefined, false],
+      ["zstd-checksum", true],
+      [undefined, false],
+    ]);
+    const to = join(t.dir, "mixed.db");
+
+    const result = await restore({ store: t.bucket.store, to });
+
+    expect(result.chain.map((c) => c.id)).toEqual([inc1.id, inc2.id]);
+    expect(dumpDatabase(to)).toEqual(dumpDatabase(src.path));
+  });
+});
+
 describe("point in time", () => {
   it("restores exactly the rows committed up to the last incremental at or before --at", async () => {
     const src = source("eventlog@6", 100);
