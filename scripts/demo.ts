@@ -12,6 +12,7 @@ import { backup, sourceNameFor, type BackupOptions, type BackupResult, type Data
 import { liveStoreDatabases, liveStoreFiles } from "../job/livestore.ts";
 import { restore, type RestoreResult } from "../job/restore/index.ts";
 import { HttpStore } from "../job/store/http-store.ts";
+import { frameAligned } from "../job/zstd-frames.ts";
 import { DEV_TOKENS, startLocalWorker } from "../worker/local.ts";
 
 /**
@@ -241,6 +242,8 @@ async function checkDocuments(store: HttpStore, full: BackupResult, expected: nu
     if (header.type === "file" && header.name.endsWith(".md")) files++;
     stream.on("end", next).resume();
   });
-  await pipeline(Readable.fromWeb(got.body as import("node:stream/web").ReadableStream<Uint8Array>), createZstdDecompress(), extract);
+  // Frame by frame into Node's decoder, as a restore feeds it (job/zstd-frames.ts): it loses its place when a network
+  // chunk ends inside a frame's last bytes and another frame follows.
+  await pipeline(Readable.fromWeb(got.body as import("node:stream/web").ReadableStream<Uint8Array>), frameAligned(), createZstdDecompress(), extract);
   return { name, ok: files === expected && files > 0, detail: `${files} markdown file(s) for ${expected} todo(s), ${got.size} bytes stored` };
 }
