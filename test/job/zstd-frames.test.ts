@@ -101,6 +101,13 @@ function storeServing(key: string, bytes: Buffer, cuts: Iterable<number>): Backu
 }
 
 describe("ZstdFrameCutter", () => {
+  /** One frame of each kind: with a content checksum (not single segment), skippable, and single segment without. */
+  const frameKinds = () => ({
+    checked: zstdCompressSync(plain.subarray(0, 70_000), { params: { [constants.ZSTD_c_checksumFlag]: 1 } }),
+    skippable: Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18]), Buffer.from([5, 0, 0, 0]), Buffer.from("hello")]),
+    unchecked: zstdCompressSync(Buffer.from("tiny")),
+  });
+
   it("ends a piece at every frame end, whatever the chunks: single bytes, random sizes, one whole buffer", () => {
     const everyByte = Array.from({ length: stream.length }, (_, i) => i);
     let seed = 7;
@@ -128,10 +135,8 @@ describe("ZstdFrameCutter", () => {
   });
 
   it("follows checksummed and single-segment frames and skippable frames", () => {
-    const a = zstdCompressSync(plain.subarray(0, 70_000), { params: { [constants.ZSTD_c_checksumFlag]: 1 } });
-    const skippable = Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18]), Buffer.from([5, 0, 0, 0]), Buffer.from("hello")]);
-    const b = zstdCompressSync(Buffer.from("tiny"));
-    const mixed = Buffer.concat([a, skippable, b]);
+    const { checked, skippable, unchecked } = frameKinds();
+    const mixed = Buffer.concat([checked, skippable, unchecked]);
     const frames = zstdFrames(mixed);
     expect(frames.map((f) => f.checksum)).toEqual([true, false, false]);
     expect(frames[2]!.windowLog).toBeNull(); // a one-shot compression of a known size: single segment
@@ -145,9 +150,7 @@ describe("ZstdFrameCutter", () => {
   });
 
   it("counts data frames and names the first without a content checksum; frameAligned then refuses the stream", async () => {
-    const checked = zstdCompressSync(plain.subarray(0, 70_000), { params: { [constants.ZSTD_c_checksumFlag]: 1 } });
-    const skippable = Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18]), Buffer.from([5, 0, 0, 0]), Buffer.from("hello")]);
-    const unchecked = zstdCompressSync(Buffer.from("tiny"));
+    const { checked, skippable, unchecked } = frameKinds();
     const cutter = new ZstdFrameCutter();
     for (const chunk of chunked(Buffer.concat([checked, skippable, checked, unchecked, checked]), [7, 70, checked.length + 3])) cutter.cut(chunk);
     expect([cutter.frames, cutter.firstUnchecked]).toEqual([4, 3]);
