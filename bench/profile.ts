@@ -11,7 +11,6 @@ import { compressFile, compressStream, hashFile } from "../job/stream.ts";
 import { uploadFile } from "../job/upload.ts";
 import { round } from "./report.ts";
 
-/** compressFile with its frames written to `to`, as the backup's upload spools them. */
 /** The chunks of `source`, hashed on the way (sha256) as the pipeline before 0.3 hashed its input. */
 async function* hashed(source: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
   const hash = createHash("sha256");
@@ -22,6 +21,7 @@ async function* hashed(source: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
   hash.digest("hex");
 }
 
+/** compressFile with its frames written to `to`, as the backup's upload spools them. */
 async function writeCompressed(from: string, to: string, pins?: Pins): ReturnType<typeof compressFile> {
   const file = await open(to, "wx");
   try {

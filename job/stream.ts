@@ -14,10 +14,11 @@ import type { Pins } from "./pinned.ts";
  * -> sha256 and size -> a consumer (the uploader, which spools them to the work dir: job/upload.ts), chunk by
  * chunk. Nothing holds more than a few chunks, so memory stays flat whatever the database size.
  *
- * The input is not hashed: zstd's frame checksums (the low 32 bits of XXH64 of each frame's input, taken by the compressor from the
- * very buffer it compresses) are what a restore checks the decompressed bytes by (core/manifest.ts
- * CONTENT_CHECKSUM), and the sha256 of the stored bytes is the object's identity. A sha256 of the input was ~9% of
- * a full backup's CPU on the AMD VM (0.8 s per GiB), and 1 GiB took 1.6 s to hash on the Intel VM (issue 16).
+ * The input is not hashed: zstd's frame checksums (the low 32 bits of XXH64 of each frame's input, taken by the
+ * compressor from the very buffer it compresses) are what a restore checks the decompressed bytes by
+ * (core/manifest.ts CONTENT_CHECKSUM), and the sha256 of the stored bytes is the object's identity. A sha256 of the
+ * input was 5-9% of a full backup's CPU on the AMD VM (~0.8 s per GiB), and 1 GiB took 1.6 s to hash on the Intel
+ * VM (issue 16).
  */
 
 /** Sizes of one object and the sha256 of its stored (compressed) bytes. */
