@@ -12,7 +12,7 @@ import { Pins } from "../../job/pinned.ts";
 import { checkSnapshot, copyUnderSharedLock, materializeSnapshot, patchUnderSharedLock, snapshotDatabase } from "../../job/sqlite.ts";
 import { compressFile, FRAME_BYTES, FRAME_WINDOW_LOG, parseCpuShare } from "../../job/stream.ts";
 import { frameAligned } from "../../job/zstd-frames.ts";
-import { zstdFrames } from "./zstd-walk.ts";
+import { chunked, zstdFrames } from "./zstd-walk.ts";
 import { collector, JOB_ROOT, sha256, tempDir, writeLiveStoreDb } from "./backup-fixtures.ts";
 
 /**
@@ -38,11 +38,11 @@ function sample(bytes: number): Buffer {
   return out;
 }
 
+/** `stored` through a restore's decoder, in pieces of `cut` bytes or cut at the offsets `cut` lists. */
 async function decodeStreaming(stored: Buffer, cut: number | number[], chunkSize?: number): Promise<Buffer> {
-  const at = typeof cut === "number" ? Array.from({ length: Math.ceil(stored.length / cut) }, (_, i) => (i + 1) * cut) : [...cut, stored.length];
-  const pieces = at.map((end, i) => stored.subarray(i === 0 ? 0 : at[i - 1], end)).filter((p) => p.length > 0);
+  const cuts = typeof cut === "number" ? Array.from({ length: Math.ceil(stored.length / cut) }, (_, i) => (i + 1) * cut) : cut;
   const out: Buffer[] = [];
-  for await (const c of Readable.from(pieces)
+  for await (const c of Readable.from(chunked(stored, cuts))
     .pipe(frameAligned())
     .pipe(createZstdDecompress(chunkSize ? { chunkSize } : {})))
     out.push(c as Buffer);

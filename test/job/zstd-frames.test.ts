@@ -11,7 +11,7 @@ import { downloadObject } from "../../job/restore/download.ts";
 import type { BackupStore } from "../../job/store/types.ts";
 import { compressFile, FRAME_BYTES } from "../../job/stream.ts";
 import { frameAligned, ZstdFrameCutter } from "../../job/zstd-frames.ts";
-import { zstdFrames } from "./zstd-walk.ts";
+import { chunked, zstdFrames } from "./zstd-walk.ts";
 
 let dir: string;
 /** A database-like file of 5 frames and a short sixth, and the stream `compressFile` makes of it (as backups store it). */
@@ -53,12 +53,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** `bytes` cut at `cuts` (offsets, any order), as a network might deliver them. */
-function chunked(bytes: Buffer, cuts: Iterable<number>): Buffer[] {
-  const at = [...new Set([...cuts].filter((c) => c > 0 && c < bytes.length))].sort((a, b) => a - b);
-  return [0, ...at].map((from, i) => bytes.subarray(from, at[i] ?? bytes.length));
-}
 
 /** Feeds `chunks` through one cutter; returns where its pieces end and checks they rejoin to the input. */
 function pieceEnds(chunks: Buffer[]): number[] {

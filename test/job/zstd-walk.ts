@@ -46,3 +46,9 @@ export function zstdFrames(stream: Uint8Array): WalkedFrame[] {
   }
   return frames;
 }
+
+/** `bytes` cut at `cuts` (offsets, any order), as a network might deliver them. */
+export function chunked(bytes: Buffer, cuts: Iterable<number>): Buffer[] {
+  const at = [...new Set([...cuts].filter((c) => c > 0 && c < bytes.length))].sort((a, b) => a - b);
+  return [0, ...at].map((from, i) => bytes.subarray(from, at[i] ?? bytes.length));
+}
