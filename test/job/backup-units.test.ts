@@ -1,4 +1,7 @@
+import { spawn } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
+import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { zstdDecompressSync } from "node:zlib";
@@ -109,7 +112,60 @@ describe("lock", () => {
     await lock.release();
     await (await acquireLock(path)).release();
   });
+
+  it("two runs that find the same stale lock: the one that takes it over second is busy and leaves the first's lock in place", async () => {
+    const path = join(dir.path, "race.lock");
+    await writeFile(path, "2147483646\n"); // its owner is gone
+    const other = await holdLockInAnotherProcess(path);
+    try {
+      // Between reading the stale lock and moving it aside, another run takes it over.
+      const err = await acquireLock(path, { beforeTakeover: other.take }).catch((e: unknown) => e);
+      expect((err as JobError).exitCode).toBe(EXIT.busy);
+      expect((err as JobError).message).toContain("took over the stale lock first");
+      expect((await readFile(path, "utf8")).trim().split(/\s+/)[0]).toBe(String(other.pid));
+      expect(readdirSync(dir.path).sort()).toEqual(["race.lock"]);
+    } finally {
+      await other.release();
+    }
+    await (await acquireLock(path)).release();
+  });
 });
+
+/**
+ * A second process running `acquireLock(path)` when told (`take`, which resolves once it holds the lock) and
+ * releasing it when told (`release`, which resolves once it has exited).
+ */
+async function holdLockInAnotherProcess(path: string): Promise<{ pid: number; take: () => Promise<void>; release: () => Promise<void> }> {
+  const lockModule = new URL("../../job/lock.ts", import.meta.url).href;
+  const code = `import { acquireLock } from ${JSON.stringify(lockModule)};
+let lock;
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", async (line) => {
+  if (line.startsWith("take")) { lock = await acquireLock(${JSON.stringify(path)}); process.stdout.write("held\\n"); }
+  else { await lock?.release(); process.exit(0); }
+});
+process.stdout.write("ready\\n");`;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", code], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout! });
+  const next = () =>
+    new Promise<string>((resolve, reject) => {
+      lines.once("line", resolve);
+      child.once("exit", (code) => reject(new Error(`the other process exited with ${code}`)));
+    });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  expect(await next()).toBe("ready");
+  return {
+    pid: child.pid!,
+    take: async () => {
+      child.stdin!.write("take\n");
+      expect(await next()).toBe("held");
+    },
+    release: async () => {
+      child.stdin!.write("release\n");
+      await exited;
+    },
+  };
+}
 
 describe("pure helpers", () => {
   it("source names follow core's charset and stay unique", () => {
