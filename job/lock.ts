@@ -7,10 +7,10 @@ import { processRunning, startOf } from "./workdir.ts";
 /**
  * One backup at a time per lock file, holding the owner's pid and, on Linux, its start time. The file is
  * written whole under a temporary name and then linked into place, which fails when a lock is there: a lock
- * is never seen half-written (only an older version's can be). A lock whose owner no longer runs (a job
- * killed with SIGKILL) is stale and taken over; a live one is `busy` (exit 7). A pid that runs but started at
- * another time is another process that got the pid again (a restarted container numbers its processes from
- * 1 again; with --tmp-dir on a persistent disk the lock stays): stale too.
+ * is never seen half-written (except an older version's, or one on a file system without hard links). A lock
+ * whose owner no longer runs (a job killed with SIGKILL) is stale and taken over; a live one is `busy` (exit
+ * 7). A pid that runs but started at another time is another process that got the pid again (a restarted
+ * container numbers its processes from 1 again; with --tmp-dir on a persistent disk the lock stays): stale too.
  *
  * Taking over is safe against a second run that found the same stale lock: the stale file is moved aside,
  * not deleted, and kept out only if it is the very file that was read (same inode, same text). If the other
@@ -40,16 +40,26 @@ const busy = (path: string, why: string) => new JobError("busy", `lock '${path}'
 /** Creates the lock with this process's pid in it, whole; false when a lock is already there. */
 async function create(path: string): Promise<boolean> {
   const start = startOf(process.pid);
+  const text = start === undefined ? `${process.pid}\n` : `${process.pid} ${start}\n`;
   const temp = `${path}.${process.pid}.${randomUUID()}.new`;
-  await writeFile(temp, start === undefined ? `${process.pid}\n` : `${process.pid} ${start}\n`, { flag: "wx" });
+  await writeFile(temp, text, { flag: "wx" });
   try {
     await link(temp, path);
     return true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return false;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw e;
   } finally {
     await unlink(temp).catch(() => {});
+  }
+  // A file system without hard links: created empty, then written (an older version's way).
+  try {
+    await writeFile(path, text, { flag: "wx" });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw e;
   }
 }
 
@@ -86,9 +96,8 @@ async function removeStale(path: string, seen: { text: string; ino: number }): P
     return true;
   }
   // Another run took the stale lock over between the read and the move: its lock goes back where it was. (A
-  // third run that found no lock in the two calls between the move and the link took it too: not covered.)
-  await link(aside, path).catch(() => {});
-  await unlink(aside).catch(() => {});
+  // third run that found no lock in the few calls between the two moves took it too: not covered.)
+  await rename(aside, path);
   return false;
 }
 
@@ -115,7 +124,7 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
     const pid = Number.parseInt(pidText, 10);
     if (seen.text.trim() !== "" && isOwnerAlive(pid, start)) throw busy(path, `a backup is already running (pid ${pid})`);
     if (seen.text.trim() === "" && attempt === 0) {
-      // An older version's lock, its owner between creating and writing the file.
+      // Its owner may be between creating and writing the file (an older version, or no hard links here).
       await sleep(200);
       continue;
     }
