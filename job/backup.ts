@@ -500,7 +500,15 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
   // The compressed copies are kept on disk only when this run will re-send them to daily/ (no copy in R2).
   const keepCopies = plan.promotion?.promote === true;
 
-  const put = async (name: string, source: AsyncIterable<Buffer | string> | { file: string }, estimate: number, contentType: string, total?: number): Promise<Stored> => {
+  /** Compresses `source` into the object `name`; `afterRead` runs once every byte of it is compressed (the upload may go on). */
+  const put = async (
+    name: string,
+    source: AsyncIterable<Buffer | string> | { file: string },
+    estimate: number,
+    contentType: string,
+    total?: number,
+    afterRead?: () => Promise<void>,
+  ): Promise<Stored> => {
     const key = fileKey(kind, id, name);
     throwIfInterrupted(options.signal, `upload '${key}'`);
     // The compressed bytes are spooled to the work dir and sent from there (no part held in memory); the file
@@ -519,6 +527,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
         return upload.write(chunk);
       };
       const digest = "file" in source ? await compressFile(source.file, sink, compressOptions) : await compressStream(source, sink, compressOptions);
+      await afterRead?.();
       await upload.finish(digest.sha256);
       if (!keepCopies) await rm(spool, { force: true });
       const s = { ...digest, tmpFile, contentType };
@@ -561,22 +570,30 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
       for (const w of s.info.watermarks) to.push({ source: s.input.source, ...w });
     }
     t = Date.now();
+    const docs = options.documents;
+    const querySnap = docs?.query ? (docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0]) : undefined;
+    // A snapshot is done with once its bytes are compressed into the spool, unless the documents query reads it: a
+    // pin's read transaction ends then (the app's log can be checkpointed again, however long the upload takes),
+    // a copy is removed.
+    const release = async (s: (typeof snaps)[number]) => {
+      work.pins.release(s.path);
+      await unlink(s.path).catch(() => {});
+    };
     for (const s of snaps) {
       const name = databaseFile(s.input.source);
       const size = s.info.sizeBytes;
-      const d = await put(name, { file: s.path }, size, "application/zstd", size);
+      const d = await put(name, { file: s.path }, size, "application/zstd", size, s === querySnap ? undefined : () => release(s));
       files.push({ name, role: "database", source: s.input.source, contentType: "application/vnd.sqlite3", compression: "zstd", ...digestOf(d) });
       log("info", `uploaded ${name}`, { bytes: d.uncompressedSize, stored: d.size });
     }
     timings.databases = Date.now() - t;
-    const docs = options.documents;
     if (docs && (docs.dir || docs.query)) {
       t = Date.now();
       let query: { sql: string; dbPath: string } | undefined;
       if (docs.query) {
-        const snap = docs.querySource ? snaps.find((s) => s.input.source === docs.querySource) : snaps[0];
-        if (!snap) throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
-        query = { sql: docs.query, dbPath: await materializeSnapshot(snap.path, work.pins) };
+        if (!querySnap)
+          throw new JobError("usage", `export documents: no database '${docs.querySource}' in this backup`, { hint: "--documents-source names one of the --db sources" });
+        query = { sql: docs.query, dbPath: await materializeSnapshot(querySnap.path, work.pins) };
       }
       const tarball = await documentsTar({ ...(docs.dir ? { dir: docs.dir } : {}), ...(query ? { query } : {}) });
       const d = await put(DOCUMENTS_FILE, tarball.stream, tarball.estimateBytes, "application/zstd");
@@ -584,11 +601,8 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
       log("info", `uploaded ${DOCUMENTS_FILE}`, { documents: tarball.count(), bytes: d.uncompressedSize, stored: d.size });
       timings.documents = Date.now() - t;
     }
-    // Uploaded: a pin's read transaction ends here (the app's log can be checkpointed again), a copy is removed.
-    for (const s of snaps) {
-      work.pins.release(s.path);
-      await unlink(s.path).catch(() => {});
-    }
+    // The documents query's snapshot (the others are released already: releasing again does nothing).
+    for (const s of snaps) await release(s);
   } else {
     const t = Date.now();
     const previous = plan.previous!;

@@ -20,8 +20,10 @@ export class KeyTaken extends JobError {
  *
  * With `spool` (a path in the temp dir) every byte is appended to that file and each part is sent as a range
  * of it, read back from disk (the page cache) as it goes out: no part is held in memory, whatever its size,
- * and a retried part is read again. The file is the compressed copy the daily promotion re-sends; the caller
- * removes it otherwise. Without `spool` parts are buffered in memory: (MAX_PARTS_IN_FLIGHT + 1) buffers, reused.
+ * and a retried part is read again. Writes do not wait for the upload: the writer may finish long before the
+ * last part is sent (a full backup's snapshot is released then). The file is the compressed copy the daily
+ * promotion re-sends; the caller removes it otherwise. Without `spool` parts are buffered in memory:
+ * (MAX_PARTS_IN_FLIGHT + 1) buffers, reused, and a write waits for a free slot.
  */
 export class StreamUpload {
   readonly key: string;
@@ -44,6 +46,9 @@ export class StreamUpload {
   #inFlight = new Set<Promise<void>>();
   #error: unknown;
   #done = false;
+  /** The spool's part sender (`#pump`), while it runs. */
+  #pumping = false;
+  #pumped: Promise<void> = Promise.resolve();
 
   constructor(
     store: BackupStore,
@@ -66,7 +71,7 @@ export class StreamUpload {
     return upload;
   }
 
-  /** Appends bytes; resolves when they are spooled or buffered (waiting for a free upload slot when a part is due). */
+  /** Appends bytes; resolves when they are spooled, or buffered (then waiting for a free upload slot when a part is due). */
   async write(chunk: Uint8Array): Promise<void> {
     if (this.#error) throw this.#error;
     if (this.#spool !== undefined) {
@@ -76,7 +81,7 @@ export class StreamUpload {
         offset += bytesWritten;
         this.#spooled += bytesWritten;
       }
-      while (this.#spooled - this.#sent >= this.partBytes) await this.#sendPart({ path: this.#spool, offset: this.#sent, length: this.partBytes });
+      if (this.#spooled - this.#sent >= this.partBytes) this.#pump();
       return;
     }
     let offset = 0;
@@ -88,6 +93,26 @@ export class StreamUpload {
       offset += n;
       if (this.#filled === this.partBytes) await this.#flushBuffer();
     }
+  }
+
+  /**
+   * With a spool: sends its whole parts as slots free up, apart from `write`, so the writer (the compressor) is
+   * not held back by the upload. One pump at a time; it stops at `finish` (which sends the rest) or `abort`,
+   * both of which wait for it, and its error fails them and the next `write`.
+   */
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    this.#pumped = (async () => {
+      try {
+        while (!this.#error && !this.#done && this.#spooled - this.#sent >= this.partBytes)
+          await this.#sendPart({ path: this.#spool!, offset: this.#sent, length: this.partBytes });
+      } catch (e) {
+        this.#error ??= e;
+      } finally {
+        this.#pumping = false;
+      }
+    })();
   }
 
   async #flushBuffer(): Promise<void> {
@@ -134,6 +159,8 @@ export class StreamUpload {
     this.#done = true;
     try {
       if (this.#spool !== undefined) {
+        await this.#pumped;
+        if (this.#error) throw this.#error;
         await this.#file?.close();
         this.#file = undefined;
         const rest = (): FileRange => ({ path: this.#spool!, offset: this.#sent, length: this.#spooled - this.#sent });
@@ -166,6 +193,7 @@ export class StreamUpload {
   /** Abandons the upload: waits for parts in flight, then aborts the multipart upload (best effort). */
   async abort(): Promise<void> {
     this.#done = true;
+    await this.#pumped;
     await Promise.allSettled([...this.#inFlight]);
     await this.#file?.close().catch(() => {});
     this.#file = undefined;

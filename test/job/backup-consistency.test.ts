@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { backup } from "../../job/backup.ts";
-import { decodeChanges, eventCount, openBytes, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { addRandomBlob, decodeChanges, eventCount, openBytes, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 
 /**
@@ -102,5 +103,64 @@ describe("backups under a continuous writer", () => {
       expected += rows.length;
       expect(inc.manifest.to[0]!.value).toEqual([expected, 0]);
     }
+  });
+});
+
+describe("the snapshot is let go before the upload ends", () => {
+  it("once a full backup's bytes are compressed, the app can checkpoint its log though parts are still held", async () => {
+    const db = join(t.dir, "held.db");
+    writeLiveStoreDb(db, { events: 2000 });
+    addRandomBlob(db, 16 * 1024 * 1024); // incompressible: 4 parts of 5 MiB, 2 in flight at most
+    const app = new DatabaseSync(db);
+    app.exec("PRAGMA journal_mode = WAL");
+    const insert = app.prepare(
+      "INSERT INTO eventlog (seqNumGlobal, seqNumClient, parentSeqNumGlobal, name, argsJson, clientId, sessionId) VALUES (?, 0, ?, 'todoCreated-v1', '{}', 'app', 's')",
+    );
+    // The Worker's part uploads wait until the test lets them go; everything else passes.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let partsAsked = 0;
+    const store = new Proxy(t.bucket.store, {
+      get(target, prop, receiver) {
+        if (prop === "uploadPart")
+          return async (...args: Parameters<typeof target.uploadPart>) => {
+            partsAsked++;
+            await gate;
+            return target.uploadPart(...args);
+          };
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    let settled = false;
+    const run = backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: 5 * 1024 * 1024, promote: false }).finally(() => {
+      settled = true;
+    });
+    try {
+      // The first part asked for: the snapshot is pinned and being compressed.
+      while (partsAsked === 0 && !settled) await new Promise((r) => setTimeout(r, 10));
+      let n = 2000;
+      let checkpointed = false;
+      for (const deadline = Date.now() + 20_000; !checkpointed && Date.now() < deadline; ) {
+        n++;
+        insert.run(n, n - 1);
+        const r = app.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as { busy: number };
+        checkpointed = r.busy === 0;
+        if (!checkpointed) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(checkpointed).toBe(true);
+      expect(settled).toBe(false); // no part has been sent yet
+    } finally {
+      open();
+    }
+    const r = await run;
+    const { manifest, bytes } = await verifySet(t.bucket.store, "full", r.id);
+    const snap = openBytes(t.dir, `${r.id}.db`, bytes.get("held.db.zst")!);
+    const { count } = snap.prepare("SELECT count(*) AS count FROM eventlog").get() as { count: number };
+    snap.close();
+    // The snapshot is the state it pinned: what the app wrote afterwards is not in it.
+    expect(count).toBe(manifest.databases[0]!.tables.eventlog);
+    expect(count).toBeLessThan(eventCount(db));
+    app.close();
   });
 });
