@@ -19,7 +19,8 @@ export interface Holder {
 
 /**
  * The processes, this one included, that hold any of `paths` open, found through each process's open files in
- * `/proc/<pid>/fd` (Linux), matched by device and inode, so another path or mount of the same file counts.
+ * `/proc/<pid>/fd` (Linux), matched by device and inode, so another path or mount of the same file counts, and
+ * a hard link under another name (found by its inode number in `/proc/<pid>/fdinfo`, where the kernel shows it).
  * Paths that do not exist are skipped. Processes whose open files this user may not read are not seen (another
  * user's; in a container, also as root without CAP_SYS_PTRACE), nor those of another pid namespace; off Linux
  * nothing is.
@@ -27,31 +28,34 @@ export interface Holder {
 export async function processesHolding(paths: readonly string[]): Promise<Holder[]> {
   const wanted = new Map<string, string>();
   const names = new Set<string>();
+  const inodes = new Set<string>();
   for (const path of paths) {
     const s = await stat(path).catch(() => undefined);
     if (!s?.isFile()) continue;
     wanted.set(`${s.dev}:${s.ino}`, path);
     names.add(basename(path));
     names.add(basename(await realpath(path).catch(() => path)));
+    inodes.add(String(s.ino));
   }
   if (wanted.size === 0) return [];
   const pids = (await readdir("/proc").catch(() => [] as string[])).filter((n) => /^\d+$/.test(n));
   const holders: Holder[] = [];
   for (const pid of pids) {
     const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
-    // The link's text first (no access to the file it names, so a hung mount elsewhere cannot stall this); only
-    // a file of the same name is looked at, by device and inode (another mount or path of it counts too).
+    // The link's text and the kernel's fdinfo first (neither touches the file, so a hung mount elsewhere cannot
+    // stall this); only a file of the same name, or of the same inode number (a hard link under another name),
+    // is looked at, by device and inode (another mount or path of it counts too).
     const links = await Promise.all(
       fds.map((fd) =>
         readlink(`/proc/${pid}/fd/${fd}`).then(
-          (to) => ({ fd, to }),
+          async (to) => ({ fd, to, ino: to.startsWith("/") && !names.has(basename(to)) ? await inodeOf(pid, fd) : undefined }),
           () => undefined,
         ),
       ),
     );
     const held = new Set<string>();
     for (const l of links) {
-      if (l === undefined || !l.to.startsWith("/") || !names.has(basename(l.to))) continue;
+      if (l === undefined || !l.to.startsWith("/") || !(names.has(basename(l.to)) || (l.ino !== undefined && inodes.has(l.ino)))) continue;
       const s = await stat(`/proc/${pid}/fd/${l.fd}`).catch(() => undefined);
       const path = s?.isFile() ? wanted.get(`${s.dev}:${s.ino}`) : undefined;
       if (path !== undefined) held.add(path);
@@ -63,6 +67,12 @@ export async function processesHolding(paths: readonly string[]): Promise<Holder
     for (const path of held) holders.push({ pid: Number(pid), command, path });
   }
   return holders;
+}
+
+/** The inode number of a process's open file, from `/proc/<pid>/fdinfo` (undefined where the kernel does not show it). */
+async function inodeOf(pid: string, fd: string): Promise<string | undefined> {
+  const info = await readFile(`/proc/${pid}/fdinfo/${fd}`, "utf8").catch(() => "");
+  return /^ino:\s*(\d+)$/m.exec(info)?.[1];
 }
 
 /** "process 123 (node server.js) has 'app.db-wal' open", naming this process as such. */

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { linkSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -435,6 +435,23 @@ describe("a target an app holds open", () => {
     const r = await restore({ store: t.bucket.store, to: target, force: true });
     expect(r.full.id).toBe("20260105T000000Z");
     expect(dumpDatabase(target)).toEqual(expected);
+  });
+
+  it("through a hard link under another name is refused too, naming the target", async () => {
+    await uploadFull(t.bucket.store, "20260105T000000Z", [source(60)]);
+    const alias = join(t.dir, "alias.db");
+    linkSync(target, alias);
+    const app = await startApp(alias);
+    try {
+      const e = await failure(restore({ store: t.bucket.store, to: target, force: true }));
+      expect(e.kind).toBe("targetExists");
+      expect(e.message).toContain(`process ${app.pid} (node) has 'live.db' open`);
+      expect(await fileSha256(alias)).toBe(await fileSha256(target));
+    } finally {
+      const exited = new Promise((r) => app.on("exit", r));
+      app.kill("SIGTERM");
+      await exited;
+    }
   });
 
   it("that opened it while the restore downloaded is refused at the replace, and nothing is changed", async () => {
