@@ -105,7 +105,7 @@ export interface BackupOptions {
   replicaLag?: () => Promise<{ lag: number; oldestMissingAgeHours: number } | undefined>;
   webhookUrl?: string;
   /**
-   * Stops the backup between its steps (each snapshot, each uploaded chunk, before the manifest): it then
+   * Stops the backup between its steps (each snapshot, each compressed chunk, each part, before the manifest): it then
    * rejects with the `interrupted` JobError, having aborted its uploads and written no manifest. Give the same
    * signal to the HttpStore (`new HttpStore({ signal })`) to stop a request in flight too.
    */
@@ -515,7 +515,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
     // is kept only when this run re-sends it to daily/.
     const spool = join(work.dir, name);
     const tmpFile = keepCopies ? spool : undefined;
-    const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType, spool });
+    const upload = new StreamUpload(store, key, { partBytes: partSizeFor(estimate, options.partBytes), contentType, spool, signal: options.signal });
     try {
       const compressOptions = {
         ...(options.cpu !== undefined ? { cpu: options.cpu } : {}),

@@ -1,6 +1,6 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_SINGLE_PUT_BYTES, choosePartSize } from "../core/index.ts";
-import { JobError } from "./errors.ts";
+import { JobError, throwIfInterrupted } from "./errors.ts";
 import { bodyLength, type BackupStore, type Body, type FileRange, type StoredObject } from "./store/types.ts";
 
 /** Another upload's object holds the key (a backup run takes its set again under a later id). */
@@ -32,6 +32,7 @@ export class StreamUpload {
   readonly #contentType: string;
   readonly #onPart: ((info: { partNumber: number; bytes: number }) => void) | undefined;
   readonly #spool: string | undefined;
+  readonly #signal: AbortSignal | undefined;
   #file: FileHandle | undefined;
   /** Bytes written to the spool file. */
   #spooled = 0;
@@ -53,7 +54,14 @@ export class StreamUpload {
   constructor(
     store: BackupStore,
     key: string,
-    options: { partBytes?: number; contentType?: string; spool?: string; onPart?: (info: { partNumber: number; bytes: number }) => void } = {},
+    options: {
+      partBytes?: number;
+      contentType?: string;
+      spool?: string;
+      onPart?: (info: { partNumber: number; bytes: number }) => void;
+      /** Checked before each part is started: once it is aborted, no part starts and the upload fails as `interrupted`. */
+      signal?: AbortSignal;
+    } = {},
   ) {
     this.#store = store;
     this.key = key;
@@ -62,6 +70,7 @@ export class StreamUpload {
     this.#contentType = options.contentType ?? "application/octet-stream";
     this.#onPart = options.onPart;
     this.#spool = options.spool;
+    this.#signal = options.signal;
   }
 
   /** An upload of a complete local file of `size` bytes: its parts are ranges of it, sent by `finish`. */
@@ -128,6 +137,7 @@ export class StreamUpload {
     if (this.#uploadId === undefined) this.#uploadId = await this.#store.createMultipart(this.key, { contentType: this.#contentType });
     while (this.#inFlight.size >= MAX_PARTS_IN_FLIGHT) await Promise.race(this.#inFlight);
     if (this.#error) throw this.#error;
+    throwIfInterrupted(this.#signal, `upload '${this.key}'`);
     const partNumber = this.#nextPart++;
     if (partNumber > MAX_PARTS)
       throw new JobError("failed", `upload '${this.key}': more than ${MAX_PARTS} parts of ${this.partBytes} bytes`, { hint: "the part size was chosen too small for this object" });

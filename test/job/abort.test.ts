@@ -8,7 +8,7 @@ import { appendDemoEvents } from "../../bench/livestore-db.ts";
 import { backup } from "../../job/backup.ts";
 import { JobError } from "../../job/errors.ts";
 import { restore, verify } from "../../job/restore/index.ts";
-import { addRandomBlob, verifyAllComplete } from "./backup-fixtures.ts";
+import { addRandomBlob, holdParts, verifyAllComplete } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 import { fileSha256 } from "./restore-fixtures.ts";
 
@@ -43,6 +43,36 @@ describe("AbortSignal through the library", () => {
     const sets = await verifyAllComplete(t.bucket.store);
     expect([...sets.full, ...sets.incremental, ...sets.daily]).toEqual([]);
     expect((await readdir(work)).filter((f) => f.startsWith("r2backup-work-"))).toEqual([]);
+  });
+
+  it("backup() aborted once its database is read, while its first parts are held: no further part starts, the upload is aborted, no manifest", async () => {
+    const db = join(t.dir, "late.db");
+    appendDemoEvents(db, 2000, 1);
+    addRandomBlob(db, 24 * 1024 * 1024); // 5 parts of 5 MiB, 2 in flight at most
+    const held = holdParts(t.bucket.store);
+    const controller = new AbortController();
+    let compressed!: () => void;
+    const whenCompressed = new Promise<void>((resolve) => (compressed = resolve));
+    const run = backup({
+      store: held.store,
+      databases: [{ path: db, source: "app" }],
+      kind: "full",
+      tmpDir: join(t.dir, "work-late"),
+      lockFile: false,
+      partBytes: 5 * 1024 * 1024,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === "progress" && e.phase === "upload" && e.total !== undefined && e.bytes === e.total) compressed();
+      },
+    });
+    await whenCompressed;
+    expect(held.partsAsked()).toBe(2);
+    controller.abort();
+    held.open();
+    await expect(run).rejects.toSatisfy(interrupted);
+    expect(held.partsAsked()).toBe(2);
+    const sets = await verifyAllComplete(t.bucket.store);
+    expect([...sets.full, ...sets.incremental, ...sets.daily]).toEqual([]);
   });
 
   it("an in-process backup ends its pin of a WAL database whether it succeeds or is aborted: the app's log checkpoints whole after it", async () => {

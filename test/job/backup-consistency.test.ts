@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { backup } from "../../job/backup.ts";
-import { addRandomBlob, decodeChanges, eventCount, openBytes, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
+import { addRandomBlob, decodeChanges, eventCount, holdParts, openBytes, verifySet, writeLiveStoreDb } from "./backup-fixtures.ts";
 import { useTestBucket } from "./bucket.ts";
 
 /**
@@ -116,29 +116,15 @@ describe("the snapshot is let go before the upload ends", () => {
     const insert = app.prepare(
       "INSERT INTO eventlog (seqNumGlobal, seqNumClient, parentSeqNumGlobal, name, argsJson, clientId, sessionId) VALUES (?, 0, ?, 'todoCreated-v1', '{}', 'app', 's')",
     );
-    // The Worker's part uploads wait until the test lets them go; everything else passes.
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    let partsAsked = 0;
-    const store = new Proxy(t.bucket.store, {
-      get(target, prop, receiver) {
-        if (prop === "uploadPart")
-          return async (...args: Parameters<typeof target.uploadPart>) => {
-            partsAsked++;
-            await gate;
-            return target.uploadPart(...args);
-          };
-        const value = Reflect.get(target, prop, receiver);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    // The Worker's part uploads wait until the test lets them go.
+    const held = holdParts(t.bucket.store);
     let settled = false;
-    const run = backup({ store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: 5 * 1024 * 1024, promote: false }).finally(() => {
+    const run = backup({ store: held.store, databases: [{ path: db }], kind: "full", tmpDir: join(t.dir, "tmp"), partBytes: 5 * 1024 * 1024, promote: false }).finally(() => {
       settled = true;
     });
     try {
       // The first part asked for: the snapshot is pinned and being compressed.
-      while (partsAsked === 0 && !settled) await new Promise((r) => setTimeout(r, 10));
+      while (held.partsAsked() === 0 && !settled) await new Promise((r) => setTimeout(r, 10));
       let n = 2000;
       let checkpointed = false;
       for (const deadline = Date.now() + 20_000; !checkpointed && Date.now() < deadline; ) {
@@ -151,7 +137,7 @@ describe("the snapshot is let go before the upload ends", () => {
       expect(checkpointed).toBe(true);
       expect(settled).toBe(false); // no part has been sent yet
     } finally {
-      open();
+      held.open();
     }
     const r = await run;
     const { manifest, bytes } = await verifySet(t.bucket.store, "full", r.id);

@@ -321,3 +321,26 @@ export function collector(): { write(text: string): boolean; text(): string; isT
     isTTY: false,
   };
 }
+
+/**
+ * `store` with its part uploads held: each `uploadPart` waits until `open()` is called (everything else passes).
+ * `partsAsked()` counts the parts the job started.
+ */
+export function holdParts(store: HttpStore): { store: HttpStore; open: () => void; partsAsked: () => number } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let asked = 0;
+  const held = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === "uploadPart")
+        return async (...args: Parameters<HttpStore["uploadPart"]>) => {
+          asked++;
+          await gate;
+          return target.uploadPart(...args);
+        };
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store: held, open, partsAsked: () => asked };
+}
