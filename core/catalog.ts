@@ -1,4 +1,4 @@
-import { MANIFEST_FILE, parseBackupKey } from "./keys.ts";
+import { MANIFEST_FILE, PREFIXES, parseBackupKey } from "./keys.ts";
 
 /**
  * A backup catalog built from a plain key listing: every set with its files, and whether its manifest is
@@ -58,4 +58,22 @@ export function catalogFromKeys(keys: Iterable<string>): Catalog {
 export function newestComplete(sets: readonly CatalogSet[]): CatalogSet | undefined {
   for (let i = sets.length - 1; i >= 0; i--) if (sets[i]!.complete) return sets[i];
   return undefined;
+}
+
+/** The prefix of a catalog set, e.g. `backups/full/20260131T060000Z/`. */
+export function setPrefix(set: CatalogSet): string {
+  return `${PREFIXES[set.kind]}${set.id}/`;
+}
+
+/**
+ * The complete sets of `primary` whose manifest `replica` lacks, in the order the replica copy takes them:
+ * fulls and incrementals oldest first, whatever their kind, then the daily copies. A copy that stops on its
+ * budget has then copied a prefix of the chain, so the replica's chain index (the Worker's `mirrorChain`, up to
+ * the newest set held) lists no set the replica lacks. (With every full first, a newer full could be held
+ * before an older incremental, which the index then listed.)
+ */
+export function missingFromReplica(primary: Catalog, replica: Catalog): CatalogSet[] {
+  const present = new Set([...replica.full, ...replica.incremental, ...replica.daily].filter((s) => s.complete).map(setPrefix));
+  const chain = [...primary.full, ...primary.incremental].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.kind === "full" ? -1 : 1));
+  return [...chain, ...primary.daily].filter((s) => s.complete && !present.has(setPrefix(s)));
 }

@@ -1,4 +1,4 @@
-import { catalogFromKeys, type Catalog, type CatalogSet } from "../../core/catalog.ts";
+import { catalogFromKeys, missingFromReplica, setPrefix, type Catalog } from "../../core/catalog.ts";
 import { MANIFEST_FILE, PREFIXES } from "../../core/keys.ts";
 import { mirrorChain } from "./chain.ts";
 import { listAllKeys } from "./r2.ts";
@@ -49,17 +49,6 @@ export async function catalogOf(bucket: R2Bucket): Promise<Catalog> {
   const areas = [PREFIXES.full, PREFIXES.incremental, PREFIXES.daily, PREFIXES.drills];
   const keys = (await Promise.all(areas.map((prefix) => listAllKeys(bucket, prefix)))).flat();
   return catalogFromKeys(keys);
-}
-
-/** The prefix of a catalog set, e.g. `backups/full/20260131T060000Z/`. */
-export function setPrefix(set: CatalogSet): string {
-  return `${PREFIXES[set.kind]}${set.id}/`;
-}
-
-/** The complete sets of the source whose manifest the destination lacks, oldest first. */
-export function missingFromReplica(primary: Catalog, replica: Catalog): CatalogSet[] {
-  const present = new Set([...replica.full, ...replica.incremental, ...replica.daily].filter((s) => s.complete).map(setPrefix));
-  return [...primary.full, ...primary.incremental, ...primary.daily].filter((s) => s.complete && !present.has(setPrefix(s)));
 }
 
 /** The drill records of the source the destination lacks (single objects, copied with the sets). */

@@ -4,9 +4,10 @@ import { catalogInChain } from "../../core/chain.ts";
 import { readHead } from "./chain.ts";
 import type { Env } from "./env.ts";
 import { HttpError, describeError } from "./errors.ts";
-import { catalogOf, copyBudget, missingFromReplica, replicate, type ReplicationRun } from "./replicate.ts";
+import { missingFromReplica } from "../../core/catalog.ts";
+import { catalogOf, copyBudget, replicate, type ReplicationRun } from "./replicate.ts";
 
-export { catalogOf, missingFromReplica } from "./replicate.ts";
+export { catalogOf } from "./replicate.ts";
 
 /** The freshness limit when `MAX_BACKUP_AGE_HOURS` is not set: one missed 6-hourly run, as the alarms. */
 export const DEFAULT_MAX_BACKUP_AGE_HOURS = 7;
