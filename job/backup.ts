@@ -575,7 +575,7 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
     // A snapshot is done with once its bytes are compressed into the spool, unless the documents query reads it: a
     // pin's read transaction ends then (the app's log can be checkpointed again, however long the upload takes),
     // a copy is removed.
-    const release = async (s: (typeof snaps)[number]) => {
+    const release = async (s: Snap) => {
       work.pins.release(s.path);
       await unlink(s.path).catch(() => {});
     };
@@ -601,8 +601,8 @@ async function captureSet(ctx: RunContext, plan: SetPlan, work: Work): Promise<C
       log("info", `uploaded ${DOCUMENTS_FILE}`, { documents: tarball.count(), bytes: d.uncompressedSize, stored: d.size });
       timings.documents = Date.now() - t;
     }
-    // The documents query's snapshot (the others are released already: releasing again does nothing).
-    for (const s of snaps) await release(s);
+    // The documents query's snapshot (each other one was released once it was compressed).
+    if (querySnap) await release(querySnap);
   } else {
     const t = Date.now();
     const previous = plan.previous!;
