@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { copyFile, mkdir, rm, stat } from "node:fs/promises";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { startLocalWorker } from "../worker/local.ts";
 import { buildInstalled, CLI_BIN } from "./installed.ts";
 import { BENCH_TMP, cachedDemoDatabase } from "./livestore-db.ts";
@@ -10,9 +11,9 @@ import { nodeFlagsOf } from "./measure.ts";
 
 /**
  * How far an app's WAL grows during a full backup over a slow link. A WAL database is pinned while it is
- * compressed (docs/design.md, "Full backup cost"), and no checkpoint can reset the app's log meanwhile. A
- * writer in another process commits a 20 KB row every 5 ms (4 MB/s; SQLite checkpoints at 1000 pages, ~4 MiB,
- * by default). `r2backup run --kind full` copies the 100 MiB benchmark database to the local Worker through a
+ * compressed (docs/design.md, "Full backup cost"), and no checkpoint can reset the app's log meanwhile. The
+ * app's writer (bench/writer.ts) commits a 20 KB row every 5 ms (4 MB/s; SQLite checkpoints at 1000 pages,
+ * ~4 MiB, by default). `r2backup run --kind full` copies the 100 MiB benchmark database to the local Worker through a
  * TCP proxy that passes `RATE` MB/s (default 2). Reported per run: the backup's wall time and the log's
  * largest size while it ran.
  *
@@ -58,12 +59,7 @@ proxy.listen(0, "127.0.0.1");
 await once(proxy, "listening");
 const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
 
-const WRITER = `import { DatabaseSync } from "node:sqlite";
-const db = new DatabaseSync(process.argv[1], { timeout: 10000 });
-db.exec("PRAGMA journal_mode = WAL");
-db.exec("CREATE TABLE IF NOT EXISTS app (id INTEGER PRIMARY KEY, v TEXT)");
-const insert = db.prepare("INSERT INTO app (v) VALUES (?)");
-setInterval(() => insert.run("x".repeat(20000)), 5);`;
+const WRITER = fileURLToPath(new URL("./writer.ts", import.meta.url));
 
 try {
   for (let round = 0; round < ROUNDS; round++) {
@@ -71,8 +67,9 @@ try {
       const db = join(dir, "app.db");
       for (const f of [db, `${db}-wal`, `${db}-shm`]) await rm(f, { force: true });
       await copyFile(source, db);
-      const writer = spawn(process.execPath, ["--input-type=module", "-e", WRITER, db], { stdio: "inherit" });
-      await new Promise((r) => setTimeout(r, 500));
+      const writer = spawn(process.execPath, [WRITER, db, "5", "20000"], { stdio: ["ignore", "pipe", "inherit"] });
+      await new Promise<void>((resolve) => writer.stdout!.once("data", () => resolve())); // "ready": its first commit
+      writer.stdout!.resume(); // its report at exit goes nowhere
       let largest = 0;
       const sampler = setInterval(() => {
         stat(`${db}-wal`).then(

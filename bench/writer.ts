@@ -1,15 +1,16 @@
 import { DatabaseSync } from "node:sqlite";
 
 /**
- * The app's writer beside a backup (issue 16): `node bench/writer.ts <db> [everyMs=10]` commits one row every
- * `everyMs` into `bench_writer` (created if missing) through its own connection (30 s busy timeout, as an app
+ * The app's writer beside a backup (issue 16): `node bench/writer.ts <db> [everyMs=10] [padBytes=200]` commits one
+ * row of about `padBytes` every `everyMs` into `bench_writer` (created if missing) through its own connection (30 s busy timeout, as an app
  * would wait; synchronous=NORMAL), prints `ready` after its first commit, and on SIGTERM prints one JSON line with the latency of
  * every commit (ms, the INSERT's own duration), when it started (`at`, epoch ms) and how late against its schedule.
- * Used by `npm run bench` (p99 during a full backup) and by the tests (a real concurrent writer).
+ * Used by `npm run bench` (p99 during a full backup), bench/wal-growth.ts (a WAL fed 4 MB/s) and by the tests (a real
+ * concurrent writer).
  */
-const [path, every = "10"] = process.argv.slice(2);
+const [path, every = "10", padBytes = "200"] = process.argv.slice(2);
 if (!path) {
-  process.stderr.write("usage: node bench/writer.ts <db> [everyMs]\n");
+  process.stderr.write("usage: node bench/writer.ts <db> [everyMs] [padBytes]\n");
   process.exit(2);
 }
 const everyMs = Number(every);
@@ -19,7 +20,7 @@ const db = new DatabaseSync(path, { timeout: 30_000 });
 db.exec("PRAGMA synchronous = NORMAL");
 db.exec("CREATE TABLE IF NOT EXISTS bench_writer (id INTEGER PRIMARY KEY, at REAL NOT NULL, pad TEXT NOT NULL)");
 const insert = db.prepare("INSERT INTO bench_writer (at, pad) VALUES (?, ?)");
-const pad = "w".repeat(200);
+const pad = "w".repeat(Number(padBytes));
 const latencies: number[] = [];
 const late: number[] = [];
 const at: number[] = [];
