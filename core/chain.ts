@@ -1,6 +1,6 @@
 import type { Catalog, CatalogSet } from "./catalog.ts";
 import { ContractError, describeValue } from "./errors.ts";
-import { PREFIXES } from "./keys.ts";
+import { PREFIXES, fileKey } from "./keys.ts";
 import { formatTimestamp, isIsoTime, isTimestamp, parseTimestamp, type BackupTimestamp } from "./time.ts";
 
 /**
@@ -266,6 +266,54 @@ export function refuseAppend(head: ChainHead | null, entry: ChainEntry, expectLe
   }
   const problem = linearProblem([entry], tip);
   if (problem) return moved(problem);
+  return undefined;
+}
+
+/** What a commit reads of one stored object: its size, and the SHA-256 the store checked, where it kept one. */
+export interface StoredForCommit {
+  size: number;
+  sha256?: string | undefined;
+}
+
+/** Why a set may not be committed because of its objects: 400 for a manifest whose files cannot be read, 409 for an object not stored as listed. */
+export interface SetRefusal {
+  status: 400 | 409;
+  code: "bad_request" | "incomplete_set";
+  reason: string;
+}
+
+/**
+ * Checks that every file the manifest lists is stored at its size (and with its SHA-256, where the store kept
+ * one): a set that looks complete is complete. `lookup` answers one key, null when it is not stored. The
+ * Worker's commit and the directory store's use this one rule.
+ */
+export async function refuseSetObjects(
+  entry: ChainEntry,
+  manifest: { files?: unknown },
+  lookup: (key: string) => Promise<StoredForCommit | null>,
+): Promise<SetRefusal | undefined> {
+  const files = Array.isArray(manifest.files) ? (manifest.files as { name?: unknown; size?: unknown; sha256?: unknown }[]) : [];
+  if (files.length === 0 || files.length > 1000) return { status: 400, code: "bad_request", reason: "the manifest lists no files (or too many)" };
+  const keys: { f: (typeof files)[number]; key: string }[] = [];
+  for (const f of files) {
+    if (typeof f?.name !== "string" || typeof f.size !== "number") return { status: 400, code: "bad_request", reason: "a file entry has no name or size" };
+    try {
+      keys.push({ f, key: fileKey(entry.kind, entry.id, f.name) });
+    } catch (e) {
+      return { status: 400, code: "bad_request", reason: (e as Error).message };
+    }
+  }
+  const found = await Promise.all(keys.map(async ({ f, key }) => ({ f, key, object: await lookup(key) })));
+  for (const { f, key, object } of found) {
+    const stored = object?.sha256;
+    if (object === null || object.size !== f.size || (stored !== undefined && typeof f.sha256 === "string" && stored !== f.sha256)) {
+      return {
+        status: 409,
+        code: "incomplete_set",
+        reason: `'${key}' ${object === null ? "is not stored" : `does not match the manifest (${object.size} bytes stored, ${f.size} listed)`}; upload every object of the set before committing it`,
+      };
+    }
+  }
   return undefined;
 }
 

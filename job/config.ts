@@ -4,6 +4,7 @@ import { dirname, join, resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { JobError } from "./errors.ts";
 import { addSecret, type Logger, type Writer } from "./log.ts";
+import { DirStore } from "./store/dir-store.ts";
 import { HttpStore } from "./store/http-store.ts";
 
 /**
@@ -35,6 +36,7 @@ export interface Command {
 
 export const WORKER_OPTIONS = {
   "worker-url": { type: "string" },
+  dir: { type: "string" },
   token: { type: "string" },
   retries: { type: "string" },
   "backoff-ms": { type: "string" },
@@ -99,6 +101,11 @@ export const DEFAULT_TIMEOUT_MS = 300_000;
 
 export const WORKER_USAGE = `Worker:\n${usageOf(WORKER_OPTIONS, {
   "worker-url": { arg: "<url>", text: "the backup Worker", env: "R2_WORKER_URL" },
+  dir: {
+    arg: "<path>",
+    text: "a local directory laid out as the bucket (backups/...) instead of the Worker: a copy of the bucket to restore from (rclone sync), or a volume to back up to",
+    env: "R2BACKUP_DIR",
+  },
   token: { arg: "<token>", text: "its token (prefer the env: flags show in ps)", env: "SERVER_BYPASS_TOKEN" },
   retries: { arg: "<n>", text: "retries after a request's first attempt, on network errors, 5xx and answers cut off mid-body", env: "R2BACKUP_RETRIES", fallback: DEFAULT_RETRIES },
   "backoff-ms": { arg: "<ms>", text: "first retry delay, doubled each time", env: "R2BACKUP_BACKOFF_MS", fallback: DEFAULT_BACKOFF_MS },
@@ -122,16 +129,28 @@ export function intFlag(value: string | undefined, name: string, fallback: numbe
   return n;
 }
 
-/** The Worker store from flags, then environment. Never logs the token. */
+/**
+ * The store from flags, then environment: a directory (`--dir` / `R2BACKUP_DIR`) or the Worker (`--worker-url` /
+ * `R2_WORKER_URL`); a flag beats the environment, and two flags naming both are a usage error. A directory's
+ * owner can delete its files anyway, so it is opened with the admin role. Never logs the token.
+ */
 export function storeFromFlags(
-  values: { "worker-url"?: string; token?: string; retries?: string; "backoff-ms"?: string; "timeout-ms"?: string },
+  values: { "worker-url"?: string; dir?: string; token?: string; retries?: string; "backoff-ms"?: string; "timeout-ms"?: string },
   env: Record<string, string | undefined>,
   logger?: Logger,
   signal?: AbortSignal,
-): HttpStore {
+): HttpStore | DirStore {
+  if (values.dir !== undefined && values["worker-url"] !== undefined) {
+    throw new JobError("usage", "configure store: both --dir and --worker-url given", { hint: "pass one: --dir <directory> or --worker-url <url>" });
+  }
+  const dir = values.dir ?? (values["worker-url"] === undefined ? env.R2BACKUP_DIR : undefined);
+  if (dir !== undefined) return new DirStore({ root: dir, admin: true, ...(signal ? { signal } : {}) });
   const url = values["worker-url"] ?? env.R2_WORKER_URL;
   const token = values.token ?? env.SERVER_BYPASS_TOKEN;
-  if (!url) throw new JobError("usage", "configure worker url: none given", { hint: "set R2_WORKER_URL or pass --worker-url https://<your worker>" });
+  if (!url)
+    throw new JobError("usage", "configure worker url: none given", {
+      hint: "set R2_WORKER_URL or pass --worker-url https://<your worker> (or --dir <directory> for a local copy of the bucket)",
+    });
   if (!token) throw new JobError("usage", "configure worker token: none given", { hint: "set SERVER_BYPASS_TOKEN (the Worker's job token)" });
   addSecret(token);
   return new HttpStore({

@@ -15,6 +15,8 @@ export type { AgentResult } from "./commands/agent.ts";
 export { triggerBackup } from "./commands/trigger.ts";
 export type { TriggerOutcome } from "./commands/trigger.ts";
 export { HttpStore, HttpStatusError } from "./store/http-store.ts";
+export { DirStore } from "./store/dir-store.ts";
+export type { DirStoreOptions } from "./store/dir-store.ts";
 export type { HttpStoreOptions } from "./store/http-store.ts";
 export type { BackupStore, ChainView, CommitOutcome, GetResult, ListPage, PutOptions, StoredObject } from "./store/types.ts";
 export { allEntries, chainPosition, rebuildChain } from "./chain.ts";

@@ -7,6 +7,7 @@ import { addUrlSecrets, isFailureEvent, type BackupEvent } from "../log.ts";
 import { metricsFromEnv } from "../notify.ts";
 import { parseCpuShare } from "../stream.ts";
 import { workerReplicaLag } from "../replica-lag.ts";
+import { HttpStore } from "../store/http-store.ts";
 
 /** `r2backup run`: one backup now, where the database file is (docs/design.md fact 1). */
 
@@ -126,7 +127,7 @@ export async function backupOptionsFromFlags(
     fullEveryHours: intFlag(values["full-every-hours"], "full-every-hours", DEFAULT_FULL_EVERY_HOURS, 1),
     ...(values["no-promote"] ? { promote: false } : {}),
     ...(appName ? { app: { name: appName, version: values["app-version"] ?? env.APP_VERSION ?? "unknown" } } : {}),
-    ...(metrics ? { metrics, replicaLag: workerReplicaLag(store.url, (values.token ?? env.SERVER_BYPASS_TOKEN)!) } : {}),
+    ...(metrics ? { metrics, ...(store instanceof HttpStore ? { replicaLag: workerReplicaLag(store.url, (values.token ?? env.SERVER_BYPASS_TOKEN)!) } : {}) } : {}),
     ...(webhookUrl ? { webhookUrl } : {}),
     onEvent: (e) => ctx.logger.event(e),
     ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),

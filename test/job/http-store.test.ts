@@ -1,7 +1,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DirStore } from "../../job/store/dir-store.ts";
 import { JobError } from "../../job/errors.ts";
 import { HttpStore, multipartEtag } from "../../job/store/http-store.ts";
 import type { BackupStore } from "../../job/store/types.ts";
@@ -123,6 +127,17 @@ afterAll(async () => {
 });
 
 storeConformance("HttpStore over the local Worker", () => ({ store: bucket.store, admin: bucket.admin, clear: () => bucket.clear() }));
+
+const dirRoot = mkdtempSync(join(tmpdir(), "dir-store-"));
+afterAll(() => rmSync(dirRoot, { recursive: true, force: true }));
+storeConformance("DirStore over a local directory", () => ({
+  store: new DirStore({ root: dirRoot }),
+  admin: new DirStore({ root: dirRoot, admin: true }),
+  clear: async () => {
+    rmSync(dirRoot, { recursive: true, force: true });
+    mkdirSync(dirRoot);
+  },
+}));
 
 describe("HttpStore retries and errors", () => {
   it("a write that meets the key's live claim (another attempt still writing) waits for it, then writes or finds its own bytes", async () => {

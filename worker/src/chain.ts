@@ -10,6 +10,7 @@ import {
   parseChainHead,
   parseChainSegment,
   refuseAppend,
+  refuseSetObjects,
   type ApiChain,
   type ApiChainCommit,
   type ApiChainManifests,
@@ -18,7 +19,7 @@ import {
   type ChainSegmentRef,
 } from "../../core/chain.ts";
 import { ContractError } from "../../core/errors.ts";
-import { fileKey, manifestKey } from "../../core/keys.ts";
+import { manifestKey } from "../../core/keys.ts";
 import { isTimestamp } from "../../core/time.ts";
 import { requireAdmin, type Role } from "./auth.ts";
 import type { Env } from "./env.ts";
@@ -148,30 +149,11 @@ async function commit(request: Request, url: URL, env: Env): Promise<Response> {
 }
 
 async function checkSetObjects(bucket: R2Bucket, entry: ChainEntry, manifest: { files?: unknown }, operation: string): Promise<void> {
-  const files = Array.isArray(manifest.files) ? (manifest.files as { name?: unknown; size?: unknown; sha256?: unknown }[]) : [];
-  if (files.length === 0 || files.length > 1000) throw new HttpError(400, "bad_request", `${operation}: the manifest lists no files (or too many)`);
-  const found = await Promise.all(
-    files.map(async (f) => {
-      if (typeof f?.name !== "string" || typeof f.size !== "number") throw new HttpError(400, "bad_request", `${operation}: a file entry has no name or size`);
-      let key: string;
-      try {
-        key = fileKey(entry.kind, entry.id, f.name);
-      } catch (e) {
-        throw new HttpError(400, "bad_request", `${operation}: ${(e as Error).message}`);
-      }
-      return { f, key, object: await bucket.head(key) };
-    }),
-  );
-  for (const { f, key, object } of found) {
-    const stored = object === null ? undefined : storedSha256(object);
-    if (object === null || object.size !== f.size || (stored !== undefined && typeof f.sha256 === "string" && stored !== f.sha256)) {
-      throw new HttpError(
-        409,
-        "incomplete_set",
-        `${operation}: '${key}' ${object === null ? "is not stored" : `does not match the manifest (${object.size} bytes stored, ${f.size} listed)`}; upload every object of the set before committing it`,
-      );
-    }
-  }
+  const refusal = await refuseSetObjects(entry, manifest, async (key) => {
+    const object = await bucket.head(key);
+    return object === null ? null : { size: object.size, sha256: storedSha256(object) };
+  });
+  if (refusal) throw new HttpError(refusal.status, refusal.code, `${operation}: ${refusal.reason}`);
 }
 
 async function rebuild(request: Request, env: Env, role: Role): Promise<Response> {
