@@ -21,7 +21,7 @@ import { ContractError } from "../../core/errors.ts";
 import { futureKeyReason, isOverwritableKey, manifestKey, validateObjectKey } from "../../core/keys.ts";
 import { JobError } from "../errors.ts";
 import { acquireLock } from "../lock.ts";
-import type { BackupStore, Body, ChainView, CommitOutcome, GetResult, ListPage, PutOptions, StoredObject } from "./types.ts";
+import { HttpStatusError, type BackupStore, type Body, type ChainView, type CommitOutcome, type GetResult, type ListPage, type PutOptions, type StoredObject } from "./types.ts";
 
 export interface DirStoreOptions {
   /** The directory that holds `backups/` (a bucket's layout: each key is a file under it). */
@@ -34,7 +34,7 @@ export interface DirStoreOptions {
 
 /** The store's own files, outside `backups/` so no key can name them. */
 const OWN = ".r2backup";
-const COPY_CHUNK = 1024 * 1024;
+const COPY_CHUNK = 256 * 1024;
 const LIST_LIMIT = 1000;
 
 /**
@@ -231,7 +231,7 @@ export class DirStore implements BackupStore {
           if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
           const existing = await hashFile(target);
           if (existing.size === written.size && existing.sha256 === written.sha256) return this.#stored(key, target);
-          throw new JobError("failed", `${operation} '${key}': already exists with other content`, { hint: "backups are write-once; a new backup gets a new timestamp" });
+          throw new HttpStatusError("failed", 409, `${operation} '${key}': already exists with other content`, "backups are write-once; a new backup gets a new timestamp");
         }
       }
       await syncDir(dirname(target));
@@ -428,7 +428,7 @@ export class DirStore implements BackupStore {
         await link(tmp, target);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-        throw new JobError("failed", `${operation} '${key}': the key exists with other content`, { hint: "run the backup again" });
+        throw new HttpStatusError("failed", 409, `${operation} '${key}': the key exists with other content`, "run the backup again");
       }
       await syncDir(dirname(target));
       const stored = await this.#stored(key, target);

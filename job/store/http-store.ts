@@ -4,17 +4,20 @@ import { send, type Answer, type SendInit } from "../http.ts";
 import { HEADERS, PATHS, checkWorkerUrl, objectPath, type ApiError, type ApiListing, type ApiMultipartCreated, type ApiObject, type ApiPart } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import { addSecret, addUrlSecrets } from "../log.ts";
-import { bodyLength, type BackupStore, type Body, type ChainView, type CommitOutcome, type GetResult, type ListPage, type PutOptions, type StoredObject } from "./types.ts";
+import {
+  HttpStatusError,
+  bodyLength,
+  type BackupStore,
+  type Body,
+  type ChainView,
+  type CommitOutcome,
+  type GetResult,
+  type ListPage,
+  type PutOptions,
+  type StoredObject,
+} from "./types.ts";
+export { HttpStatusError } from "./types.ts";
 import { CHAIN_HEAD_KEY, parseChainHead, type ApiChain, type ApiChainCommit, type ApiChainManifests, type ChainEntry, type ChainHead } from "../../core/chain.ts";
-
-/** An HTTP answer the store could not turn into a result: carries the status for callers that branch on it. */
-export class HttpStatusError extends JobError {
-  readonly status: number;
-  constructor(kind: ConstructorParameters<typeof JobError>[0], status: number, message: string, hint?: string) {
-    super(kind, message, hint === undefined ? {} : { hint });
-    this.status = status;
-  }
-}
 
 export interface HttpStoreOptions {
   /** The Worker's base URL, e.g. `https://backups.example.com` or the local `http://127.0.0.1:8787`. */

@@ -1,4 +1,17 @@
 import type { ApiChainCommit, ChainEntry, ChainHead } from "../../core/chain.ts";
+import { JobError } from "../errors.ts";
+
+/**
+ * A store's answer that is not a result, with the Worker API's status for callers that branch on it (409: the key
+ * exists, another run took it; 404: gone). HttpStore throws it for the Worker's answers, DirStore for the same cases.
+ */
+export class HttpStatusError extends JobError {
+  readonly status: number;
+  constructor(kind: ConstructorParameters<typeof JobError>[0], status: number, message: string, hint?: string) {
+    super(kind, message, hint === undefined ? {} : { hint });
+    this.status = status;
+  }
+}
 
 /**
  * The storage interface of the job: what the backup, list, restore and verify commands need from the

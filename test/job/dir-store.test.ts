@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { CHAIN_HEAD_KEY, parseChainHead } from "../../core/chain.ts";
 import { JobError } from "../../job/errors.ts";
 import { DirStore } from "../../job/store/dir-store.ts";
+import { HttpStatusError } from "../../job/store/types.ts";
 import {
   JOB_ROOT,
   ONE_BYTE,
@@ -135,6 +136,18 @@ describe("DirStore", () => {
     }
     expect(existsSync(join(dir.path, "escaped"))).toBe(false);
     await expect(store.put(CHAIN_HEAD_KEY, "{}")).rejects.toThrow(/chain keys are written only by a commit/);
+  });
+
+  it("a key taken with other bytes is a 409, as from the Worker (backup then retakes the set under a new id)", async () => {
+    const root = join(dir.path, "taken");
+    await mkdir(root);
+    const store = new DirStore({ root });
+    const key = "backups/full/20260104T000000Z/app.db.zst";
+    await store.put(key, "one");
+    const err = await store.put(key, "two").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HttpStatusError);
+    expect((err as HttpStatusError).status).toBe(409);
+    expect(await new Response((await store.get(key))!.body).text()).toBe("one");
   });
 
   it("a file range that ends before its length stores nothing and leaves no temporary file", async () => {
