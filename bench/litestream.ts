@@ -22,6 +22,9 @@ import { drain, fetchBody, timed, uploadThroughWorker, workerdPid } from "./work
  *   `litestream restore -o` from either replica, then `sqlite3 'PRAGMA integrity_check'`;
  * - bytes stored: the full backup's object against the replica directory and the replica's objects;
  * - the CPU of the workerd process (the Worker and the simulated R2 in one) during each side, beside the client's;
+ * - like for like on local disk: `r2backup run --dir` into a directory laid out as the bucket (job/store/dir-store.ts)
+ *   and `r2backup restore --dir` from it, against Litestream's `file://` replica (the Worker and the simulated R2
+ *   out of the way on both sides);
  * - the storage floor: the local R2 alone accepting as many bytes as r2backup stored (a multipart upload through
  *   the Worker in the job's part size, 2 parts in flight, from a buffer in memory) and serving them back (a GET drained).
  * Sides rotate which goes first; medians of `runs`.
@@ -58,6 +61,8 @@ export interface LitestreamBench {
   sizeBytes: number;
   runs: number;
   r2backup: LitestreamSide;
+  /** r2backup to a local directory (`--dir`): the storage Litestream's file replica has. */
+  r2backupDir: LitestreamSide;
   /** Litestream to a file replica. */
   litestream: LitestreamSide;
   /** Litestream to the local R2 over Miniflare's S3 endpoint. */
@@ -68,6 +73,8 @@ export interface LitestreamBench {
   ratios: { fullWall: number; fullCpu: number; storedBytes: number; restoreWall: number };
   /** r2backup over Litestream to the local R2. */
   ratiosS3: { fullWall: number; fullCpu: number; storedBytes: number; restoreWall: number };
+  /** r2backup to a directory over Litestream to its file replica: both on local disk. */
+  ratiosDir: { fullWall: number; fullCpu: number; storedBytes: number; restoreWall: number };
 }
 
 const HERE = fileURLToPath(new URL("./", import.meta.url));
@@ -198,6 +205,11 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
   const full: Run[] = [];
   const ids: string[] = [];
   const stored: number[] = [];
+  const dirFull: Run[] = [];
+  const dirIds: string[] = [];
+  const dirStored: number[] = [];
+  const dirRestore: Run[] = [];
+  const storeDir = join(scratch, "store");
   const ls: Awaited<ReturnType<typeof litestreamFull>>[] = [];
   const lsS3: Awaited<ReturnType<typeof litestreamFull>>[] = [];
   const restore: Run[] = [];
@@ -254,6 +266,41 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
         full.push(m);
       },
       async () => {
+        await rm(storeDir, { recursive: true, force: true });
+        await mkdir(storeDir);
+        const m = succeeded(
+          "litestream",
+          "r2backup run --dir",
+          await withWorkerdCpu(workerd, () =>
+            runMeasured(
+              process.execPath,
+              [
+                ...nodeFlagsOf(BIN),
+                BIN,
+                "run",
+                "--dir",
+                storeDir,
+                "--db",
+                ours,
+                "--source",
+                "bench",
+                "--kind",
+                "full",
+                "--tmp-dir",
+                join(scratch, "tmp"),
+                "--no-promote",
+                "--json",
+              ],
+              { env, cpu: true },
+            ),
+          ),
+        );
+        const result = JSON.parse(m.stdout) as { id: string; storedBytes: number };
+        dirIds.push(result.id);
+        dirStored.push(result.storedBytes);
+        dirFull.push(m);
+      },
+      async () => {
         await rm(replicaDir, { recursive: true, force: true });
         ls.push(await lsRun(fileReplica(replicaDir), fileConfig));
       },
@@ -282,6 +329,21 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
           ),
         );
       },
+      async () => {
+        await clean(out);
+        dirRestore.push(
+          succeeded(
+            "litestream",
+            "r2backup restore --dir",
+            await withWorkerdCpu(workerd, () =>
+              runMeasured(process.execPath, [...nodeFlagsOf(BIN), BIN, "restore", "--dir", storeDir, "--to", out, "--at", dirIds.at(-1)!, "--integrity", "full", "--json"], {
+                env,
+                cpu: true,
+              }),
+            ),
+          ),
+        );
+      },
       async () => lsRestore.push(await lsRestoreRun("file", `-o "$OUT" "file://${replicaDir}"`)),
       async () => lsS3Restore.push(await lsRestoreRun("local R2 over S3", `-config "${s3Config}" -o "$OUT" "${lsDb}"`)),
     ];
@@ -291,6 +353,7 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
   await clean(lsDb);
   await clean(ours);
   await rm(replicaDir, { recursive: true, force: true });
+  await rm(storeDir, { recursive: true, force: true });
   const med = (xs: number[]) => round(median(xs), 2);
   const side = (fulls: (Omit<Measured, "code" | "stdout" | "stderr"> & { workerdCpuSeconds: number })[], storedBytes: number[], restores: Run[]): LitestreamSide => ({
     fullSeconds: med(fulls.map((m) => m.ms / 1000)),
@@ -305,6 +368,7 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
     runs: { fullSeconds: fulls.map((m) => round(m.ms / 1000, 2)), restoreSeconds: restores.map((m) => round(m.ms / 1000, 2)) },
   });
   const r2 = side(full, stored, restore);
+  const r2Dir = side(dirFull, dirStored, dirRestore);
   const litestream = side(
     ls,
     ls.map((m) => m.storedBytes),
@@ -321,11 +385,11 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
     c.stdout.on("data", (d: Buffer) => (v += d.toString()));
     c.on("close", () => resolve(v.trim()));
   });
-  const ratios = (b: LitestreamSide) => ({
-    fullWall: round(r2.fullSeconds / b.fullSeconds),
-    fullCpu: round(r2.fullCpuSeconds / b.fullCpuSeconds),
-    storedBytes: round(r2.storedBytes / b.storedBytes),
-    restoreWall: round(r2.restoreSeconds / b.restoreSeconds),
+  const ratios = (b: LitestreamSide, a = r2) => ({
+    fullWall: round(a.fullSeconds / b.fullSeconds),
+    fullCpu: round(a.fullCpuSeconds / b.fullCpuSeconds),
+    storedBytes: round(a.storedBytes / b.storedBytes),
+    restoreWall: round(a.restoreSeconds / b.restoreSeconds),
   });
   return {
     bench: "litestream",
@@ -333,6 +397,7 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
     sizeBytes,
     runs,
     r2backup: r2,
+    r2backupDir: r2Dir,
     litestream,
     litestreamS3,
     floor: {
@@ -345,5 +410,6 @@ export async function benchLitestream(options: BenchLitestreamOptions): Promise<
     },
     ratios: ratios(litestream),
     ratiosS3: ratios(litestreamS3),
+    ratiosDir: ratios(litestream, r2Dir),
   };
 }

@@ -104,29 +104,32 @@ export const mb = (bytes: number) => `${Math.round(bytes / 1e6)} MB`;
  */
 export function renderLitestreamTable(r: LitestreamBench): string {
   const a = r.r2backup;
+  const d = r.r2backupDir;
   const b = r.litestream;
   const c = r.litestreamS3;
   const f = r.floor;
   const q = r.ratios;
   const q3 = r.ratiosS3;
-  const row = (step: string, cell: (x: LitestreamBench["r2backup"]) => string, ratio = "", ratioS3 = "") =>
-    `| ${step} | ${cell(a)} | ${cell(b)} | ${cell(c)} | ${ratio} | ${ratioS3} |`;
+  const qd = r.ratiosDir;
+  const row = (step: string, cell: (x: LitestreamBench["r2backup"]) => string, ratio = "", ratioS3 = "", ratioDir = "") =>
+    `| ${step} | ${cell(a)} | ${cell(c)} | ${ratioS3} | ${cell(d)} | ${cell(b)} | ${ratioDir} | ${ratio} |`;
+  const v = r.litestreamVersion;
   const lines = [
     `## r2backup and Litestream side by side (${Math.round(r.sizeBytes / MiB)} MiB, medians of ${r.runs})`,
     "",
-    `| step | r2backup | Litestream ${r.litestreamVersion} → file | Litestream ${r.litestreamVersion} → local R2 over S3 | ratio | ratio to local R2 |`,
-    "| --- | --- | --- | --- | --- | --- |",
-    row("full backup, wall", (x) => `${x.fullSeconds} s`, `${q.fullWall}`, `${q3.fullWall}`),
-    row("full backup, CPU (user+sys)", (x) => `${x.fullCpuSeconds} s`, `${q.fullCpu}`, `${q3.fullCpu}`),
+    `| step | r2backup → local R2 (Worker) | Litestream ${v} → local R2 over S3 | ratio | r2backup → directory | Litestream ${v} → file | ratio | ratio, r2backup → local R2 over Litestream → file |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    row("full backup, wall", (x) => `${x.fullSeconds} s`, `${q.fullWall}`, `${q3.fullWall}`, `${qd.fullWall}`),
+    row("full backup, CPU (user+sys)", (x) => `${x.fullCpuSeconds} s`, `${q.fullCpu}`, `${q3.fullCpu}`, `${qd.fullCpu}`),
     row("full backup, workerd CPU (Worker + local R2)", (x) => `${x.fullWorkerdCpuSeconds} s`),
     row("full backup, peak RSS", (x) => `${x.fullPeakRssMiB} MiB`),
-    row("bytes stored", (x) => mb(x.storedBytes), `${q.storedBytes}`, `${q3.storedBytes}`),
-    row("restore + integrity_check, wall", (x) => `${x.restoreSeconds} s`, `${q.restoreWall}`, `${q3.restoreWall}`),
+    row("bytes stored", (x) => mb(x.storedBytes), `${q.storedBytes}`, `${q3.storedBytes}`, `${qd.storedBytes}`),
+    row("restore + integrity_check, wall", (x) => `${x.restoreSeconds} s`, `${q.restoreWall}`, `${q3.restoreWall}`, `${qd.restoreWall}`),
     row("restore, CPU", (x) => `${x.restoreCpuSeconds} s`),
     row("restore, workerd CPU (Worker + local R2)", (x) => `${x.restoreWorkerdCpuSeconds} s`),
     row("restore, peak RSS", (x) => `${x.restorePeakRssMiB} MiB`),
     "",
-    "Ratios are r2backup's figure over Litestream's: \"ratio\" against the file replica (the issue's targets), \"ratio to local R2\" against Litestream writing to the same Miniflare R2 as r2backup (its S3 endpoint, SigV4, path-style). workerd's CPU is that of the one process running the Worker and Miniflare's simulated R2 during the step (about 0 for the file replica).",
+    "Ratios are r2backup's figure over Litestream's on the same storage: the local R2 (Miniflare's, r2backup through the Worker, Litestream through the same R2's S3 endpoint, SigV4, path-style), and local disk (r2backup's `--dir` store, Litestream's `file://` replica). The last column sets r2backup through the local R2 against Litestream to a file. workerd's CPU is that of the one process running the Worker and Miniflare's simulated R2 during the step (about 0 on local disk).",
     "",
     `Storage floor: of r2backup's ${a.fullSeconds} s full backup, the local R2 alone needs ${f.uploadSeconds} s to take its ${mb(f.bytes)} (a multipart upload through the Worker in ${Math.round(f.partBytes / MiB)} MiB parts, 2 in flight, from memory; workerd CPU ${f.uploadWorkerdCpuSeconds} s); of its ${a.restoreSeconds} s restore, ${f.downloadSeconds} s to serve them back (a GET drained; workerd CPU ${f.downloadWorkerdCpuSeconds} s).`,
   ];

@@ -120,8 +120,34 @@ function litestreamRows(r: Loose): BenchRow[] {
   const q = r.ratios as Loose;
   const q3 = r.ratiosS3 as Loose;
   const f = r.floor as Loose;
+  const d = r.r2backupDir as Loose;
+  const qd = r.ratiosDir as Loose;
   const full = q.fullWall <= 1.2 && q.fullCpu <= 1.5 && q.storedBytes <= 0.75 && a.fullPeakRssMiB <= 80;
+  const fullDir = qd.fullWall <= 1.2 && qd.fullCpu <= 1.5 && qd.storedBytes <= 0.75 && d.fullPeakRssMiB <= 80;
   return [
+    // Like for like on local disk: r2backup's directory store against Litestream's file replica.
+    {
+      name: "full backup to a directory vs Litestream (file replica)",
+      sizeBytes: r.sizeBytes,
+      medianMs: d.fullSeconds * 1000,
+      baseline: { name: `Litestream ${r.litestreamVersion} to a file replica`, medianMs: b.fullSeconds * 1000 },
+      ratio: qd.fullWall,
+      peakRssMiB: d.fullPeakRssMiB,
+      target: "wall ≤ 1.2×, CPU ≤ 1.5×, bytes ≤ 0.75× Litestream; CLI ≤ 80 MiB",
+      pass: fullDir,
+      note: `CPU ${d.fullCpuSeconds} s vs ${b.fullCpuSeconds} s (${qd.fullCpu}×); stored ${mb(d.storedBytes)} vs ${mb(b.storedBytes)} (${qd.storedBytes}×); Litestream's peak RSS ${b.fullPeakRssMiB} MiB`,
+    },
+    {
+      name: "restore from a directory + integrity_check vs Litestream (file replica)",
+      sizeBytes: r.sizeBytes,
+      medianMs: d.restoreSeconds * 1000,
+      baseline: { name: "litestream restore + sqlite3 integrity_check", medianMs: b.restoreSeconds * 1000 },
+      ratio: qd.restoreWall,
+      peakRssMiB: d.restorePeakRssMiB,
+      target: "≤ 1.0× Litestream",
+      pass: qd.restoreWall <= 1.0,
+      note: `CPU ${d.restoreCpuSeconds} s vs ${b.restoreCpuSeconds} s; Litestream's restore peak RSS ${b.restorePeakRssMiB} MiB (with sqlite3's)`,
+    },
     {
       name: "full backup vs Litestream (file replica)",
       sizeBytes: r.sizeBytes,

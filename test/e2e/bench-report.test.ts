@@ -53,7 +53,7 @@ describe("the benchmark report", () => {
     expect(svg.match(/<circle/g)).toHaveLength(4);
   });
 
-  it("puts r2backup beside Litestream to a file replica and to the same local R2 over S3, with workerd's CPU and the storage floor", () => {
+  it("puts r2backup beside Litestream on the same storage (the local R2, local disk), with workerd's CPU and the storage floor", () => {
     const side = (full: number, cpu: number, workerd: number, stored: number, restore: number): LitestreamSide => ({
       fullSeconds: full,
       fullCpuSeconds: cpu,
@@ -72,23 +72,27 @@ describe("the benchmark report", () => {
       sizeBytes: 2 ** 30,
       runs: 3,
       r2backup: side(20, 30, 25, 300e6, 12),
+      r2backupDir: side(18, 26, 0, 300e6, 9),
       litestream: side(25, 20, 0, 400e6, 10),
       litestreamS3: side(40, 22, 12, 400e6, 14),
       floor: { bytes: 300e6, partBytes: 5 * 2 ** 20, uploadSeconds: 8, uploadWorkerdCpuSeconds: 7.5, downloadSeconds: 3, downloadWorkerdCpuSeconds: 2 },
       ratios: { fullWall: 0.8, fullCpu: 1.5, storedBytes: 0.75, restoreWall: 1.2 },
       ratiosS3: { fullWall: 0.5, fullCpu: 1.36, storedBytes: 0.75, restoreWall: 0.86 },
+      ratiosDir: { fullWall: 0.72, fullCpu: 1.3, storedBytes: 0.75, restoreWall: 0.9 },
     };
     const md = renderLitestreamTable(r);
     expect(md).toContain("## r2backup and Litestream side by side (1024 MiB, medians of 3)");
-    expect(md).toContain("| step | r2backup | Litestream v0.3.13 → file | Litestream v0.3.13 → local R2 over S3 | ratio | ratio to local R2 |");
-    expect(md).toContain("| full backup, wall | 20 s | 25 s | 40 s | 0.8 | 0.5 |");
-    expect(md).toContain("| full backup, workerd CPU (Worker + local R2) | 25 s | 0 s | 12 s |  |  |");
-    expect(md).toContain("| bytes stored | 300 MB | 400 MB | 400 MB | 0.75 | 0.75 |");
-    expect(md).toContain("| restore + integrity_check, wall | 12 s | 10 s | 14 s | 1.2 | 0.86 |");
+    expect(md).toContain(
+      "| step | r2backup → local R2 (Worker) | Litestream v0.3.13 → local R2 over S3 | ratio | r2backup → directory | Litestream v0.3.13 → file | ratio | ratio, r2backup → local R2 over Litestream → file |",
+    );
+    expect(md).toContain("| full backup, wall | 20 s | 40 s | 0.5 | 18 s | 25 s | 0.72 | 0.8 |");
+    expect(md).toContain("| full backup, workerd CPU (Worker + local R2) | 25 s | 12 s |  | 0 s | 0 s |  |  |");
+    expect(md).toContain("| bytes stored | 300 MB | 400 MB | 0.75 | 300 MB | 400 MB | 0.75 | 0.75 |");
+    expect(md).toContain("| restore + integrity_check, wall | 12 s | 14 s | 0.86 | 9 s | 10 s | 0.9 | 1.2 |");
     expect(md).toContain("Storage floor: of r2backup's 20 s full backup, the local R2 alone needs 8 s to take its 300 MB (a multipart upload through the Worker in 5 MiB parts");
     expect(md).toContain("of its 12 s restore, 3 s to serve them back");
-    // Every table row has the six columns.
-    for (const line of md.split("\n").filter((l) => l.startsWith("| "))) expect(line.split(" | ")).toHaveLength(6);
+    // Every table row has the eight columns.
+    for (const line of md.split("\n").filter((l) => l.startsWith("| "))) expect(line.split(" | ")).toHaveLength(8);
   });
 
   it("takes the median of the runs", () => {
