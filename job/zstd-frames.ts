@@ -1,4 +1,6 @@
 import { Transform, type TransformCallback } from "node:stream";
+import { promisify } from "node:util";
+import { zstdDecompress, type ZstdOptions } from "node:zlib";
 
 /** What the cutter reads next (`skip`: bytes it passes without reading; `broken`: not a stream it knows). */
 type CutterState = "magic" | "skippableLength" | "frameHeader" | "blockHeader" | "skip" | "broken";
@@ -37,6 +39,11 @@ export class ZstdFrameCutter {
   /** Data frames begun so far; the first of them (1 is the first) whose header says it carries no content checksum. */
   frames = 0;
   firstUnchecked: number | undefined;
+
+  /** True between frames: the bytes cut so far end where a frame ends (the last piece of the last `cut` ended one). */
+  get betweenFrames(): boolean {
+    return this.#state === "magic" && this.#have === 0;
+  }
 
   /** `chunk` as consecutive pieces, each ending where `chunk` or a frame ends. */
   cut(chunk: Uint8Array): Uint8Array[] {
@@ -158,6 +165,74 @@ export function frameAligned(options: { requireChecksums?: boolean } = {}): Tran
       }
       for (const piece of pieces) this.push(piece);
       done();
+    },
+  });
+}
+
+const decodeFrame = promisify(zstdDecompress) as (frame: Uint8Array, options: ZstdOptions) => Promise<Buffer>;
+
+/**
+ * A stream stage that decodes a zstd stream of whole frames of at most `maxFrameBytes` each (a database object
+ * from `compressFile`: job/stream.ts, FRAME_BYTES), `inFlight` frames at once on the libuv pool, and passes the
+ * decoded frames on in order. The serial decoder (`createZstdDecompress`) keeps one core busy; a restore's
+ * download of 1 GiB spends most of its time there (bench/results).
+ *
+ * Each frame is handed to zstd alone (cut by ZstdFrameCutter): Node's one-shot decoder reads only the first frame
+ * of its input when that frame ends with room left in the output buffer, and drops the rest without an error.
+ * zstd checks every frame's content checksum. Memory stays bounded whatever the bytes: a frame that decodes
+ * to more than `maxFrameBytes` fails (zstd stops at that size), and so does one whose compressed bytes exceed
+ * what such a frame can take, before they are all held. With `requireChecksums`, a frame without a checksum fails.
+ */
+export function parallelFrameDecoder(options: { maxFrameBytes: number; inFlight: number; requireChecksums?: boolean }): Transform {
+  const cutter = new ZstdFrameCutter();
+  // zstd stores incompressible data as raw blocks: 3 header bytes per 128 KiB block, a frame header and a checksum.
+  const maxCompressed = options.maxFrameBytes + 64 * 1024;
+  const decodeOptions = { chunkSize: options.maxFrameBytes + 64, maxOutputLength: options.maxFrameBytes } as ZstdOptions;
+  const queue: Promise<Buffer>[] = [];
+  let pieces: Uint8Array[] = [];
+  let held = 0;
+  let frame = 0;
+  const submit = () => {
+    const bytes = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, held);
+    frame++;
+    const n = frame;
+    const decoded = decodeFrame(bytes, decodeOptions).catch((e: unknown) => {
+      throw new Error(`zstd frame ${n}: ${(e as Error).message}`);
+    });
+    decoded.catch(() => {}); // awaited in order below; a later frame's failure is reported when its turn comes
+    queue.push(decoded);
+    pieces = [];
+    held = 0;
+  };
+  async function drainTo(stream: Transform, limit: number): Promise<void> {
+    while (queue.length > limit) stream.push(await queue.shift()!);
+  }
+  return new Transform({
+    highWaterMark: 1 << 20, // as the stages around it in a restore (job/restore/download.ts)
+    transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
+      const cut = cutter.cut(chunk);
+      if (options.requireChecksums && cutter.firstUnchecked !== undefined) {
+        done(new Error(`zstd frame ${cutter.firstUnchecked} carries no content checksum, and the manifest says every frame does`));
+        return;
+      }
+      for (let i = 0; i < cut.length; i++) {
+        const piece = cut[i]!;
+        pieces.push(piece);
+        held += piece.byteLength;
+        if (held > maxCompressed) {
+          done(new Error(`zstd frame ${frame + 1} is over ${maxCompressed} bytes compressed: not a frame of at most ${options.maxFrameBytes} bytes`));
+          return;
+        }
+        if (i < cut.length - 1 || cutter.betweenFrames) submit();
+      }
+      drainTo(this, options.inFlight - 1).then(() => done(), done);
+    },
+    flush(done: TransformCallback) {
+      if (held > 0) {
+        done(new Error(`the zstd stream ends inside frame ${frame + 1}`));
+        return;
+      }
+      drainTo(this, 0).then(() => done(), done);
     },
   });
 }

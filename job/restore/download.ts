@@ -2,12 +2,17 @@ import { createHash, type Hash } from "node:crypto";
 import { close, open, write } from "node:fs";
 import { Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { availableParallelism } from "node:os";
 import { createZstdDecompress, type ZstdOptions } from "node:zlib";
 import { CONTENT_CHECKSUM, type FileEntry } from "../../core/index.ts";
 import { JobError } from "../errors.ts";
 import type { BackupStore } from "../store/types.ts";
 import { hashFileOnThread } from "./hash-file.ts";
-import { frameAligned } from "../zstd-frames.ts";
+import { FRAME_BYTES } from "../stream.ts";
+import { frameAligned, parallelFrameDecoder } from "../zstd-frames.ts";
+
+/** Frames decoded at once in a restore of a database (parallelFrameDecoder): the libuv pool's 4 threads at most. */
+const DECODE_IN_FLIGHT = Math.min(4, Math.max(2, availableParallelism()));
 
 /**
  * The download adapter of restore: streams one stored object, resuming an interrupted transfer with a
@@ -26,6 +31,11 @@ export interface DownloadOptions {
   onBytes?: (received: number) => void;
   /** Called on each resume (for logs and tests). */
   onResume?: (info: { key: string; offset: number; reason: string }) => void;
+  /**
+   * The object is a database compressed by `compressFile` (frames of FRAME_BYTES): decoded several frames at once
+   * (job/zstd-frames.ts, parallelFrameDecoder) when its manifest says every frame carries its checksum (0.3 on).
+   */
+  databaseFrames?: boolean;
   /** Sees every stored byte once, in order (the stored sha256 is taken here, without a stream stage). */
   onChunk?: (chunk: Uint8Array) => void;
   /**
@@ -170,14 +180,30 @@ export class HashingFileSink extends Writable {
    * `_outBuffer`); should a Node release change that field, nothing is freed and the restore is only slower.
    * Only for a sink that the decompressor alone feeds.
    */
-  constructor(path: string, options: { hash?: boolean; releaseBuffersOf?: Transform } = {}) {
+  constructor(path: string, options: { hash?: boolean; releaseBuffersOf?: Transform; releaseWritten?: boolean } = {}) {
     super({ highWaterMark: 1 << 20 });
     this.#path = path;
     this.hash = options.hash === false ? undefined : createHash("sha256");
     this.#releaseFrom = options.releaseBuffersOf as { _outBuffer?: unknown } | undefined;
+    this.#releaseWritten = options.releaseWritten === true;
   }
 
+  readonly #releaseWritten: boolean;
+
   #release(chunk: Buffer): void {
+    if (this.#releaseWritten) {
+      // Each chunk is a decoded frame in a buffer of its own (parallelFrameDecoder): freed once it is on disk.
+      const buffer = chunk.buffer;
+      if (buffer instanceof ArrayBuffer && buffer.byteLength >= 64 * 1024) {
+        try {
+          buffer.transfer(0);
+          this.released++;
+        } catch {
+          // Not detachable: the GC frees it later.
+        }
+      }
+      return;
+    }
     const buffer = chunk.buffer;
     if (!this.#releaseFrom || !(buffer instanceof ArrayBuffer) || chunk.byteOffset + chunk.byteLength !== buffer.byteLength) return;
     const current = this.#releaseFrom._outBuffer;
@@ -261,19 +287,31 @@ export async function downloadObject(store: BackupStore, key: string, expected: 
   // 256 KiB output chunks rather than zlib's 16 KiB (which costs 3x the CPU at 1 GiB), and 1 MiB between the
   // stages so the network, zstd (on the libuv pool) and the writes overlap. Larger buffers bought no speed
   // in the bench and only raised the peak RSS (target: 200 MiB).
-  const decompress = expected.compression === "zstd" ? createZstdDecompress({ chunkSize: 256 << 10, highWaterMark: 1 << 20 } as ZstdOptions) : undefined;
+  const checked = expected.contentChecksum === CONTENT_CHECKSUM;
+  const parallel = expected.compression === "zstd" && checked && options.databaseFrames === true;
+  const decompress =
+    expected.compression !== "zstd"
+      ? undefined
+      : parallel
+        ? parallelFrameDecoder({ maxFrameBytes: FRAME_BYTES, inFlight: DECODE_IN_FLIGHT, requireChecksums: true })
+        : createZstdDecompress({ chunkSize: 256 << 10, highWaterMark: 1 << 20 } as ZstdOptions);
   // The decompressed bytes are hashed only for a manifest that records their sha256 (before 0.3); from 0.3 on
   // the decoder checks every frame's content checksum, and a frame without one is refused (job/zstd-frames.ts).
   // (Stored uncompressed, the bytes are the stored ones, checked by their sha256.)
   const plainSha256 = expected.uncompressedSha256;
   const deferred = typeof sink === "string" && options.deferFileHash === true && plainSha256 !== undefined;
   const hashPlain = plainSha256 !== undefined && !deferred;
-  const plain = typeof sink === "string" ? new HashingFileSink(sink, { hash: hashPlain, ...(decompress ? { releaseBuffersOf: decompress } : {}) }) : undefined;
+  const plain =
+    typeof sink === "string"
+      ? new HashingFileSink(sink, { hash: hashPlain, ...(parallel ? { releaseWritten: true } : decompress ? { releaseBuffersOf: decompress } : {}) })
+      : undefined;
   const tap = plain ? undefined : new HashTap({ hash: hashPlain });
   // The decoder gets the stream frame by frame (job/zstd-frames.ts): Node's loses its place when a network chunk
   // ends inside a frame's last bytes.
-  const checked = expected.contentChecksum === CONTENT_CHECKSUM;
-  const stages: Writable[] = [...(decompress ? [frameAligned({ requireChecksums: checked }), decompress] : []), ...(tap ? [tap, sink as Writable] : [plain!])];
+  const stages: Writable[] = [
+    ...(decompress ? (parallel ? [decompress] : [frameAligned({ requireChecksums: checked }), decompress]) : []),
+    ...(tap ? [tap, sink as Writable] : [plain!]),
+  ];
   try {
     await pipeline(source, ...(stages as [Transform, Writable]));
   } catch (e) {

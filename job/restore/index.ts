@@ -310,6 +310,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         const got = await downloadObject(store, key, entry, temps.get(t.source)!, {
           resumes: options.resumes ?? 5,
           deferFileHash: true,
+          databaseFrames: true,
           onBytes: (n) => onProgress?.({ phase: "download", key, bytes: n, total: entry.size }),
         });
         bytes += got.bytes;

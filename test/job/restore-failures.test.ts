@@ -129,7 +129,7 @@ describe("a decompressed database that differs from the manifest", () => {
       // One bit of the frame's content checksum (its last 4 bytes) flipped.
       "a frame whose content does not match its checksum fails naming the object",
       (stored: Uint8Array) => Buffer.concat([stored.subarray(0, -1), Buffer.from([stored.at(-1)! ^ 1])]),
-      "the stored bytes match the manifest but do not decode: Restored data doesn't match checksum",
+      "the stored bytes match the manifest but do not decode: zstd frame 1: Restored data doesn't match checksum",
     ],
     [
       "frames without checksums, where the manifest says every frame has one, are refused before they are decoded",

@@ -10,7 +10,7 @@ import { CONTENT_CHECKSUM } from "../../core/index.ts";
 import { downloadObject } from "../../job/restore/download.ts";
 import type { BackupStore } from "../../job/store/types.ts";
 import { compressFile, FRAME_BYTES } from "../../job/stream.ts";
-import { frameAligned, ZstdFrameCutter } from "../../job/zstd-frames.ts";
+import { frameAligned, parallelFrameDecoder, ZstdFrameCutter } from "../../job/zstd-frames.ts";
 import { chunked, zstdFrames } from "./zstd-walk.ts";
 
 let dir: string;
@@ -192,6 +192,69 @@ describe("a restore's download over a network that cuts anywhere", () => {
         expect(result.uncompressedBytes).toBe(plain.length);
         expect((await readFile(out)).equals(plain)).toBe(true);
       }
+    }
+  });
+});
+
+describe("parallelFrameDecoder (a database's frames decoded several at once)", () => {
+  const decode = async (chunks: Buffer[], options: { maxFrameBytes?: number; inFlight?: number } = {}) => {
+    const out: Buffer[] = [];
+    await pipeline(
+      Readable.from(chunks),
+      parallelFrameDecoder({ maxFrameBytes: options.maxFrameBytes ?? FRAME_BYTES, inFlight: options.inFlight ?? 3, requireChecksums: true }),
+      async function collect(source: AsyncIterable<Buffer>) {
+        for await (const c of source) out.push(c);
+      },
+    );
+    return Buffer.concat(out);
+  };
+
+  it("gives back the file in order, whatever the chunks: around every frame end, single bytes, random sizes, one buffer", async () => {
+    const cutsAround = (k: number) => ends.map((e) => e - k);
+    for (const k of [1, 2, 3, 4, 0, -1]) expect((await decode(chunked(stream, cutsAround(k)))).equals(plain), `cut ${k} before each frame end`).toBe(true);
+    const random = [] as number[];
+    for (let at = 0; at < stream.length; at += 1 + Math.floor(Math.random() * 300_000)) random.push(at);
+    expect((await decode(chunked(stream, random))).equals(plain)).toBe(true);
+    expect((await decode([stream], { inFlight: 1 })).equals(plain)).toBe(true);
+    const firstFrameByteByByte = Array.from({ length: ends[0]! }, (_, i) => i + 1);
+    expect((await decode(chunked(stream, firstFrameByteByByte))).equals(plain)).toBe(true);
+  });
+
+  it("names the frame whose content does not match its checksum", async () => {
+    const bad = Buffer.from(stream);
+    bad[ends[2]! - 1]! ^= 1; // the last byte of frame 3's checksum
+    await expect(decode([bad])).rejects.toThrow(/zstd frame 3: Restored data doesn't match checksum/);
+  });
+
+  it("keeps its memory bounded: a frame that decodes past the limit, bytes that are no frame, a stream cut inside a frame", async () => {
+    const big = zstdCompressSync(Buffer.alloc(3 * FRAME_BYTES, 7), { params: { [constants.ZSTD_c_checksumFlag]: 1 } });
+    await expect(decode([big])).rejects.toThrow(/zstd frame 1: Cannot create a Buffer larger than/);
+    const garbage = Buffer.alloc(8 * FRAME_BYTES);
+    randomFillSync(garbage);
+    garbage.writeUInt32LE(0x12345678, 0); // no frame's magic: the cutter passes the rest whole, and it is not all held
+    const cuts = Array.from({ length: 128 }, (_, i) => (i + 1) * 65536);
+    await expect(decode(chunked(garbage, cuts))).rejects.toThrow(/zstd frame 1 is over 1114112 bytes compressed: not a frame of at most 1048576 bytes/);
+    await expect(decode([stream.subarray(0, ends[4]! + 100)])).rejects.toThrow(/the zstd stream ends inside frame 6/);
+  });
+
+  it("restores through downloadObject with databaseFrames, from a network that cuts anywhere", async () => {
+    const key = "backups/full/20260101T000000Z/app.db.zst";
+    const expected = { size: stream.length, sha256: sha256(stream), compression: "zstd" as const, uncompressedSize: plain.length, contentChecksum: CONTENT_CHECKSUM };
+    for (const k of [1, 4, 0]) {
+      const out = join(dir, `restored-parallel-${k}.db`);
+      const result = await downloadObject(
+        storeServing(
+          key,
+          stream,
+          ends.map((e) => e - k),
+        ),
+        key,
+        expected,
+        out,
+        { databaseFrames: true },
+      );
+      expect(result.uncompressedBytes).toBe(plain.length);
+      expect((await readFile(out)).equals(plain)).toBe(true);
     }
   });
 });
