@@ -329,7 +329,8 @@ export class DirStore implements BackupStore {
             if (objects.length + prefixes.length >= limit) return { objects, prefixes, truncated: true, cursor: last! };
             prefixes.push(group);
           }
-          last = key;
+          // Past every key of the group, so the next page does not list it again.
+          last = `${group}\uffff`;
           continue;
         }
       }

@@ -78,6 +78,20 @@ export function storeConformance(name: string, setup: () => { store: BackupStore
       expect(grouped.prefixes).toEqual(["backups/incremental/"]);
     });
 
+    it("lists grouped prefixes page by page, each once", async () => {
+      const { store } = setup();
+      for (const id of ["20260101T000000Z", "20260102T000000Z", "20260103T000000Z"]) for (const f of ["a.db.zst", "metadata.json"]) await store.put(`backups/full/${id}/${f}`, f);
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      for (let pages = 0; pages < 10; pages++) {
+        const page = await store.list("backups/full/", { delimiter: "/", limit: 1, ...(cursor ? { cursor } : {}) });
+        seen.push(...page.prefixes);
+        if (!page.truncated) break;
+        cursor = page.cursor;
+      }
+      expect(seen).toEqual(["backups/full/20260101T000000Z/", "backups/full/20260102T000000Z/", "backups/full/20260103T000000Z/"]);
+    });
+
     it("multipart: equal parts then a short last one; the completed object is their concatenation with the S3 multipart etag", async () => {
       const { store } = setup();
       const key = "backups/full/20260101T000000Z/big.db.zst";
