@@ -5,6 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MAX_CLOCK_SKEW_MS } from "../../core/api.ts";
+import { DEFAULT_RETENTION } from "../../core/retention.ts";
 import {
   CHAIN_HEAD_KEY,
   CHAIN_PREFIX,
@@ -46,6 +47,7 @@ const LIST_LIMIT = 1000;
  * commit, a commit only of a set whose objects are all stored, the chain appended by compare-and-swap (here
  * under a lock file), deletes for the admin role only. Objects are written whole to a temporary file, synced and
  * then linked or renamed into place: a crash leaves no partial object under a key. The clock is this machine's.
+ * One machine at a time: the chain lock holds a pid, which only this machine can check.
  */
 export class DirStore implements BackupStore {
   readonly root: string;
@@ -272,7 +274,28 @@ export class DirStore implements BackupStore {
 
   async #temp(): Promise<string> {
     await mkdir(this.#own("tmp"), { recursive: true });
+    this.#swept ??= this.#sweep();
+    await this.#swept;
     return this.#own("tmp", `${process.pid}.${randomUUID()}`);
+  }
+
+  #swept: Promise<void> | undefined;
+
+  /**
+   * What runs killed half-way left, once per store: temporary files and multipart uploads older than the bucket's
+   * lifecycle rule aborts an incomplete upload after (core's DEFAULT_RETENTION.abortMultipartDays), so no run still
+   * writes them. Never a file under a key.
+   */
+  async #sweep(): Promise<void> {
+    const before = Date.now() - DEFAULT_RETENTION.abortMultipartDays * 24 * 3600 * 1000;
+    for (const area of ["tmp", "uploads"]) {
+      const names = await readdir(this.#own(area)).catch(() => [] as string[]);
+      for (const name of names) {
+        const path = this.#own(area, name);
+        const st = await stat(path).catch(() => undefined);
+        if (st && st.mtimeMs < before) await rm(path, { recursive: true, force: true });
+      }
+    }
   }
 
   async #stored(key: string, path: string, sha256?: string): Promise<StoredObject> {

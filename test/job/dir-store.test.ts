@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { CHAIN_HEAD_KEY, parseChainHead } from "../../core/chain.ts";
 import { JobError } from "../../job/errors.ts";
@@ -148,6 +148,21 @@ describe("DirStore", () => {
     expect(err).toBeInstanceOf(HttpStatusError);
     expect((err as HttpStatusError).status).toBe(409);
     expect(await new Response((await store.get(key))!.body).text()).toBe("one");
+  });
+
+  it("what a run killed half-way left (a temporary file, an upload) is removed once it is past the lifecycle's age; newer ones stay", async () => {
+    const root = join(dir.path, "sweep");
+    const own = join(root, ".r2backup");
+    await mkdir(join(own, "tmp"), { recursive: true });
+    await mkdir(join(own, "uploads", "00000000-0000-4000-8000-000000000000"), { recursive: true });
+    await writeFile(join(own, "tmp", "123.old"), "half");
+    await writeFile(join(own, "tmp", "124.new"), "half");
+    const old = new Date(Date.now() - 2 * 24 * 3600 * 1000);
+    await utimes(join(own, "tmp", "123.old"), old, old);
+    await utimes(join(own, "uploads", "00000000-0000-4000-8000-000000000000"), old, old);
+    await new DirStore({ root }).put("backups/state/latest.json", "{}");
+    expect(readdirSync(join(own, "tmp"))).toEqual(["124.new"]);
+    expect(readdirSync(join(own, "uploads"))).toEqual([]);
   });
 
   it("a file range that ends before its length stores nothing and leaves no temporary file", async () => {
