@@ -147,6 +147,12 @@ export class ZstdFrameCutter {
   }
 }
 
+/** The refusal of a stream whose manifest says every frame carries its checksum, once a frame without one was cut. */
+function uncheckedFrame(cutter: ZstdFrameCutter): Error | undefined {
+  if (cutter.firstUnchecked === undefined) return undefined;
+  return new Error(`zstd frame ${cutter.firstUnchecked} carries no content checksum, and the manifest says every frame does`);
+}
+
 /**
  * A stream stage that passes a zstd stream on cut where its frames end (see ZstdFrameCutter). With
  * `requireChecksums` (a manifest that says every frame carries its content checksum, core/manifest.ts
@@ -159,8 +165,9 @@ export function frameAligned(options: { requireChecksums?: boolean } = {}): Tran
     highWaterMark: 1 << 20, // as the stages around it in a restore (job/restore/download.ts)
     transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
       const pieces = cutter.cut(chunk);
-      if (options.requireChecksums && cutter.firstUnchecked !== undefined) {
-        done(new Error(`zstd frame ${cutter.firstUnchecked} carries no content checksum, and the manifest says every frame does`));
+      const unchecked = options.requireChecksums ? uncheckedFrame(cutter) : undefined;
+      if (unchecked) {
+        done(unchecked);
         return;
       }
       for (const piece of pieces) this.push(piece);
@@ -211,8 +218,9 @@ export function parallelFrameDecoder(options: { maxFrameBytes: number; inFlight:
     highWaterMark: 1 << 20, // as the stages around it in a restore (job/restore/download.ts)
     transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
       const cut = cutter.cut(chunk);
-      if (options.requireChecksums && cutter.firstUnchecked !== undefined) {
-        done(new Error(`zstd frame ${cutter.firstUnchecked} carries no content checksum, and the manifest says every frame does`));
+      const unchecked = options.requireChecksums ? uncheckedFrame(cutter) : undefined;
+      if (unchecked) {
+        done(unchecked);
         return;
       }
       for (let i = 0; i < cut.length; i++) {

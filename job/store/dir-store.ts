@@ -22,7 +22,18 @@ import { ContractError } from "../../core/errors.ts";
 import { futureKeyReason, isOverwritableKey, manifestKey, validateObjectKey } from "../../core/keys.ts";
 import { JobError } from "../errors.ts";
 import { acquireLock } from "../lock.ts";
-import { HttpStatusError, type BackupStore, type Body, type ChainView, type CommitOutcome, type GetResult, type ListPage, type PutOptions, type StoredObject } from "./types.ts";
+import {
+  HttpStatusError,
+  listEvery,
+  type BackupStore,
+  type Body,
+  type ChainView,
+  type CommitOutcome,
+  type GetResult,
+  type ListPage,
+  type PutOptions,
+  type StoredObject,
+} from "./types.ts";
 
 export interface DirStoreOptions {
   /** The directory that holds `backups/` (a bucket's layout: each key is a file under it). */
@@ -366,14 +377,7 @@ export class DirStore implements BackupStore {
   }
 
   async listAll(prefix: string): Promise<StoredObject[]> {
-    const all: StoredObject[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.list(prefix, cursor ? { cursor } : {});
-      all.push(...page.objects);
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
-    return all;
+    return listEvery(this, prefix);
   }
 
   async delete(key: string): Promise<void> {

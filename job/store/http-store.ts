@@ -7,6 +7,7 @@ import { addSecret, addUrlSecrets } from "../log.ts";
 import {
   HttpStatusError,
   bodyLength,
+  listEvery,
   type BackupStore,
   type Body,
   type ChainView,
@@ -298,14 +299,7 @@ export class HttpStore implements BackupStore {
   }
 
   async listAll(prefix: string): Promise<StoredObject[]> {
-    const all: StoredObject[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.list(prefix, cursor ? { cursor } : {});
-      all.push(...page.objects);
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
-    return all;
+    return listEvery(this, prefix);
   }
 
   async delete(key: string): Promise<void> {

@@ -104,3 +104,15 @@ export interface BackupStore {
   completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<StoredObject>;
   abortMultipart(key: string, uploadId: string): Promise<void>;
 }
+
+/** Every object under a prefix, following the cursor page by page: `listAll` of each store. */
+export async function listEvery(store: Pick<BackupStore, "list">, prefix: string): Promise<StoredObject[]> {
+  const all: StoredObject[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.list(prefix, cursor ? { cursor } : {});
+    all.push(...page.objects);
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return all;
+}
