@@ -104,9 +104,20 @@ async function removeStale(path: string, seen: { text: string; ino: number }): P
 /** Takes the lock or throws `busy`. */
 export async function acquireLock(path: string, options: LockOptions = {}): Promise<Lock> {
   if (held.has(path)) throw busy(path, "a backup is already running in this process");
+  // Taken for this process before the first await: a second call in this process meanwhile is busy, instead of
+  // finding its own pid in the file, which reads as stale, and taking the lock over.
+  held.add(path);
+  try {
+    return await take(path, options);
+  } catch (e) {
+    held.delete(path);
+    throw e;
+  }
+}
+
+async function take(path: string, options: LockOptions): Promise<Lock> {
   for (let attempt = 0; attempt < 3; attempt++) {
     if (await create(path)) {
-      held.add(path);
       let released = false;
       return {
         path,

@@ -113,6 +113,16 @@ describe("lock", () => {
     await (await acquireLock(path)).release();
   });
 
+  it("two locks asked for at once in the same process: one is held, the other is busy (it does not read its own pid as stale)", async () => {
+    const path = join(dir.path, "both.lock");
+    const results = await Promise.allSettled([acquireLock(path), acquireLock(path)]);
+    expect(results.map((r) => r.status).sort()).toEqual(["fulfilled", "rejected"]);
+    const failed = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    expect((failed.reason as JobError).exitCode).toBe(EXIT.busy);
+    for (const r of results) if (r.status === "fulfilled") await r.value.release();
+    await (await acquireLock(path)).release();
+  });
+
   it("two runs that find the same stale lock: the one that takes it over second is busy and leaves the first's lock in place", async () => {
     const path = join(dir.path, "race.lock");
     await writeFile(path, "2147483646\n"); // its owner is gone

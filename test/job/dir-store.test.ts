@@ -112,6 +112,19 @@ describe("DirStore", () => {
     expect(readdirSync(join(root, ".r2backup", "tmp"))).toEqual([]);
   });
 
+  it("two commits at once in one process, on one head: one set joins the chain, the other is told the chain moved", async () => {
+    const root = join(dir.path, "race-in-process");
+    await mkdir(root);
+    const stores = [new DirStore({ root }), new DirStore({ root })];
+    const ids = ["20260101T000002Z", "20260101T000003Z"];
+    for (const id of ids) await stores[0]!.put(`backups/full/${id}/${oneByteSetFile("full")}`, ONE_BYTE);
+    const outcomes = await Promise.all(
+      ids.map((id, i) => stores[i % 2]!.commitSet(oneByteSetManifest({ kind: "full", id, base: id, previous: null, capturedAt: "2026-01-01T00:00:00.000Z" }), 0)),
+    );
+    expect(outcomes.map((o) => ("committed" in o ? "committed" : "moved")).sort()).toEqual(["committed", "moved"]);
+    expect((await stores[0]!.chain()).head?.length).toBe(1);
+  });
+
   it("a commit of a set with an object missing is refused and the chain is unchanged", async () => {
     const root = join(dir.path, "incomplete");
     await mkdir(root);
