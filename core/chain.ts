@@ -187,6 +187,11 @@ export function parseChainHead(text: string | unknown, where = "head"): ChainHea
   return { format: CHAIN_FORMAT, length: h.length, segments, tail, updatedAt: h.updatedAt };
 }
 
+/** The stored text of a sealed segment (what `parseChainSegment` reads back): the Worker and the directory store write it. */
+export function chainSegmentText(segment: ChainSegment): string {
+  return JSON.stringify({ format: segment.format, seq: segment.seq, entries: segment.entries });
+}
+
 /** Parses and checks a sealed segment against the reference the head holds. */
 export function parseChainSegment(text: string | unknown, ref: ChainSegmentRef): ChainSegment {
   const s = parseJson(text, ref.key) as Partial<ChainSegment> | null;

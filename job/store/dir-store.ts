@@ -10,6 +10,7 @@ import {
   CHAIN_HEAD_KEY,
   CHAIN_PREFIX,
   appendEntry,
+  chainSegmentText,
   entryFromManifest,
   headFromEntries,
   parseChainHead,
@@ -22,11 +23,14 @@ import { ContractError } from "../../core/errors.ts";
 import { futureKeyReason, isOverwritableKey, manifestKey, validateObjectKey } from "../../core/keys.ts";
 import { JobError } from "../errors.ts";
 import { acquireLock } from "../lock.ts";
+import { fsyncPath } from "../restore/replace.ts";
+import { hashFile } from "../stream.ts";
 import {
   HttpStatusError,
   listEvery,
   type BackupStore,
   type Body,
+  type FileRange,
   type ChainView,
   type CommitOutcome,
   type GetResult,
@@ -64,7 +68,6 @@ export class DirStore implements BackupStore {
   readonly root: string;
   readonly #admin: boolean;
   readonly #signal: AbortSignal | undefined;
-  #commits: Promise<unknown> = Promise.resolve();
 
   constructor(options: DirStoreOptions) {
     if (!options.root) throw new JobError("usage", "configure store directory: none given", { hint: "pass --dir <the directory that holds backups/>" });
@@ -118,31 +121,30 @@ export class DirStore implements BackupStore {
     }
   }
 
-  /** One commit at a time in this process, and across processes under `<root>/.r2backup/chain.lock`. */
+  /**
+   * One commit at a time under `<root>/.r2backup/chain.lock`, across processes and within this one (job/lock.ts
+   * refuses a second holder in the same process too): a busy lock is waited for, up to 30 s.
+   */
   async #underChainLock<T>(operation: string, work: () => Promise<T>): Promise<T> {
-    const run = this.#commits.then(async () => {
-      await mkdir(this.#own(), { recursive: true });
-      const path = this.#own("chain.lock");
-      for (let waited = 0; ; waited += 50) {
-        const lock = await acquireLock(path).catch((e: unknown) => {
-          if (e instanceof JobError && e.kind === "busy" && waited < 30_000) return undefined;
-          if (e instanceof JobError && e.kind === "busy")
-            throw new JobError("busy", `${operation}: another run held '${path}' for 30 s`, { hint: "wait for it to end, then run again" });
-          throw e;
-        });
-        if (!lock) {
-          await sleep(50);
-          continue;
-        }
-        try {
-          return await work();
-        } finally {
-          await lock.release();
-        }
+    await mkdir(this.#own(), { recursive: true });
+    const path = this.#own("chain.lock");
+    for (let waited = 0; ; waited += 50) {
+      const lock = await acquireLock(path).catch((e: unknown) => {
+        if (e instanceof JobError && e.kind === "busy" && waited < 30_000) return undefined;
+        if (e instanceof JobError && e.kind === "busy")
+          throw new JobError("busy", `${operation}: another run held '${path}' for 30 s`, { hint: "wait for it to end, then run again" });
+        throw e;
+      });
+      if (!lock) {
+        await sleep(50);
+        continue;
       }
-    });
-    this.#commits = run.catch(() => undefined);
-    return run;
+      try {
+        return await work();
+      } finally {
+        await lock.release();
+      }
+    }
   }
 
   async commitSet(manifest: string, expect: number): Promise<CommitOutcome> {
@@ -174,7 +176,7 @@ export class DirStore implements BackupStore {
       if (existing === undefined) await this.#writeObject(operation, key, bytes, { sha256: sha256Of(bytes) });
       else if (!existing.equals(bytes)) throw new JobError("failed", `${operation}: another manifest is stored at '${key}'`, { hint: "take the set again under a new id" });
       const next = appendEntry(head, entry, now);
-      if (next.seal) await this.#replace(next.seal.key, JSON.stringify({ format: next.seal.format, seq: next.seal.seq, entries: next.seal.entries }));
+      if (next.seal) await this.#replace(next.seal.key, chainSegmentText(next.seal));
       await this.#replace(CHAIN_HEAD_KEY, JSON.stringify(next.head));
       return { committed: { key, entry, head: next.head } };
     });
@@ -199,7 +201,7 @@ export class DirStore implements BackupStore {
       });
     return this.#underChainLock("rebuild chain", async () => {
       const built = headFromEntries(entries, new Date());
-      for (const s of built.segments) await this.#replace(s.key, JSON.stringify({ format: s.format, seq: s.seq, entries: s.entries }));
+      for (const s of built.segments) await this.#replace(s.key, chainSegmentText(s));
       await this.#replace(CHAIN_HEAD_KEY, JSON.stringify(built.head));
       return built.head;
     });
@@ -475,8 +477,6 @@ export class DirStore implements BackupStore {
   }
 }
 
-type FileRange = { path: string; offset: number; length: number };
-
 /** Writes the bodies one after another into a new file at `path`, synced (unless `sync` is false): its size, and its sha256 when `hash`. */
 async function copyInto(path: string, bodies: Body[], options: { sync?: boolean; hash?: boolean } = {}): Promise<{ size: number; sha256?: string }> {
   const sha = options.hash ? createHash("sha256") : undefined;
@@ -513,16 +513,6 @@ async function copyInto(path: string, bodies: Body[], options: { sync?: boolean;
   return { size, ...(sha ? { sha256: sha.digest("hex") } : {}) };
 }
 
-async function hashFile(path: string): Promise<{ size: number; sha256: string }> {
-  const hash = createHash("sha256");
-  let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: COPY_CHUNK })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { size, sha256: hash.digest("hex") };
-}
-
 function sha256Of(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
@@ -532,17 +522,9 @@ function weakEtag(st: { size: number; mtimeMs: number; ino: number }): string {
   return createHash("md5").update(`${st.ino}:${st.size}:${st.mtimeMs}`).digest("hex");
 }
 
-/** Syncs a directory, so a new name in it survives a crash (best effort where the file system cannot). */
+/** Syncs a directory, so a new name in it survives a crash (best effort: some file systems refuse fsync on one). */
 async function syncDir(dir: string): Promise<void> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(dir, "r");
-    await handle.sync();
-  } catch {
-    // Some file systems refuse fsync on a directory; the file itself was synced.
-  } finally {
-    await handle?.close();
-  }
+  await fsyncPath(dir).catch(() => {});
 }
 
 function emptyStream(handle: FileHandle): ReadableStream<Uint8Array> {

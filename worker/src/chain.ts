@@ -4,6 +4,7 @@ import {
   CHAIN_PREFIX,
   MAX_MANIFESTS_PER_READ,
   appendEntry,
+  chainSegmentText,
   entryFromManifest,
   headFromEntries,
   parseChainEntry,
@@ -134,7 +135,7 @@ async function commit(request: Request, url: URL, env: Env): Promise<Response> {
     throw new HttpError(409, "conflict", `${operation}: another manifest is stored at '${key}' (take the set again under a new id)`);
   }
   const { head, seal } = appendEntry(current?.head ?? null, entry, now);
-  if (seal) await r2Call("seal chain segment", seal.key, () => bucket.put(seal.key, JSON.stringify({ format: seal.format, seq: seal.seq, entries: seal.entries })));
+  if (seal) await r2Call("seal chain segment", seal.key, () => bucket.put(seal.key, chainSegmentText(seal)));
   const onlyIf = current ? { etagMatches: current.etag } : new Headers({ "If-None-Match": "*" });
   const moved = (await r2Call("move chain head", CHAIN_HEAD_KEY, () => bucket.put(CHAIN_HEAD_KEY, JSON.stringify(head), { onlyIf }))) === null;
   if (moved) {
@@ -168,8 +169,7 @@ async function rebuild(request: Request, env: Env, role: Role): Promise<Response
   } catch (e) {
     throw new HttpError(400, "bad_request", `rebuild chain: ${e instanceof ContractError ? e.message : 'the body is not JSON {"entries": [...]}'}`);
   }
-  for (const s of built.segments)
-    await r2Call("write chain segment", s.key, () => env.BACKUP_BUCKET.put(s.key, JSON.stringify({ format: s.format, seq: s.seq, entries: s.entries })));
+  for (const s of built.segments) await r2Call("write chain segment", s.key, () => env.BACKUP_BUCKET.put(s.key, chainSegmentText(s)));
   await r2Call("write chain head", CHAIN_HEAD_KEY, () => env.BACKUP_BUCKET.put(CHAIN_HEAD_KEY, JSON.stringify(built.head)));
   const answer: ApiChain = { now: built.head.updatedAt, head: built.head };
   return json(answer, 201);
